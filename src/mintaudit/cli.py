@@ -1,0 +1,239 @@
+"""The ``mintaudit`` command line: parses, calls one public function, prints. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mintaudit import __version__
+
+__all__ = ["main", "build_parser"]
+
+_EPILOG = "Examples:\n  "
+
+
+def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits", help="digits (embedded), fashion-mnist, mnist, kmnist, cifar10, "
+                   "cifar100, svhn, gtsrb, tiny-imagenet, folder:PATH, npz:PATH (default: %(default)s)")
+    g.add_argument("--data-root", help="folder holding the data set files (default: $MINTAUDIT_DATA/<name>)")
+    g.add_argument("--image-size", type=int, help="resize images to this many pixels (folders, GTSRB)")
+    if sizes:
+        g.add_argument("--members", type=int, help="members: samples the audited model is trained on")
+        g.add_argument("--external", type=int, help="external samples (non-members the auditor holds)")
+        g.add_argument("--test", type=int, help="non-member test samples (official test split where there is one)")
+        g.add_argument("--splits", help="an existing splits.json to use (default: OUT/splits.json, made when missing)")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("audited model")
+    g.add_argument("--model", help="zoo name (objcls-cnn, tiny-cnn) or package.module:factory (default: the model trained in OUT)")
+    g.add_argument("--weights", help="weights of --model: .safetensors, or a .pt/.pth state dict (read with weights_only)")
+
+
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("MINT model")
+    g.add_argument("--detector", choices=["auto", "mlp", "cnn"], default="auto",
+                   help="cnn on activation maps, mlp on vectors; auto picks by shape (default: %(default)s)")
+    g.add_argument("--pooling", choices=["mean", "meanmax", "flatten"], default="meanmax", help="mlp input from maps (default: %(default)s)")
+    g.add_argument("--mint-epochs", type=int, default=40, help="max MINT-model epochs, early-stopped (default: %(default)s)")
+    g.add_argument("--known-fraction", type=float, default=0.5,
+                   help="share of members the auditor knows (MINT training); the rest are held out (default: %(default)s)")
+    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
+    g.add_argument("--float16", action="store_true", help="store activations as float16 (half the disk)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb (also used to document the options)."""
+    parser = argparse.ArgumentParser(
+        prog="mintaudit",
+        description="Membership Inference Test (MINT) audits: were these data used to train this model?",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Start with:  mintaudit demo --out runs/demo   (then open runs/demo/report.html)",
+    )
+    parser.add_argument("--version", action="version", version=f"mintaudit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML file of options (keys = option names); the command line wins")
+    common.add_argument("--seed", type=int, default=0, help="seed of splits, training and MINT models (default: %(default)s)")
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, help_: str, example: str, out: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG + example)
+        if out:
+            p.add_argument("--out", default="runs/audit", help="work directory (default: %(default)s)")
+        return p
+
+    p = verb("demo", "Train objcls-cnn on the embedded data, sweep its 7 taps with passive MINT, write the reports.",
+             "mintaudit demo --out runs/demo\n  mintaudit demo --dataset fashion-mnist --out runs/fmnist")
+    p.set_defaults(out="runs/demo")
+    _add_data(p, sizes=False)
+    p.add_argument("--epochs", type=int, help="training epochs of the audited model (default: 40 digits, 15 otherwise)")
+    p.add_argument("--fusion", choices=["none", "outputs", "both"], default="both",
+                   help="fuse output signals into the MINT model: none, outputs, or both rows per tap (default: %(default)s)")
+
+    p = verb("train", "Train an audited model on the members of the split (checkpoint each epoch).",
+             "mintaudit train --dataset fashion-mnist --model objcls-cnn --epochs 15 --out runs/fm")
+    _add_data(p)
+    p.add_argument("--model", default="objcls-cnn", help="zoo name or package.module:factory (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=15, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/model/checkpoint.pt")
+
+    p = verb("layers", "List every tappable layer of a model: index, name, type, output shape.",
+             "mintaudit layers objcls-cnn --dataset fashion-mnist\n  mintaudit layers runs/fm/model --dataset fashion-mnist",
+             out=False)
+    p.add_argument("model_ref", metavar="MODEL", help="zoo name, package.module:factory, or a saved model folder")
+    _add_data(p, sizes=False)
+
+    p = verb("extract", "Extract taps and output signals of every split sample into the on-disk cache.",
+             "mintaudit extract --out runs/fm --dataset fashion-mnist --taps 'block1.*,fc_relu'")
+    _add_data(p)
+    _add_model(p)
+    p.add_argument("--taps", default="published", help="published (L1..L7), all, names, indices or globs, comma-separated")
+    p.add_argument("--float16", action="store_true", help="store activations as float16")
+
+    p = verb("fit", "Fit a passive MINT model on one tap, save it, and add its result to OUT/report.json.",
+             "mintaudit fit --out runs/fm --dataset fashion-mnist --layer block1.relu2 --detector cnn")
+    _add_data(p)
+    _add_model(p)
+    p.add_argument("--layer", required=True, help="the tap: a name, an index, or a glob matching one layer")
+    p.add_argument("--fuse-outputs", action="store_true", help="also feed the output signals (loss, confidence...)")
+    _add_sweep(p)
+
+    p = verb("sweep", "Passive MINT on every tap (the study's sweep) plus the LOSS baseline; writes the reports.",
+             "mintaudit sweep --out runs/fm --dataset fashion-mnist --fusion both")
+    _add_data(p)
+    _add_model(p)
+    p.add_argument("--taps", default="published", help="published (L1..L7), all, names, indices or globs (default: %(default)s)")
+    p.add_argument("--fusion", choices=["none", "outputs", "both"], default="none",
+                   help="fuse output signals into the MINT model (default: %(default)s)")
+    _add_sweep(p)
+
+    p = verb("report", "Re-render report.html from a report.json and print its table.",
+             "mintaudit report runs/fm/report.json", out=False)
+    p.add_argument("report_path", metavar="REPORT_JSON")
+    return parser
+
+
+def _apply_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if not getattr(args, "config", None):
+        return args
+    import yaml
+
+    from mintaudit.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read --config {args.config!r}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {args.config!r} must hold a mapping of option: value")
+    subparser = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
+    valid = {a.dest for a in subparser._actions}
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - valid - {"config"})
+    if unknown:
+        raise ConfigError(f"--config {args.config!r}: unknown option(s) {', '.join(unknown)} for '{args.verb}'; "
+                          f"valid: {', '.join(sorted(valid - {'help', 'config'}))}")
+    subparser.set_defaults(**data)
+    return parser.parse_args(argv)
+
+
+def _resolved(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("debug", "quiet")}
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from mintaudit import pipeline
+    from mintaudit._io import atomic_write_json
+    from mintaudit.detectors import DetectorConfig
+    from mintaudit.passive import SweepConfig
+    from mintaudit.report import format_table
+    from mintaudit.training import TrainConfig
+
+    show = False if args.quiet else None
+    command = ["mintaudit", *argv]
+    if args.verb == "layers":
+        layers = pipeline.describe_layers(args.model_ref, args.dataset, data_root=args.data_root, image_size=args.image_size)
+        print(f"{'index':>5}  {'name':<28} {'type':<14} output shape")
+        for info in layers:
+            shape = "x".join(map(str, info.output_shape)) if info.output_shape else "-"
+            print(f"{info.index:>5}  {info.name:<28} {info.type:<14} {shape}")
+        return 0
+    if args.verb == "report":
+        json_path, html_path, table = pipeline.render(args.report_path)
+        print(table)
+        print(f"wrote {html_path}")
+        return 0
+    out = Path(args.out)
+    atomic_write_json(out / f"{args.verb}.config.json", {"command": command, **_resolved(args)})
+    if args.verb == "demo":
+        report = pipeline.demo(out, dataset=args.dataset, data_root=args.data_root, epochs=args.epochs, seed=args.seed,
+                               fusion=args.fusion, command=command, show_progress=show)
+        print(format_table(report))
+        print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+        return 0
+    ds, splits = pipeline.prepare_data(args.dataset, out, data_root=args.data_root, image_size=args.image_size,
+                                       members=args.members, external=args.external, test=args.test, seed=args.seed,
+                                       splits_path=args.splits)
+    if args.verb == "train":
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed)
+        _, info = pipeline.train_model(out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show)
+        print(f"trained {args.model} on {len(splits.members)} members in {info['seconds']:.1f} s: "
+              f"train accuracy {info['train_accuracy']:.3f}, test accuracy {info['task_accuracy']:.3f}")
+        print(f"wrote {out / 'model'}")
+        return 0
+    if args.verb == "extract":
+        path = pipeline.extract(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps,
+                                dtype="float16" if args.float16 else "float32", show_progress=show)
+        print(f"signals cached in {path}")
+        return 0
+    sweep_cfg = SweepConfig(
+        detector=DetectorConfig(kind=args.detector, pooling=args.pooling, epochs=args.mint_epochs, seed=args.seed),
+        fusion=getattr(args, "fusion", "none"), known_fraction=args.known_fraction, n_bootstrap=args.bootstrap,
+        dtype="float16" if args.float16 else "float32", seed=args.seed,
+    )
+    if args.verb == "fit":
+        result = pipeline.fit_tap(out, ds, splits, layer=args.layer, model=args.model, weights=args.weights,
+                                  config=sweep_cfg, fuse_outputs=args.fuse_outputs, command=command, show_progress=show)
+        print(json.dumps({k: result[k] for k in ("layer", "signal", "detector", "metrics", "ci95")}, indent=2))
+        return 0
+    report = pipeline.sweep(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps, config=sweep_cfg,
+                            command=command, show_progress=show)
+    print(format_table(report))
+    print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mintaudit`` command; returns the exit status (2 on a user error)."""
+    from mintaudit.errors import MintauditError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    try:
+        args = _apply_config(parser, argv)
+        return _run(args, argv)
+    except MintauditError as e:
+        if debug:
+            raise
+        print(f"mintaudit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mintaudit: interrupted; finished files are complete, unfinished ones were not written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Data sets: on-disk format readers, the name registry, and member / external / test splits."""
+
+from mintaudit.data._base import ImageDataset
+from mintaudit.data.formats import (
+    read_cifar_binary,
+    read_cifar_python,
+    read_gtsrb,
+    read_idx,
+    read_image_folder,
+    read_npz,
+    read_svhn_mat,
+    read_tiny_imagenet,
+    resize_images,
+)
+from mintaudit.data.registry import DATASET_NAMES, DATASET_PREFIXES, load_dataset
+from mintaudit.data.splits import Splits, make_splits
+
+__all__ = [
+    "ImageDataset",
+    "load_dataset",
+    "DATASET_NAMES",
+    "DATASET_PREFIXES",
+    "Splits",
+    "make_splits",
+    "read_idx",
+    "read_cifar_binary",
+    "read_cifar_python",
+    "read_svhn_mat",
+    "read_gtsrb",
+    "read_image_folder",
+    "read_tiny_imagenet",
+    "read_npz",
+    "resize_images",
+]

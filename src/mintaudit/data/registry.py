@@ -1,0 +1,249 @@
+"""Load a data set by name from local files. Nothing is ever downloaded.
+
+Each named data set is looked for, in order, in ``root`` and ``root/<name>`` (when given), in
+``$MINTAUDIT_DATA/<name>`` (the variable may list several folders, separated by ``os.pathsep``),
+and in a system folder where a distribution package installs it (Debian's
+``dataset-fashion-mnist`` puts Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``).
+The first folder that holds the expected files wins.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mintaudit.data._base import ImageDataset
+from mintaudit.data.formats import (
+    _as_labels,
+    _canonical,
+    _check_size,
+    _pool,
+    read_cifar_binary,
+    read_cifar_python,
+    read_gtsrb,
+    read_idx,
+    read_image_folder,
+    read_npz,
+    read_svhn_mat,
+    read_tiny_imagenet,
+    resize_images,
+)
+from mintaudit.errors import DataError, DataNotFoundError
+
+__all__ = ["DATASET_NAMES", "DATASET_PREFIXES", "load_dataset"]
+
+#: Names :func:`load_dataset` accepts as they are.
+DATASET_NAMES: tuple[str, ...] = (
+    "digits",
+    "fashion-mnist",
+    "mnist",
+    "kmnist",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "gtsrb",
+    "tiny-imagenet",
+)
+#: Prefixes :func:`load_dataset` accepts followed by a path: ``folder:PATH``, ``npz:PATH``.
+DATASET_PREFIXES: tuple[str, ...] = ("folder:", "npz:")
+
+_DIGITS = tuple(str(d) for d in range(10))
+_CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "digits": _DIGITS,
+    "mnist": _DIGITS,
+    "svhn": _DIGITS,
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    "fashion-mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),  # fmt: skip
+    "cifar10": (
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ),  # fmt: skip
+}
+# Folders where a distribution package installs a data set (tests may patch this).
+_SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
+    "fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),),
+}
+_INSTALL_HINTS: dict[str, str] = {
+    "fashion-mnist": "; on Debian/Ubuntu: apt-get install dataset-fashion-mnist",
+}
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# A loader (name, folder, image_size) returns None when the folder does not hold the data set's files.
+_Loader = Callable[[str, Path, int | None], ImageDataset | None]
+
+
+def _find(d: Path, layouts: Sequence[tuple[str, Sequence[str]]]) -> list[Path] | None:
+    """The files of the first (sub-folder, names) layout complete under ``d``; ``.gz`` variants count."""
+    for sub, names in layouts:
+        found = [next((d / sub / n for n in (name, f"{name}.gz") if (d / sub / n).is_file()), None) for name in names]
+        if all(found):
+            return [p for p in found if p is not None]
+    return None
+
+
+def _load_idx(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+    dotted = [n.replace("-idx", ".idx") for n in _IDX_FILES]  # the variant some mirrors use
+    hit = _find(d, [("", _IDX_FILES), ("", dotted)])
+    if hit is None:
+        return None
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in hit)
+    parts = [(_canonical(x, name), _as_labels(y, name)) for x, y in ((x_train, y_train), (x_test, y_test))]
+    return _pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES.get(name))
+
+
+def _load_cifar10(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+    batches = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    binary = [f"{b}.bin" for b in batches]
+    hit = _find(d, [("cifar-10-batches-bin", binary), ("", binary), ("cifar-10-batches-py", batches), ("", batches)])
+    if hit is None:
+        return None
+    if ".bin" in hit[0].suffixes:
+        parts = [read_cifar_binary(hit[:5], "cifar10"), read_cifar_binary(hit[5:], "cifar10")]
+    else:
+        loaded = [read_cifar_python(p) for p in hit]
+        parts = [tuple(np.concatenate(a) for a in zip(*loaded[:5])), loaded[5]]
+    return _pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES["cifar10"])
+
+
+def _load_cifar100(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+    binary, python = ("train.bin", "test.bin"), ("train", "test")
+    hit = _find(d, [("cifar-100-binary", binary), ("cifar-100-python", python), ("", binary), ("", python)])
+    if hit is None:
+        return None
+    if ".bin" in hit[0].suffixes:
+        parts = [read_cifar_binary(p, "cifar100") for p in hit]
+    else:
+        parts = [read_cifar_python(p) for p in hit]
+    return _pool(name, parts, with_test=True, num_classes=100)
+
+
+def _load_svhn(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+    hit = _find(d, [("", ("train_32x32.mat", "test_32x32.mat"))])
+    if hit is None:
+        return None
+    return _pool(name, [read_svhn_mat(p) for p in hit], with_test=True, num_classes=10, class_names=_DIGITS)
+
+
+def _load_gtsrb(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+    if not any((base / "Final_Training" / "Images").is_dir() for base in (d / "GTSRB", d)):
+        return None
+    return read_gtsrb(d, image_size or 32)
+
+
+def _load_tiny(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+    if not any((base / "wnids.txt").is_file() for base in (d / "tiny-imagenet-200", d)):
+        return None
+    return read_tiny_imagenet(d)
+
+
+# name -> (loader, what it looks for, for error messages)
+_SOURCES: dict[str, tuple[_Loader, str]] = {
+    "fashion-mnist": (_load_idx, "train-images-idx3-ubyte[.gz] and the 3 other IDX files"),
+    "mnist": (_load_idx, "train-images-idx3-ubyte[.gz] and the 3 other IDX files"),
+    "kmnist": (_load_idx, "train-images-idx3-ubyte[.gz] and the 3 other IDX files"),
+    "cifar10": (_load_cifar10, "cifar-10-batches-bin/ or cifar-10-batches-py/"),
+    "cifar100": (_load_cifar100, "cifar-100-binary/ or cifar-100-python/"),
+    "svhn": (_load_svhn, "train_32x32.mat and test_32x32.mat"),
+    "gtsrb": (_load_gtsrb, "GTSRB/Final_Training/Images/"),
+    "tiny-imagenet": (_load_tiny, "tiny-imagenet-200/wnids.txt"),
+}
+
+
+def _search_dirs(name: str, root: str | Path | None) -> list[Path]:
+    dirs: list[Path] = []
+    if root is not None:
+        dirs += [Path(root).expanduser(), Path(root).expanduser() / name]
+    env = os.environ.get("MINTAUDIT_DATA", "")
+    dirs += [Path(entry).expanduser() / name for entry in env.split(os.pathsep) if entry]
+    return dirs + list(_SYSTEM_DIRS.get(name, ()))
+
+
+def _load_digits() -> ImageDataset:
+    from sklearn.datasets import load_digits  # lazy: importing scikit-learn is slow
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return ImageDataset("digits", images, bunch.target.astype(np.int64), 10, class_names=_DIGITS)
+
+
+def _unknown(name: str) -> DataError:
+    valid = [*DATASET_NAMES, *(f"{p}PATH" for p in DATASET_PREFIXES)]
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return DataError(f"unknown data set {name!r}; {guess}valid names: {', '.join(valid)}")
+
+
+def load_dataset(
+    name: str, *, root: str | Path | None = None, image_size: int | None = None
+) -> ImageDataset:
+    """Load a data set by name, from local files only.
+
+    Args:
+        name: one of :data:`DATASET_NAMES` (case-insensitive, ``_`` read as ``-``), or
+            ``folder:PATH`` (one sub-folder per class) or ``npz:PATH``.
+        root: a folder to look in first, before ``$MINTAUDIT_DATA/<name>`` and system folders.
+        image_size: resize every image (bilinear) to this square size. GTSRB defaults to 32;
+            image folders with mixed sizes need it; other data sets keep their native size.
+
+    Returns:
+        An ImageDataset: images uint8 (N, H, W, C), labels int64 (N,); where the data set has an
+        official test split, the pool is train then test and ``official_test`` marks the test part.
+
+    Raises:
+        DataError: an unknown name (the message lists the valid ones).
+        DataNotFoundError: the files are in none of the places looked at (all are listed).
+        CorruptFileError: a file is truncated or not in its format.
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> ds.images.shape, ds.num_classes
+        ((1797, 8, 8, 1), 10)
+    """
+    _check_size(image_size)
+    key = name.strip()
+    if key.lower().startswith(DATASET_PREFIXES):
+        prefix, path = key.split(":", 1)
+        if not path:
+            raise DataError(f"data set {name!r}: a path must follow {prefix}:, e.g. {prefix}:/data/my_set")
+        dataset = read_image_folder(path, image_size) if prefix.lower() == "folder" else read_npz(path)
+        return _resized(dataset, image_size)
+    key = key.lower().replace("_", "-")
+    if key == "digits":
+        return _resized(_load_digits(), image_size)
+    if key not in _SOURCES:
+        raise _unknown(name)
+    loader, expects = _SOURCES[key]
+    dirs = _search_dirs(key, root)
+    for d in dirs:
+        if d.is_dir() and (dataset := loader(key, d, image_size)) is not None:
+            return _resized(dataset, image_size)
+    where = (
+        f"looked for {expects} in {', '.join(map(str, dirs))}"
+        if dirs
+        else f"no root given and MINTAUDIT_DATA is not set, so nowhere to look for {expects}"
+    )
+    raise DataNotFoundError(
+        f"data set {key!r} not found: {where}; put the files in "
+        f"$MINTAUDIT_DATA/{key}/ (set MINTAUDIT_DATA) or pass root (CLI --data-root){_INSTALL_HINTS.get(key, '')}; "
+        "mintaudit never downloads data"
+    )
+
+
+def _resized(dataset: ImageDataset, image_size: int | None) -> ImageDataset:
+    if image_size is None or dataset.images.shape[1:3] == (image_size, image_size):
+        return dataset
+    return ImageDataset(
+        dataset.name,
+        resize_images(dataset.images, image_size),
+        dataset.labels,
+        dataset.num_classes,
+        official_test=dataset.official_test,
+        class_names=dataset.class_names,
+    )

@@ -1,0 +1,316 @@
+"""MINT models: binary classifiers T(AAD) -> P(sample was a training member).
+
+Two kinds, following the original MINT papers:
+
+- ``mlp``: per-channel pooled activations (``mean`` or ``meanmax``) or the flattened map, then
+  dense layers ("vanilla MINT"; also what reads dense taps and gradient vectors);
+- ``cnn``: conv layers on the activation maps, global average+max pooling, dense layers.
+
+Both may fuse the model's output signals (loss, logit-scaled confidence...) into the dense part:
+the original MINT found that combining sources helps. Training uses ``BCEWithLogitsLoss``
+(positive class re-weighted so that both classes count equally), Adam, and early stopping on
+the AUC of a seeded validation part of the MINT-training data; the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from mintaudit._io import atomic_path, atomic_write_json
+from mintaudit._progress import progress
+from mintaudit.errors import ConfigError, CorruptFileError, NotFittedError, SignalError
+from mintaudit.evaluation.metrics import auc_score
+
+__all__ = ["DetectorConfig", "MintDetector"]
+
+Kind = Literal["auto", "mlp", "cnn"]
+Pooling = Literal["mean", "meanmax", "flatten"]
+_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Hyper-parameters of a :class:`MintDetector` (a reconstruction: the study did not publish them)."""
+
+    kind: Kind = "auto"
+    pooling: Pooling = "meanmax"
+    width: int = 32
+    hidden: int = 128
+    dropout: float = 0.3
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("auto", "mlp", "cnn"):
+            raise ConfigError(f"detector kind must be one of auto, mlp, cnn; got {self.kind!r}")
+        if self.pooling not in ("mean", "meanmax", "flatten"):
+            raise ConfigError(f"pooling must be one of mean, meanmax, flatten; got {self.pooling!r}")
+        if not 0.0 < self.val_fraction < 0.9:
+            raise ConfigError(f"val_fraction must lie in (0, 0.9), got {self.val_fraction}")
+        for key in ("width", "hidden", "epochs", "batch_size", "patience"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+class _Net(nn.Module):
+    def __init__(self, kind: str, in_dim: int, in_channels: int, extra_dim: int, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.kind = kind
+        w = cfg.width
+        if kind == "cnn":
+            self.body = nn.Sequential(
+                nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
+                nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
+            )
+            feat = 4 * w
+        else:
+            self.body = nn.Identity()
+            feat = in_dim
+        self.head = nn.Sequential(
+            nn.Linear(feat + extra_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.hidden // 2), nn.ReLU(), nn.Linear(cfg.hidden // 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        if self.kind == "cnn":
+            h = self.body(x)
+            x = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        if extra is not None:
+            x = torch.cat([x, extra], 1)
+        return self.head(x)[:, 0]
+
+
+def _as_2d_or_4d(X: np.ndarray) -> np.ndarray:
+    if X.ndim == 3:  # (N, T, D) token maps: treat tokens as a 1-pixel-wide image
+        return X.reshape(X.shape[0], X.shape[1], X.shape[2], 1)
+    if X.ndim not in (2, 4):
+        raise SignalError(f"MINT inputs must be (N, D) or (N, C, H, W) arrays, got shape {X.shape}")
+    return X
+
+
+class MintDetector:
+    """A MINT model with the scikit-learn estimator contract.
+
+    Args:
+        config: hyper-parameters (see :class:`DetectorConfig`).
+        show_progress: progress bar over epochs; None = only on a terminal.
+
+    Example:
+        >>> X = np.random.default_rng(0).normal(size=(200, 8)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> det = MintDetector(DetectorConfig(epochs=5)).fit(X, y)
+        >>> det.predict_proba(X).shape
+        (200, 2)
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, *, show_progress: bool | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.show_progress = show_progress
+
+    # ---- feature preparation -------------------------------------------------------------
+    def _features(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Rows of X as the network's float32 input (pooled for mlp on maps), unstandardised."""
+        x = np.asarray(X[rows], dtype=np.float32)
+        if x.ndim == 4 and self.kind_ == "mlp":
+            if self.config.pooling == "flatten":
+                return x.reshape(len(x), -1)
+            pooled = [x.mean((2, 3))]
+            if self.config.pooling == "meanmax":
+                pooled.append(x.max((2, 3)))
+            return np.concatenate(pooled, 1)
+        return x
+
+    def _stats(self, X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std per feature (mlp) or per channel (cnn), streamed over chunks of rows."""
+        s = s2 = None
+        count = 0
+        for start in range(0, len(rows), _CHUNK):
+            x = self._features(X, rows[start : start + _CHUNK]).astype(np.float64)
+            axes = (0, 2, 3) if x.ndim == 4 else (0,)
+            m = x.sum(axes)
+            m2 = (x * x).sum(axes)
+            s, s2 = (m, m2) if s is None else (s + m, s2 + m2)
+            count += x.size // m.size
+        mean = s / count
+        std = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
+        return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+    def _batch(self, X: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = torch.from_numpy(self._features(X, rows))
+        shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+        x = (x - torch.from_numpy(self.mean_).view(shape)) / torch.from_numpy(self.std_).view(shape)
+        e = None
+        if extra is not None:
+            e = (torch.from_numpy(np.asarray(extra[rows], np.float32)) - torch.from_numpy(self.extra_mean_)) / (
+                torch.from_numpy(self.extra_std_)
+            )
+        return x, e
+
+    # ---- the estimator contract ---------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, extra: np.ndarray | None = None) -> MintDetector:
+        """Fit on AAD ``X`` with labels ``y`` (1 = member, 0 = external).
+
+        Args:
+            X: float array (N, D) or (N, C, H, W); a memory map is read in batches.
+            y: int array (N,) of 0/1.
+            extra: optional float (N, k) output signals fused into the dense part.
+
+        Returns:
+            self.
+        """
+        cfg = self.config
+        X = _as_2d_or_4d(X)
+        y = np.asarray(y).astype(np.float32)
+        if len(y) != len(X) or (extra is not None and len(extra) != len(X)):
+            raise SignalError(f"X has {len(X)} rows but y has {len(y)}" + ("" if extra is None else f" and extra {len(extra)}"))
+        if not ((y == 0) | (y == 1)).all() or y.min() == y.max():
+            raise SignalError("y must hold both classes, 1 for members and 0 for external samples")
+        kind = cfg.kind if cfg.kind != "auto" else ("cnn" if X.ndim == 4 else "mlp")
+        if kind == "cnn" and X.ndim != 4:
+            raise ConfigError(f"the cnn detector reads activation maps (N, C, H, W); got {X.shape}: use kind='mlp'")
+        self.kind_ = kind
+        self.input_shape_ = tuple(int(d) for d in X.shape[1:])
+        rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        val_rows, train_rows = [], []
+        for cls in (0, 1):  # stratified validation split
+            rows = rng.permutation(np.flatnonzero(y == cls))
+            k = max(1, int(round(cfg.val_fraction * len(rows))))
+            val_rows.append(rows[:k])
+            train_rows.append(rows[k:])
+        val, train = np.concatenate(val_rows), np.concatenate(train_rows)
+        self.mean_, self.std_ = self._stats(X, train)
+        self.extra_dim_ = 0 if extra is None else int(np.asarray(extra).shape[1])
+        if extra is not None:
+            ex = np.asarray(extra, np.float32)[train]
+            if not np.isfinite(ex).all():
+                raise SignalError("extra output signals contain NaN or infinite values")
+            self.extra_mean_ = ex.mean(0)
+            self.extra_std_ = np.where(ex.std(0) > 1e-6, ex.std(0), 1.0).astype(np.float32)
+        in_dim = int(np.prod(self._features(X, train[:1]).shape[1:]))
+        self.net_ = _Net(kind, in_dim, self.input_shape_[0], self.extra_dim_, cfg)
+        n_pos = float(y[train].sum())
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train) - n_pos) / max(n_pos, 1.0)))
+        opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        yt = torch.from_numpy(y)
+        best = (-1.0, None, 0)
+        self.history_: list[dict[str, float]] = []
+        bar = progress(range(cfg.epochs), desc=f"fit {kind} MINT", enabled=self.show_progress, unit="epoch")
+        for epoch in bar:
+            self.net_.train()
+            order = rng.permutation(train)
+            total = 0.0
+            for start in range(0, len(order), cfg.batch_size):
+                rows = order[start : start + cfg.batch_size]
+                if len(rows) < 2:
+                    continue
+                x, e = self._batch(X, extra, rows)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(self.net_(x, e), yt[rows])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(rows)
+            val_auc = auc_score(y[val], self._logits(X, extra, val))
+            self.history_.append({"epoch": epoch + 1, "train_loss": total / len(train), "val_auc": val_auc})
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(val_auc=f"{val_auc:.3f}")
+            if val_auc > best[0]:
+                best = (val_auc, {k: v.clone() for k, v in self.net_.state_dict().items()}, epoch + 1)
+            elif epoch + 1 - best[2] >= cfg.patience:
+                break
+        self.net_.load_state_dict(best[1])
+        self.net_.eval()
+        self.best_epoch_, self.val_auc_ = best[2], best[0]
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("this MintDetector is not fitted yet; call fit first")
+
+    @torch.no_grad()
+    def _logits(self, X: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+        was_training = self.net_.training
+        self.net_.eval()
+        out = []
+        for start in range(0, len(rows), _CHUNK):
+            x, e = self._batch(X, extra, rows[start : start + _CHUNK])
+            out.append(self.net_(x, e).numpy())
+        self.net_.train(was_training)
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def decision_function(self, X: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """Membership logits, float32 (N,): higher = more likely a member."""
+        self._check_fitted()
+        X = _as_2d_or_4d(X)
+        if tuple(X.shape[1:]) != self.input_shape_:
+            raise SignalError(f"X has per-sample shape {tuple(X.shape[1:])}, the detector was fitted on {self.input_shape_}")
+        if (extra is None) != (self.extra_dim_ == 0):
+            raise SignalError("give extra output signals exactly when the detector was fitted with them")
+        return self._logits(X, extra, np.arange(len(X)))
+
+    def predict_proba(self, X: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """float32 (N, 2): [P(external), P(member)]."""
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X, extra).astype(np.float64)))
+        return np.stack([1.0 - p, p], 1).astype(np.float32)
+
+    def predict(self, X: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """int (N,): 1 where P(member) >= 0.5."""
+        return (self.decision_function(X, extra) >= 0).astype(np.int64)
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``detector.safetensors`` (weights, normalisation) and ``detector.json`` atomically."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net_.state_dict().items()}
+        tensors["mean"], tensors["std"] = torch.from_numpy(self.mean_), torch.from_numpy(self.std_)
+        if self.extra_dim_:
+            tensors["extra_mean"] = torch.from_numpy(self.extra_mean_)
+            tensors["extra_std"] = torch.from_numpy(self.extra_std_)
+        with atomic_path(out / "detector.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+        meta = {
+            "schema": "mintaudit/detector@1", "config": asdict(self.config), "kind": self.kind_,
+            "input_shape": list(self.input_shape_), "extra_dim": self.extra_dim_,
+            "best_epoch": self.best_epoch_, "val_auc": self.val_auc_, "history": self.history_,
+        }
+        atomic_write_json(out / "detector.json", meta)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> MintDetector:
+        """Load a detector written by :meth:`save` (safetensors + JSON only; nothing unpickled)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            meta = json.loads((path / "detector.json").read_text())
+            tensors = load_file(str(path / "detector.safetensors"))
+        except (OSError, json.JSONDecodeError, Exception) as e:
+            raise CorruptFileError(f"{str(path)!r} holds no readable detector ({e}); fit one with 'mintaudit fit'") from e
+        det = cls(DetectorConfig(**meta["config"]))
+        det.kind_, det.input_shape_, det.extra_dim_ = meta["kind"], tuple(meta["input_shape"]), int(meta["extra_dim"])
+        det.best_epoch_, det.val_auc_, det.history_ = meta["best_epoch"], meta["val_auc"], meta["history"]
+        det.mean_, det.std_ = tensors["mean"].numpy(), tensors["std"].numpy()
+        if det.extra_dim_:
+            det.extra_mean_, det.extra_std_ = tensors["extra_mean"].numpy(), tensors["extra_std"].numpy()
+        in_dim = int(det.mean_.shape[0]) if det.kind_ == "mlp" else 0
+        det.net_ = _Net(det.kind_, in_dim, det.input_shape_[0], det.extra_dim_, det.config)
+        det.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        det.net_.eval()
+        return det

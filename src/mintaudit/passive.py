@@ -1,0 +1,238 @@
+"""Passive MINT: audit a frozen classifier from its activations, one tap at a time.
+
+Protocol ``heldout-members`` (methods.md, section 6): the members are split (seeded) into
+*known* members, which the auditor uses with the external samples to fit the MINT model, and
+*held-out* members, which the MINT model never sees; the audit is scored on held-out members
+against the non-member test split, balanced by subsampling.
+
+Example:
+    >>> results = run_sweep(model, spec_name, dataset, splits, cache_root="runs/x/cache")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from torch import nn
+
+from mintaudit._progress import progress
+from mintaudit.data._base import ImageDataset
+from mintaudit.data.splits import Splits
+from mintaudit.detectors import DetectorConfig, MintDetector
+from mintaudit.errors import ConfigError
+from mintaudit.evaluation import evaluate_scores
+from mintaudit.evaluation.metrics import best_threshold
+from mintaudit.signals import SignalCache, extract_signals, output_features
+
+__all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "loss_baseline", "run_sweep"]
+
+Fusion = Literal["none", "outputs", "both"]
+
+
+@dataclass(frozen=True)
+class PassiveSplit:
+    """Pool indices of the four roles in a passive audit."""
+
+    known_members: np.ndarray
+    heldout_members: np.ndarray
+    external: np.ndarray
+    test: np.ndarray
+
+    def all_indices(self) -> np.ndarray:
+        return np.concatenate([self.known_members, self.heldout_members, self.external, self.test])
+
+
+def passive_split(splits: Splits, *, known_fraction: float = 0.5, seed: int = 0) -> PassiveSplit:
+    """Split the members into known (MINT training) and held-out (evaluation) members, seeded."""
+    if not 0.0 < known_fraction < 1.0:
+        raise ConfigError(f"known_fraction must lie in (0, 1), got {known_fraction}")
+    members = np.random.default_rng(seed).permutation(splits.members)
+    k = int(round(known_fraction * len(members)))
+    if k == 0 or k == len(members):
+        raise ConfigError(f"{len(members)} members cannot be split into known and held-out parts; use more members")
+    return PassiveSplit(np.sort(members[:k]), np.sort(members[k:]), splits.external, splits.test)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Options of the passive sweep."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    fusion: Fusion = "none"
+    known_fraction: float = 0.5
+    n_bootstrap: int = 1000
+    batch_size: int = 256
+    dtype: Literal["float32", "float16"] = "float32"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("none", "outputs", "both"):
+            raise ConfigError(f"fusion must be one of none, outputs, both; got {self.fusion!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold: float, cfg: SweepConfig) -> dict[str, Any]:
+    return evaluate_scores(member_scores, nonmember_scores, threshold=threshold, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed).to_dict()
+
+
+def _prob(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def audit_tap(
+    cache: SignalCache,
+    split: PassiveSplit,
+    layer: str | None,
+    config: SweepConfig,
+    *,
+    fuse_outputs: bool = False,
+    label: str | None = None,
+    depth: int | None = None,
+    show_progress: bool | None = None,
+) -> tuple[dict[str, Any], MintDetector]:
+    """Fit a MINT model on one tap (and/or the output signals) and score the held-out sets.
+
+    Args:
+        cache: signals of every sample of ``split``.
+        split: the passive roles.
+        layer: the tap; None audits the output signals alone ("model outcome" AAD).
+        config: sweep options (detector, bootstrap...).
+        fuse_outputs: also feed the output signals to the detector.
+        label, depth: the tap's short name (``L3``) and 1-based depth, copied into the result.
+
+    Returns:
+        (a report result dict, the fitted detector).
+    """
+    if layer is None and not fuse_outputs:
+        raise ConfigError("audit_tap needs a layer, or fuse_outputs=True to audit the outputs alone")
+    out = cache.outputs()
+    feats = output_features(out["logits"], out["labels"])
+    fit_rows = cache.rows(np.concatenate([split.known_members, split.external]))
+    y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))].astype(np.int64)
+    member_rows, nonmember_rows = cache.rows(split.heldout_members), cache.rows(split.test)
+    X = cache.activations(layer) if layer is not None else feats
+    extra = feats if (fuse_outputs and layer is not None) else None
+    t0 = time.perf_counter()
+    det = MintDetector(config.detector, show_progress=show_progress)
+    det.fit(_Rows(X, fit_rows), y, None if extra is None else extra[fit_rows])
+    scores_m = _prob(det.decision_function(_Rows(X, member_rows), None if extra is None else extra[member_rows]))
+    scores_n = _prob(det.decision_function(_Rows(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))
+    signal = "outputs" if layer is None else ("activations+outputs" if fuse_outputs else "activations")
+    result = {
+        "method": "passive-mint",
+        "signal": signal,
+        "layer": layer if layer is not None else "outputs",
+        "label": label or (layer if layer is not None else "outputs"),
+        "depth": depth,
+        "detector": det.kind_,
+        "protocol": "heldout-members",
+        "threshold": 0.5,
+        **_evaluate(scores_m, scores_n, 0.5, config),
+        "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
+                "n_known_members": len(split.known_members), "n_external": len(split.external)},
+    }
+    if depth is None:
+        del result["depth"]
+    return result, det
+
+
+class _Rows:
+    """A lazy row view of a (memory-mapped) array, so detectors stream what they read."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
+        self.array, self.rows = array, np.asarray(rows)
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.ndim = array.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        wanted = self.rows[idx]
+        order = np.argsort(wanted)
+        out = np.empty((len(wanted), *self.shape[1:]), dtype=np.float32)
+        out[order] = self.array[wanted[order]]
+        return out
+
+    def reshape(self, *shape: int) -> np.ndarray:
+        return self[np.arange(len(self))].reshape(*shape)
+
+
+def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) -> dict[str, Any]:
+    """The LOSS attack (Yeom et al.): score = minus the loss on the true label, same held-out sets.
+
+    Its threshold is the accuracy-maximising one on the MINT-training data (known members vs
+    external samples), never on the sets it is scored on.
+    """
+    loss = cache.outputs()["loss"]
+    score = -loss.astype(np.float64)
+    fit_rows = cache.rows(np.concatenate([split.known_members, split.external]))
+    y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))]
+    thr = float(best_threshold(y, score[fit_rows]))
+    return {
+        "method": "loss",
+        "signal": "outputs",
+        "layer": "outputs",
+        "label": "LOSS",
+        "detector": "threshold",
+        "protocol": "heldout-members",
+        "threshold": thr,
+        "threshold_source": "known members vs external (MINT-training data)",
+        **_evaluate(score[cache.rows(split.heldout_members)], score[cache.rows(split.test)], thr, config),
+    }
+
+
+def run_sweep(
+    model: nn.Module,
+    dataset: ImageDataset,
+    splits: Splits,
+    taps: Sequence[tuple[str, str]],
+    cache_root: str | Path,
+    config: SweepConfig | None = None,
+    *,
+    show_progress: bool | None = None,
+) -> list[dict[str, Any]]:
+    """The object-classification study's sweep: one MINT model per tap, plus the LOSS baseline.
+
+    Args:
+        model: the frozen audited model (not modified).
+        dataset: the pool; splits: the member / external / test indices.
+        taps: (label, layer name) pairs, in depth order (e.g. L1..L7 of objcls-cnn).
+        cache_root: where the signal cache lives (reused when model, data and indices match).
+        config: sweep options; ``fusion`` = ``none`` (activations only), ``outputs`` (activations
+            fused with output signals) or ``both`` (each tap twice), plus an outputs-only row
+            whenever fusion is asked for.
+
+    Returns:
+        Report result dicts: per tap (and fusion setting), the outputs-only MINT row when fused,
+        and the LOSS baseline last.
+    """
+    config = config or SweepConfig()
+    split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
+    cache = extract_signals(
+        model, dataset, np.unique(split.all_indices()), [layer for _, layer in taps], cache_root,
+        batch_size=config.batch_size, dtype=config.dtype, show_progress=show_progress,
+    )
+    fuse_settings = {"none": [False], "outputs": [True], "both": [False, True]}[config.fusion]
+    jobs: list[tuple[str | None, str | None, int | None, bool]] = [
+        (label, layer, depth, fuse)
+        for fuse in fuse_settings
+        for depth, (label, layer) in enumerate(taps, start=1)
+    ]
+    if config.fusion != "none":
+        jobs.append(("outputs", None, None, True))
+    results = []
+    for label, layer, depth, fuse in progress(jobs, desc="sweep", enabled=show_progress, unit="tap"):
+        result, _ = audit_tap(
+            cache, split, layer, config, fuse_outputs=fuse, label=label, depth=depth, show_progress=show_progress
+        )
+        results.append(result)
+    results.append(loss_baseline(cache, split, config))
+    return results

@@ -1,0 +1,405 @@
+"""The report as ONE self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
+
+Every string taken from the report goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from html import escape
+from typing import Any
+
+from mintaudit.report._format import DASH, fmt, interval, is_number, metric, pct, result_names
+from mintaudit.report.schema import PROTOCOLS
+from mintaudit.report.svg import GREY, Plot, series_style
+
+__all__ = ["render_html"]
+
+_MEMBER, _NONMEMBER = "#0072B2", "#E69F00"  # Okabe-Ito blue / orange
+_PROTOCOL_TEXT = {
+    "heldout-members": "members unseen by the MINT model (the honest setting for passive MINT)",
+    "training-members": "members the MINT model was fitted on (the aMINT setting)",
+}
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;background:#fafafa;margin:0}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 48px;background:#fff}
+h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.25em;margin:32px 0 10px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.lead{color:#444;margin-top:4px}.muted{color:#666}.small{font-size:.85em}
+table{border-collapse:collapse;font-size:.88em}th,td{padding:5px 8px;border-bottom:1px solid #e6e6e6;text-align:left;vertical-align:top}
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.ci{display:block;color:#777;font-size:.82em}tr.best td{background:#eef6fb}
+.kv{display:flex;gap:40px;flex-wrap:wrap}.kv table{min-width:260px}.kv th{background:none;color:#555;font-weight:600}
+.verdict{border:2px solid #0072B2;border-radius:6px;padding:4px 16px 10px;background:#f3f8fc}
+.note{background:#f7f7f2;border-left:4px solid #999;padding:4px 16px}.note li{margin:4px 0}
+.best-text{font-size:1.02em;line-height:1.5}
+.figs{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}figure{margin:0}
+figcaption{font-size:.85em;color:#555;max-width:640px;margin-top:4px}
+.swatch{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px;opacity:.7}
+pre{background:#f4f4f4;padding:10px 12px;overflow-x:auto;font-size:.85em;white-space:pre-wrap;word-break:break-word}
+"""
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """Render a report (see :func:`~mintaudit.report.new_report`) as one self-contained HTML page.
+
+    The page holds: title and dataset / model summary, the verdict (when there is one), a
+    reading guide, the results table with 95% intervals, the best result in words, ROC curves
+    on log-log axes (one figure per protocol), member / non-member score histograms (one per
+    result), metrics against tap depth with baselines as dashed lines (one figure per
+    protocol), and how the report was made.
+
+    Args:
+        report: a report dict; missing or null values are shown as a dash.
+
+    Returns:
+        The HTML document as a string (UTF-8 when written).
+    """
+    results = [r for r in report.get("results") or [] if isinstance(r, dict)]
+    names = result_names(results)
+    dataset, model = report.get("dataset") or {}, report.get("model") or {}
+    title = f"Membership audit: {model.get('name', 'model')} on {dataset.get('name', 'data')}"
+    sections = [
+        f"<h1>{escape(title)}</h1>",
+        '<p class="lead">Were these data used to train this model? The audit compares how the model treats '
+        "samples it was trained on (<b>members</b>) with samples it never saw (<b>non-members</b>).</p>",
+        _verdict(report.get("verdict")),
+        '<div class="kv">' + _kv_table("Data", dataset) + _kv_table("Model", model) + "</div>",
+        _reading_guide(),
+        _results_table(results, names),
+        _best(results, names),
+        _roc_section(results, names),
+        _histogram_section(results, names),
+        _depth_section(results, names),
+        _provenance(report),
+    ]
+    body = "\n".join(s for s in sections if s)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# text sections
+
+
+def _value(v: Any) -> str:
+    """A report value as escaped text: numbers rounded, containers as compact JSON."""
+    if isinstance(v, float):
+        return escape(f"{v:.4g}") if math.isfinite(v) else DASH
+    if isinstance(v, (dict, list)):
+        return escape(json.dumps(v, default=str))
+    return DASH if v is None else escape(str(v))
+
+
+def _kv_table(title: str, items: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in items.items())
+    return (
+        f"<section><h2>{escape(title)}</h2><table>{rows or '<tr><td>(not given)</td></tr>'}</table></section>"
+    )
+
+
+def _verdict(verdict: Any) -> str:
+    if verdict is None:
+        return ""
+    inner = (
+        "<table>"
+        + "".join(f"<tr><th>{escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in verdict.items())
+        + "</table>"
+        if isinstance(verdict, dict)
+        else f"<p>{_value(verdict)}</p>"
+    )
+    return f'<section class="verdict"><h2>Verdict</h2>{inner}</section>'
+
+
+def _reading_guide() -> str:
+    protocols = "".join(f"<li><b>{escape(p)}</b>: {escape(t)}</li>" for p, t in _PROTOCOL_TEXT.items())
+    return (
+        '<section class="note"><h2>How to read this</h2><ul>'
+        "<li>Each method gives every sample a <b>membership score</b>; higher means &ldquo;more likely used in training&rdquo;.</li>"
+        "<li><b>AUC</b>: the chance that a random member scores higher than a random non-member. "
+        "<b>0.5 is chance</b> (no sign of membership), 1.0 means members are recognised perfectly.</li>"
+        "<li><b>Accuracy</b>: the share of samples classified correctly when &ldquo;score &ge; threshold&rdquo; means member. "
+        "Both sides are balanced, so chance is 50%. <b>Precision</b>: of the samples called members, the share that are; "
+        "<b>recall</b>: of the members, the share found.</li>"
+        "<li><b>TPR@1% / TPR@0.1%</b>: the share of members recognised while wrongly flagging only 1% / 0.1% of "
+        "non-members; what matters for confident claims about individual samples.</li>"
+        "<li>Grey numbers in brackets are <b>95% bootstrap intervals</b>. An AUC interval that includes 0.5 is compatible with chance.</li>"
+        f"<li><b>Protocol</b> (never mixed in one figure):<ul>{protocols}</ul></li>"
+        "</ul></section>"
+    )
+
+
+_TABLE_METRICS = (
+    ("accuracy",),
+    ("precision",),
+    ("recall",),
+    ("auc",),
+    ("tpr_at_fpr", "0.01"),
+    ("tpr_at_fpr", "0.001"),
+)
+
+
+def _cell(result: dict[str, Any], key: str, fpr: str | None = None) -> str:
+    ci = interval(result, key, fpr)
+    bounds = f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>' if ci else ""
+    return f'<td class="num">{fmt(metric(result, key, fpr))}{bounds}</td>'
+
+
+def _results_table(results: list[dict[str, Any]], names: list[str]) -> str:
+    if not results:
+        return "<section><h2>Results</h2><p>No results yet.</p></section>"
+    best = {id(r) for r, _ in _best_per_protocol(results, names)}
+    head = (
+        "<tr><th>Result</th><th>Method</th><th>Detector</th><th>Protocol</th><th>Accuracy</th><th>Precision</th>"
+        "<th>Recall</th><th>AUC</th><th>TPR@1% FPR</th><th>TPR@0.1% FPR</th><th>Members / non-members</th></tr>"
+    )
+    rows = []
+    for r, name in zip(results, names):
+        layer = r.get("layer")
+        where = f'<span class="ci">{escape(str(layer))}</span>' if layer and str(layer) != name else ""
+        cells = [
+            f"<td><b>{escape(name)}</b>{where}</td>",
+            *(f"<td>{escape(str(r.get(key) or DASH))}</td>" for key in ("method", "detector", "protocol")),
+            *(_cell(r, *key) for key in _TABLE_METRICS),
+            f'<td class="num">{_value(r.get("n_members"))} / {_value(r.get("n_nonmembers"))}</td>',
+        ]
+        rows.append(("<tr class='best'>" if id(r) in best else "<tr>") + "".join(cells) + "</tr>")
+    by_threshold: dict[str, list[str]] = {}
+    for r, name in zip(results, names):
+        if is_number(r.get("threshold")):
+            by_threshold.setdefault(f"{r['threshold']:g}", []).append(name)
+    if len(by_threshold) == 1:
+        note = f"Accuracy, precision and recall at threshold {escape(next(iter(by_threshold)))}. "
+    elif by_threshold:
+        each = "; ".join(f"{t} for {', '.join(ns)}" for t, ns in by_threshold.items())
+        note = f"Accuracy, precision and recall at each result's threshold: {escape(each)}. "
+    else:
+        note = ""
+    return (
+        f"<section><h2>Results</h2><table>{head}{''.join(rows)}</table>"
+        f'<p class="muted small">{note}Highlighted: the highest AUC of each protocol.</p></section>'
+    )
+
+
+def _best_per_protocol(
+    results: list[dict[str, Any]], names: list[str]
+) -> Iterator[tuple[dict[str, Any], str]]:
+    for _, group in _by_protocol(results, names):
+        scored = [(r, n) for r, n in group if is_number(metric(r, "auc"))]
+        if scored:
+            yield max(scored, key=lambda rn: metric(rn[0], "auc"))
+
+
+def _best(results: list[dict[str, Any]], names: list[str]) -> str:
+    paragraphs = []
+    for r, name in _best_per_protocol(results, names):
+        auc, ci = metric(r, "auc"), interval(r, "auc")
+        details = ", ".join(
+            str(x)
+            for x in (
+                r.get("method"),
+                r.get("detector") and f"{r['detector']} detector",
+                r.get("layer") and r.get("layer") != name and f"layer {r['layer']}",
+            )
+            if x
+        )
+        ci_text = f" (95% interval {ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
+        if ci is None:
+            meaning = ""
+        elif ci[0] > 0.5:
+            meaning = " Its AUC interval lies above 0.5: the model treats its training samples measurably differently from unseen ones."
+        elif ci[1] >= 0.5:
+            meaning = " Its AUC interval includes 0.5: this is compatible with chance, so no reliable sign of membership was found."
+        else:
+            meaning = " Its AUC interval lies below 0.5: the scores run the wrong way round, which points to a problem in the setup."
+        threshold = r.get("threshold")
+        at = f" at threshold {threshold:g}" if is_number(threshold) else ""
+        paragraphs.append(
+            f'<p class="best-text">Protocol <b>{escape(str(r.get("protocol")))}</b>: the strongest membership signal '
+            f"comes from <b>{escape(name)}</b>{f' ({escape(details)})' if details else ''}, with AUC {auc:.3f}{ci_text} and "
+            f"{pct(metric(r, 'accuracy'))} accuracy{at}. At a 1% false-positive rate it recognises "
+            f"{pct(metric(r, 'tpr_at_fpr', '0.01'))} of members.{escape(meaning)}</p>"
+        )
+    return f"<section><h2>Best result</h2>{''.join(paragraphs)}</section>" if paragraphs else ""
+
+
+def _provenance(report: dict[str, Any]) -> str:
+    config = json.dumps(report.get("config") or {}, indent=2, sort_keys=True, default=str)
+    rows = "".join(
+        f"<tr><th>{label}</th><td>{_value(report.get(key))}</td></tr>"
+        for label, key in (
+            ("Schema", "schema"),
+            ("mintaudit version", "mintaudit_version"),
+            ("Created (UTC)", "created"),
+        )
+    )
+    return (
+        "<section><h2>How this was made</h2><p>Command:</p>"
+        f"<pre>{escape(str(report.get('command') or DASH))}</pre><p>Configuration:</p><pre>{escape(config)}</pre>"
+        f"<table>{rows}</table></section>"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _by_protocol(
+    results: list[dict[str, Any]], names: list[str]
+) -> Iterator[tuple[str, list[tuple[dict[str, Any], str]]]]:
+    """(protocol, [(result, name), ...]) in a fixed protocol order, unknown protocols last."""
+    found = list(dict.fromkeys(str(r.get("protocol")) for r in results))
+    for protocol in [p for p in PROTOCOLS if p in found] + [p for p in found if p not in PROTOCOLS]:
+        yield protocol, [(r, n) for r, n in zip(results, names) if str(r.get("protocol")) == protocol]
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+
+
+def _roc_section(results: list[dict[str, Any]], names: list[str]) -> str:
+    index = {id(r): i for i, r in enumerate(results)}
+    figures = []
+    for protocol, group in _by_protocol(results, names):
+        curves = [(r, n) for r, n in group if isinstance(r.get("roc"), dict)]
+        if not curves:
+            continue
+        plot = Plot(
+            (1e-3, 1.0),
+            (1e-3, 1.0),
+            width=440,
+            height=360,
+            log_x=True,
+            log_y=True,
+            title=f"ROC curves, {protocol}",
+            x_label="false positive rate (non-members flagged)",
+            y_label="true positive rate (members found)",
+        )
+        plot.line([1e-3, 1.0], [1e-3, 1.0], color=GREY, dash="4 4", width=1.2, label="chance")
+        for r, name in curves:
+            pts = [
+                (a, b)
+                for a, b in zip(r["roc"].get("fpr") or [], r["roc"].get("tpr") or [])
+                if is_number(a) and is_number(b)
+            ]
+            color, dash = series_style(index[id(r)])
+            plot.line(
+                [a for a, _ in pts],
+                [b for _, b in pts],
+                color=color,
+                dash=dash,
+                label=f"{name} (AUC {fmt(metric(r, 'auc'))})",
+            )
+        figures.append(
+            _figure(
+                plot.render(), f"Protocol {escape(protocol)}: {escape(_PROTOCOL_TEXT.get(protocol, ''))}."
+            )
+        )
+    if not figures:
+        return ""
+    return (
+        "<section><h2>ROC curves</h2><p>How many members each method finds (up) for how many non-members it wrongly "
+        "flags (right). Both axes are logarithmic, to show the low false-positive region that matters for confident "
+        "claims; the dashed diagonal is chance. Higher and further left is better.</p>"
+        f'<div class="figs">{"".join(figures)}</div></section>'
+    )
+
+
+def _histogram_section(results: list[dict[str, Any]], names: list[str]) -> str:
+    figures = []
+    for r, name in zip(results, names):
+        h = r.get("histogram")
+        if not isinstance(h, dict) or not h.get("edges"):
+            continue
+        edges, members, nonmembers = h["edges"], h.get("members") or [], h.get("nonmembers") or []
+        top = max([*members, *nonmembers, 1]) * 1.05
+        plot = Plot(
+            (edges[0], edges[-1]),
+            (0.0, top),
+            width=300,
+            height=200,
+            title=f"{name}: AUC {fmt(metric(r, 'auc'))}",
+            x_label="membership score",
+            y_label="samples",
+        )
+        plot.steps(edges, nonmembers, color=_NONMEMBER)
+        plot.steps(edges, members, color=_MEMBER)
+        threshold = r.get("threshold")
+        if is_number(threshold) and edges[0] <= threshold <= edges[-1]:
+            plot.vline(threshold)
+        about = (r.get("method"), r.get("layer"), r.get("detector"), r.get("protocol"))
+        figures.append(_figure(plot.render(), escape(" · ".join(str(v) for v in about if v))))
+    if not figures:
+        return ""
+    return (
+        "<section><h2>Score distributions</h2><p>Scores of "
+        f'<span class="swatch" style="background:{_MEMBER}"></span>members and '
+        f'<span class="swatch" style="background:{_NONMEMBER}"></span>non-members; the dashed line is the decision '
+        "threshold. The less the two shapes overlap, the more the method can tell them apart.</p>"
+        f'<div class="figs">{"".join(figures)}</div></section>'
+    )
+
+
+def _depth_section(results: list[dict[str, Any]], names: list[str]) -> str:
+    figures = []
+    for protocol, group in _by_protocol(results, names):
+        swept = [r for r, _ in group if is_number(r.get("depth"))]
+        if not swept:
+            continue
+        baselines = [r for r, _ in group if r.get("depth") is None]
+        series: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(swept, key=lambda r: r["depth"]):
+            detector = f" ({r['detector']})" if r.get("detector") else ""
+            series.setdefault(f"{r.get('method')}{detector}, {r.get('signal')}", []).append(r)
+        depths = sorted({int(r["depth"]) for r in swept})
+        for key, title in (("auc", "AUC"), ("accuracy", "Accuracy")):
+            plot = Plot(
+                (depths[0] - 0.5, depths[-1] + 0.5),
+                _depth_y_range([*swept, *baselines], key),
+                width=420,
+                height=300,
+                title=f"{title} by depth, {protocol}",
+                x_label="tap depth (1 = first tapped layer)",
+                y_label=title,
+                x_ticks=[(d, str(d)) for d in depths],
+            )
+            plot.hline(0.5, color="#aaa", dash="2 3", text="chance")
+            for i, (label, rs) in enumerate(series.items()):
+                color, dash = series_style(i)
+                xs = [r["depth"] for r in rs if is_number(metric(r, key))]
+                ys = [metric(r, key) for r in rs if is_number(metric(r, key))]
+                cis = [(r["depth"], interval(r, key)) for r in rs if interval(r, key)]
+                plot.error_bars(
+                    [d for d, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=color
+                )
+                plot.line(xs, ys, color=color, dash=dash, label=label)
+                plot.points(xs, ys, color=color)
+            for j, r in enumerate(baselines):
+                value = metric(r, key)
+                if is_number(value):
+                    color, _ = series_style(len(series) + j)
+                    method = str(r.get("method"))
+                    plot.hline(value, color=color, dash="6 4", label=f"{method} (baseline)", text=method)
+            figures.append(
+                _figure(plot.render(), f"{title} with 95% intervals, protocol {escape(protocol)}.")
+            )
+    if not figures:
+        return ""
+    return (
+        "<section><h2>Where in the model</h2><p>The metric for each tapped layer by its depth (1 = the first tapped layer); "
+        "bars are 95% intervals. Baselines that do not look inside the model are dashed horizontal lines.</p>"
+        f'<div class="figs">{"".join(figures)}</div></section>'
+    )
+
+
+def _depth_y_range(results: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    values = [0.5]
+    for r in results:
+        values += [v for v in (metric(r, key), *(interval(r, key) or ())) if is_number(v)]
+    lo, hi = math.floor(min(values) * 20) / 20, math.ceil(max(values) * 20) / 20
+    lo, hi = max(0.0, lo), min(1.0, hi)
+    return min(lo, hi - 0.1), hi  # values include 0.5, so hi >= 0.5

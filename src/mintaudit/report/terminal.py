@@ -1,0 +1,60 @@
+"""The results of a report as a fixed-width plain-text table, for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mintaudit.report._format import fmt, interval, metric
+
+__all__ = ["format_table"]
+
+_MAX_NAME = 32
+_SHORT_PROTOCOL = {"heldout-members": "heldout", "training-members": "training"}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """One line per result: name (label), layer, signal (detector), method, protocol, accuracy, AUC with its 95%
+    interval, TPR at 1% FPR and the sizes of both sides.
+
+    Args:
+        report: a report dict (see :func:`~mintaudit.report.new_report`).
+
+    Returns:
+        The table, lines joined by newlines, without a trailing newline; missing values are dashes.
+
+    Example:
+        >>> print(format_table({"results": []}))
+        (no results)
+    """
+    results = [r for r in report.get("results") or [] if isinstance(r, dict)]
+    if not results:
+        return "(no results)"
+    rows = [("result", "layer", "signal", "method", "protocol", "acc", "auc [95% CI]", "tpr@1%", "n (m/nm)")]
+    for r in results:
+        ci = interval(r, "auc")
+        protocol = str(r.get("protocol", "-"))
+        name = str(r.get("label") or r.get("layer") or r.get("method") or "?")
+        layer = str(r.get("layer") or "-")
+        rows.append(
+            (
+                name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 1] + "…",
+                layer if len(layer) <= _MAX_NAME else layer[: _MAX_NAME - 1] + "…",
+                f"{r.get('signal', '-')} ({r.get('detector', '-')})",
+                str(r.get("method", "-")),
+                _SHORT_PROTOCOL.get(protocol, protocol),
+                fmt(metric(r, "accuracy")),
+                fmt(metric(r, "auc")) + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else ""),
+                fmt(metric(r, "tpr_at_fpr", "0.01")),
+                f"{r.get('n_members', '-')}/{r.get('n_nonmembers', '-')}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    numeric = {5, 7}  # right-aligned columns
+    lines = [
+        "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
