@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-FASHION_DIR = Path(os.environ.get("MINTAUDIT_DATA", "/nonexistent")) / "fashion-mnist"
-HAS_FASHION = FASHION_DIR.is_dir() or Path("/usr/share/datasets/fashion-mnist").is_dir()
 
 
 @pytest.fixture(autouse=True)
@@ -44,5 +39,3 @@ def tiny_model():
     torch.manual_seed(0)
     return TinyCNN(1, 3).eval()
 
-
-requires_fashion = pytest.mark.skipif(not HAS_FASHION, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
              "mintaudit fit --out runs/fm --dataset fashion-mnist --layer block1.relu2 --detector cnn")
     _add_data(p)
     _add_model(p)
-    p.add_argument("--layer", required=True, help="the tap: a name, an index, or a glob matching one layer")
+    p.add_argument("--layer", help="the tap (required): a name, an index, or a glob matching one layer")
     p.add_argument("--fuse-outputs", action="store_true", help="also feed the output signals (loss, confidence...)")
     _add_sweep(p)
 
@@ -157,6 +157,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from mintaudit import pipeline
     from mintaudit._io import atomic_write_json
     from mintaudit.detectors import DetectorConfig
+    from mintaudit.errors import ConfigError
     from mintaudit.passive import SweepConfig
     from mintaudit.report import format_table
     from mintaudit.training import TrainConfig
@@ -204,6 +205,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         dtype="float16" if args.float16 else "float32", seed=args.seed,
     )
     if args.verb == "fit":
+        if not args.layer:
+            raise ConfigError("fit needs --layer (a name, an index or a glob); list them with 'mintaudit layers'")
         result = pipeline.fit_tap(out, ds, splits, layer=args.layer, model=args.model, weights=args.weights,
                                   config=sweep_cfg, fuse_outputs=args.fuse_outputs, command=command, show_progress=show)
         print(json.dumps({k: result[k] for k in ("layer", "signal", "detector", "metrics", "ci95")}, indent=2))

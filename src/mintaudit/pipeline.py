@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -46,13 +47,21 @@ __all__ = [
     "demo",
 ]
 
-# (members, external, test) when not given: small enough for 2 CPU cores.
-_DEFAULT_SIZES = {"digits": (700, 500, 500)}
+_DEFAULT_CAP = 5000
 
 
-def default_sizes(dataset_name: str) -> tuple[int, int, int]:
-    """Default (members, external, test) sizes for a data set name."""
-    return _DEFAULT_SIZES.get(dataset_name, (5000, 5000, 5000))
+def default_sizes(ds: ImageDataset) -> tuple[int, int, int]:
+    """Default (members, external, test) sizes: up to 5,000 each, fitted to the data set.
+
+    With an official test split, members and external share the training part (55% / 45%)
+    and the test side comes from the official test part; otherwise the pool is shared
+    40% / 30% / 30%.
+    """
+    if ds.official_test is not None and ds.official_test.any() and not ds.official_test.all():
+        n_train, n_test = int((~ds.official_test).sum()), int(ds.official_test.sum())
+        return min(_DEFAULT_CAP, int(0.55 * n_train)), min(_DEFAULT_CAP, int(0.45 * n_train)), min(_DEFAULT_CAP, n_test)
+    n = len(ds)
+    return min(_DEFAULT_CAP, int(0.4 * n)), min(_DEFAULT_CAP, int(0.3 * n)), min(_DEFAULT_CAP, int(0.3 * n))
 
 
 def prepare_data(
@@ -86,9 +95,13 @@ def prepare_data(
                 "use another --out or delete splits.json to re-split"
             )
         return ds, splits
-    d = default_sizes(dataset)
+    d = default_sizes(ds)
     splits = make_splits(
-        ds, members=members or d[0], external=external or d[1], test=test or d[2], seed=seed
+        ds,
+        members=d[0] if members is None else members,
+        external=d[1] if external is None else external,
+        test=d[2] if test is None else test,
+        seed=seed,
     )
     splits.save(path)
     return ds, splits
@@ -285,7 +298,8 @@ def demo(
         epochs = 40 if dataset == "digits" else 15
     train_cfg = TrainConfig(epochs=epochs, batch_size=32 if dataset == "digits" else 64, seed=seed)
     model_json = out / "model" / "model.json"
-    if not model_json.is_file():
+    saved = json.loads(model_json.read_text()) if model_json.is_file() else {}
+    if saved.get("train") != asdict(train_cfg) or saved.get("splits_fingerprint") != splits.fingerprint():
         train_model(out, ds, splits, model="objcls-cnn", config=train_cfg, show_progress=show_progress)
     cfg = SweepConfig(detector=DetectorConfig(seed=seed), fusion=fusion, seed=seed)  # type: ignore[arg-type]
     report = sweep(out, ds, splits, taps="published", config=cfg, command=command, show_progress=show_progress)

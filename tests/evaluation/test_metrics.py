@@ -106,12 +106,26 @@ def test_threshold_metrics_without_predicted_member_has_zero_precision() -> None
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_best_threshold_maximises_accuracy(case: str) -> None:
+def test_best_threshold_maximises_balanced_accuracy(case: str) -> None:
     y, s = CASES[case]
+
+    def balanced(c: float) -> float:
+        pred = s >= c
+        return (np.mean(pred[y == 1]) + np.mean(~pred[y == 0])) / 2
+
     t = best_threshold(y, s)
     assert np.isfinite(t)
-    brute = max(np.mean((s >= c) == (y == 1)) for c in [*np.unique(s), np.inf])
-    assert threshold_metrics(y, s, t)["accuracy"] == pytest.approx(brute)
+    brute = max(balanced(c) for c in [*np.unique(s), np.inf])
+    assert balanced(t) == pytest.approx(brute)
+
+
+def test_best_threshold_is_not_fooled_by_imbalance() -> None:
+    # 10 members, 90 non-members: "nobody is a member" has 90% plain accuracy but is useless
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(10), np.zeros(90)].astype(int)
+    s = rng.normal(size=100) + 1.5 * y
+    t = best_threshold(y, s)
+    assert 0.5 < threshold_metrics(y, s, t)["recall"] <= 1.0
 
 
 def test_best_threshold_lies_between_the_classes() -> None:

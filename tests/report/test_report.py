@@ -158,7 +158,7 @@ def test_html_has_every_plot_kind(report: dict) -> None:
     assert "ROC curves, heldout-members" in titles
     assert sum(t.startswith(("L1:", "L2:", "L3:", "loss:")) for t in titles) == 4  # one histogram per result
     assert {"AUC by depth, heldout-members", "Accuracy by depth, heldout-members"} <= set(titles)
-    assert "loss (baseline)" in page  # the baseline as a dashed line in the depth plots
+    assert "(loss, no depth)" in page  # the baseline as a dashed line in the depth plots
     assert "Best result" in page and "How this was made" in page and "How to read this" in page
     assert "mintaudit sweep --out &#x27;a b&#x27;" in page and "&quot;epochs&quot;: 2" in page
 

@@ -4,7 +4,8 @@ Two kinds, following the original MINT papers:
 
 - ``mlp``: per-channel pooled activations (``mean`` or ``meanmax``) or the flattened map, then
   dense layers ("vanilla MINT"; also what reads dense taps and gradient vectors);
-- ``cnn``: conv layers on the activation maps, global average+max pooling, dense layers.
+- ``cnn``: two stride-2 conv layers on the activation maps, global average+max pooling, dense
+  layers (stride 2 from the first layer keeps it cheap on the large maps of shallow taps).
 
 Both may fuse the model's output signals (loss, logit-scaled confidence...) into the dense part:
 the original MINT found that combining sources helps. Training uses ``BCEWithLogitsLoss``
@@ -71,7 +72,7 @@ class _Net(nn.Module):
         w = cfg.width
         if kind == "cnn":
             self.body = nn.Sequential(
-                nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
+                nn.Conv2d(in_channels, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
                 nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
             )
             feat = 4 * w

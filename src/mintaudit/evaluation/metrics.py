@@ -256,14 +256,17 @@ def threshold_metrics(y_true: ArrayLike, scores: ArrayLike, threshold: float) ->
 
 
 def best_threshold(y_true: ArrayLike, scores: ArrayLike) -> float:
-    """The threshold that maximises accuracy on these samples.
+    """The threshold that maximises balanced accuracy (mean of TPR and TNR) on these samples.
+
+    Balanced, so that unequal numbers of members and non-members in the tuning data cannot
+    make "nobody is a member" the best cut; on balanced data it is the plain accuracy.
 
     Tune it on *validation* scores and apply it to the test side: a threshold tuned on the
     samples it is then scored on overstates accuracy (methods.md, section 6).
 
     The returned value lies halfway between the two distinct scores that bracket the best
     cut, so it generalises better than a score itself; among equally accurate cuts the highest
-    threshold wins. If predicting no member at all is best, a value just above the largest
+    threshold wins. If predicting no member at all is best (a useless score), a value just above the largest
     score is returned.
 
     Args:
@@ -282,7 +285,8 @@ def best_threshold(y_true: ArrayLike, scores: ArrayLike) -> float:
     """
     values, tps, fps = _sample_curve(y_true, scores)
     tps, fps = tps[0], fps[0]
-    correct = tps + (fps[-1] - fps)  # index k: the k largest distinct scores are predicted members
+    # index k: the k largest distinct scores are predicted members
+    correct = tps / max(tps[-1], 1) + (fps[-1] - fps) / max(fps[-1], 1)
     k = int(np.argmax(correct))
     desc = values[::-1]
     if k == 0:

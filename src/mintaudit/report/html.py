@@ -216,6 +216,12 @@ def _best(results: list[dict[str, Any]], names: list[str]) -> str:
             meaning = " Its AUC interval includes 0.5: this is compatible with chance, so no reliable sign of membership was found."
         else:
             meaning = " Its AUC interval lies below 0.5: the scores run the wrong way round, which points to a problem in the setup."
+        n_same = sum(1 for other in results if other.get("protocol") == r.get("protocol"))
+        if n_same > 1 and ci is not None:
+            meaning += (
+                f" It is the best of {n_same} results: picking the best of many inflates it, so confirm it on"
+                " fresh samples before relying on it."
+            )
         threshold = r.get("threshold")
         at = f" at threshold {threshold:g}" if is_number(threshold) else ""
         paragraphs.append(
@@ -352,9 +358,8 @@ def _depth_section(results: list[dict[str, Any]], names: list[str]) -> str:
             continue
         baselines = [r for r, _ in group if r.get("depth") is None]
         series: dict[str, list[dict[str, Any]]] = {}
-        for r in sorted(swept, key=lambda r: r["depth"]):
-            detector = f" ({r['detector']})" if r.get("detector") else ""
-            series.setdefault(f"{r.get('method')}{detector}, {r.get('signal')}", []).append(r)
+        for r in sorted(swept, key=lambda r: r["depth"]):  # one line per method and signal, whatever the detector
+            series.setdefault(f"{r.get('method')}, {r.get('signal')}", []).append(r)
         depths = sorted({int(r["depth"]) for r in swept})
         for key, title in (("auc", "AUC"), ("accuracy", "Accuracy")):
             plot = Plot(
@@ -382,8 +387,8 @@ def _depth_section(results: list[dict[str, Any]], names: list[str]) -> str:
                 value = metric(r, key)
                 if is_number(value):
                     color, _ = series_style(len(series) + j)
-                    method = str(r.get("method"))
-                    plot.hline(value, color=color, dash="6 4", label=f"{method} (baseline)", text=method)
+                    name = str(r.get("label") or r.get("method"))
+                    plot.hline(value, color=color, dash="6 4", label=f"{name} ({r.get('method')}, no depth)", text=name)
             figures.append(
                 _figure(plot.render(), f"{title} with 95% intervals, protocol {escape(protocol)}.")
             )
