@@ -12,7 +12,7 @@ import pytest
 
 from mintaudit.cli import build_parser, main
 
-VERBS = ["demo", "train", "layers", "extract", "fit", "sweep", "report"]
+VERBS = ["demo", "train", "layers", "extract", "fit", "sweep", "attack", "report"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -159,3 +159,16 @@ def test_parser_lists_all_verbs():
     text = build_parser().format_help()
     for verb in VERBS:
         assert verb in text
+
+
+def test_attack_verb_adds_rows_and_replaces_its_own(trained, capsys):
+    data, out = trained
+    args = ["attack", "--dataset", data, "--out", str(out), "--methods", "loss,entropy,rmia", "--reference", "2",
+            "--reference-epochs", "1", "--bootstrap", "50", "--quiet"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert main(args[:6] + ["loss"] + args[7:]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(r["attack"] for r in report["results"]) == ["entropy", "loss", "rmia"]
+    assert report["config"]["attacks"]["n_reference"] == 2
+    line = _error(capsys, args[:6] + ["loss,lyra"] + args[7:])
+    assert "unknown attack(s) lyra" in line

@@ -52,7 +52,8 @@ def test_demo_on_the_embedded_digits(tmp_path):
     for r in report["results"]:
         _complete(r)
         assert r["n_members"] == r["n_nonmembers"] > 0
-    assert [r["method"] for r in report["results"]][-1] == "loss"
+    assert [r.get("attack") for r in report["results"]][-3:] == ["loss", "entropy", "rmia"]
+    assert sum(r["method"] == "loss" for r in report["results"]) == 1  # the attack replaced the sweep's LOSS row
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 3 and "L7" in html
     assert json.loads((out / "splits.json").read_text())["seed"] == 0

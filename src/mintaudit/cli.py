@@ -110,13 +110,63 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(p)
 
     p = verb("sweep", "Passive MINT on every tap (the study's sweep) plus the LOSS baseline; writes the reports.",
-             "mintaudit sweep --out runs/fm --dataset fashion-mnist --fusion both")
+             "mintaudit sweep --out runs/fm --dataset fashion-mnist --fusion both\n"
+             "  mintaudit sweep --out runs/fm --dataset fashion-mnist --signal gradients --budgets 1,0.1,0.01")
     _add_data(p)
     _add_model(p)
     p.add_argument("--taps", default="published", help="published (L1..L7), all, names, indices or globs (default: %(default)s)")
     p.add_argument("--fusion", choices=["none", "outputs", "both"], default="none",
                    help="fuse output signals into the MINT model (default: %(default)s)")
     _add_sweep(p)
+    g = p.add_argument_group("gradient MINT (gMINT)")
+    g.add_argument("--signal", choices=["activations", "gradients"], default="activations",
+                   help="AAD: tap activations (passive MINT) or per-sample weight gradients (gMINT) (default: %(default)s)")
+    g.add_argument("--setups", default="entry,middle,output,combined",
+                   help="gMINT layer setups: entry, middle, output, combined (default: %(default)s)")
+    g.add_argument("--budgets", default="1,0.1,0.01", help="shares of the MINT-training data (default: %(default)s)")
+    g.add_argument("--reductions", default="mean", help="per-filter reductions, concatenated: mean, abs-mean, l2, std (default: %(default)s)")
+    g.add_argument("--protocols", default="heldout-members",
+                   help="heldout-members, and/or training-members (members the MINT model was fitted on) (default: %(default)s)")
+
+    p = verb("test", "Were these samples used to train the model? Per-sample p-values and flags, and a dataset-level verdict.",
+             "mintaudit test --out runs/fm --dataset fashion-mnist --query heldout-members\n"
+             "  mintaudit test --out runs/fm --dataset fashion-mnist --query suspects.txt --method loss --fdr 0.1")
+    _add_data(p)
+    _add_model(p)
+    g = p.add_argument_group("the test")
+    g.add_argument("--query", help="(required) heldout-members, test (non-members outside the null reference), a file of "
+                   "pool indices (.txt/.csv one per line, .npy), or new samples as npz:PATH / folder:PATH")
+    g.add_argument("--method", choices=["passive-mint", "loss"], default="passive-mint", help="membership score (default: %(default)s)")
+    g.add_argument("--layer", help="passive-mint tap, or 'outputs' (default: the report's result with the best validation "
+                   "AUC, else outputs)")
+    g.add_argument("--fuse-outputs", action="store_true", help="with --layer: also feed the output signals")
+    g.add_argument("--fdr", type=float, default=0.05, help="false discovery rate of the per-sample flags (default: %(default)s)")
+    g.add_argument("--alpha", type=float, default=0.05, help="level of the dataset-level test and of the plain per-sample "
+                   "flags (default: %(default)s)")
+    g.add_argument("--decision", choices=["mann-whitney", "bonferroni", "binomial"], default="mann-whitney",
+                   help="which p-value decides, chosen in advance: Mann-Whitney U, both tests Bonferroni-combined (when a "
+                   "few strongly memorised members are expected), or the exceedance test (default: %(default)s)")
+    _add_sweep(p)
+
+    p = verb("attack", "Baseline membership inference attacks on the passive-MINT sets, added to OUT/report.json.",
+             "mintaudit attack --out runs/fm --dataset fashion-mnist --methods loss,entropy,rmia,lira --reference 4")
+    _add_data(p)
+    _add_model(p)
+    p.add_argument("--methods", default="loss,entropy,rmia",
+                   help="comma-separated: loss, confidence, entropy, modified-entropy, calibrated-loss, shokri, lira, "
+                        "lira-online, rmia (default: %(default)s)")
+    p.add_argument("--reference", type=int, default=2, help="reference (shadow) models per kind (default: %(default)s)")
+    p.add_argument("--reference-epochs", type=int, default=15, help="training epochs of each reference model (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="reference-model batch size (default: %(default)s)")
+    p.add_argument("--flip", action="store_true", help="LiRA: test-time augmentation by horizontal flip")
+    p.add_argument("--fixed-variance", choices=["auto", "yes", "no"], default="auto",
+                   help="LiRA: one variance for all samples; auto = when fewer than 8 models per side (default: %(default)s)")
+    p.add_argument("--rmia-a", type=float, default=0.33, help="RMIA's offline coefficient a (default: %(default)s)")
+    p.add_argument("--population", choices=["external", "unused"], default="external",
+                   help="reference models train on half the external samples, or on a sample (twice the members) of the "
+                        "training samples no split uses (default: %(default)s)")
+    p.add_argument("--known-fraction", type=float, default=0.5, help="as for sweep: the same sets (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
 
     p = verb("report", "Re-render report.html from a report.json and print its table.",
              "mintaudit report runs/fm/report.json", out=False)
@@ -176,6 +226,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(table)
         print(f"wrote {html_path}")
         return 0
+    if args.verb == "test" and not args.query:
+        raise ConfigError("test needs --query: heldout-members, test, a file of pool indices, or npz:PATH; see 'mintaudit test --help'")
     out = Path(args.out)
     atomic_write_json(out / f"{args.verb}.config.json", {"command": command, **_resolved(args)})
     if args.verb == "demo":
@@ -199,6 +251,22 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                                 dtype="float16" if args.float16 else "float32", show_progress=show)
         print(f"signals cached in {path}")
         return 0
+    if args.verb == "attack":
+        from mintaudit.attacks.run import AttackConfig
+
+        fixed = {"auto": None, "yes": True, "no": False}[args.fixed_variance]
+        attack_cfg = AttackConfig(
+            n_reference=args.reference, fixed_variance=fixed, flip=args.flip, rmia_a=args.rmia_a,
+            reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=args.batch_size, seed=args.seed),
+            n_bootstrap=args.bootstrap, seed=args.seed,
+        )
+        report = pipeline.attack(out, ds, splits, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+                                 model=args.model, weights=args.weights, config=attack_cfg,
+                                 known_fraction=args.known_fraction, population=args.population, command=command,
+                                 show_progress=show)
+        print(format_table(report))
+        print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+        return 0
     sweep_cfg = SweepConfig(
         detector=DetectorConfig(kind=args.detector, pooling=args.pooling, epochs=args.mint_epochs, seed=args.seed),
         fusion=getattr(args, "fusion", "none"), known_fraction=args.known_fraction, n_bootstrap=args.bootstrap,
@@ -211,8 +279,36 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                                   config=sweep_cfg, fuse_outputs=args.fuse_outputs, command=command, show_progress=show)
         print(json.dumps({k: result[k] for k in ("layer", "signal", "detector", "metrics", "ci95")}, indent=2))
         return 0
-    report = pipeline.sweep(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps, config=sweep_cfg,
-                            command=command, show_progress=show)
+    if args.verb == "test":
+        v = pipeline.verdict(out, ds, splits, query=args.query, method=args.method, layer=args.layer,
+                             fuse_outputs=args.fuse_outputs, fdr=args.fdr, alpha=args.alpha, decision=args.decision,
+                             model=args.model, weights=args.weights, config=sweep_cfg, command=command, show_progress=show)
+        mw, b, f, s = v["mann_whitney"], v["binomial"], v["member_fraction"], v["per_sample"]
+        print(v["sentence"])
+        print(f"  scores: {v['method']} ({v['layer']}, {v['signal']}); {v['n_query']} queries ({v['query']['source']}) "
+              f"against a null reference of {v['n_null']} held-out non-members")
+        print(f"  deciding p = {v['p_value']:.3g} ({v['decision']}, alpha {v['alpha']:g}; null reference: {v['n_null']})")
+        print(f"  Mann-Whitney: query-vs-null AUC {mw['auc']:.3f}, p = {mw['p_value']:.3g} (null reference: {v['n_null']})")
+        print(f"  exceedances: {b['exceedances']} of {b['n']} above the null's top {100 * b['null_rate']:.1f}% "
+              f"({b['expected_under_null']:.1f} expected), exact p = {b['p_value']:.3g} (null reference: {v['n_null']})")
+        print(f"  members among the queries (Storey, a lower estimate): {100 * f['estimate']:.1f}% "
+              f"[{100 * f['ci95'][0]:.1f}%, {100 * f['ci95'][1]:.1f}%]")
+        print(f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
+              f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)")
+        print(f"wrote {out / 'verdict.csv'}, {out / 'report.json'} and {out / 'report.html'}")
+        return 0
+    if args.signal == "gradients":
+        from mintaudit.gradient import GradientSweepConfig
+
+        if args.fusion != "none" or args.taps != "published" or args.float16:
+            raise ConfigError("--fusion, --taps and --float16 apply to --signal activations; gMINT chooses layers with --setups")
+        grad_cfg = GradientSweepConfig(detector=sweep_cfg.detector, reductions=args.reductions, known_fraction=args.known_fraction,
+                                       protocols=args.protocols, n_bootstrap=args.bootstrap, seed=args.seed)
+        report = pipeline.gradient_sweep(out, ds, splits, model=args.model, weights=args.weights, setups=args.setups,
+                                         budgets=args.budgets, config=grad_cfg, command=command, show_progress=show)
+    else:
+        report = pipeline.sweep(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps, config=sweep_cfg,
+                                command=command, show_progress=show)
     print(format_table(report))
     print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
     return 0

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from mintaudit._io import atomic_write_json
+from mintaudit.attacks.run import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, Splits, load_dataset, make_splits
 from mintaudit.detectors import DetectorConfig
 from mintaudit.errors import ConfigError, ModelError
+from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import ModelSpec, build_model, load_model, load_weights, model_fingerprint, published_taps, save_model
 from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report, new_report, write_report
@@ -43,8 +46,12 @@ __all__ = [
     "extract",
     "fit_tap",
     "sweep",
+    "gradient_sweep",
     "render",
     "demo",
+    "attack",
+    "null_split",
+    "verdict",
 ]
 
 _DEFAULT_CAP = 5000
@@ -240,7 +247,8 @@ def fit_tap(
     cache = extract_signals(net, ds, np.unique(split.all_indices()), [layer_name], out / "cache",
                             batch_size=config.batch_size, dtype=config.dtype, show_progress=show_progress)
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
-    det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
+    det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
+    atomic_write_json(det_dir / "protocol.json", _detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
     report_path = out / "report.json"
     report = load_report(report_path) if report_path.is_file() else _report_for(
         out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
@@ -269,11 +277,51 @@ def sweep(
     return report
 
 
+def gradient_sweep(
+    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
+    setups: str | Sequence[SetupSpec] = "entry,middle,output,combined", budgets: str | Sequence[float] = "1,0.1,0.01",
+    config: GradientSweepConfig | None = None, command: list[str] | None = None, show_progress: bool | None = None,
+) -> dict[str, Any]:
+    """Gradient MINT over setups x data budgets, plus the LOSS baseline; writes the reports in ``out_dir``.
+
+    The gMINT results join an existing ``report.json`` made from the same model, data and
+    held-out split (same seed and known fraction), replacing its earlier gMINT and LOSS rows, so
+    that passive and gradient MINT sit in one table; otherwise a new report is written.
+    """
+    config = config or GradientSweepConfig()
+    out = Path(out_dir)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    budget_list = parse_budgets(budgets)
+    run_config = {**config.to_dict(), "signal": "gradients", "budgets": budget_list,
+                  "setups": {key: layers for key, _, layers in resolve_setups(net, setups)},
+                  "command": " ".join(command or sys.argv)}
+    results = run_gradient_sweep(net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress)
+    report = _report_for(out, ds, splits, name, net, info, run_config, command or sys.argv)
+    report_path = out / "report.json"
+    if report_path.is_file():
+        old = load_report(report_path)
+        same = (old.get("model", {}).get("fingerprint") == report["model"]["fingerprint"]
+                and all(old.get("dataset", {}).get(k) == report["dataset"][k]
+                        for k in ("fingerprint", "members", "external", "test", "seed", "known_members"))
+                and old.get("config", {}).get("seed") == config.seed)
+        if same:
+            old["results"] = [r for r in old["results"] if r.get("method") not in ("gmint", "loss")]
+            old.setdefault("config", {})["gmint"] = run_config
+            report = old
+    for r in results:
+        add_result(report, r)
+    write_report(report, out)
+    return report
+
+
 def render(report_path: str | Path) -> tuple[Path, Path, str]:
     """Re-render ``report.html`` from a ``report.json``; return both paths and the terminal table."""
     report = load_report(report_path)
     json_path, html_path = write_report(report, Path(report_path).parent)
     return json_path, html_path, format_table(report)
+
+
+DEMO_ATTACKS = ("loss", "entropy", "rmia")
 
 
 def demo(
@@ -287,7 +335,8 @@ def demo(
     command: list[str] | None = None,
     show_progress: bool | None = None,
 ) -> dict[str, Any]:
-    """The main job: train ``objcls-cnn`` on the members, sweep its 7 taps with passive MINT, write the reports.
+    """The main job: train ``objcls-cnn`` on the members, sweep its 7 taps with passive MINT, run the
+    baseline attacks in :data:`DEMO_ATTACKS` (two reference models) on the same sets, write the reports.
 
     On the embedded ``digits`` it takes about a minute on 2 CPU cores; ``fashion-mnist``
     (5,000 members, 15 epochs) takes longer.
@@ -302,7 +351,377 @@ def demo(
     if saved.get("train") != asdict(train_cfg) or saved.get("splits_fingerprint") != splits.fingerprint():
         train_model(out, ds, splits, model="objcls-cnn", config=train_cfg, show_progress=show_progress)
     cfg = SweepConfig(detector=DetectorConfig(seed=seed), fusion=fusion, seed=seed)  # type: ignore[arg-type]
-    report = sweep(out, ds, splits, taps="published", config=cfg, command=command, show_progress=show_progress)
+    sweep(out, ds, splits, taps="published", config=cfg, command=command, show_progress=show_progress)
+    # the baseline attacks on the same sets; two reference models trained like the audited one
+    attack_cfg = AttackConfig(n_reference=2, reference_train=train_cfg, seed=seed)
+    report = attack(out, ds, splits, methods=list(DEMO_ATTACKS), config=attack_cfg, known_fraction=cfg.known_fraction,
+                    command=command, show_progress=show_progress)
     atomic_write_json(out / "demo.config.json", {"dataset": dataset, "epochs": epochs, "seed": seed, "fusion": fusion,
-                                                 "train": asdict(train_cfg), "sweep": cfg.to_dict()})
+                                                 "train": asdict(train_cfg), "sweep": cfg.to_dict(),
+                                                 "attacks": attack_cfg.to_dict()})
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts: "were these samples used to train this model?" (mintaudit test)
+
+QUERY_ROLES = ("heldout-members", "test")
+"""Split roles ``verdict`` accepts as ``query`` (besides files of indices and new data sets)."""
+
+_NULL_SOURCE = ("non-member test samples: a seeded half of the test split, never used to train the model, fit the "
+                "MINT model, choose its layer or set a threshold")
+
+
+def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split the non-member test samples into the null reference and the ``test`` query pool.
+
+    Args:
+        splits: the work directory's splits.
+        fraction: the share of the test split that forms the null reference.
+        seed: the draw is ``numpy.random.default_rng([seed, 1])``: fixed for a work directory.
+
+    Returns:
+        (null, test_pool): sorted int64 pool indices, disjoint, together the test split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"the null reference's fraction of the test split must lie in (0, 1); given {fraction}")
+    test = np.random.default_rng([seed, 1]).permutation(splits.test)
+    k = int(round(fraction * len(test)))
+    if k == 0 or k == len(test):
+        raise ConfigError(f"{len(test)} test samples cannot be split into a null reference and a query pool; "
+                          "use more --test samples")
+    return np.sort(test[:k]), np.sort(test[k:])
+
+
+def verdict(
+    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, query: str, method: str = "passive-mint",
+    layer: str | None = None, fuse_outputs: bool = False, fdr: float = 0.05, alpha: float = 0.05,
+    decision: str = "mann-whitney", model: str | None = None, weights: str | None = None,
+    config: SweepConfig | None = None, null_fraction: float = 0.5, command: list[str] | None = None,
+    show_progress: bool | None = None,
+) -> dict[str, Any]:
+    """Were the ``query`` samples, or some of them, used to train the audited model? Test it and write the verdict.
+
+    The query's membership scores are compared with a *null reference*: a seeded half of the
+    non-member test split (:func:`null_split`), never used to fit the MINT model, choose its
+    layer or set a threshold, and never overlapping the query (refused). Each query sample gets
+    a conformal p-value and flags under Benjamini-Hochberg at ``fdr`` and at the plain level
+    ``alpha``; the whole set gets the dataset-level test
+    (:func:`mintaudit.evaluation.dataset_test`) and its one-sentence verdict. Valid when query
+    samples that are not members are exchangeable with the null reference.
+
+    Writes ``OUT/verdict.csv`` (sample_id, score, p_value, flagged_bh, flagged_alpha, n_null),
+    the verdict into ``OUT/report.json`` (made when missing) and ``OUT/report.html``.
+
+    Args:
+        query: ``heldout-members`` (members the MINT model never saw: a positive control),
+            ``test`` (the test split's non-null half: a negative control), a file of pool
+            indices (``.txt`` / ``.csv``, one per line, first column; or ``.npy``), or new
+            samples as ``npz:PATH`` / ``folder:PATH`` (same image shape and classes).
+        method: ``passive-mint`` (a MINT model on ``layer``) or ``loss`` (minus the loss).
+        layer: the passive-MINT tap (name, index, glob) or ``outputs`` (output signals only);
+            default: the report's passive-MINT result with the best *validation* AUC (measured
+            on the auditor's MINT-training data, never on the null), else ``outputs``.
+        fuse_outputs: with an explicit ``layer``, also feed the output signals.
+        fdr, alpha, decision: see :func:`~mintaudit.evaluation.sample_decisions` and
+            :func:`~mintaudit.evaluation.dataset_test`.
+        config: the passive split and MINT model options (same as the sweep's, so the saved
+            or refitted MINT model is the one the sweep measured).
+        null_fraction: the share of the test split forming the null reference.
+
+    Returns:
+        The verdict dict stored as ``report["verdict"]``.
+    """
+    from mintaudit.evaluation.statistics import DECISIONS, dataset_test, sample_decisions
+    from mintaudit.report.schema import set_verdict
+
+    config = config or SweepConfig()
+    if method not in ("passive-mint", "loss"):
+        raise ConfigError(f"--method must be passive-mint or loss; given {method!r}")
+    if decision not in DECISIONS:
+        raise ConfigError(f"--decision must be one of {', '.join(DECISIONS)}; given {decision!r}")
+    if not (0.0 < fdr <= 1.0 and 0.0 < alpha < 1.0):
+        raise ConfigError(f"--fdr must lie in (0, 1] and --alpha in (0, 1); given {fdr} and {alpha}; e.g. 0.05")
+    if method == "loss" and (layer is not None or fuse_outputs):
+        raise ConfigError("--layer and --fuse-outputs apply to --method passive-mint only; drop them for loss")
+    if layer is None and fuse_outputs:
+        raise ConfigError("--fuse-outputs needs --layer; without --layer the report's best result decides")
+    out = Path(out_dir)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
+    null_idx, test_pool = null_split(splits, fraction=null_fraction, seed=config.seed)
+    q_ds, q_ids, q_info = _resolve_query(query, ds, split, test_pool)
+    _refuse_overlap(q_ds, q_ids, ds, null_idx, "the null reference",
+                    "the null must never contain query samples; use --query test for non-members outside it")
+    if method == "passive-mint":
+        _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
+                        "the MINT model's training data (known members and external samples)",
+                        "their scores say nothing about membership; query other samples, or use --method loss")
+
+    layer_name, fuse = _verdict_layer(out, net, layer, fuse_outputs) if method == "passive-mint" else (None, False)
+    layers = [layer_name] if layer_name is not None else []
+    base_idx = np.unique(split.all_indices())
+    cache = _find_cache(out / "cache", net, ds, layers, base_idx) or extract_signals(
+        net, ds, base_idx, layers, out / "cache", batch_size=config.batch_size, dtype=config.dtype,  # type: ignore[arg-type]
+        show_progress=show_progress)
+    if q_ds is not ds:
+        q_cache = extract_signals(net, q_ds, q_ids, layers, out / "cache", batch_size=config.batch_size,
+                                  dtype=config.dtype, show_progress=show_progress)  # type: ignore[arg-type]
+    elif np.isin(q_ids, cache.indices).all():
+        q_cache = cache
+    else:
+        q_cache = _find_cache(out / "cache", net, ds, layers, q_ids) or extract_signals(
+            net, ds, np.sort(q_ids), layers, out / "cache", batch_size=config.batch_size, dtype=config.dtype,  # type: ignore[arg-type]
+            show_progress=show_progress)
+
+    if method == "loss":
+        def score(c: Any, ids: np.ndarray) -> np.ndarray:
+            return -c.outputs()["loss"][c.rows(ids)].astype(np.float64)
+        about = {"method": "loss", "signal": "outputs", "layer": "outputs", "detector": "none (minus the loss)"}
+    else:
+        det = _verdict_detector(out, net, ds, splits, split, cache, layer_name, fuse, config, show_progress)
+
+        def score(c: Any, ids: np.ndarray) -> np.ndarray:
+            return _mint_scores(det, c, layer_name, fuse, ids)
+        signal = "outputs" if layer_name is None else ("activations+outputs" if fuse else "activations")
+        about = {"method": "passive-mint", "signal": signal, "layer": layer_name or "outputs", "detector": det.kind_}
+
+    null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
+    per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
+    test = dataset_test(q_scores, null_scores, alpha=alpha, decision=decision)  # type: ignore[arg-type]
+    csv_path = _write_verdict_csv(out / "verdict.csv", q_ids, q_scores, per_sample)
+    result = {
+        **test.to_dict(), **about,
+        "query": {**q_info, "n": int(len(q_ids))},
+        "null_reference": {"source": _NULL_SOURCE, "n": int(len(null_idx)), "fraction_of_test": null_fraction,
+                           "seed": config.seed},
+        "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
+        "command": " ".join(command or sys.argv),
+    }
+    report_path = out / "report.json"
+    report = load_report(report_path) if report_path.is_file() else _report_for(
+        out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    set_verdict(report, result)
+    write_report(report, out)
+    return result
+
+
+def _resolve_query(
+    query: str, ds: ImageDataset, split: Any, test_pool: np.ndarray
+) -> tuple[ImageDataset, np.ndarray, dict[str, Any]]:
+    """(the data set the query lives in, its sample ids there, a description) of ``--query``."""
+    if query == "heldout-members":
+        return ds, split.heldout_members, {"source": "heldout-members", "kind": "split", "truth": "members",
+                                           "description": "training members the MINT model never saw; a positive control"}
+    if query == "test":
+        return ds, test_pool, {"source": "test", "kind": "split", "truth": "non-members",
+                               "description": "non-member test samples outside the null reference; a negative control"}
+    if query.lower().startswith(("npz:", "folder:")):
+        q_ds = load_dataset(query)
+        if q_ds.image_shape != ds.image_shape or q_ds.num_classes > ds.num_classes:
+            raise ConfigError(f"--query {query!r} holds {q_ds.num_classes} classes of {q_ds.image_shape} images; the "
+                              f"audited data has {ds.num_classes} classes of {ds.image_shape}: give samples of the same kind")
+        return q_ds, np.arange(len(q_ds), dtype=np.int64), {
+            "source": query, "kind": "dataset", "truth": None, "description": "new samples (sample_id = their row)"}
+    path = Path(query)
+    if not path.is_file():
+        raise ConfigError(f"--query {query!r} is neither a split role ({', '.join(QUERY_ROLES)}), nor a file of pool "
+                          "indices (.txt/.csv one per line, .npy), nor new samples (npz:PATH, folder:PATH)")
+    return ds, _read_indices(path, len(ds)), {"source": str(path), "kind": "indices", "truth": None,
+                                              "description": "pool indices from a file"}
+
+
+def _read_indices(path: Path, n_pool: int) -> np.ndarray:
+    """Pool indices from a ``.npy`` array or a text / CSV file (first column; a header line is skipped)."""
+    from mintaudit.errors import CorruptFileError, SplitError
+
+    if path.suffix.lower() == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise CorruptFileError(f"{str(path)!r} is not a readable .npy array of indices ({e}); save one with numpy.save") from e
+    else:
+        cells = [line.split(",")[0].strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        cells = [c for c in cells if c]
+        if cells and not cells[0].lstrip("-").isdigit():
+            cells = cells[1:]  # a header
+        bad = next((c for c in cells if not c.lstrip("-").isdigit()), None)
+        if bad is not None:
+            raise CorruptFileError(f"{str(path)!r}: {bad!r} is not a sample index; write one integer pool index per line")
+        values = np.array([int(c) for c in cells], dtype=np.int64)
+    values = np.asarray(values)
+    if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
+        raise SplitError(f"{str(path)!r} must hold a non-empty 1-D list of integer pool indices; "
+                         f"given {values.dtype} of shape {values.shape}")
+    values = values.astype(np.int64)
+    if values.min() < 0 or values.max() >= n_pool:
+        raise SplitError(f"{str(path)!r} holds indices in [{values.min()}, {values.max()}]; the pool has {n_pool} "
+                         f"samples (valid: 0 to {n_pool - 1})")
+    if len(np.unique(values)) != len(values):
+        raise SplitError(f"{str(path)!r} repeats {len(values) - len(np.unique(values))} indices; list each sample once")
+    return values
+
+
+def _refuse_overlap(q_ds: ImageDataset, q_ids: np.ndarray, ds: ImageDataset, other: np.ndarray, what: str,
+                    fix: str) -> None:
+    """SplitError when query samples are among ``other`` (pool indices; by image content for new samples)."""
+    from mintaudit.errors import SplitError
+
+    if q_ds is ds:
+        shared = np.intersect1d(q_ids, other)
+    else:
+        keys = {ds.images[i].tobytes() for i in other}
+        shared = np.array([i for i in q_ids if q_ds.images[i].tobytes() in keys], dtype=np.int64)
+    if len(shared):
+        examples = ", ".join(str(i) for i in shared[:5]) + (", ..." if len(shared) > 5 else "")
+        raise SplitError(f"--query shares {len(shared)} sample(s) with {what} ({examples}); {fix}")
+
+
+def _verdict_layer(out: Path, net: nn.Module, layer: str | None, fuse_outputs: bool) -> tuple[str | None, bool]:
+    """(tap or None for the output signals alone, fuse outputs?) of a passive-MINT verdict."""
+    if layer == "outputs":
+        return None, True
+    if layer is not None:
+        return select_layers(net, layer)[0], bool(fuse_outputs)
+    report_path = out / "report.json"
+    results = load_report(report_path)["results"] if report_path.is_file() else []
+    fitted = [r for r in results if r.get("method") == "passive-mint"
+              and isinstance((r.get("fit") or {}).get("val_auc"), (int, float))]
+    if not fitted:
+        return None, True
+    best = max(fitted, key=lambda r: r["fit"]["val_auc"])
+    if best.get("layer") in (None, "outputs"):
+        return None, True
+    return str(best["layer"]), best.get("signal") == "activations+outputs"
+
+
+def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str], indices: np.ndarray) -> Any:
+    """An existing activation cache under ``root`` of this model and data holding ``layers`` and ``indices``, or None."""
+    from mintaudit.errors import CacheError
+    from mintaudit.signals import SignalCache
+
+    model_fp, data_fp = model_fingerprint(net), ds.fingerprint()
+    for manifest in sorted(Path(root).glob("*/manifest.json")):
+        if manifest.parent.name.startswith("."):
+            continue
+        try:
+            cache = SignalCache.open(manifest.parent)
+        except CacheError:
+            continue
+        m = cache.manifest
+        if (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp) or \
+                m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])):
+            continue
+        if np.isin(indices, cache.indices).all():
+            return cache
+    return None
+
+
+def _detector_protocol(net: nn.Module, ds: ImageDataset, splits: Splits, config: SweepConfig, layer: str | None,
+                       fuse: bool) -> dict[str, Any]:
+    """What a saved MINT model was fitted on: reused by ``verdict`` only when all of it matches."""
+    return {"schema": "mintaudit/detector-protocol@1", "model_fingerprint": model_fingerprint(net),
+            "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint(),
+            "known_fraction": config.known_fraction, "seed": config.seed, "dtype": config.dtype,
+            "detector": asdict(config.detector), "layer": layer, "fuse_outputs": fuse}
+
+
+def _verdict_detector(out: Path, net: nn.Module, ds: ImageDataset, splits: Splits, split: Any, cache: Any,
+                      layer: str | None, fuse: bool, config: SweepConfig, show_progress: bool | None) -> Any:
+    """The MINT model of ``layer``: the one saved in ``OUT/detectors`` when fitted on the same protocol, else fitted now (and saved)."""
+    import dataclasses
+
+    from mintaudit.detectors import MintDetector
+
+    det_dir = out / "detectors" / ("outputs" if layer is None else layer + ("+outputs" if fuse else ""))
+    protocol = _detector_protocol(net, ds, splits, config, layer, fuse)
+    try:
+        if json.loads((det_dir / "protocol.json").read_text()) == json.loads(json.dumps(protocol)):
+            return MintDetector.load(det_dir)
+    except (OSError, ValueError):
+        pass
+    quick = dataclasses.replace(config, n_bootstrap=0)
+    _, det = audit_tap(cache, split, layer, quick, fuse_outputs=fuse, show_progress=show_progress)
+    det.save(det_dir)
+    atomic_write_json(det_dir / "protocol.json", protocol)
+    return det
+
+
+def _mint_scores(det: Any, cache: Any, layer: str | None, fuse: bool, ids: np.ndarray) -> np.ndarray:
+    """P(member) of the MINT model for pool ``ids`` of ``cache``, float64 (N,), read in chunks of rows."""
+    from mintaudit.signals import output_features
+
+    rows = cache.rows(ids)
+    out = cache.outputs()
+    feats = output_features(out["logits"], out["labels"])
+    X = cache.activations(layer) if layer is not None else feats
+    extra = feats if (fuse and layer is not None) else None
+    logits = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), 512):
+        chunk = rows[start : start + 512]
+        order = np.argsort(chunk)
+        x = np.empty((len(chunk), *X.shape[1:]), dtype=np.float32)
+        x[order] = X[chunk[order]]
+        logits[start : start + len(chunk)] = det.decision_function(x, None if extra is None else extra[chunk])
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _write_verdict_csv(path: Path, ids: np.ndarray, scores: np.ndarray, d: Any) -> Path:
+    from mintaudit._io import atomic_write_text
+
+    lines = ["sample_id,score,p_value,flagged_bh,flagged_alpha,n_null"]
+    lines += [f"{int(i)},{s:.9g},{p:.9g},{int(b)},{int(a)},{d.n_null}"
+              for i, s, p, b, a in zip(ids, scores, d.p_values, d.flagged_bh, d.flagged_alpha)]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _model_spec(out_dir: str | Path, ds: ImageDataset, model: str | None, weights: str | None) -> ModelSpec:
+    """The architecture of the audited model (for reference models): the user's or the saved one."""
+    if weights is not None and model is not None:
+        return _spec_for(model, ds)
+    meta = json.loads((Path(out_dir) / "model" / "model.json").read_text())
+    return ModelSpec.from_dict(meta["spec"])
+
+
+def attack(
+    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, methods: list[str], model: str | None = None,
+    weights: str | None = None, config: AttackConfig | None = None, known_fraction: float = 0.5,
+    population: Literal["external", "unused"] = "external", command: list[str] | None = None,
+    show_progress: bool | None = None,
+) -> dict[str, Any]:
+    """Baseline attacks on the passive-MINT sets, added to ``out_dir/report.json`` (earlier rows of the same attacks replaced).
+
+    Reference models are trained with the audited model's architecture and cached under
+    ``out_dir/cache/attacks``; see :mod:`mintaudit.attacks.run` for which samples each set uses.
+    ``population="unused"`` trains them on a seeded sample (twice the members) of the data set's
+    training samples that no split uses, so that each reference model sees as many samples as
+    the audited model did.
+    """
+    config = config or AttackConfig()
+    out = Path(out_dir)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    spec = _model_spec(out, ds, model, weights)
+    split = passive_split(splits, known_fraction=known_fraction, seed=config.seed)
+    pop = None
+    if population == "unused":
+        taken = np.zeros(len(ds), dtype=bool)
+        taken[np.concatenate([splits.members, splits.external, splits.test])] = True
+        if ds.official_test is not None:
+            taken |= ds.official_test
+        unused = np.flatnonzero(~taken)
+        if len(unused) < 2:
+            raise ConfigError("no unused training samples for reference models; use --population external")
+        # twice the members, so that each reference model (trained on a half) sees as many samples as the audited one
+        size = min(len(unused), 2 * len(splits.members))
+        pop = np.sort(np.random.default_rng(config.seed).choice(unused, size=size, replace=False))
+    results = run_attacks(net, spec, ds, split, methods, out / "cache" / "attacks", config, population=pop,
+                          show_progress=show_progress)
+    report_path = out / "report.json"
+    report = load_report(report_path) if report_path.is_file() else _report_for(
+        out, ds, splits, name, net, info, {"known_fraction": known_fraction}, command or sys.argv)
+    report["results"] = [r for r in report["results"] if r.get("attack", r["method"]) not in set(methods)]
+    for r in results:
+        add_result(report, r)
+    report.setdefault("config", {})["attacks"] = config.to_dict()
+    write_report(report, out)
     return report

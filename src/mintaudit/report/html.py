@@ -32,6 +32,9 @@ th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .ci{display:block;color:#777;font-size:.82em}tr.best td{background:#eef6fb}
 .kv{display:flex;gap:40px;flex-wrap:wrap}.kv table{min-width:260px}.kv th{background:none;color:#555;font-weight:600}
 .verdict{border:2px solid #0072B2;border-radius:6px;padding:4px 16px 10px;background:#f3f8fc}
+.verdict-text{font-size:1.12em;line-height:1.5}.verdict h3{font-size:1.02em;margin:14px 0 4px}.verdict li{margin:4px 0;line-height:1.45}
+.badge{display:inline-block;font-size:.72em;padding:2px 10px;border-radius:10px;margin-left:10px;vertical-align:middle;color:#fff}
+.badge.yes{background:#D55E00}.badge.no{background:#009E73}
 .note{background:#f7f7f2;border-left:4px solid #999;padding:4px 16px}.note li{margin:4px 0}
 .best-text{font-size:1.02em;line-height:1.5}
 .figs{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}figure{margin:0}
@@ -103,16 +106,140 @@ def _kv_table(title: str, items: dict[str, Any]) -> str:
 
 
 def _verdict(verdict: Any) -> str:
+    """The verdict first, in words (a badge and the one-sentence conclusion), then the evidence."""
     if verdict is None:
         return ""
-    inner = (
-        "<table>"
-        + "".join(f"<tr><th>{escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in verdict.items())
-        + "</table>"
-        if isinstance(verdict, dict)
-        else f"<p>{_value(verdict)}</p>"
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("sentence"), str):
+        inner = (
+            "<table>"
+            + "".join(f"<tr><th>{escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in verdict.items())
+            + "</table>"
+            if isinstance(verdict, dict)
+            else f"<p>{_value(verdict)}</p>"
+        )
+        return f'<section class="verdict"><h2>Verdict</h2>{inner}</section>'
+    reject = verdict.get("reject") is True
+    badge = (
+        '<span class="badge yes">Evidence of use</span>' if reject else '<span class="badge no">No evidence of use</span>'
     )
-    return f'<section class="verdict"><h2>Verdict</h2>{inner}</section>'
+    return (
+        f'<section class="verdict"><h2>Verdict {badge}</h2>'
+        f'<p class="verdict-text">{escape(verdict["sentence"])}</p>'
+        f"<h3>Evidence</h3><ul>{''.join(_verdict_evidence(verdict))}</ul>{_verdict_figure(verdict)}</section>"
+    )
+
+
+def _p(p: Any, n_null: Any) -> str:
+    """A p-value with the null reference's size beside it."""
+    if not is_number(p):
+        return DASH
+    size = f" (n_null = {n_null:,})" if is_number(n_null) else ""
+    return escape(f"p = {p:.3g}{size}")
+
+
+def _verdict_evidence(v: dict[str, Any]) -> Iterator[str]:
+    n, m = v.get("n_query"), v.get("n_null")
+    query, null = v.get("query") or {}, v.get("null_reference") or {}
+    scored = _scored_by(v)
+    if query or scored:
+        about = query.get("description") or query.get("source")
+        about = f" ({escape(str(about))})" if about else ""
+        by = f", scored by {escape(scored)}" if scored else ""
+        yield f"<li><b>Question</b>: were these {_value(n)} samples{about}, or some of them, used to train the model{by}?</li>"
+    if null:
+        yield f"<li><b>Null reference</b>: {_value(null.get('n', m))} {escape(str(null.get('source') or 'held-out non-members'))}.</li>"
+    decision = str(v.get("decision") or "")
+    how = {
+        "bonferroni": "the smaller of the two p-values below, doubled (Bonferroni)",
+        "mann-whitney": "the Mann-Whitney U test's",
+        "binomial": "the exact binomial test's",
+    }.get(decision, escape(decision))
+    yield (
+        f"<li><b>Deciding p-value</b>: {_p(v.get('p_value'), m)}, {how}; the test rejects when p &le; alpha = "
+        f"{_value(v.get('alpha'))}.</li>"
+    )
+    mw = v.get("mann_whitney") or {}
+    if mw:
+        yield (
+            f"<li><b>Mann-Whitney U</b> (one-sided): a query sample outscores a null sample with probability "
+            f"{fmt(mw.get('auc'))} (0.5 when the queries are like non-members); {_p(mw.get('p_value'), m)}.</li>"
+        )
+    b = v.get("binomial") or {}
+    if b:
+        yield (
+            f"<li><b>Exceedances</b> (exact binomial test, one-sided): {_value(b.get('exceedances'))} of {_value(n)} queries "
+            f"score above the null's top-{pct(b.get('null_rate'))} threshold ({fmt(b.get('threshold'), 4)}), where "
+            f"{fmt(b.get('expected_under_null'), 1)} are expected if none is a member; exact {_p(b.get('p_value'), m)}; "
+            f"a plain binomial test, which treats the threshold as exact, gives {_p(b.get('p_value_binomtest'), m)}.</li>"
+        )
+    f = v.get("member_fraction") or {}
+    if is_number(f.get("estimate")):
+        ci = f.get("ci95") or [None, None]
+        yield (
+            f"<li><b>Share of members among the queries</b>: about {pct(f['estimate'])} (95% interval {pct(ci[0])} to "
+            f"{pct(ci[1])}); it assumes {escape(str(f.get('assumes', '')))}.</li>"
+        )
+    s = v.get("per_sample") or {}
+    if s:
+        csv = f" Each sample's score, p-value and flags are in <code>{escape(str(s['csv']))}</code>." if s.get("csv") else ""
+        yield (
+            f"<li><b>Per sample</b>: {_value(s.get('n_flagged_bh'))} of {_value(n)} flagged as members with the false "
+            f"discovery rate controlled at {pct(s.get('fdr'))} (Benjamini-Hochberg); {_value(s.get('n_flagged_alpha'))} "
+            f"flagged at the per-sample level {_value(s.get('alpha'))}, where about "
+            f"{fmt(s.get('expected_false_flags_alpha'), 1)} false flags are expected if none is a member. Per-sample "
+            f"p-values are conformal, against the same {_value(m)} non-members (smallest possible: "
+            f"{fmt(s.get('smallest_possible_p_value'), 5)}).{_bh_resolution(s, n)}{csv}</li>"
+        )
+    if v.get("error_rate"):
+        yield f"<li><b>Error rate controlled</b>: {escape(str(v['error_rate']))}.</li>"
+    if v.get("assumption"):
+        yield f"<li><b>Assumption</b>: {escape(str(v['assumption']))}.</li>"
+
+
+def _bh_resolution(s: dict[str, Any], n: Any) -> str:
+    """A warning when the null is too small for Benjamini-Hochberg to flag a lone sample."""
+    lone, smallest, fdr = s.get("bh_lone_threshold"), s.get("smallest_possible_p_value"), s.get("fdr")
+    if not (is_number(lone) and is_number(smallest) and is_number(fdr) and is_number(n)) or smallest <= lone:
+        return ""
+    return escape(
+        f" With {n} queries, Benjamini-Hochberg flags a lone sample only if its p-value is at most {fdr:g}/{n} = "
+        f"{lone:.2g}, below the smallest possible p-value: a null reference of at least {math.ceil(n / fdr) - 1:,} "
+        "non-members is needed to flag single samples."
+    )
+
+
+def _scored_by(v: dict[str, Any]) -> str:
+    method, layer, signal, detector = (v.get(k) for k in ("method", "layer", "signal", "detector"))
+    if method == "loss":
+        return "the LOSS attack (minus the loss on the true label)"
+    if method == "passive-mint":
+        model = f", {detector} MINT model" if detector else ""
+        if layer in (None, "outputs"):
+            return f"passive MINT on the output signals{model}"
+        return f"passive MINT on the {signal or 'activations'} of layer {layer}{model}"
+    return ", ".join(str(x) for x in (method, layer, signal) if x)
+
+
+def _verdict_figure(v: dict[str, Any]) -> str:
+    h = v.get("histogram")
+    if not isinstance(h, dict) or not h.get("edges"):
+        return ""
+    edges = h["edges"]
+    shares = {}
+    for key in ("null", "query"):
+        counts = h.get(key) or []
+        total = sum(counts) or 1
+        shares[key] = [c / total for c in counts]
+    top = max([*shares["null"], *shares["query"], 0.01]) * 1.05
+    plot = Plot((edges[0], edges[-1]), (0.0, top), width=420, height=220, title="Query scores against the null reference",
+                x_label="membership score", y_label="share of samples")
+    plot.steps(edges, shares["null"], color=_NONMEMBER, label="null reference (non-members)")
+    plot.steps(edges, shares["query"], color=_MEMBER, label="query samples")
+    b = v.get("binomial") or {}
+    if is_number(b.get("threshold")) and edges[0] <= b["threshold"] <= edges[-1]:
+        plot.vline(b["threshold"], label="exceedance threshold")
+    return _figure(plot.render(), "Each side as a share of its own size. Under the null hypothesis the two shapes "
+                   "differ only by chance; members push the query shape to the right.")
 
 
 def _reading_guide() -> str:
@@ -356,7 +483,8 @@ def _depth_section(results: list[dict[str, Any]], names: list[str]) -> str:
         swept = [r for r, _ in group if is_number(r.get("depth"))]
         if not swept:
             continue
-        baselines = [r for r, _ in group if r.get("depth") is None]
+        # rows without a depth become dashed lines: output-only rows and attacks, not other grids (gMINT)
+        baselines = [r for r, _ in group if r.get("depth") is None and r.get("method") != "gmint"]
         series: dict[str, list[dict[str, Any]]] = {}
         for r in sorted(swept, key=lambda r: r["depth"]):  # one line per method and signal, whatever the detector
             series.setdefault(f"{r.get('method')}, {r.get('signal')}", []).append(r)

@@ -22,6 +22,7 @@ __all__ = [
     "Protocol",
     "new_report",
     "add_result",
+    "set_verdict",
     "write_report",
     "load_report",
 ]
@@ -133,6 +134,40 @@ def add_result(report: dict[str, Any], result: dict[str, Any]) -> None:
             f"result['depth'] must be an integer >= 1 (1 = first tap) or absent; given {depth!r}"
         )
     report.setdefault("results", []).append(copy.deepcopy(result))
+
+
+def set_verdict(report: dict[str, Any], verdict: dict[str, Any]) -> None:
+    """Validate ``verdict`` and store a copy of it as ``report["verdict"]`` (replacing any earlier one).
+
+    A verdict is made by the caller, usually as ``{**dataset_test(...).to_dict(), "method": ...,
+    "query": {...}, "null_reference": {...}, "per_sample": {...}}`` (see
+    :func:`mintaudit.pipeline.verdict`).
+
+    Raises:
+        EvaluationError: ``sentence`` is not a string, ``reject`` not a bool, ``p_value`` or
+            ``alpha`` not in [0, 1], or ``n_query`` / ``n_null`` not an integer >= 1.
+    """
+    if not isinstance(verdict, dict):
+        raise EvaluationError(f"a verdict must be a dict; given {type(verdict).__name__}; use dataset_test(...).to_dict()")
+    checks = {
+        "sentence": lambda v: isinstance(v, str) and bool(v.strip()),
+        "reject": lambda v: isinstance(v, bool),
+        "p_value": lambda v: _number(v) and 0.0 <= v <= 1.0,
+        "alpha": lambda v: _number(v) and 0.0 < v < 1.0,
+        "n_query": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1,
+        "n_null": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1,
+    }
+    for key, ok in checks.items():
+        if key not in verdict or not ok(verdict[key]):
+            raise EvaluationError(
+                f"verdict[{key!r}] is missing or invalid (given {verdict.get(key)!r}); build the verdict from "
+                "dataset_test(...).to_dict()"
+            )
+    report["verdict"] = copy.deepcopy(verdict)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v
 
 
 def _choice(result: dict[str, Any], key: str, choices: tuple[str, ...]) -> None:

@@ -1,5 +1,31 @@
-"""Audit signals (AAD): activations of taps and output signals, cached on disk."""
+"""Audit signals (AAD): activations of taps, per-sample gradients and output signals, cached on disk."""
 
-from mintaudit.signals.cache import SignalCache, extract_signals, output_features
+from mintaudit.signals.cache import SignalCache, SignalKind, extract_signals, output_features, stream_signals
+from mintaudit.signals.gradients import (
+    REDUCTIONS,
+    SETUPS,
+    check_reductions,
+    extract_gradients,
+    gradient_layers,
+    gradient_vectors,
+    per_sample_gradients,
+    reduce_per_filter,
+    weighted_layers,
+)
 
-__all__ = ["SignalCache", "extract_signals", "output_features"]
+__all__ = [
+    "SignalCache",
+    "SignalKind",
+    "extract_signals",
+    "output_features",
+    "stream_signals",
+    "REDUCTIONS",
+    "SETUPS",
+    "check_reductions",
+    "extract_gradients",
+    "gradient_layers",
+    "gradient_vectors",
+    "per_sample_gradients",
+    "reduce_per_filter",
+    "weighted_layers",
+]

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Every baseline attack beside passive MINT (and gMINT where present), on one Fashion-MNIST model.
+
+Reuses the work directory of ``benchmarks/passive_sweep.py`` (model, splits, the MINT rows of its
+report.json), runs the attacks on exactly the same held-out members and non-members, and prints
+one table: accuracy, AUC, TPR at 1% and 0.1% FPR with 95% intervals, and the wall time of each.
+Reference models have the audited model's architecture and training budget and are trained on
+paired halves of the training images that no split uses (``--population unused``), so each sees
+as many samples as the audited model did.
+
+    python benchmarks/passive_sweep.py            # first: the model and the MINT rows
+    python benchmarks/compare.py --reference 8
+
+Ends with one line: RESULT <method>_auc=<x> <method>_tpr1=<x> ... for every method it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from mintaudit.attacks.run import AttackConfig
+from mintaudit.pipeline import attack, prepare_data, resolve_model
+from mintaudit.training import TrainConfig
+
+OFFLINE = ["loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "rmia"]
+
+
+def _row(name: str, r: dict, seconds: float | None) -> str:
+    m, ci = r["metrics"], r["ci95"]
+
+    def f(key: str, sub: str | None = None) -> str:
+        v = m[key][sub] if sub else m[key]
+        lo, hi = ci[key][sub] if sub else ci[key]
+        return f"{v:.3f} [{lo:.3f}-{hi:.3f}]"
+
+    t = "-" if seconds is None else f"{seconds:.0f}"
+    return (f"| {name} | {f('accuracy')} | {f('auc')} | {f('tpr_at_fpr', '0.01')} | {f('tpr_at_fpr', '0.001')} | "
+            f"{r['n_members']}/{r['n_nonmembers']} | {t} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/bench-passive")
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--reference", type=int, default=8, help="reference models (paired halves)")
+    ap.add_argument("--reference-epochs", type=int, default=15)
+    ap.add_argument("--methods", default=",".join(OFFLINE),
+                    help="default: the offline attacks; lira-online trains its own models on about twice the data")
+    ap.add_argument("--population", choices=["unused", "external"], default="unused")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    ds, splits = prepare_data(args.dataset, args.out, seed=args.seed)
+    resolve_model(args.out, ds)  # fails with the fix (run passive_sweep.py first) when there is no model
+    cfg = AttackConfig(n_reference=args.reference, seed=args.seed,
+                       reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=64, seed=args.seed))
+    methods = [m for m in args.methods.split(",") if m]
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    offline_refs = [m for m in methods if m in ("calibrated-loss", "shokri", "lira", "rmia")]
+    if offline_refs:  # train (or load) the reference models once, timed on their own
+        attack(args.out, ds, splits, methods=[offline_refs[0]], config=cfg, population=args.population, command=["compare.py"])
+        timings["reference models (offline)"] = time.perf_counter() - t0
+    if "lira-online" in methods:
+        t1 = time.perf_counter()
+        attack(args.out, ds, splits, methods=["lira-online"], config=cfg, population=args.population, command=["compare.py"])
+        timings["reference models (online) + lira-online"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    report = attack(args.out, ds, splits, methods=methods, config=cfg, population=args.population, command=["compare.py"])
+    timings["scoring all attacks (models cached)"] = time.perf_counter() - t1
+
+    m = report["model"]
+    print(f"\n{args.dataset}: objcls-cnn, train accuracy {m['train_accuracy']:.3f}, test accuracy {m['task_accuracy']:.3f}; "
+          f"{report['dataset']['heldout_members']} held-out members vs non-member test samples (balanced); "
+          f"{args.reference} reference models x {args.reference_epochs} epochs on population '{args.population}'")
+    for k, v in timings.items():
+        print(f"  {k}: {v:.0f} s")
+    print("\n| method | accuracy | AUC | TPR@1% FPR | TPR@0.1% FPR | n (m/nm) | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    results = report["results"]
+    keyed: dict[str, dict] = {}
+    for kind, signal in (("passive-mint", "activations"), ("passive-mint", "activations+outputs"), ("passive-mint", "outputs"),
+                         ("gmint", "gradients")):
+        rows = [r for r in results if r["method"] == kind and r["signal"] == signal]
+        if rows:
+            best = max(rows, key=lambda r: r["metrics"]["auc"])
+            name = f"{kind} {signal} (best: {best.get('label')})"
+            print(_row(name, best, best.get("fit", {}).get("seconds")))
+            keyed[f"{kind}_{signal}".replace("-", "_").replace("+", "_")] = best
+    for r in results:
+        if r.get("attack"):
+            print(_row(r["attack"], r, r["fit"].get("seconds")))
+            keyed[r["attack"].replace("-", "_")] = r
+    print("\nseconds: MINT rows = fitting the MINT model; attacks = scoring with reference models already trained "
+          "(their training time is listed above)")
+    print("RESULT " + " ".join(f"{k}_auc={r['metrics']['auc']:.4f} {k}_tpr1={r['metrics']['tpr_at_fpr']['0.01']:.4f}"
+                               for k, r in keyed.items()))
+
+
+if __name__ == "__main__":
+    main()

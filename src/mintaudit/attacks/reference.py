@@ -1,0 +1,106 @@
+"""Reference (shadow) models for the calibrated attacks, trained with the package's one loop.
+
+Model 2k is trained on a seeded random half of the population indices and model 2k+1 on the
+other half, so every population sample is IN for half of the models and OUT for the rest
+(what online LiRA needs);
+offline attacks use the population as data the audited samples are never part of. Each model is
+cached on disk under a key of everything that determines it, so reruns, other attacks and
+larger model counts reuse what was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mintaudit.data._base import ImageDataset
+from mintaudit.errors import ConfigError
+from mintaudit.models.registry import ModelSpec, build_model, load_model, save_model
+from mintaudit.signals import extract_signals
+from mintaudit.training import TrainConfig, train_classifier
+
+__all__ = ["ReferenceSet", "train_reference_models", "reference_logits"]
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Trained reference models and, for each, the pool indices it was trained on."""
+
+    models: tuple[nn.Module, ...]
+    train_indices: tuple[np.ndarray, ...]
+
+    def in_mask(self, indices: np.ndarray) -> np.ndarray:
+        """bool (R, N): True where ``indices[n]`` was in reference model r's training data."""
+        indices = np.asarray(indices)
+        return np.stack([np.isin(indices, t) for t in self.train_indices])
+
+
+def _key(spec: ModelSpec, data_fp: str, population: np.ndarray, config: TrainConfig, r: int) -> str:
+    h = hashlib.sha256(json.dumps([spec.to_dict(), data_fp, asdict(config), r], sort_keys=True).encode())
+    h.update(np.ascontiguousarray(np.sort(population), dtype=np.int64).data)
+    return h.hexdigest()[:16]
+
+
+def train_reference_models(
+    spec: ModelSpec,
+    dataset: ImageDataset,
+    population: np.ndarray,
+    n_models: int,
+    config: TrainConfig,
+    cache_root: str | Path,
+    *,
+    show_progress: bool | None = None,
+) -> ReferenceSet:
+    """Train (or load from the cache) ``n_models`` reference models on halves of ``population``.
+
+    Args:
+        spec: architecture of the reference models (usually the audited model's).
+        dataset: the pool.
+        population: int array of pool indices disjoint from the audited members and from the
+            evaluation non-members.
+        n_models: how many models.
+        config: training options; model r uses seed ``config.seed + r``.
+        cache_root: folder of the model cache.
+
+    Returns:
+        The :class:`ReferenceSet`, models in eval mode.
+    """
+    population = np.asarray(population, dtype=np.int64)
+    if n_models < 1:
+        raise ConfigError(f"n_models must be >= 1, got {n_models}")
+    if len(population) < 2:
+        raise ConfigError(f"reference models need a population of at least 2 samples, got {len(population)}")
+    models, parts = [], []
+    for r in range(n_models):
+        cfg = TrainConfig(**{**asdict(config), "seed": config.seed + r})
+        folder = Path(cache_root) / _key(spec, dataset.fingerprint(), population, cfg, r)
+        # paired halves: model 2k takes a random half, model 2k+1 its complement
+        perm = np.random.default_rng(config.seed + r // 2).permutation(population)
+        half = np.sort(perm[: len(perm) // 2] if r % 2 == 0 else perm[len(perm) // 2 :])
+        if (folder / "model.json").is_file():
+            model, _, _ = load_model(folder)
+        else:
+            torch.manual_seed(cfg.seed)
+            model = build_model(spec)
+            train_classifier(model, dataset, half, cfg, show_progress=show_progress)
+            save_model(model, spec, folder, {"reference_index": r, "train": asdict(cfg)})
+        model.eval()
+        models.append(model)
+        parts.append(half)
+    return ReferenceSet(tuple(models), tuple(parts))
+
+
+def reference_logits(
+    refs: ReferenceSet, dataset: ImageDataset, indices: np.ndarray, cache_root: str | Path, *, batch_size: int = 256
+) -> np.ndarray:
+    """float32 (R, N, K): each reference model's logits on ``indices`` (through the signal cache)."""
+    return np.stack([
+        extract_signals(m, dataset, indices, [], cache_root, batch_size=batch_size, show_progress=False).outputs()["logits"]
+        for m in refs.models
+    ])
