@@ -475,8 +475,11 @@ def verdict(
             show_progress=show_progress)
 
     if method == "loss":
-        def score(c: Any, ids: np.ndarray) -> np.ndarray:
-            return -c.outputs()["loss"][c.rows(ids)].astype(np.float64)
+        def score(c: Any, ids: np.ndarray) -> np.ndarray:  # in float64 from the logits: no ties at zero loss
+            from mintaudit.attacks.scores import loss_scores
+
+            o, rows = c.outputs(), c.rows(ids)
+            return loss_scores(o["logits"][rows].astype(np.float64), o["labels"][rows])
         about = {"method": "loss", "signal": "outputs", "layer": "outputs", "detector": "none (minus the loss)"}
     else:
         det = _verdict_detector(out, net, ds, splits, split, cache, layer_name, fuse, config, show_progress)
