@@ -39,3 +39,15 @@ def tiny_model():
     torch.manual_seed(0)
     return TinyCNN(1, 3).eval()
 
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """Real Fashion-MNIST (Debian's dataset-fashion-mnist or $MINTAUDIT_DATA); skips the test when absent."""
+    from mintaudit.data import load_dataset
+    from mintaudit.errors import DataNotFoundError
+
+    try:
+        return load_dataset("fashion-mnist")
+    except DataNotFoundError:
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")

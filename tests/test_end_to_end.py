@@ -15,30 +15,6 @@ from mintaudit.training import TrainConfig
 METRICS = ("accuracy", "precision", "recall", "auc")
 
 
-def _has_fashion() -> bool:
-    from mintaudit.data import load_dataset
-    from mintaudit.errors import DataNotFoundError
-
-    try:
-        load_dataset("fashion-mnist")
-    except DataNotFoundError:
-        return False
-    return True
-
-
-requires_fashion = pytest.mark.skipif(not _has_fashion(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-
-
-def _complete(result: dict) -> None:
-    for key in METRICS:
-        assert isinstance(result["metrics"][key], float)
-        lo, hi = result["ci95"][key]
-        assert lo <= result["metrics"][key] <= hi
-    for fpr in ("0.01", "0.001"):
-        assert result["metrics"]["tpr_at_fpr"][fpr] is not None
-        assert len(result["ci95"]["tpr_at_fpr"][fpr]) == 2
-
-
 @pytest.mark.slow
 def test_demo_on_the_embedded_digits(tmp_path):
     out = tmp_path / "demo"
@@ -62,10 +38,9 @@ def test_demo_on_the_embedded_digits(tmp_path):
     assert [r["metrics"] for r in again["results"]] == [r["metrics"] for r in report["results"]]
 
 
-@requires_fashion
 @pytest.mark.slow
 @pytest.mark.fashion
-def test_overfit_fashion_mnist_audit_lands_in_band(tmp_path):
+def test_overfit_fashion_mnist_audit_lands_in_band(tmp_path, fashion_mnist):
     """objcls-cnn without dropout, 300 Fashion-MNIST members, trained to 100% training accuracy."""
     ds, splits = prepare_data("fashion-mnist", tmp_path, members=300, external=300, test=300, seed=0)
     _, info = train_model(tmp_path, ds, splits, model="objcls-cnn", model_kwargs={"dropout": 0.0},

@@ -50,25 +50,11 @@ def test_unknown_attack(small_setup, tmp_path):
         attack_scores(model, spec, ds, split, ["lyra"], tmp_path)
 
 
-def _has_fashion() -> bool:
-    from mintaudit.data import load_dataset
-    from mintaudit.errors import DataNotFoundError
-
-    try:
-        load_dataset("fashion-mnist")
-    except DataNotFoundError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 @pytest.mark.fashion
-@pytest.mark.skipif(not _has_fashion(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-def test_calibrated_attacks_beat_loss_at_low_fpr_and_null_split_is_chance(tmp_path):
+def test_calibrated_attacks_beat_loss_at_low_fpr_and_null_split_is_chance(tmp_path, fashion_mnist):
     """A small CNN trained to 100% training accuracy on 300 Fashion-MNIST images."""
-    from mintaudit.data import load_dataset
-
-    ds = load_dataset("fashion-mnist")
+    ds = fashion_mnist
     splits = make_splits(ds, members=300, external=1200, test=300, seed=0)
     spec = ModelSpec("objcls-cnn", 1, 10, (28, 28), {"dropout": 0.0})
     torch.manual_seed(0)
