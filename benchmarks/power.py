@@ -24,7 +24,7 @@ Mann-Whitney U's (the default of ``mintaudit test``); the Bonferroni combination
 binomial exceedance test, and that test alone, are measured on the same draws. The same draws serve every
 method. Member fraction 0% measures the false-positive rate.
 
-    python benchmarks/power.py                  # 1,000 repetitions per cell, ~5 minutes on 2 cores
+    python benchmarks/power.py                  # 1,000 repetitions per cell, 2-4 minutes on 2 cores
     python benchmarks/power.py --reps 200
 
 Ends with one line (passive MINT on the tap ``mintaudit test`` chooses by default, Mann-Whitney U):

@@ -172,3 +172,9 @@ def test_attack_verb_adds_rows_and_replaces_its_own(trained, capsys):
     assert report["config"]["attacks"]["n_reference"] == 2
     line = _error(capsys, args[:6] + ["loss,lyra"] + args[7:])
     assert "unknown attack(s) lyra" in line
+
+
+def test_fit_refuses_a_glob_matching_several_layers(trained, capsys):
+    data, out = trained
+    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu*", "--quiet"])
+    assert "matches 2 layers" in line

@@ -242,7 +242,11 @@ def fit_tap(
     config = config or SweepConfig()
     out = Path(out_dir)
     net, name, info = resolve_model(out, ds, model=model, weights=weights)
-    (layer_name,) = select_layers(net, layer)[:1]
+    matched = select_layers(net, layer)
+    if len(matched) != 1:
+        raise ConfigError(f"--layer {layer!r} matches {len(matched)} layers ({', '.join(matched[:4])}...); "
+                          "fit takes one: give its full name, or use 'mintaudit sweep --taps' for several")
+    layer_name = matched[0]
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
     cache = extract_signals(net, ds, np.unique(split.all_indices()), [layer_name], out / "cache",
                             batch_size=config.batch_size, dtype=config.dtype, show_progress=show_progress)
