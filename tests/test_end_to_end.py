@@ -15,6 +15,16 @@ from mintaudit.training import TrainConfig
 METRICS = ("accuracy", "precision", "recall", "auc")
 
 
+def _complete(result: dict) -> None:
+    for key in METRICS:
+        assert isinstance(result["metrics"][key], float)
+        lo, hi = result["ci95"][key]
+        assert lo <= result["metrics"][key] <= hi
+    for fpr in ("0.01", "0.001"):
+        assert result["metrics"]["tpr_at_fpr"][fpr] is not None
+        assert len(result["ci95"]["tpr_at_fpr"][fpr]) == 2
+
+
 @pytest.mark.slow
 def test_demo_on_the_embedded_digits(tmp_path):
     out = tmp_path / "demo"
