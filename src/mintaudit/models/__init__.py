@@ -1,5 +1,17 @@
-"""Audited models: the zoo, its registry, and loading a user's model safely."""
+"""Audited models: the zoo and its aMINT backbones, tap presets, the registry, safe loading."""
 
+from mintaudit.models.backbones import (
+    ACTIVE_TAPS,
+    DenseNet,
+    MobileNetV1,
+    ResNet,
+    ViT,
+    Xception,
+    active_taps,
+    densenet121,
+    resnet50,
+    resnet101,
+)
 from mintaudit.models.registry import (
     MODEL_NAMES,
     ModelSpec,
@@ -13,14 +25,24 @@ from mintaudit.models.registry import (
 from mintaudit.models.zoo import ObjClsCNN, TinyCNN
 
 __all__ = [
+    "ACTIVE_TAPS",
     "MODEL_NAMES",
+    "DenseNet",
+    "MobileNetV1",
     "ModelSpec",
     "ObjClsCNN",
+    "ResNet",
     "TinyCNN",
+    "ViT",
+    "Xception",
+    "active_taps",
     "build_model",
+    "densenet121",
     "load_model",
     "load_weights",
     "model_fingerprint",
     "published_taps",
+    "resnet50",
+    "resnet101",
     "save_model",
 ]

@@ -18,6 +18,7 @@ from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
 from mintaudit.errors import CorruptFileError, ModelError, WeightsError
+from mintaudit.models.backbones import MobileNetV1, ViT, Xception, densenet121, resnet50, resnet101
 from mintaudit.models.zoo import ObjClsCNN, TinyCNN
 
 __all__ = [
@@ -31,7 +32,16 @@ __all__ = [
     "model_fingerprint",
 ]
 
-_ZOO: dict[str, Callable[..., nn.Module]] = {"objcls-cnn": ObjClsCNN, "tiny-cnn": TinyCNN}
+_ZOO: dict[str, Callable[..., nn.Module]] = {
+    "objcls-cnn": ObjClsCNN,
+    "tiny-cnn": TinyCNN,
+    "mobilenet": MobileNetV1,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "densenet121": densenet121,
+    "xception": Xception,
+    "vit": ViT,
+}
 MODEL_NAMES: tuple[str, ...] = tuple(_ZOO)
 
 # The taps of the object-classification study: L1..L6 the conv layers after BN+ReLU, L7 dense.
