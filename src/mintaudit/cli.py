@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -31,8 +33,15 @@ def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True) -> None:
 
 def _add_model(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("audited model")
-    g.add_argument("--model", help="zoo name (objcls-cnn, tiny-cnn) or package.module:factory (default: the model trained in OUT)")
+    g.add_argument("--model", help="zoo name (objcls-cnn, tiny-cnn, mobilenet, resnet50, resnet101, densenet121, xception, vit) or package.module:factory (default: the model trained in OUT)")
     g.add_argument("--weights", help="weights of --model: .safetensors, or a .pt/.pth state dict (read with weights_only)")
+    _add_device(p)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where models train and extract; on CUDA with "
+                   "bfloat16 autocast and channels-last (under torchrun each process takes its LOCAL_RANK GPU) "
+                   "(default: %(default)s)")
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
@@ -70,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="runs/audit", help="work directory (default: %(default)s)")
         return p
 
-    p = verb("demo", "Train objcls-cnn on the embedded data, sweep its 7 taps with passive MINT, write the reports.",
+    p = verb("demo", "Train objcls-cnn on the embedded data, sweep its 7 taps with passive MINT, run the loss, entropy and "
+             "RMIA attacks, train the same backbone with aMINT, write the reports.",
              "mintaudit demo --out runs/demo\n  mintaudit demo --dataset fashion-mnist --out runs/fmnist")
     p.set_defaults(out="runs/demo")
     _add_data(p, sizes=False)
@@ -87,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/model/checkpoint.pt")
+    _add_device(p)
 
     p = verb("layers", "List every tappable layer of a model: index, name, type, output shape.",
              "mintaudit layers objcls-cnn --dataset fashion-mnist\n  mintaudit layers runs/fm/model --dataset fashion-mnist",
@@ -168,6 +179,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--known-fraction", type=float, default=0.5, help="as for sweep: the same sets (default: %(default)s)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
 
+    p = verb("active", "Active MINT (aMINT): train a model that answers 'was this sample in my training set?', "
+             "evaluate it, query it.", "mintaudit active train --dataset fashion-mnist --members 2000 --external 20000 "
+             "--test 2000 --out runs/amint\n  mintaudit active eval --dataset fashion-mnist --out runs/amint\n"
+             "  mintaudit active query runs/amint/amint/middle photo1.png photo2.png --csv answers.csv", out=False)
+    active = p.add_subparsers(dest="active_verb", metavar="ACTION", required=True)
+
+    def action(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        return active.add_parser(name, parents=[common], help=help_, description=help_,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG + example)
+
+    p = action("train", "Train backbone + MINT head together on members (task + membership) and external samples "
+               "(membership); deliver the model to OUT/amint/SETUP, evaluate it, compare with passive MINT.",
+               "mintaudit active train --dataset fashion-mnist --members 2000 --external 20000 --test 2000 "
+               "--backbone-arg dropout=0 --epochs 60 --lr 1e-3 --out runs/amint\n"
+               "  mintaudit active train --backbone mobilenet --setup entry --dataset fashion-mnist --out runs/amint-mb")
+    p.add_argument("--out", default="runs/amint", help="work directory (default: %(default)s)")
+    _add_data(p)
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default="objcls-cnn", help="objcls-cnn, mobilenet, resnet50, resnet101, densenet121, "
+                   "xception, vit, or package.module:factory (default: %(default)s)")
+    g.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the backbone's constructor, repeatable: dropout=0 (objcls-cnn), width=0.5 "
+                   "(mobilenet, xception), base_width=32 (resnet*), growth_rate=16 (densenet121), depth=6 (vit)")
+    g.add_argument("--setup", choices=["entry", "middle", "output"], default="middle",
+                   help="which layers the head reads: the backbone's preset (default: %(default)s)")
+    g.add_argument("--taps", help="comma-separated layer names instead of the setup's preset")
+    g.add_argument("--head", choices=["default", "paper"], default="default",
+                   help="default: light head with BatchNorm; paper: the published widths 1024/2048 (default: %(default)s)")
+    g.add_argument("--head-widths", help="two branch widths, e.g. 128,256")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=30, help="max epochs (passes over the members) (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=64, help="members per step, plus as many external samples (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate; published 1e-4 (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")
+    g.add_argument("--lambda-task", type=float, default=1.0, help="weight of the task loss (default: %(default)s)")
+    g.add_argument("--lambda-mint", type=float, default=1.0, help="weight of the membership loss (default: %(default)s)")
+    g.add_argument("--normalisation", choices=["first-batch", "none", "ema"], default="first-batch",
+                   help="divide each loss by its first-batch value (published), a running mean, or nothing (default: %(default)s)")
+    g.add_argument("--patience", type=int, default=10, help="early stopping on validation AUC; 0 = off (default: %(default)s)")
+    g.add_argument("--val-members", type=int, default=500, help="members sampled for validation (default: %(default)s)")
+    g.add_argument("--val-external", type=int, default=1000,
+                   help="external samples held out of training for validation and calibration (default: %(default)s)")
+    g.add_argument("--no-plain", action="store_true", help="skip the plain backbone and its passive-MINT rows")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/amint-SETUP")
+    _add_device(p)
+    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
+
+    p = action("eval", "Re-evaluate the delivered model OUT/amint/SETUP on the split (published protocol) into the report.",
+               "mintaudit active eval --dataset fashion-mnist --out runs/amint --setup middle")
+    p.add_argument("--out", default="runs/amint", help="work directory (default: %(default)s)")
+    _add_data(p)
+    p.add_argument("--setup", default="middle", help="which delivered model (folder name under OUT/amint) (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
+
+    p = action("query", "Class and membership probability of image files, from a delivered aMINT model.",
+               "mintaudit active query runs/amint/amint/middle a.png b.png\n"
+               "  mintaudit active query runs/amint/amint/middle images/*.png --json answers.json")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="a delivered model folder (holds amint.json)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (any format Pillow reads)")
+    p.add_argument("--csv", help="write the answers to this CSV file")
+    p.add_argument("--json", help="write the answers to this JSON file")
+
     p = verb("report", "Re-render report.html from a report.json and print its table.",
              "mintaudit report runs/fm/report.json", out=False)
     p.add_argument("report_path", metavar="REPORT_JSON")
@@ -189,6 +262,8 @@ def _apply_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpa
     if not isinstance(data, dict):
         raise ConfigError(f"--config {args.config!r} must hold a mapping of option: value")
     subparser = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
+    if getattr(args, "active_verb", None):
+        subparser = subparser._subparsers._group_actions[0].choices[args.active_verb]  # type: ignore[union-attr]
     valid = {a.dest for a in subparser._actions}
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(data) - valid - {"config"})
@@ -226,6 +301,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(table)
         print(f"wrote {html_path}")
         return 0
+    if args.verb == "active":
+        return _active(args, command, show)
     if args.verb == "test" and not args.query:
         raise ConfigError("test needs --query: heldout-members, test, a file of pool indices, or npz:PATH; see 'mintaudit test --help'")
     out = Path(args.out)
@@ -314,8 +391,142 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _key_values(items: list[str], option: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict, values read as YAML scalars (0 -> int, 0.5 -> float, true -> bool)."""
+    import yaml
+
+    from mintaudit.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}; e.g. {option} dropout=0")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> int:
+    from mintaudit import pipeline
+    from mintaudit._io import atomic_write_json
+    from mintaudit.errors import ConfigError
+    from mintaudit.report import format_table
+
+    if args.active_verb == "query":
+        from mintaudit.active.workflow import active_query
+
+        answers = active_query(args.model_dir, args.images, csv_path=args.csv, json_path=args.json)
+        for a in answers:
+            print(f"{a.path}\t{a.class_name}\tmembership {a.membership:.4f}\t{'member' if a.member else 'non-member'}")
+        for path in (args.csv, args.json):
+            if path:
+                print(f"wrote {path}")
+        return 0
+    out = Path(args.out)
+    atomic_write_json(out / f"active-{args.active_verb}.config.json", {"command": command, **_resolved(args)})
+    ds, splits = pipeline.prepare_data(args.dataset, out, data_root=args.data_root, image_size=args.image_size,
+                                       members=args.members, external=args.external, test=args.test, seed=args.seed,
+                                       splits_path=args.splits)
+    if args.active_verb == "eval":
+        from mintaudit.active.workflow import active_eval
+
+        report = active_eval(out, ds, splits, setup=args.setup, n_bootstrap=args.bootstrap, seed=args.seed, command=command)
+    else:
+        from mintaudit.active import ActiveConfig, HeadConfig
+        from mintaudit.active.workflow import ActiveRunConfig, active_train
+
+        widths = None
+        if args.head_widths:
+            try:
+                widths = tuple(int(w) for w in args.head_widths.split(","))
+            except ValueError:
+                raise ConfigError(f"--head-widths takes two integers like 128,256, got {args.head_widths!r}") from None
+        run_cfg = ActiveRunConfig(
+            backbone=args.backbone, backbone_kwargs=_key_values(args.backbone_arg, "--backbone-arg"),
+            setup=args.setup, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None,
+            head=HeadConfig(preset=args.head, widths=widths),  # type: ignore[arg-type]
+            train=ActiveConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                               lambda_task=args.lambda_task, lambda_mint=args.lambda_mint,
+                               normalisation=args.normalisation, patience=args.patience, seed=args.seed),
+            val_members=args.val_members, val_external=args.val_external, n_bootstrap=args.bootstrap,
+        )
+
+        def log(row: dict[str, float]) -> None:
+            if show is not False:
+                print(f"epoch {int(row['epoch'])}: task loss {row['task_loss']:.3f}, mint loss {row['mint_loss']:.3f}, "
+                      f"train accuracy {row['train_accuracy']:.3f}, validation AUC {row['val_auc']:.3f}", file=sys.stderr)
+
+        report = active_train(out, ds, splits, run_cfg, plain=not args.no_plain, resume=args.resume, command=command,
+                              show_progress=show, on_epoch=log)
+    print(format_table(report))
+    print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+    return 0
+
+
+def _rank_workdir(out: Path) -> Path:
+    """A private work directory for a torchrun rank other than 0: links to rank 0's inputs, its own outputs.
+
+    It links the splits, the trained model's files, the report and the signal cache of ``out``,
+    so every rank makes the same decisions (train or reuse, extract or reuse) and takes part in
+    the same collective steps; what it writes itself lands here and is dropped at the end.
+    """
+    import tempfile
+
+    from mintaudit import distributed
+
+    work = Path(tempfile.mkdtemp(prefix=f"mintaudit-rank{distributed.rank()}-"))
+    if (out / "cache").is_dir():
+        (work / "cache").symlink_to((out / "cache").resolve(), target_is_directory=True)
+    for rel in ("splits.json", "report.json", "model/model.json", "model/model.safetensors"):
+        if (out / rel).is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).symlink_to((out / rel).resolve())
+    return work
+
+
+@contextlib.contextmanager
+def _torchrun(args: argparse.Namespace) -> Any:
+    """Under torchrun: join the process group; rank 0 works in OUT and prints, the other ranks work quietly aside."""
+    import shutil
+
+    from mintaudit import distributed
+
+    if not distributed.init():
+        yield
+        return
+    work = None
+    try:
+        out = Path(args.out) if getattr(args, "out", None) else None
+        if distributed.is_main():
+            if out is not None:
+                (out / "cache").mkdir(parents=True, exist_ok=True)  # shared by all ranks from the start
+            distributed.barrier()
+            yield
+            return
+        distributed.barrier()
+        if out is not None:
+            work = _rank_workdir(out)
+            args.out = str(work)
+        args.quiet = True
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        distributed.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mintaudit`` command; returns the exit status (2 on a user error)."""
+    """Entry point of the ``mintaudit`` command; returns the exit status (2 on a user error).
+
+    Under ``torchrun --nproc-per-node N`` every process runs the command: training and
+    extraction are shared by all of them (see :mod:`mintaudit.distributed`), rank 0 writes the
+    work directory and prints.
+    """
+    from mintaudit._tensor import use_device
     from mintaudit.errors import MintauditError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -323,7 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = _apply_config(parser, argv)
-        return _run(args, argv)
+        with _torchrun(args), use_device(getattr(args, "device", None)):
+            return _run(args, argv)
     except MintauditError as e:
         if debug:
             raise

@@ -132,7 +132,8 @@ def audit_tap(
         "label": label or (layer if layer is not None else "outputs"),
         "depth": depth,
         "detector": det.kind_,
-        "protocol": "heldout-members",
+        # members the MINT model was fitted on: the aMINT papers' setting, reported as such
+        "protocol": "training-members" if np.isin(split.heldout_members, split.known_members).all() else "heldout-members",
         "threshold": 0.5,
         **_evaluate(scores_m, scores_n, 0.5, config),
         "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mintaudit import distributed
 from mintaudit._io import atomic_path
 from mintaudit._progress import progress
-from mintaudit._tensor import iter_batches
+from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device, to_device
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 
@@ -54,17 +55,31 @@ class TrainResult:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` (put in eval mode, mode restored) on ``indices`` of ``dataset``."""
+def _correct(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """bool (N,): whether ``model`` (eval mode, mode restored; on its own device) classifies each sample right."""
     was_training = model.training
     model.eval()
-    correct = 0
+    device = device_of(model)
+    out = [np.zeros(0, dtype=bool)]
     try:
-        for x, y, _ in iter_batches(dataset, indices, batch_size):
-            correct += int((model(x).argmax(1) == y).sum())
+        for x, y, _ in iter_batches(dataset, indices, batch_size, device=device):
+            out.append((model(to_device(x, device)).argmax(1) == y).cpu().numpy())
     finally:
         model.train(was_training)
-    return correct / max(len(indices), 1)
+    return np.concatenate(out)
+
+
+def accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (put in eval mode, mode restored) on ``indices`` of ``dataset``."""
+    return int(_correct(model, dataset, indices, batch_size).sum()) / max(len(indices), 1)
+
+
+def _shared_accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarray) -> float:
+    """:func:`accuracy` computed by all ranks together, each on its shard, every sample counted once."""
+    if not distributed.is_active():
+        return accuracy(model, dataset, indices)
+    correct = distributed.map_shards(lambda part: _correct(model, dataset, part), np.asarray(indices, np.int64))
+    return int(correct.sum()) / max(len(correct), 1)
 
 
 def train_classifier(
@@ -77,12 +92,19 @@ def train_classifier(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     show_progress: bool | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train_indices`` of ``dataset`` with Adam and cross-entropy.
 
     A checkpoint (model, optimiser, RNG states, history) is written atomically after every
     epoch when ``checkpoint_dir`` is given; ``resume=True`` continues from it and ends in the
     same weights as an uninterrupted run with the same seed.
+
+    Under ``torchrun`` (see :mod:`mintaudit.distributed`) the model trains in
+    DistributedDataParallel: every rank shuffles the members with the same seeded generator and
+    takes its shard of the order (padded like ``DistributedSampler``), so ``batch_size`` is per
+    rank; rank 0 writes the checkpoint; the logged metrics count every sample once; and every
+    rank ends with the same weights.
 
     Args:
         model: the classifier, (B, C, H, W) float -> (B, num_classes) logits.
@@ -93,12 +115,23 @@ def train_classifier(
         checkpoint_dir: where ``checkpoint.pt`` goes.
         resume: continue from the checkpoint in ``checkpoint_dir`` (if there is one).
         show_progress: progress bar; None = only on a terminal.
+        device: where to train (``cpu``, ``cuda``, ``cuda:N``; default: the one set by
+            :func:`mintaudit._tensor.use_device`, else the model's). On CUDA the steps run in
+            bfloat16 autocast with channels-last images. The model is handed back on the device
+            it came on.
 
     Returns:
         TrainResult with the history and the final train/test accuracy.
     """
     if len(train_indices) == 0:
         raise ConfigError("no training samples; check the member split")
+    train_indices = np.asarray(train_indices, dtype=np.int64)
+    distributed.init()
+    home, dev = device_of(model), resolve_device(device, model)
+    if dev != home:
+        model.to(dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -106,40 +139,61 @@ def train_classifier(
     result = TrainResult()
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        try:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            gen.set_state(state["sampler_rng"])
+    if resume and ckpt_path is not None:
+        state = None
+        try:  # rank 0 reads the checkpoint; every rank resumes from it
+            if distributed.is_main() and ckpt_path.is_file():
+                state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            state = distributed.broadcast_object(state)
+            if state is not None:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                torch.set_rng_state(state["torch_rng"])
+                gen.set_state(state["sampler_rng"])
         except (KeyError, RuntimeError) as e:
             raise WeightsError(f"checkpoint {str(ckpt_path)!r} does not fit this model/run ({e}); drop --resume") from e
-        start_epoch = int(state["epoch"])
-        result.history = [dict(zip(state["history_keys"], row)) for row in state["history"].tolist()]
+        if state is not None:
+            start_epoch = int(state["epoch"])
+            result.history = [dict(zip(state["history_keys"], row)) for row in state["history"].tolist()]
+    net = distributed.wrap(model, dev)  # the model itself outside torchrun
+    show = show_progress if distributed.is_main() else False
     t0 = time.perf_counter()
-    n_batches = -(-len(train_indices) // config.batch_size)
+    n_batches = -(-distributed.shard(len(train_indices)).positions.size // config.batch_size)
     for epoch in range(start_epoch, config.epochs):
-        model.train()
+        net.train()
         total, correct, loss_sum = 0, 0, 0.0
+        # the epoch's order is the same on every rank (same generator); each rank takes its shard
+        order = train_indices[torch.randperm(len(train_indices), generator=gen).numpy()]
+        part = distributed.shard(len(order))
         bar = progress(
-            iter_batches(dataset, train_indices, config.batch_size, generator=gen),
-            total=n_batches, desc=f"train epoch {epoch + 1}/{config.epochs}", enabled=show_progress, unit="batch",
+            iter_batches(dataset, order[part.positions], config.batch_size, device=dev),
+            total=n_batches, desc=f"train epoch {epoch + 1}/{config.epochs}", enabled=show, unit="batch",
         )
-        for x, y, _ in bar:
+        for step, (x, y, _) in enumerate(bar):
             opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            with autocast(dev):
+                logits = net(to_device(x, dev))
+                loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
-            total += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            keep = part.valid[step * config.batch_size : step * config.batch_size + len(y)]
+            if keep.all():
+                total += len(y)
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+            else:  # padding of the last ranks' shards: trained on, not counted twice
+                k = torch.from_numpy(keep).to(y.device)
+                total += int(k.sum())
+                loss_sum += float(nn.functional.cross_entropy(logits.detach()[k].float(), y[k], reduction="sum"))
+                correct += int(((logits.argmax(1) == y) & k).sum())
+        if distributed.is_active():
+            total, correct, loss_sum = distributed.all_reduce_sum([total, correct, loss_sum]).tolist()
+            distributed.broadcast_module(model, buffers_only=True)  # BatchNorm statistics: rank 0's
         row = {"epoch": float(epoch + 1), "loss": loss_sum / total, "train_accuracy": correct / total}
         if test_indices is not None and len(test_indices):
-            row["test_accuracy"] = accuracy(model, dataset, test_indices)
+            row["test_accuracy"] = _shared_accuracy(model, dataset, test_indices)
         result.history.append(row)
-        if ckpt_path is not None:
+        if ckpt_path is not None and distributed.is_main():
             keys = list(row)
             state = {
                 "model": model.state_dict(),
@@ -154,7 +208,12 @@ def train_classifier(
                 torch.save(state, tmp)
     model.eval()
     result.seconds = time.perf_counter() - t0
-    result.train_accuracy = accuracy(model, dataset, train_indices)
+    distributed.broadcast_module(model)  # the same final weights on every rank, whatever rounding did
+    result.train_accuracy = _shared_accuracy(model, dataset, train_indices)
     if test_indices is not None and len(test_indices):
-        result.test_accuracy = accuracy(model, dataset, test_indices)
+        result.test_accuracy = _shared_accuracy(model, dataset, test_indices)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.contiguous_format)
+    if dev != home:
+        model.to(home)
     return result

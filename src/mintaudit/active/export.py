@@ -1,0 +1,133 @@
+"""The delivered aMINT model: safetensors weights + a JSON description, loaded and queried safely."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mintaudit._io import atomic_dir, atomic_write_json
+from mintaudit._tensor import to_tensor
+from mintaudit.active.head import HeadConfig
+from mintaudit.active.model import ActiveModel
+from mintaudit.data.formats import _load_image
+from mintaudit.errors import DataError, ModelError
+from mintaudit.models.registry import ModelSpec, build_model, load_weights, model_fingerprint
+
+__all__ = ["SCHEMA", "export_active", "load_active", "Prediction", "query_images"]
+
+SCHEMA = "mintaudit/amint@1"
+WEIGHTS, CONFIG = "model.safetensors", "amint.json"
+NORMALISATION = {"scale": "x / 127.5 - 1", "mean": 0.5, "std": 0.5, "layout": "uint8 pixels -> float (B, C, H, W)"}
+
+
+def export_active(
+    model: ActiveModel,
+    spec: ModelSpec,
+    out_dir: str | Path,
+    *,
+    threshold: float = 0.5,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    info: dict[str, Any] | None = None,
+) -> Path:
+    """Write the delivered model into ``out_dir`` (replaced as a whole, atomically).
+
+    ``model.safetensors`` holds the backbone and head weights; ``amint.json`` the backbone's
+    spec, the taps and their shapes, the head, the input normalisation, the class names and
+    the calibrated decision threshold.
+    """
+    from safetensors.torch import save_file
+
+    if class_names is not None and len(class_names) != spec.num_classes:
+        raise ModelError(f"{len(class_names)} class names for {spec.num_classes} classes")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "schema": SCHEMA,
+        "backbone": spec.to_dict(),
+        "taps": list(model.taps),
+        "tap_shapes": [list(s) for s in model.tap_shapes],
+        "head": model.head_config.to_dict(),
+        "input": {**NORMALISATION, "channels": spec.in_channels, "image_size": list(spec.image_size)},
+        "class_names": list(class_names) if class_names is not None else [str(i) for i in range(spec.num_classes)],
+        "threshold": float(threshold),
+        "fingerprint": model_fingerprint(model),
+        **(info or {}),
+    }
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        save_file(state, str(tmp / WEIGHTS))
+        atomic_write_json(tmp / CONFIG, meta)
+    return out
+
+
+def load_active(path: str | Path) -> tuple[ActiveModel, dict[str, Any]]:
+    """Load a model written by :func:`export_active` (its folder), in eval mode.
+
+    The architecture is rebuilt from ``amint.json`` and the weights must fit it exactly.
+
+    Raises:
+        ModelError: no or malformed ``amint.json``; WeightsError: weights that disagree with it.
+    """
+    folder = Path(path)
+    cfg_path = folder / CONFIG
+    if not cfg_path.is_file():
+        raise ModelError(f"no {CONFIG} in {str(folder)!r}; give the folder 'mintaudit active train' wrote (its 'amint')")
+    try:
+        meta = json.loads(cfg_path.read_text())
+        if meta.get("schema") != SCHEMA:
+            raise ModelError(f"{str(cfg_path)!r} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+        spec = ModelSpec.from_dict(meta["backbone"])
+        taps, shapes = list(meta["taps"]), [tuple(int(v) for v in s) for s in meta["tap_shapes"]]
+        head = HeadConfig.from_dict(meta["head"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ModelError):
+            raise
+        raise ModelError(f"{str(cfg_path)!r} is malformed ({e}); export the model again") from e
+    if len(taps) != len(shapes):
+        raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
+    model = ActiveModel(build_model(spec), taps, shapes=shapes, head=head)
+    load_weights(model, folder / WEIGHTS)
+    model.eval()
+    return model, meta
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One queried image: its class and its membership probability."""
+
+    path: str
+    label: int
+    class_name: str
+    membership: float
+    member: bool
+
+
+def _image_array(path: Path, meta: dict[str, Any]) -> np.ndarray:
+    h, w = meta["input"]["image_size"]
+    if h != w:
+        raise DataError(f"querying needs a square input size; the model takes {h}x{w}")
+    mode = "L" if meta["input"]["channels"] == 1 else "RGB"
+    return _load_image(path, h, mode)
+
+
+@torch.no_grad()
+def query_images(model: ActiveModel, meta: dict[str, Any], paths: list[str | Path], *, batch_size: int = 64
+                 ) -> list[Prediction]:
+    """Class and membership probability of each image file (decoded with Pillow, resized to the model's input)."""
+    if not paths:
+        raise DataError("no images to query; give one or more image files")
+    names, threshold = meta["class_names"], float(meta["threshold"])
+    model.eval()
+    out: list[Prediction] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = [Path(p) for p in paths[start : start + batch_size]]
+        x = to_tensor(np.stack([_image_array(p, meta) for p in chunk]))
+        logits, mint = model(x)
+        probs = torch.sigmoid(mint.double())
+        for p, k, m in zip(chunk, logits.argmax(1).tolist(), probs.tolist()):
+            out.append(Prediction(str(p), int(k), names[k], float(m), bool(m >= threshold)))
+    return out
