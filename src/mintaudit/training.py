@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,13 +26,26 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of :func:`train_classifier` (Adam on cross-entropy)."""
+    """Options of :func:`train_classifier` (Adam on cross-entropy).
+
+    Args:
+        epochs, batch_size, lr, weight_decay: Adam's schedule (``weight_decay`` is its L2 term).
+        seed: seeds initialisation-independent randomness: the epoch orders, dropout and the
+            augmentation draws.
+        augment: random horizontal flip and random crop after 2-px zero padding (black
+            pixels), drawn per batch from a generator seeded by (seed, epoch, step, rank), so
+            ``resume`` stays exact; off by default.
+        label_smoothing: cross-entropy towards ``1 - s`` on the true class and ``s / K``
+            spread over all K classes (0: plain cross-entropy, the default).
+    """
 
     epochs: int = 15
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+    augment: bool = False
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size"):
@@ -39,6 +53,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}; e.g. 0.1")
 
 
 @dataclass
@@ -82,6 +98,38 @@ def _shared_accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarra
     return int(correct.sum()) / max(len(correct), 1)
 
 
+_PAD = 2  # pixels of zero padding before the random crop
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and random crop (2-px padding with black pixels) of a batch.
+
+    Args:
+        x: float (B, C, H, W), normalised (black = -1).
+        gen: a CPU generator; every draw comes from it, none from the global RNG.
+
+    Returns:
+        A new float (B, C, H, W) tensor on ``x``'s device.
+    """
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=gen) < 0.5
+    dy = torch.randint(0, 2 * _PAD + 1, (b,), generator=gen)
+    dx = torch.randint(0, 2 * _PAD + 1, (b,), generator=gen)
+    flip, dy, dx = flip.to(x.device), dy.to(x.device), dx.to(x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = nn.functional.pad(x, (_PAD, _PAD, _PAD, _PAD), value=-1.0)  # -1 = a black pixel after normalisation
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def _augment_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """The augmentation generator of one step: a function of (seed, epoch, step, rank) alone."""
+    key = hashlib.sha256(f"augment|{seed}|{epoch}|{step}|{distributed.rank()}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(key[:8], "little") & (2**63 - 1))
+
+
 def train_classifier(
     model: nn.Module,
     dataset: ImageDataset,
@@ -110,7 +158,8 @@ def train_classifier(
         model: the classifier, (B, C, H, W) float -> (B, num_classes) logits.
         dataset: the pool.
         train_indices: int array of pool indices to train on (the members).
-        config: epochs, batch size, learning rate, weight decay, seed.
+        config: epochs, batch size, learning rate, weight decay, seed, augmentation, label
+            smoothing (see :class:`TrainConfig`).
         test_indices: optional held-out indices whose accuracy is logged each epoch.
         checkpoint_dir: where ``checkpoint.pt`` goes.
         resume: continue from the checkpoint in ``checkpoint_dir`` (if there is one).
@@ -135,7 +184,7 @@ def train_classifier(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     result = TrainResult()
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
@@ -171,8 +220,11 @@ def train_classifier(
         )
         for step, (x, y, _) in enumerate(bar):
             opt.zero_grad(set_to_none=True)
+            x = to_device(x, dev)
+            if config.augment:  # after sharding: each rank augments its own batch
+                x = to_device(_augment(x, _augment_generator(config.seed, epoch, step)), dev)
             with autocast(dev):
-                logits = net(to_device(x, dev))
+                logits = net(x)
                 loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
@@ -184,7 +236,8 @@ def train_classifier(
             else:  # padding of the last ranks' shards: trained on, not counted twice
                 k = torch.from_numpy(keep).to(y.device)
                 total += int(k.sum())
-                loss_sum += float(nn.functional.cross_entropy(logits.detach()[k].float(), y[k], reduction="sum"))
+                loss_sum += float(nn.functional.cross_entropy(logits.detach()[k].float(), y[k], reduction="sum",
+                                                              label_smoothing=config.label_smoothing))
                 correct += int(((logits.argmax(1) == y) & k).sum())
         if distributed.is_active():
             total, correct, loss_sum = distributed.all_reduce_sum([total, correct, loss_sum]).tolist()

@@ -1,0 +1,294 @@
+"""The factors study (``mintaudit/factors@1``) as ONE self-contained HTML page: inline CSS and SVG.
+
+One figure per factor (audit AUC and TPR at 1% FPR against the factor's values, with 95%
+intervals; task accuracy on a second axis), the effect of each factor in words, and the table.
+Every string taken from the document goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from mintaudit.report._format import DASH, fmt, is_number
+from mintaudit.report.html import _CSS
+from mintaudit.report.svg import PALETTE, Plot, Scale
+
+__all__ = ["render_factors_html"]
+
+_NAMES = {
+    "epochs": ("Epochs", "how often each member is seen"),
+    "members_per_class": ("Members per class", "training-set size"),
+    "dropout": ("Dropout", "dropout probability after each conv block (0 = off)"),
+    "weight_decay": ("Weight decay", "Adam's L2 term"),
+    "augment": ("Data augmentation", "random horizontal flip + random crop after 2-px padding"),
+    "label_smoothing": ("Label smoothing", "0 = plain cross-entropy"),
+}
+_ACCURACY = "#000000"
+
+
+class _TwinPlot(Plot):
+    """A :class:`Plot` with a second y axis on the right (its values drawn through :meth:`right`)."""
+
+    _RIGHT = 48  # pixels kept right of the plotting area for the second axis
+
+    def __init__(self, x_range: tuple[float, float], y_range: tuple[float, float], y2_range: tuple[float, float], *,
+                 y2_label: str, **kwargs: Any) -> None:
+        super().__init__(x_range, y_range, **kwargs)
+        self.x = Scale(self.x.lo, self.x.hi, self.x.start, self.x.end - self._RIGHT, self.x.log)
+        self.y2 = Scale(y2_range[0], y2_range[1], self.y.start, self.y.end)
+        self.y2_label = y2_label
+
+    def right(self, values: Sequence[float]) -> list[float]:
+        """Values of the right axis in the left axis's units, to draw with the usual marks."""
+        span2, span = self.y2.hi - self.y2.lo, self.y.hi - self.y.lo
+        return [self.y.lo + (min(max(v, self.y2.lo), self.y2.hi) - self.y2.lo) / span2 * span for v in values]
+
+    def _axes(self) -> list[str]:
+        out = super()._axes()
+        x = self.x.end
+        for v in self.y2.ticks():
+            py = f"{self.y2(v):.1f}"
+            out.append(f'<line x1="{x}" x2="{x + 4}" y1="{py}" y2="{py}" stroke="#999"/>')
+            out.append(f'<text x="{x + 6}" y="{py}" dy="3.5" text-anchor="start" font-size="10" '
+                       f'fill="{_ACCURACY}">{v:g}</text>')
+        mid_y = (self.y.start + self.y.end) / 2
+        out.append(f'<text transform="translate({self.width - 6},{mid_y:.1f}) rotate(90)" text-anchor="middle" '
+                   f'font-size="11">{escape(self.y2_label)}</text>')
+        return out
+
+
+def _value_text(factor: str, v: Any) -> str:
+    if factor == "augment":
+        return "on" if v else "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _ci_text(ci: Any) -> str:
+    if isinstance(ci, list) and len(ci) == 2 and all(is_number(v) for v in ci):
+        return f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>'
+    return ""
+
+
+def _range(values: list[float], *, floor: float, ceil: float, min_span: float) -> tuple[float, float]:
+    lo = max(floor, math.floor(min(values) * 20) / 20)
+    hi = min(ceil, math.ceil(max(values) * 20) / 20)
+    if hi - lo < min_span:
+        lo = max(floor, hi - min_span)
+        hi = max(hi, lo + min_span)
+    return lo, hi
+
+
+def _series(rows: list[dict[str, Any]], key: str, ci_key: str | None) -> tuple[list[int], list[float], list[Any]]:
+    xs, ys, cis = [], [], []
+    for i, r in enumerate(rows):
+        if is_number(r.get(key)):
+            xs.append(i)
+            ys.append(float(r[key]))
+            cis.append(r.get(ci_key) if ci_key else None)
+    return xs, ys, cis
+
+
+def _plot(factor: str, rows: list[dict[str, Any]]) -> str:
+    """Audit AUC / TPR@1% FPR (left axis, with intervals) and task accuracy (right axis) against the values."""
+    name = _NAMES.get(factor, (factor, ""))[0]
+    series = [
+        ("passive MINT AUC", "passive_auc", "passive_auc_ci95", PALETTE[0], None),
+        ("passive MINT TPR@1% FPR", "passive_tpr_at_1pct_fpr", "passive_tpr_ci95", PALETTE[1], None),
+        ("LOSS AUC", "loss_auc", "loss_auc_ci95", PALETTE[2], "7 3"),
+        ("LOSS TPR@1% FPR", "loss_tpr_at_1pct_fpr", "loss_tpr_ci95", PALETTE[5], "7 3"),
+        ("aMINT AUC", "amint_auc", "amint_auc_ci95", PALETTE[3], "2 2"),
+    ]
+    left = [0.5]
+    for _, key, ci_key, _, _ in series:
+        for r in rows:
+            left += [v for v in (r.get(key), *(r.get(ci_key) or ())) if is_number(v)]
+    y_range = (0.0, min(1.0, max(0.6, math.ceil(max(left) * 10) / 10)))
+    acc = [r["task_accuracy"] for r in rows if is_number(r.get("task_accuracy"))] or [0.5]
+    y2_range = _range(acc, floor=0.0, ceil=1.0, min_span=0.1)
+    ticks = [(i, _value_text(factor, r["value"]) + ("*" if r.get("is_base") else "")) for i, r in enumerate(rows)]
+    plot = _TwinPlot((-0.5, len(rows) - 0.5), y_range, y2_range, y2_label="task accuracy", width=440, height=300,
+                     title=f"{name}: audit and task accuracy", x_label=f"{name.lower()} (* = base)",
+                     y_label="AUC / TPR at 1% FPR", x_ticks=ticks)
+    plot.hline(0.5, color="#aaa", dash="2 3", text="AUC chance")
+    shown = [s for s in series if any(is_number(r.get(s[1])) for r in rows)]
+    for j, (label, key, ci_key, color, dash) in enumerate(shown):
+        xs, ys, cis = _series(rows, key, ci_key)
+        shift = (j - (len(shown) - 1) / 2) * 0.05  # keep the interval bars apart
+        xs_s = [x + shift for x in xs]
+        bars = [(x, c) for x, c in zip(xs_s, cis) if isinstance(c, list) and len(c) == 2 and all(is_number(v) for v in c)]
+        plot.error_bars([x for x, _ in bars], [c[0] for _, c in bars], [c[1] for _, c in bars], color=color)
+        plot.line(xs_s, ys, color=color, dash=dash, label=label)
+        plot.points(xs_s, ys, color=color)
+    xs, ys, _ = _series(rows, "task_accuracy", None)
+    plot.line(xs, plot.right(ys), color=_ACCURACY, dash="9 3 2 3", width=1.4, label="task accuracy (right axis)")
+    plot.points(xs, plot.right(ys), color=_ACCURACY, radius=2.5)
+    return plot.render()
+
+
+def _effect_html(effect: dict[str, Any] | None) -> str:
+    if not effect:
+        return ""
+    direction = effect.get("passive_direction")
+    badge = {"increase": "more auditable", "decrease": "less auditable"}.get(str(direction), "no clear effect")
+    return f'<p class="best-text"><b>{escape(badge.capitalize())}.</b> {escape(str(effect.get("sentence", "")))}</p>'
+
+
+def _factor_section(factor: str, rows: list[dict[str, Any]], effect: dict[str, Any] | None) -> str:
+    name, about = _NAMES.get(factor, (factor, ""))
+    return (
+        f"<section><h2>{escape(name)} <span class=\"muted small\">({escape(about)})</span></h2>"
+        f"{_effect_html(effect)}"
+        f"<figure>{_plot(factor, rows)}<figcaption>Passive MINT at each point's best tap and the LOSS attack, scored "
+        "on held-out members against as many non-members, with 95% bootstrap intervals (bars)"
+        + ("; aMINT (dotted) on its training members against the test split (protocol training-members)"
+           if any(is_number(r.get("amint_auc")) for r in rows) else "")
+        + "; the dash-dotted black line is the task accuracy on the test split (right axis). * marks the base value "
+        "shared with the other factors.</figcaption></figure></section>"
+    )
+
+
+_COLUMNS = ("Factor", "Value", "Members", "Task accuracy", "Train accuracy", "Gap", "Best tap (validation AUC)",
+            "Passive AUC", "Passive TPR@1% FPR", "LOSS AUC", "LOSS TPR@1% FPR")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    amint = any(is_number(r.get("amint_auc")) for r in rows)
+    head = "".join(f"<th>{c}</th>" for c in _COLUMNS) + ("<th>aMINT AUC</th><th>aMINT TPR@1% FPR</th>" if amint else "")
+    head += "<th>Model</th>"
+    body = []
+    for r in rows:
+        cells = [
+            f"<td>{escape(_NAMES.get(r['factor'], (r['factor'],))[0])}</td>",
+            f"<td>{escape(_value_text(r['factor'], r['value']))}{' <b>(base)</b>' if r.get('is_base') else ''}</td>",
+            f'<td class="num">{escape(str(r.get("members", DASH)))}</td>',
+            f'<td class="num">{fmt(r.get("task_accuracy"))}</td>',
+            f'<td class="num">{fmt(r.get("train_accuracy"))}</td>',
+            f'<td class="num">{fmt(r.get("gap"))}</td>',
+            f"<td>{escape(str(r.get('passive_tap', DASH)))}<span class=\"ci\">{fmt(r.get('passive_val_auc'))}</span></td>",
+        ]
+        for key, ci in (("passive_auc", "passive_auc_ci95"), ("passive_tpr_at_1pct_fpr", "passive_tpr_ci95"),
+                        ("loss_auc", "loss_auc_ci95"), ("loss_tpr_at_1pct_fpr", "loss_tpr_ci95"),
+                        *((("amint_auc", "amint_auc_ci95"), ("amint_tpr_at_1pct_fpr", "amint_tpr_ci95")) if amint else ())):
+            cells.append(f'<td class="num">{fmt(r.get(key))}{_ci_text(r.get(ci))}</td>')
+        cached = "trained now" if r.get("trained_now") else "cached"
+        cells.append(f'<td><code>{escape(str(r.get("key", "")))}</code><span class="ci">{cached}</span></td>')
+        body.append(("<tr class='best'>" if r.get("is_base") else "<tr>") + "".join(cells) + "</tr>")
+    return (
+        "<section><h2>Table</h2><table><tr>" + head + "</tr>" + "".join(body) + "</table>"
+        '<p class="muted small">Gap = train accuracy on the point\'s members minus task accuracy on the test split. '
+        "Highlighted: base-value rows (the same model under each factor). Grey brackets: 95% bootstrap intervals. "
+        "Members = the training-set size of the point.</p></section>"
+    )
+
+
+def _guide(doc: dict[str, Any]) -> str:
+    proto = doc.get("protocol") or {}
+    items = [
+        "<li>Each point trains the audited model with <b>one factor changed</b> from the base configuration, everything "
+        "else fixed and seeded (same initial weights, same data order seed, same external and test samples).</li>",
+        "<li><b>AUC</b>: the chance that a member scores above a non-member; <b>0.5 is chance</b>. <b>TPR@1% FPR</b>: the "
+        "share of members found while flagging 1% of non-members (chance: 1%).</li>",
+        f"<li><b>Passive MINT</b>: {escape(str(proto.get('passive', '')))}. <b>Best tap</b>: "
+        f"{escape(str(proto.get('best_tap', '')))}.</li>",
+        f"<li><b>LOSS</b>: {escape(str(proto.get('loss', '')))}.</li>",
+    ]
+    if proto.get("amint"):
+        items.append(f"<li><b>aMINT</b>: {escape(str(proto['amint']))}; only for the factors its trainer has.</li>")
+    items.append(f"<li><b>Effect</b> of a factor: passive-MINT AUC at its highest setting minus at its lowest; its "
+                 f"interval: {escape(str(proto.get('effect_interval', '')))}. The aMINT comparison, when shown, says "
+                 "whether the two points' own AUC intervals overlap.</li>")
+    return f'<section class="note"><h2>How to read this</h2><ul>{"".join(items)}</ul></section>'
+
+
+def _delta(value: Any, ci: Any = None) -> str:
+    if not is_number(value):
+        return f'<td class="num">{DASH}</td>'
+    bounds = (f'<span class="ci">[{ci[0]:+.3f}, {ci[1]:+.3f}]</span>'
+              if isinstance(ci, list) and len(ci) == 2 and all(is_number(v) for v in ci) else "")
+    return f'<td class="num">{value:+.3f}{bounds}</td>'
+
+
+def _effects_table(effects: list[dict[str, Any]]) -> str:
+    """One row per factor: the change from its lowest to its highest setting."""
+    if not effects:
+        return ""
+    amint = any("amint_delta_auc" in e for e in effects)
+    rows = []
+    for e in effects:
+        f = str(e.get("factor"))
+        reading = {"increase": "more auditable", "decrease": "less auditable"}.get(str(e.get("passive_direction")),
+                                                                                  "no clear effect")
+        rows.append(
+            f"<tr><td>{escape(_NAMES.get(f, (f,))[0])}</td>"
+            f"<td>{escape(_value_text(f, e.get('from')))} &rarr; {escape(_value_text(f, e.get('to')))}</td>"
+            + _delta(e.get("passive_delta_auc"), e.get("passive_delta_auc_ci95"))
+            + _delta(e.get("loss_delta_auc"), e.get("loss_delta_auc_ci95"))
+            + (_delta(e.get("amint_delta_auc")) if amint else "")
+            + _delta(e.get("task_delta_accuracy")) + _delta(e.get("gap_delta"))
+            + f"<td><b>{escape(reading)}</b></td></tr>"
+        )
+    return (
+        "<section><h2>Effects in brief</h2><table><tr><th>Factor</th><th>Lowest &rarr; highest</th>"
+        "<th>&Delta; passive-MINT AUC</th><th>&Delta; LOSS AUC</th>" + ("<th>&Delta; aMINT AUC</th>" if amint else "")
+        + "<th>&Delta; task accuracy</th>"
+        "<th>&Delta; train-test gap</th><th>Reading (passive MINT)</th></tr>" + "".join(rows) + "</table>"
+        '<p class="muted small">&Delta; = value at the highest setting minus value at the lowest; grey brackets: 95% '
+        "bootstrap intervals of the difference (paired over the samples both points share). &ldquo;More / less "
+        "auditable&rdquo; only when the passive-MINT interval excludes 0.</p></section>"
+    )
+
+
+def _kv(title: str, items: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, float):
+            return escape(f"{v:g}")
+        return escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+
+    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{value(v)}</td></tr>" for k, v in items.items())
+    return f"<section><h2>{escape(title)}</h2><table>{rows}</table></section>"
+
+
+def render_factors_html(doc: dict[str, Any]) -> str:
+    """Render a factors document (see :func:`mintaudit.factors.run_factors`) as one self-contained HTML page.
+
+    Args:
+        doc: the ``mintaudit/factors@1`` document.
+
+    Returns:
+        The HTML document as a string: no script, nothing fetched.
+    """
+    rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)]
+    effects = {e.get("factor"): e for e in doc.get("effects") or [] if isinstance(e, dict)}
+    factors = list(dict.fromkeys(r["factor"] for r in rows))
+    dataset = doc.get("dataset") or {}
+    title = f"What makes {doc.get('model', 'the model')} auditable: training factors on {dataset.get('name', 'data')}"
+    runs = doc.get("runs") or {}
+    sections = [
+        f"<h1>{escape(title)}</h1>",
+        '<p class="lead">Which training choices make the training data more or less detectable? One factor at a time '
+        "is varied around a fixed base configuration; every point is trained, then audited with passive MINT and the "
+        "LOSS attack on the same held-out members and non-members.</p>",
+        '<div class="kv">' + _kv("Data", dataset) + _kv("Base configuration", doc.get("base") or {}) + "</div>",
+        _guide(doc),
+        _effects_table(list(effects.values())),
+        *(_factor_section(f, [r for r in rows if r["factor"] == f], effects.get(f)) for f in factors),
+        _table(rows),
+        "<section><h2>How this was made</h2><p>Command:</p>"
+        f"<pre>{escape(str(doc.get('command') or DASH))}</pre>"
+        f"<p>Models: {escape(str(runs.get('models', DASH)))} distinct, {escape(str(len(runs.get('trained') or [])))} "
+        f"trained by this run (the others read from the cache); {escape(str(runs.get('member_epochs', DASH)))} "
+        f"member-epochs; {escape(str(runs.get('seconds', DASH)))} s.</p><p>Configuration:</p>"
+        f"<pre>{escape(json.dumps(doc.get('config') or {}, indent=2, sort_keys=True, default=str))}</pre>"
+        f"<p class=\"muted small\">{escape(str(doc.get('schema', '')))} · mintaudit "
+        f"{escape(str(doc.get('mintaudit_version', '')))} · {escape(str(doc.get('created', '')))}</p></section>",
+    ]
+    body = "\n".join(s for s in sections if s)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+    )
