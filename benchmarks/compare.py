@@ -84,7 +84,8 @@ def main() -> None:
                          ("gmint", "gradients")):
         rows = [r for r in results if r["method"] == kind and r["signal"] == signal]
         if rows:
-            best = max(rows, key=lambda r: r["metrics"]["auc"])
+            # the tap is chosen by the MINT model's validation AUC, never by the scored (test) side
+            best = max(rows, key=lambda r: r.get("fit", {}).get("val_auc") or float("-inf"))
             name = f"{kind} {signal} (best: {best.get('label')})"
             print(_row(name, best, best.get("fit", {}).get("seconds")))
             keyed[f"{kind}_{signal}".replace("-", "_").replace("+", "_")] = best

@@ -438,7 +438,7 @@ def _spec(config: FactorsConfig, ds: ImageDataset, point: BaseConfig) -> ModelSp
 
 def model_key(spec: ModelSpec, train: TrainConfig, members: np.ndarray, data_fingerprint: str) -> str:
     """The cache key of a trained model: (spec, train config, member indices, data fingerprint)."""
-    return _digest({"spec": spec.to_dict(), "train": asdict(train), "members": _ids(members), "data": data_fingerprint})
+    return _digest({"spec": spec.to_dict(), "train": train.to_dict(), "members": _ids(members), "data": data_fingerprint})
 
 
 def _trained(root: Path, spec: ModelSpec, train: TrainConfig, ds: ImageDataset, members: np.ndarray,
@@ -456,7 +456,7 @@ def _trained(root: Path, spec: ModelSpec, train: TrainConfig, ds: ImageDataset, 
     torch.manual_seed(train.seed)  # the same initial weights at every point
     net = build_model(spec)
     result = train_classifier(net, ds, members, train, show_progress=show_progress)
-    info = {"key": key, "train": asdict(train), "members": len(members), "data_fingerprint": ds.fingerprint(),
+    info = {"key": key, "train": train.to_dict(), "members": len(members), "data_fingerprint": ds.fingerprint(),
             "members_fingerprint": _ids(members), "seconds": round(result.seconds, 2), "history": result.history}
     save_model(net, spec, folder, info)
     return net, key, info, True

@@ -144,7 +144,7 @@ def train_model(
         resume=resume, show_progress=show_progress,
     )
     info = {
-        "train": asdict(config),
+        "train": config.to_dict(),
         "train_accuracy": result.train_accuracy,
         "task_accuracy": result.test_accuracy,
         "seconds": round(result.seconds, 2),
@@ -354,7 +354,7 @@ def demo(
     train_cfg = TrainConfig(epochs=epochs, batch_size=32 if dataset == "digits" else 64, seed=seed)
     model_json = out / "model" / "model.json"
     saved = json.loads(model_json.read_text()) if model_json.is_file() else {}
-    if saved.get("train") != asdict(train_cfg) or saved.get("splits_fingerprint") != splits.fingerprint():
+    if saved.get("train") != train_cfg.to_dict() or saved.get("splits_fingerprint") != splits.fingerprint():
         train_model(out, ds, splits, model="objcls-cnn", config=train_cfg, show_progress=show_progress)
     cfg = SweepConfig(detector=DetectorConfig(seed=seed), fusion=fusion, seed=seed)  # type: ignore[arg-type]
     sweep(out, ds, splits, taps="published", config=cfg, command=command, show_progress=show_progress)
@@ -370,7 +370,7 @@ def demo(
                                                     patience=10, seed=seed))
     report = active_train(out, ds, splits, active_cfg, plain=True, command=command, show_progress=show_progress)
     atomic_write_json(out / "demo.config.json", {"dataset": dataset, "epochs": epochs, "seed": seed, "fusion": fusion,
-                                                 "train": asdict(train_cfg), "sweep": cfg.to_dict(),
+                                                 "train": train_cfg.to_dict(), "sweep": cfg.to_dict(),
                                                  "attacks": attack_cfg.to_dict(), "amint": active_cfg.to_dict()})
     return report
 

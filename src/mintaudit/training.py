@@ -56,6 +56,18 @@ class TrainConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}; e.g. 0.1")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a dict; options added later appear only when set, so the descriptions
+        (and cache keys) of models trained before they existed stay valid."""
+        d = asdict(self)
+        for key, default in _LATER_OPTIONS.items():
+            if d[key] == default:
+                del d[key]
+        return d
+
+
+_LATER_OPTIONS: dict[str, Any] = {"augment": False, "label_smoothing": 0.0}
+
 
 @dataclass
 class TrainResult:

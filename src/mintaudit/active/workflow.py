@@ -204,7 +204,7 @@ def _passive_rows(out: Path, ds: ImageDataset, splits: Splits, name: str, config
     net = None
     if model_json.is_file():
         net, spec, info = load_model(out / "model")
-        same = (spec.name == name and info.get("train") == asdict(train_cfg)
+        same = (spec.name == name and info.get("train") == train_cfg.to_dict()
                 and info.get("splits_fingerprint") == splits.fingerprint()
                 and spec.kwargs == dict(config.backbone_kwargs))
         if not same:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ class ReferenceSet:
 
 
 def _key(spec: ModelSpec, data_fp: str, population: np.ndarray, config: TrainConfig, r: int) -> str:
-    h = hashlib.sha256(json.dumps([spec.to_dict(), data_fp, asdict(config), r], sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps([spec.to_dict(), data_fp, config.to_dict(), r], sort_keys=True).encode())
     h.update(np.ascontiguousarray(np.sort(population), dtype=np.int64).data)
     return h.hexdigest()[:16]
 
@@ -78,7 +78,7 @@ def train_reference_models(
         raise ConfigError(f"reference models need a population of at least 2 samples, got {len(population)}")
     models, parts = [], []
     for r in range(n_models):
-        cfg = TrainConfig(**{**asdict(config), "seed": config.seed + r})
+        cfg = TrainConfig(**{**config.to_dict(), "seed": config.seed + r})
         folder = Path(cache_root) / _key(spec, dataset.fingerprint(), population, cfg, r)
         # paired halves: model 2k takes a random half, model 2k+1 its complement
         perm = np.random.default_rng(config.seed + r // 2).permutation(population)
@@ -89,7 +89,7 @@ def train_reference_models(
             torch.manual_seed(cfg.seed)
             model = build_model(spec)
             train_classifier(model, dataset, half, cfg, show_progress=show_progress)
-            save_model(model, spec, folder, {"reference_index": r, "train": asdict(cfg)})
+            save_model(model, spec, folder, {"reference_index": r, "train": cfg.to_dict()})
         model.eval()
         models.append(model)
         parts.append(half)
