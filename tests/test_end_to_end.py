@@ -31,14 +31,21 @@ def test_demo_on_the_embedded_digits(tmp_path):
     demo(out, epochs=10, fusion="none", show_progress=False)
     report = load_report(out / "report.json")
     assert report["schema"] == "mintaudit/report@1"
-    mint = [r for r in report["results"] if r["method"] == "passive-mint"]
+    sweep_rows = [r for r in report["results"] if "audited_model" not in r]  # the audit of the demo's model
+    mint = [r for r in sweep_rows if r["method"] == "passive-mint"]
     assert [r["label"] for r in mint] == [f"L{i}" for i in range(1, 8)]
     assert [r["depth"] for r in mint] == list(range(1, 8))
-    assert all(r["protocol"] == "heldout-members" for r in report["results"])
+    assert all(r["protocol"] == "heldout-members" for r in sweep_rows)
     for r in report["results"]:
         _complete(r)
         assert r["n_members"] == r["n_nonmembers"] > 0
-    assert [r.get("attack") for r in report["results"]][-3:] == ["loss", "entropy", "rmia"]
+    assert [r.get("attack") for r in sweep_rows][-3:] == ["loss", "entropy", "rmia"]
+    # aMINT on the same backbone and budget, beside passive MINT on the plain (the demo's) model
+    amint = [r for r in report["results"] if r["method"] == "amint"]
+    assert [(r["label"], r["protocol"]) for r in amint] == [("aMINT middle", "training-members")]
+    plain = [r for r in report["results"] if r.get("audited_model") == "plain"]
+    assert sorted(r["protocol"] for r in plain) == ["heldout-members", "training-members"]
+    assert (out / "amint" / "middle" / "amint.json").is_file()
     assert sum(r["method"] == "loss" for r in report["results"]) == 1  # the attack replaced the sweep's LOSS row
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 3 and "L7" in html

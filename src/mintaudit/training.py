@@ -69,6 +69,47 @@ class TrainConfig:
 _LATER_OPTIONS: dict[str, Any] = {"augment": False, "label_smoothing": 0.0}
 
 
+def read_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
+                    ) -> dict[str, Any] | None:
+    """Resume from ``path`` (when it exists): rank 0 reads it (``weights_only``), every rank restores
+    the model, the optimiser and both random states from it. Returns the checkpoint, or None."""
+    if path is None:
+        return None
+    state = None
+    try:
+        if distributed.is_main() and path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = distributed.broadcast_object(state)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            gen.set_state(state["sampler_rng"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise WeightsError(f"checkpoint {str(path)!r} does not fit this model/run ({e}); drop --resume") from e
+    return state
+
+
+def checkpoint_history(state: dict[str, Any]) -> list[dict[str, float]]:
+    """The per-epoch history rows stored in a checkpoint."""
+    return [dict(zip(state["history_keys"], row)) for row in state["history"].tolist()]
+
+
+def write_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+                     epoch: int, history: list[dict[str, float]], **extra: Any) -> None:
+    """Write the state after ``epoch`` (model, optimiser, random states, history, ``extra``) atomically, on rank 0."""
+    if path is None or not distributed.is_main():
+        return
+    keys = list(history[-1])
+    state = {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+        "sampler_rng": gen.get_state(), "epoch": epoch, "history_keys": keys,
+        "history": torch.tensor([[r.get(k, float("nan")) for k in keys] for r in history]), **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
 @dataclass
 class TrainResult:
     """What training produced: per-epoch history and final accuracies."""
@@ -200,22 +241,9 @@ def train_classifier(
     result = TrainResult()
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if resume and ckpt_path is not None:
-        state = None
-        try:  # rank 0 reads the checkpoint; every rank resumes from it
-            if distributed.is_main() and ckpt_path.is_file():
-                state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            state = distributed.broadcast_object(state)
-            if state is not None:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                torch.set_rng_state(state["torch_rng"])
-                gen.set_state(state["sampler_rng"])
-        except (KeyError, RuntimeError) as e:
-            raise WeightsError(f"checkpoint {str(ckpt_path)!r} does not fit this model/run ({e}); drop --resume") from e
-        if state is not None:
-            start_epoch = int(state["epoch"])
-            result.history = [dict(zip(state["history_keys"], row)) for row in state["history"].tolist()]
+    state = read_checkpoint(ckpt_path, model, opt, gen) if resume else None
+    if state is not None:
+        start_epoch, result.history = int(state["epoch"]), checkpoint_history(state)
     net = distributed.wrap(model, dev)  # the model itself outside torchrun
     show = show_progress if distributed.is_main() else False
     t0 = time.perf_counter()
@@ -258,19 +286,7 @@ def train_classifier(
         if test_indices is not None and len(test_indices):
             row["test_accuracy"] = _shared_accuracy(model, dataset, test_indices)
         result.history.append(row)
-        if ckpt_path is not None and distributed.is_main():
-            keys = list(row)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "sampler_rng": gen.get_state(),
-                "epoch": epoch + 1,
-                "history_keys": keys,
-                "history": torch.tensor([[r.get(k, float("nan")) for k in keys] for r in result.history]),
-            }
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(state, tmp)
+        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history)
     model.eval()
     result.seconds = time.perf_counter() - t0
     distributed.broadcast_module(model)  # the same final weights on every rank, whatever rounding did

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from mintaudit import distributed
-from mintaudit._io import atomic_path
 from mintaudit._progress import progress
 from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device, to_device, to_tensor
 from mintaudit.active.model import ActiveModel
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
+from mintaudit.training import checkpoint_history, read_checkpoint, write_checkpoint
 
 __all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy"]
 
@@ -243,26 +243,16 @@ def train_active(
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs, start_epoch = 0, 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if resume and ckpt_path is not None:
-        state = None
-        try:  # rank 0 reads the checkpoint; every rank resumes from it
-            if distributed.is_main() and ckpt_path.is_file():
-                state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            state = distributed.broadcast_object(state)
-            if state is not None:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                torch.set_rng_state(state["torch_rng"])
-                gen.set_state(state["sampler_rng"])
-                best_state = state["best_model"]
-                scales[0].value, scales[1].value = state["scales"]
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise WeightsError(f"checkpoint {str(ckpt_path)!r} does not fit this model/run ({e}); drop --resume") from e
-        if state is not None:
-            start_epoch = int(state["epoch"])
-            result.history = [dict(zip(state["history_keys"], row)) for row in state["history"].tolist()]
+    state = read_checkpoint(ckpt_path, model, opt, gen) if resume else None
+    if state is not None:
+        try:
+            best_state = state["best_model"]
+            scales[0].value, scales[1].value = state["scales"]
+            start_epoch, result.history = int(state["epoch"]), checkpoint_history(state)
             result.best_epoch, result.best_value = int(state["best_epoch"]), float(state["best_value"])
             bad_epochs, result.stopped_early = int(state["bad_epochs"]), bool(state["stopped"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"checkpoint {str(ckpt_path)!r} is not an aMINT checkpoint ({e}); drop --resume") from e
     net = distributed.wrap(model, dev)  # the model itself outside torchrun
     show = show_progress if distributed.is_main() else False
     t0 = time.perf_counter()
@@ -340,18 +330,9 @@ def train_active(
             result.stopped_early = config.patience > 0 and bad_epochs >= config.patience
         if on_epoch is not None and distributed.is_main():
             on_epoch(row)
-        if ckpt_path is not None and distributed.is_main():
-            keys = list(row)
-            state = {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
-                "torch_rng": torch.get_rng_state(), "sampler_rng": gen.get_state(), "epoch": epoch + 1,
-                "scales": [scales[0].value, scales[1].value], "best_epoch": result.best_epoch,
-                "best_value": result.best_value, "bad_epochs": bad_epochs, "stopped": result.stopped_early,
-                "history_keys": keys,
-                "history": torch.tensor([[r.get(k, float("nan")) for k in keys] for r in result.history]),
-            }
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(state, tmp)
+        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history, best_model=best_state,
+                         scales=[scales[0].value, scales[1].value], best_epoch=result.best_epoch,
+                         best_value=result.best_value, bad_epochs=bad_epochs, stopped=result.stopped_early)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
