@@ -65,7 +65,7 @@ from mintaudit.errors import ConfigError, MintauditError, SplitError
 from mintaudit.evaluation.metrics import auc_score
 from mintaudit.models import ModelSpec, build_model, load_model, save_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, loss_baseline, passive_split
-from mintaudit.signals import SignalCache, extract_signals, output_features
+from mintaudit.signals import SignalCache, extract_signals
 from mintaudit.training import TrainConfig, accuracy, train_classifier
 
 __all__ = [
@@ -464,18 +464,9 @@ def _trained(root: Path, spec: ModelSpec, train: TrainConfig, ds: ImageDataset, 
 
 def _scores(det: MintDetector, cache: SignalCache, layer: str | None, ids: np.ndarray) -> np.ndarray:
     """P(member), float64 (N,), of the MINT model fused with the output signals, for pool ``ids``."""
-    rows = cache.rows(ids)
-    out = cache.outputs()
-    feats = output_features(out["logits"], out["labels"])
-    X = cache.activations(layer) if layer is not None else feats
-    logits = np.empty(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), 512):
-        chunk = rows[start : start + 512]
-        order = np.argsort(chunk)
-        x = np.empty((len(chunk), *X.shape[1:]), dtype=np.float32)
-        x[order] = X[chunk[order]]
-        logits[start : start + len(chunk)] = det.decision_function(x, feats[chunk] if layer is not None else None)
-    return 1.0 / (1.0 + np.exp(-logits))
+    from mintaudit.pipeline import _mint_scores
+
+    return _mint_scores(det, cache, layer, True, ids)
 
 
 _SUMMARY_KEYS = ("method", "signal", "layer", "label", "detector", "protocol", "threshold", "n_members",

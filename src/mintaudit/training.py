@@ -24,6 +24,15 @@ __all__ = ["TrainConfig", "TrainResult", "train_classifier", "accuracy"]
 CHECKPOINT = "checkpoint.pt"
 
 
+def check_schedule(epochs: int, batch_size: int, lr: float) -> None:
+    """Refuse a training schedule that cannot run (shared by the plain and the aMINT trainer)."""
+    for key, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if lr <= 0:
+        raise ConfigError(f"lr must be > 0, got {lr}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of :func:`train_classifier` (Adam on cross-entropy).
@@ -48,11 +57,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        check_schedule(self.epochs, self.batch_size, self.lr)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}; e.g. 0.1")
 
@@ -67,6 +72,21 @@ class TrainConfig:
 
 
 _LATER_OPTIONS: dict[str, Any] = {"augment": False, "label_smoothing": 0.0}
+
+
+def start_training(model: nn.Module, device: str | torch.device | None, seed: int, lr: float, weight_decay: float
+                   ) -> tuple[torch.device, torch.device, torch.Generator, torch.optim.Adam]:
+    """Join torchrun's group (if any), move the model to its device (channels-last on CUDA), seed,
+    and make the sampling generator and Adam. Returns (the model's original device, its device, generator, optimiser)."""
+    distributed.init()
+    home, dev = device_of(model), resolve_device(device, model)
+    if dev != home:
+        model.to(dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    return home, dev, gen, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
 def read_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
@@ -228,15 +248,7 @@ def train_classifier(
     if len(train_indices) == 0:
         raise ConfigError("no training samples; check the member split")
     train_indices = np.asarray(train_indices, dtype=np.int64)
-    distributed.init()
-    home, dev = device_of(model), resolve_device(device, model)
-    if dev != home:
-        model.to(dev)
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    home, dev, gen, opt = start_training(model, device, config.seed, config.lr, config.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     result = TrainResult()
     start_epoch = 0

@@ -16,12 +16,12 @@ from torch import nn
 
 from mintaudit import distributed
 from mintaudit._progress import progress
-from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device, to_device, to_tensor
+from mintaudit._tensor import autocast, device_of, iter_batches, to_device, to_tensor
 from mintaudit.active.model import ActiveModel
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
-from mintaudit.training import checkpoint_history, read_checkpoint, write_checkpoint
+from mintaudit.training import check_schedule, checkpoint_history, read_checkpoint, start_training, write_checkpoint
 
 __all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy"]
 
@@ -65,11 +65,7 @@ class ActiveConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        check_schedule(self.epochs, self.batch_size, self.lr)
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 (0 disables early stopping), got {self.patience}")
         if self.normalisation not in ("first-batch", "none", "ema"):
@@ -228,15 +224,7 @@ def train_active(
     if clash.size:
         raise ConfigError(f"{clash.size} validation external samples are also trained on; "
                           "hold them out of members and external")
-    distributed.init()
-    home, dev = device_of(model), resolve_device(device, model)
-    if dev != home:
-        model.to(dev)
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    home, dev, gen, opt = start_training(model, device, config.seed, config.lr, config.weight_decay)
     ce, bce = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()
     scales = [_Scale(config.normalisation, config.ema_decay), _Scale(config.normalisation, config.ema_decay)]
     result = ActiveResult()
