@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,15 +145,20 @@ class TrainResult:
 
 
 @torch.no_grad()
-def _correct(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """bool (N,): whether ``model`` (eval mode, mode restored; on its own device) classifies each sample right."""
+def _correct(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256,
+             logits_of: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
+    """bool (N,): whether ``model`` (eval mode, mode restored; on its own device) classifies each sample right.
+
+    ``logits_of`` picks the class logits from the model's output when it returns more (aMINT)."""
     was_training = model.training
     model.eval()
     device = device_of(model)
     out = [np.zeros(0, dtype=bool)]
     try:
         for x, y, _ in iter_batches(dataset, indices, batch_size, device=device):
-            out.append((model(to_device(x, device)).argmax(1) == y).cpu().numpy())
+            logits = model(to_device(x, device))
+            logits = logits if logits_of is None else logits_of(logits)
+            out.append((logits.argmax(1) == y).cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(out)

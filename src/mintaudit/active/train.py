@@ -21,7 +21,7 @@ from mintaudit.active.model import ActiveModel
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
-from mintaudit.training import check_schedule, checkpoint_history, read_checkpoint, start_training, write_checkpoint
+from mintaudit.training import _correct, check_schedule, checkpoint_history, read_checkpoint, start_training, write_checkpoint
 
 __all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy"]
 
@@ -110,19 +110,9 @@ def membership_scores(
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-@torch.no_grad()
 def _task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """bool (N,): whether the class output is right on each of ``indices`` (eval mode, mode restored)."""
-    was_training = model.training
-    model.eval()
-    device = device_of(model)
-    out = [np.zeros(0, dtype=bool)]
-    try:
-        for x, y, _ in iter_batches(dataset, indices, batch_size, device=device):
-            out.append((model(to_device(x, device))[0].argmax(1) == y).cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(out)
+    return _correct(model, dataset, indices, batch_size, logits_of=lambda out: out[0])
 
 
 def task_accuracy(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> float:
