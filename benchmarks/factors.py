@@ -8,7 +8,7 @@ same held-out members and non-members, prints the table and each factor's effect
 OUT/factors.json and OUT/factors.html (the same function as ``mintaudit factors``). Trained
 models are cached in OUT/factors/models: a rerun trains only what changed.
 
-    python benchmarks/factors.py --profile cpu                    # Fashion-MNIST, 2 cores: ~18 minutes (estimate)
+    python benchmarks/factors.py --profile cpu                    # Fashion-MNIST, 2 cores: 12 minutes (measured, 703 s)
     python benchmarks/factors.py --profile tiny --out runs/bench-factors-tiny   # seconds
     python benchmarks/factors.py --profile cpu --amint             # + aMINT where it applies (~20 minutes more)
 

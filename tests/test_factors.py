@@ -63,6 +63,9 @@ def test_grid_runs_end_to_end_and_writes_table_and_plots(tiny_run):
     assert on_disk["rows"] == json.loads(json.dumps(doc["rows"]))
     html = (out / "factors.html").read_text()
     assert html.count("<svg") == len(FACTORS)  # one plot per factor
+    for factor in FACTORS:  # and each alone, as a standalone SVG document
+        svg = (out / "plots" / f"{factor}.svg").read_text()
+        assert svg.startswith("<?xml") and 'xmlns="http://www.w3.org/2000/svg"' in svg and svg.rstrip().endswith("</svg>")
     assert "<table" in html and "Effects in brief" in html and "task accuracy" in html
     assert "<script" not in html and not re.search(r'(src|href)="https?:', html)
     for name in ("Epochs", "Members per class", "Dropout", "Weight decay", "Data augmentation", "Label smoothing"):

@@ -141,13 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("test", "Were these samples used to train the model? Per-sample p-values and flags, and a dataset-level verdict.",
              "mintaudit test --out runs/fm --dataset fashion-mnist --query heldout-members\n"
-             "  mintaudit test --out runs/fm --dataset fashion-mnist --query suspects.txt --method loss --fdr 0.1")
+             "  mintaudit test --out runs/fm --dataset fashion-mnist --query suspects.txt --method loss --fdr 0.1\n"
+             "  mintaudit test --out runs/amint --dataset fashion-mnist --query suspects.txt --method amint --setup entry")
     _add_data(p)
     _add_model(p)
     g = p.add_argument_group("the test")
     g.add_argument("--query", help="(required) heldout-members, test (non-members outside the null reference), a file of "
                    "pool indices (.txt/.csv one per line, .npy), or new samples as npz:PATH / folder:PATH")
-    g.add_argument("--method", choices=["passive-mint", "loss"], default="passive-mint", help="membership score (default: %(default)s)")
+    g.add_argument("--method", choices=["passive-mint", "loss", "amint"], default="passive-mint",
+                   help="membership score: a passive MINT model, minus the loss, or the delivered aMINT model's "
+                   "membership probability (OUT/amint/SETUP) (default: %(default)s)")
+    g.add_argument("--setup", default="middle", help="with --method amint: which delivered model, the folder name under "
+                   "OUT/amint (default: %(default)s)")
     g.add_argument("--layer", help="passive-mint tap, or 'outputs' (default: the report's result with the best validation "
                    "AUC, else outputs)")
     g.add_argument("--fuse-outputs", action="store_true", help="with --layer: also feed the output signals")
@@ -217,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda-mint", type=float, default=1.0, help="weight of the membership loss (default: %(default)s)")
     g.add_argument("--normalisation", choices=["first-batch", "none", "ema"], default="first-batch",
                    help="divide each loss by its first-batch value (published), a running mean, or nothing (default: %(default)s)")
+    g.add_argument("--mint-grad-scale", type=float, default=1.0,
+                   help="share of the membership gradient that reaches the backbone: 1 = published coupling; 0 = the "
+                   "head alone learns membership, the backbone only the task (default: %(default)s)")
+    g.add_argument("--augment", action="store_true",
+                   help="random flip and 2-px crop on members and external samples (the plain model gets it too)")
     g.add_argument("--patience", type=int, default=10, help="early stopping on validation AUC; 0 = off (default: %(default)s)")
     g.add_argument("--val-members", type=int, default=500, help="members sampled for validation (default: %(default)s)")
     g.add_argument("--val-external", type=int, default=1000,
@@ -384,7 +394,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.verb == "test":
         v = pipeline.verdict(out, ds, splits, query=args.query, method=args.method, layer=args.layer,
                              fuse_outputs=args.fuse_outputs, fdr=args.fdr, alpha=args.alpha, decision=args.decision,
-                             model=args.model, weights=args.weights, config=sweep_cfg, command=command, show_progress=show)
+                             model=args.model, weights=args.weights, config=sweep_cfg, command=command, show_progress=show,
+                             setup=args.setup)
         mw, b, f, s = v["mann_whitney"], v["binomial"], v["member_fraction"], v["per_sample"]
         print(v["sentence"])
         print(f"  scores: {v['method']} ({v['layer']}, {v['signal']}); {v['n_query']} queries ({v['query']['source']}) "
@@ -489,7 +500,8 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
             head=HeadConfig(preset=args.head, widths=widths),  # type: ignore[arg-type]
             train=ActiveConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                                lambda_task=args.lambda_task, lambda_mint=args.lambda_mint,
-                               normalisation=args.normalisation, patience=args.patience, seed=args.seed),
+                               normalisation=args.normalisation, mint_grad_scale=args.mint_grad_scale,
+                               augment=args.augment, patience=args.patience, seed=args.seed),
             val_members=args.val_members, val_external=args.val_external, n_bootstrap=args.bootstrap,
         )
 

@@ -411,7 +411,7 @@ def verdict(
     layer: str | None = None, fuse_outputs: bool = False, fdr: float = 0.05, alpha: float = 0.05,
     decision: str = "mann-whitney", model: str | None = None, weights: str | None = None,
     config: SweepConfig | None = None, null_fraction: float = 0.5, command: list[str] | None = None,
-    show_progress: bool | None = None,
+    show_progress: bool | None = None, setup: str = "middle",
 ) -> dict[str, Any]:
     """Were the ``query`` samples, or some of them, used to train the audited model? Test it and write the verdict.
 
@@ -431,7 +431,10 @@ def verdict(
             ``test`` (the test split's non-null half: a negative control), a file of pool
             indices (``.txt`` / ``.csv``, one per line, first column; or ``.npy``), or new
             samples as ``npz:PATH`` / ``folder:PATH`` (same image shape and classes).
-        method: ``passive-mint`` (a MINT model on ``layer``) or ``loss`` (minus the loss).
+        method: ``passive-mint`` (a MINT model on ``layer``), ``loss`` (minus the loss) or
+            ``amint`` (the membership probability of the delivered aMINT model
+            ``OUT/amint/<setup>``; ``heldout-members`` are then training members its head saw,
+            as in the published protocol).
         layer: the passive-MINT tap (name, index, glob) or ``outputs`` (output signals only);
             default: the report's passive-MINT result with the best *validation* AUC (measured
             on the auditor's MINT-training data, never on the null), else ``outputs``.
@@ -441,31 +444,50 @@ def verdict(
         config: the passive split and MINT model options (same as the sweep's, so the saved
             or refitted MINT model is the one the sweep measured).
         null_fraction: the share of the test split forming the null reference.
+        setup: with ``amint``, which delivered model (the folder name under ``OUT/amint``).
 
     Returns:
         The verdict dict stored as ``report["verdict"]``.
     """
-    from mintaudit.evaluation.statistics import DECISIONS, dataset_test, sample_decisions
-    from mintaudit.report.schema import set_verdict
+    from mintaudit.evaluation.statistics import DECISIONS
 
     config = config or SweepConfig()
-    if method not in ("passive-mint", "loss"):
-        raise ConfigError(f"--method must be passive-mint or loss; given {method!r}")
+    if method not in ("passive-mint", "loss", "amint"):
+        raise ConfigError(f"--method must be passive-mint, loss or amint; given {method!r}")
     if decision not in DECISIONS:
         raise ConfigError(f"--decision must be one of {', '.join(DECISIONS)}; given {decision!r}")
     if not (0.0 < fdr <= 1.0 and 0.0 < alpha < 1.0):
         raise ConfigError(f"--fdr must lie in (0, 1] and --alpha in (0, 1); given {fdr} and {alpha}; e.g. 0.05")
-    if method == "loss" and (layer is not None or fuse_outputs):
-        raise ConfigError("--layer and --fuse-outputs apply to --method passive-mint only; drop them for loss")
+    if method != "passive-mint" and (layer is not None or fuse_outputs):
+        raise ConfigError(f"--layer and --fuse-outputs apply to --method passive-mint only; drop them for {method}")
     if layer is None and fuse_outputs:
         raise ConfigError("--fuse-outputs needs --layer; without --layer the report's best result decides")
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights)
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
     null_idx, test_pool = null_split(splits, fraction=null_fraction, seed=config.seed)
     q_ds, q_ids, q_info = _resolve_query(query, ds, split, test_pool)
     _refuse_overlap(q_ds, q_ids, ds, null_idx, "the null reference",
                     "the null must never contain query samples; use --query test for non-members outside it")
+    if method == "amint":
+        from mintaudit.active.train import membership_scores
+        from mintaudit.active.workflow import load_delivered
+
+        if model is not None or weights is not None:
+            raise ConfigError("--model and --weights do not apply to --method amint; it reads OUT/amint/SETUP")
+        amodel, meta = load_delivered(out, ds, splits, setup)
+        _refuse_overlap(q_ds, q_ids, ds, splits.external, "the external samples the aMINT head was trained on",
+                        "their scores are pushed towards 'non-member'; query other samples")
+        if q_info["source"] == "heldout-members":
+            q_info = {**q_info, "description": "training members; the aMINT head was trained on them too (the "
+                      "published protocol): a positive control"}
+        null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
+        about = {"method": "amint", "signal": "activations", "layer": "+".join(meta["taps"]),
+                 "detector": f"amint-head ({setup})"}
+        net, name, info = amodel.backbone, meta["backbone"]["name"], {}
+        return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx,
+                               null_scores, q_scores, about, fdr=fdr, alpha=alpha, decision=decision,
+                               null_fraction=null_fraction)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights)
     if method == "passive-mint":
         _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
                         "the MINT model's training data (known members and external samples)",
@@ -503,6 +525,20 @@ def verdict(
         about = {"method": "passive-mint", "signal": signal, "layer": layer_name or "outputs", "detector": det.kind_}
 
     null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
+    return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx, null_scores,
+                           q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
+
+
+def _finish_verdict(
+    out: Path, ds: ImageDataset, splits: Splits, net: nn.Module, name: str, info: dict[str, Any], config: SweepConfig,
+    command: list[str] | None, q_ids: np.ndarray, q_info: dict[str, Any], null_idx: np.ndarray,
+    null_scores: np.ndarray, q_scores: np.ndarray, about: dict[str, Any], *, fdr: float, alpha: float, decision: str,
+    null_fraction: float,
+) -> dict[str, Any]:
+    """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
+    from mintaudit.evaluation.statistics import dataset_test, sample_decisions
+    from mintaudit.report.schema import set_verdict
+
     per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
     test = dataset_test(q_scores, null_scores, alpha=alpha, decision=decision)  # type: ignore[arg-type]
     csv_path = _write_verdict_csv(out / "verdict.csv", q_ids, q_scores, per_sample)

@@ -64,6 +64,46 @@ def test_mint_gradients_reach_tapped_layers_and_not_later_ones():
     assert bb.conv2.weight.grad is None and bb.fc.weight.grad is None
 
 
+def _mint_grads(scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    model = _active(taps=("relu1", "relu2"))
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    logits, membership = model(x, mint_grad_scale=scale)
+    assert torch.equal(logits, model.backbone(x))  # the scale changes gradients only, never values
+    torch.nn.functional.binary_cross_entropy_with_logits(membership, torch.ones(4)).backward()
+    grad = model.backbone.conv1.weight.grad
+    head = torch.cat([p.grad.flatten() for p in model.head.parameters()])
+    return (torch.zeros_like(model.backbone.conv1.weight) if grad is None else grad), head, membership.detach()
+
+
+def test_mint_grad_scale_scales_what_reaches_the_backbone_only():
+    full, head_full, m_full = _mint_grads(1.0)
+    half, head_half, m_half = _mint_grads(0.5)
+    none, head_none, m_none = _mint_grads(0.0)
+    assert torch.equal(m_full, m_half) and torch.equal(m_full, m_none)  # same membership output
+    assert full.abs().sum() > 0
+    torch.testing.assert_close(half, 0.5 * full)
+    assert none.abs().sum() == 0  # scale 0: the backbone learns the task alone
+    torch.testing.assert_close(head_half, head_full)  # the head's own gradient is untouched
+    torch.testing.assert_close(head_none, head_full)
+    with pytest.raises(ConfigError, match="mint_grad_scale"):
+        ActiveConfig(mint_grad_scale=1.5)
+
+
+def test_augmented_training_is_seeded(toy_dataset):
+    members, external, val_m, val_e = _roles()
+    cfg = ActiveConfig(epochs=1, batch_size=8, lr=1e-3, patience=0, augment=True, mint_grad_scale=0.0)
+    runs = []
+    for _ in range(2):
+        model = _active()
+        train_active(model, toy_dataset, members, external, val_members=val_m, val_external=val_e, config=cfg)
+        runs.append(model.state_dict())
+    plain = _active()
+    train_active(plain, toy_dataset, members, external, val_members=val_m, val_external=val_e,
+                 config=ActiveConfig(epochs=1, batch_size=8, lr=1e-3, patience=0, mint_grad_scale=0.0))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0].values(), runs[1].values()))
+    assert not torch.equal(runs[0]["backbone.conv1.weight"], plain.state_dict()["backbone.conv1.weight"])
+
+
 def test_head_shapes_and_presets():
     shapes = [(8, 6, 6), (5, 16), (12,)]
     for preset in ("default", "paper"):

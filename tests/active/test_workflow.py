@@ -98,3 +98,37 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
     assert main(["active", "train", "--out", str(tmp_path / "m"), *ARGS, "--backbone-arg", "drop=0"]) == 2
     assert "drop" in capsys.readouterr().err
+
+
+def test_verdict_with_the_delivered_model(trained, capsys):
+    """`mintaudit test --method amint`: the delivered model's membership probability, tested against the null."""
+    from mintaudit.active import load_active, membership_scores
+    from mintaudit.pipeline import null_split, prepare_data
+
+    assert main(["test", "--out", str(trained), *ARGS, "--method", "amint", "--query", "heldout-members"]) == 0
+    assert "against a null reference" in capsys.readouterr().out
+    v = json.loads((trained / "report.json").read_text())["verdict"]
+    assert v["method"] == "amint" and v["layer"] == "block2.pool+block3.pool" and "training members" in v["query"]["description"]
+    rows = list(csv.DictReader(open(trained / "verdict.csv")))
+    assert len(rows) == v["query"]["n"] > 0
+    # the p-values are the conformal ones of the delivered model's scores against the null half of the test split
+    ds, splits = prepare_data("digits", trained, members=300, external=400, test=300)
+    model, _ = load_active(trained / "amint" / "middle")
+    null = membership_scores(model, ds, null_split(splits)[0])
+    ids = np.array([int(r["sample_id"]) for r in rows])
+    scores = membership_scores(model, ds, ids)
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores, rtol=1e-6)
+    expected = (1 + (null[None, :] >= scores[:, None]).sum(1)) / (null.size + 1)
+    np.testing.assert_allclose([float(r["p_value"]) for r in rows], expected, rtol=1e-6)
+    assert all(int(r["n_null"]) == null.size for r in rows)
+
+
+def test_verdict_with_the_delivered_model_refuses_bad_input(trained, tmp_path, capsys):
+    assert main(["test", "--out", str(trained), *ARGS, "--method", "amint", "--query", "test", "--setup", "entry"]) == 2
+    assert "no delivered aMINT model" in capsys.readouterr().err
+    assert main(["test", "--out", str(trained), *ARGS, "--method", "amint", "--query", "test", "--layer", "fc"]) == 2
+    assert "--layer" in capsys.readouterr().err
+    splits = json.loads((trained / "splits.json").read_text())
+    (tmp_path / "q.txt").write_text("\n".join(str(i) for i in splits["external"][:5]))
+    assert main(["test", "--out", str(trained), *ARGS, "--method", "amint", "--query", str(tmp_path / "q.txt")]) == 2
+    assert "external samples the aMINT head was trained on" in capsys.readouterr().err

@@ -74,12 +74,20 @@ class ActiveModel(nn.Module):
             )
         return self.taps
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """float (B, C, H, W) -> (class logits (B, K), membership logits (B,))."""
+    def forward(self, x: torch.Tensor, mint_grad_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """float (B, C, H, W) -> (class logits (B, K), membership logits (B,)).
+
+        ``mint_grad_scale`` scales the gradient that the membership output sends into the
+        backbone (the head's own gradient is untouched; the values are the same): 1 trains the
+        backbone for membership as published, 0 leaves it to the task loss alone.
+        """
         with Recorder(self.backbone, self.taps, detach=False) as rec:
             logits = self.backbone(x)
             out = rec.pop()
-        return logits, self.head([out[name] for name in self._check(out)])
+        feats = [out[name] for name in self._check(out)]
+        if mint_grad_scale != 1.0:
+            feats = [f.detach() if mint_grad_scale == 0.0 else f.detach() + mint_grad_scale * (f - f.detach()) for f in feats]
+        return logits, self.head(feats)
 
     @property
     def tap_shapes(self) -> list[tuple[int, ...]]:

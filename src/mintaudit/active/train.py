@@ -21,7 +21,10 @@ from mintaudit.active.model import ActiveModel
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
-from mintaudit.training import _correct, check_schedule, checkpoint_history, read_checkpoint, start_training, write_checkpoint
+from mintaudit.training import (
+    _augment, _augment_generator, _correct, check_schedule, checkpoint_history, read_checkpoint, start_training,
+    write_checkpoint,
+)
 
 __all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy"]
 
@@ -48,7 +51,13 @@ class ActiveConfig:
         monitor: ``auc`` or ``accuracy`` (at 0.5) of the MINT head on the validation sets.
         joint_forward: members and external samples go through one forward of 2B images
             (True) or two forwards of B (False).
-        seed: seeds sampling, dropout and the initial loss scale.
+        mint_grad_scale: how much of the membership loss's gradient reaches the backbone
+            (1, as published: the backbone learns to make its members recognisable; 0: only
+            the head learns membership, the backbone the task alone). Between them it trades
+            membership signal for task accuracy.
+        augment: the plain trainer's augmentation (random flip and 2-px crop) on members and
+            external samples alike.
+        seed: seeds sampling, dropout, augmentation and the initial loss scale.
     """
 
     epochs: int = 30
@@ -62,6 +71,8 @@ class ActiveConfig:
     patience: int = 10
     monitor: Literal["auc", "accuracy"] = "auc"
     joint_forward: bool = True
+    mint_grad_scale: float = 1.0
+    augment: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +87,8 @@ class ActiveConfig:
             raise ConfigError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.lambda_task < 0 or self.lambda_mint <= 0:
             raise ConfigError("lambda_task must be >= 0 and lambda_mint > 0")
+        if not 0.0 <= self.mint_grad_scale <= 1.0:
+            raise ConfigError(f"mint_grad_scale must lie in [0, 1], got {self.mint_grad_scale}")
 
 
 @dataclass
@@ -253,15 +266,19 @@ def train_active(
             m_idx = mine_m[step * b : (step + 1) * b]
             e_idx = mine_e[step * b : step * b + len(m_idx)]
             xm, xe = to_tensor(dataset.images[m_idx], dev), to_tensor(dataset.images[e_idx], dev)
+            if config.augment:  # after sharding: each rank augments its own pairs
+                both = _augment(torch.cat([xm, xe]), _augment_generator(config.seed, epoch, step))
+                xm, xe = both[: len(m_idx)], both[len(m_idx) :]
+            s = config.mint_grad_scale
             y = torch.from_numpy(dataset.labels[m_idx]).to(dev)
             target = torch.cat([torch.ones(len(m_idx)), torch.zeros(len(e_idx))]).to(dev)
             with autocast(dev):
                 if config.joint_forward:
-                    logits, mint = net(to_device(torch.cat([xm, xe]), dev))
+                    logits, mint = net(to_device(torch.cat([xm, xe]), dev), s)
                     logits = logits[: len(m_idx)]
                 else:
-                    logits, mint_m = net(to_device(xm, dev))
-                    mint = torch.cat([mint_m, net(to_device(xe, dev))[1]])
+                    logits, mint_m = net(to_device(xm, dev), s)
+                    mint = torch.cat([mint_m, net(to_device(xe, dev), s)[1]])
                 l_task, l_mint = ce(logits, y), bce(mint, target)
             if distributed.is_active():  # one normalisation for all ranks: the mean of their losses
                 seen = distributed.average(torch.stack([l_task.detach(), l_mint.detach()]).float())

@@ -174,7 +174,7 @@ def active_train(
     rows = [row]
     if plain:
         train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                seed=cfg.seed)
+                                seed=cfg.seed, augment=cfg.augment)
         rows += _passive_rows(out, ds, splits, spec.name, config, train_cfg, model.taps, label, show_progress)
     report_cfg = {"amint": config.to_dict()}
     plain_model = None
@@ -192,6 +192,7 @@ def active_train(
 def _row_extra(config: ActiveRunConfig, result: ActiveResult, train_acc: float) -> dict[str, Any]:
     return {"setup": config.setup if not config.taps else "custom", "backbone": config.backbone,
             "audited_model": "amint", "train_accuracy": train_acc, "head": config.head.preset,
+            "mint_grad_scale": config.train.mint_grad_scale,
             "epochs": {"run": len(result.history), "best": result.best_epoch, "max": config.train.epochs},
             "validation": {"monitor": config.train.monitor, "best": result.best_value},
             "seconds": round(result.seconds, 1)}
@@ -227,18 +228,31 @@ def _passive_rows(out: Path, ds: ImageDataset, splits: Splits, name: str, config
     return rows
 
 
+def load_delivered(out_dir: str | Path, ds: ImageDataset, splits: Splits, setup: str) -> tuple[ActiveModel, dict[str, Any]]:
+    """The delivered model ``out_dir/amint/<setup>``, checked to be trained on ``ds`` and ``splits``.
+
+    Raises:
+        ModelError: no delivered model there, or one trained on other data or another split.
+    """
+    folder = Path(out_dir) / "amint" / setup
+    if not (folder / "amint.json").is_file():
+        raise ModelError(f"no delivered aMINT model in {str(folder)!r}; train one with "
+                         f"'mintaudit active train --out {out_dir} --setup {setup}'")
+    model, meta = load_active(folder)
+    if meta.get("data_fingerprint") not in (None, ds.fingerprint()):
+        raise ModelError(f"the aMINT model in {str(folder)!r} was trained on other data; use the same --dataset")
+    if meta.get("splits_fingerprint") not in (None, splits.fingerprint()):
+        raise ModelError(f"the aMINT model in {str(folder)!r} was trained on another split; use its work directory")
+    return model, meta
+
+
 def active_eval(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, setup: str = "middle", n_bootstrap: int = 1000,
     seed: int = 0, command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate the delivered model ``out_dir/amint/<setup>`` on the split; update the report."""
     out = Path(out_dir)
-    folder = out / "amint" / setup
-    model, meta = load_active(folder)
-    if meta.get("data_fingerprint") not in (None, ds.fingerprint()):
-        raise ModelError(f"the aMINT model in {str(folder)!r} was trained on other data; use the same --dataset")
-    if meta.get("splits_fingerprint") not in (None, splits.fingerprint()):
-        raise ModelError(f"the aMINT model in {str(folder)!r} was trained on another split; use its work directory")
+    model, meta = load_delivered(out, ds, splits, setup)
     pos, neg = membership_scores(model, ds, splits.members), membership_scores(model, ds, splits.test)
     aud = task_accuracy(model, ds, splits.test)
     row = amint_result(pos, neg, threshold=float(meta["threshold"]), aud=aud, label=f"aMINT {setup}", layers=list(meta["taps"]),

@@ -252,6 +252,19 @@ def _kv(title: str, items: dict[str, Any]) -> str:
     return f"<section><h2>{escape(title)}</h2><table>{rows}</table></section>"
 
 
+def factor_plots(doc: dict[str, Any]) -> dict[str, str]:
+    """Each factor's plot as a standalone SVG document (the ones in the HTML page), by factor name."""
+    rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)]
+    factors = list(dict.fromkeys(r["factor"] for r in rows))
+    white = '<rect width="100%" height="100%" fill="#fff"/><title>'  # readable on dark pages too
+
+    def alone(svg: str) -> str:  # a file needs the namespace an HTML page does without
+        svg = svg.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1).replace("<title>", white, 1)
+        return f'<?xml version="1.0" encoding="UTF-8"?>\n{svg}\n'
+
+    return {f: alone(_plot(f, [r for r in rows if r["factor"] == f])) for f in factors}
+
+
 def render_factors_html(doc: dict[str, Any]) -> str:
     """Render a factors document (see :func:`mintaudit.factors.run_factors`) as one self-contained HTML page.
 

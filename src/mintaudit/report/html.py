@@ -291,7 +291,9 @@ def _active_section(results: list[dict[str, Any]]) -> str:
             f'<span class="ci">[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]</span>' if all(is_number(v) for v in lo_hi) else "")
         rows.append(
             "<tr>"
-            f"<td><b>{escape(str(a.get('setup') or DASH))}</b><span class=\"ci\">{escape(str(a.get('layer') or ''))}</span></td>"
+            f"<td><b>{escape(str(a.get('setup') or DASH))}</b><span class=\"ci\">{escape(str(a.get('layer') or ''))}</span>"
+            + (f'<span class="ci">membership gradient into the backbone x{a["mint_grad_scale"]:g}</span>'
+               if is_number(a.get("mint_grad_scale")) and a["mint_grad_scale"] != 1 else "") + "</td>"
             + (_cell(plain, "accuracy") if plain else f"<td>{DASH}</td>")
             + _cell(a, "accuracy") + f'<td class="num">{cal}</td>' + _cell(a, "auc") + _cell(a, "tpr_at_fpr", "0.01")
             + f'<td class="num">{fmt(plain.get("aud")) if plain else DASH} &rarr; {fmt(a.get("aud"))}</td></tr>'
