@@ -38,7 +38,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # the head cannot memorise the negatives and learns "member or not" (see the README)
     # mint_grad_scale 0: the head learns membership, the backbone only the task. With the published
     # coupling (1) the task accuracy falls 1.6 points (Entry, Middle) to 9 (Output) below the plain
-    # model's for no gain in AUC on this data (README, "aMINT"); --mint-grad-scale 1 runs it.
+    # model's, for little gain in AUC on this data (README, "aMINT"); --mint-grad-scale 1 runs it.
     "cpu": {
         "runs": [("fashion-mnist", "objcls-cnn", {"dropout": 0.0}, None),
                  ("fashion-mnist", "mobilenet", {"width": 0.5}, 30)],  # (data, backbone, kwargs, max epochs)
