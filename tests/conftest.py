@@ -18,7 +18,43 @@ def _seed_everything() -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _few_threads() -> None:
-    torch.set_num_threads(2)
+    # One torch thread: on 2 shared cores, 2 threads per process spin-wait and run many times slower.
+    torch.set_num_threads(1)
+
+
+def _files(root) -> set:
+    from pathlib import Path
+
+    return {p for p in Path(root).rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def refused(capsys, tmp_path, monkeypatch):
+    """Run the CLI on bad input and check the foundation rule: exit 2, one line on stderr, no traceback,
+    and no new file under ``tmp_path`` except ``*.config.json``. Returns the error line.
+
+    Usage: ``line = refused(["train", "--lr", "nan", "--out", str(tmp_path / "run")])``; the command
+    runs with ``tmp_path`` as its working directory.
+    """
+    from mintaudit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(argv, *, allow_new=()):
+        before = _files(tmp_path)
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        err = captured.err
+        assert code == 2, f"exit {code}, stderr: {err!r}"
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+        assert lines[0].startswith("mintaudit: error: ") and "Traceback" not in err, err
+        new = {p for p in _files(tmp_path) - before if not p.name.endswith(".config.json")}
+        new = {p for p in new if not any(p.match(a) for a in allow_new)}
+        assert not new, f"files written by a refused command: {sorted(map(str, new))}"
+        return lines[0]
+
+    return run
 
 
 @pytest.fixture
