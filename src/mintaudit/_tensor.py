@@ -11,6 +11,7 @@ from torch import nn
 
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError
+from mintaudit.preprocess import DEFAULT_PREPROCESS
 
 __all__ = ["to_tensor", "iter_batches", "use_device", "resolve_device", "device_of", "autocast", "to_device"]
 
@@ -18,16 +19,11 @@ _DEVICE: list[torch.device | None] = [None]  # the process default set by use_de
 
 
 def to_tensor(images: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) normalised with mean 0.5 / std 0.5.
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) with the default preprocessing (mean 0.5 / std 0.5).
 
-    With a CUDA ``device`` the uint8 pixels are copied there first (a quarter of the bytes of
-    floats) and normalised on the GPU.
+    A data set view applies its own model's preprocessing: ``dataset.batch(indices)``.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    if device is not None and device.type != "cpu":
-        x = x.to(device, non_blocking=True)
-    x = x.permute(0, 3, 1, 2).float()
-    return x.div_(127.5).sub_(1.0)
+    return DEFAULT_PREPROCESS(images, device)
 
 
 def iter_batches(
@@ -57,7 +53,7 @@ def iter_batches(
     for start in range(0, len(indices), batch_size):
         idx = indices[start : start + batch_size]
         y = torch.from_numpy(dataset.labels[idx])
-        yield to_tensor(dataset.images[idx], device), (y if device is None else y.to(device, non_blocking=True)), idx
+        yield dataset.batch(idx, device), (y if device is None else y.to(device, non_blocking=True)), idx
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ __all__ = ["main", "build_parser"]
 _EPILOG = "Examples:\n  "
 
 
-def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True) -> None:
+def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True, preprocess: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="digits", help="digits (embedded), fashion-mnist, mnist, kmnist, cifar10, "
                    "cifar100, svhn, gtsrb, tiny-imagenet, folder:PATH, npz:PATH (default: %(default)s)")
@@ -29,6 +29,23 @@ def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True) -> None:
         g.add_argument("--external", type=int, help="external samples (non-members the auditor holds)")
         g.add_argument("--test", type=int, help="non-member test samples (official test split where there is one)")
         g.add_argument("--splits", help="an existing splits.json to use (default: OUT/splits.json, made when missing)")
+        for role, what in (("members", "the samples the model was trained on"), ("external", "external non-members"),
+                           ("test", "non-member test samples")):
+            g.add_argument(f"--{role}-file", metavar="FILE", help=f"{what}: one pool index per line (for folder: data "
+                           "also paths relative to the folder); roles not given are drawn, seeded, from the rest")
+    if preprocess:
+        g = p.add_argument_group("the audited model's preprocessing (pixels scaled to [0, 1], then (x - mean) / std)")
+        g.add_argument("--mean", help="one value or one per channel, e.g. 0.5 or 0.485,0.456,0.406 (default: 0.5, the "
+                       "zoo models'; a model trained in OUT keeps the one it was trained with)")
+        g.add_argument("--std", help="one value or one per channel, > 0, e.g. 0.5 or 0.229,0.224,0.225 (default: 0.5); "
+                       "--mean 0 --std 1 for a model trained on x / 255")
+        g.add_argument("--grey-to-rgb", action="store_true", help="replicate grey images to 3 channels (an RGB model)")
+
+
+def _add_gate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-weak-model", action="store_true",
+                   help="audit even a model at chance on its own members (the report says so); without it such an "
+                   "audit is refused, since its inputs are likely wrong (preprocessing, label order, class count)")
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -83,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
              "RMIA attacks, train the same backbone with aMINT, write the reports.",
              "mintaudit demo --out runs/demo\n  mintaudit demo --dataset fashion-mnist --out runs/fmnist")
     p.set_defaults(out="runs/demo")
-    _add_data(p, sizes=False)
+    _add_data(p, sizes=False, preprocess=False)
     p.add_argument("--epochs", type=int, help="training epochs of the audited model (default: 40 digits, 15 otherwise)")
     p.add_argument("--fusion", choices=["none", "outputs", "both"], default="both",
                    help="fuse output signals into the MINT model: none, outputs, or both rows per tap (default: %(default)s)")
@@ -116,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
              "mintaudit fit --out runs/fm --dataset fashion-mnist --layer block1.relu2 --detector cnn")
     _add_data(p)
     _add_model(p)
+    _add_gate(p)
     p.add_argument("--layer", help="the tap (required): a name, an index, or a glob matching one layer")
     p.add_argument("--fuse-outputs", action="store_true", help="also feed the output signals (loss, confidence...)")
     _add_sweep(p)
@@ -125,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  mintaudit sweep --out runs/fm --dataset fashion-mnist --signal gradients --budgets 1,0.1,0.01")
     _add_data(p)
     _add_model(p)
+    _add_gate(p)
     p.add_argument("--taps", default="published", help="published (L1..L7), all, names, indices or globs (default: %(default)s)")
     p.add_argument("--fusion", choices=["none", "outputs", "both"], default="none",
                    help="fuse output signals into the MINT model (default: %(default)s)")
@@ -145,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  mintaudit test --out runs/amint --dataset fashion-mnist --query suspects.txt --method amint --setup entry")
     _add_data(p)
     _add_model(p)
+    _add_gate(p)
     g = p.add_argument_group("the test")
     g.add_argument("--query", help="(required) heldout-members, test (non-members outside the null reference), a file of "
                    "pool indices (.txt/.csv one per line, .npy), or new samples as npz:PATH / folder:PATH")
@@ -168,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
              "mintaudit attack --out runs/fm --dataset fashion-mnist --methods loss,entropy,rmia,lira --reference 4")
     _add_data(p)
     _add_model(p)
+    _add_gate(p)
     p.add_argument("--methods", default="loss,entropy,rmia",
                    help="comma-separated: loss, confidence, entropy, modified-entropy, calibrated-loss, shokri, lira, "
                         "lira-online, rmia (default: %(default)s)")
@@ -274,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples for 95%% intervals (default: the profile's)")
     _add_device(p)
 
+    p = verb("splits", "Make (when missing) and show OUT/splits.json: sizes and per-class counts of members, external "
+             "and test samples; roles can come from list files.",
+             "mintaudit splits --dataset fashion-mnist --members-file trained_on.txt --out runs/mine\n"
+             "  mintaudit splits --dataset folder:photos --members-file used.txt --test 500 --out runs/photos")
+    _add_data(p, preprocess=False)
+
     p = verb("report", "Re-render report.html from a report.json and print its table.",
              "mintaudit report runs/fm/report.json", out=False)
     p.add_argument("report_path", metavar="REPORT_JSON")
@@ -323,7 +350,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     show = False if args.quiet else None
     command = ["mintaudit", *argv]
     if args.verb == "layers":
-        layers = pipeline.describe_layers(args.model_ref, args.dataset, data_root=args.data_root, image_size=args.image_size)
+        from mintaudit.preprocess import Preprocess
+
+        layers = pipeline.describe_layers(args.model_ref, args.dataset, data_root=args.data_root, image_size=args.image_size,
+                                          preprocess=Preprocess.parse(args.mean, args.std, args.grey_to_rgb))
         print(f"{'index':>5}  {'name':<28} {'type':<14} output shape")
         for info in layers:
             shape = "x".join(map(str, info.output_shape)) if info.output_shape else "-"
@@ -348,9 +378,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(format_table(report))
         print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
         return 0
-    ds, splits = pipeline.prepare_data(args.dataset, out, data_root=args.data_root, image_size=args.image_size,
-                                       members=args.members, external=args.external, test=args.test, seed=args.seed,
-                                       splits_path=args.splits)
+    ds, splits = _data(args, out)
+    if args.verb == "splits":
+        print(pipeline.describe_splits(ds, splits))
+        print(f"wrote {Path(args.splits) if args.splits else out / 'splits.json'}")
+        return 0
     if args.verb == "train":
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed)
         _, info = pipeline.train_model(out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show)
@@ -375,7 +407,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         report = pipeline.attack(out, ds, splits, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
                                  model=args.model, weights=args.weights, config=attack_cfg,
                                  known_fraction=args.known_fraction, population=args.population, command=command,
-                                 show_progress=show)
+                                 show_progress=show, allow_weak_model=args.allow_weak_model)
         print(format_table(report))
         print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
         return 0
@@ -388,14 +420,15 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if not args.layer:
             raise ConfigError("fit needs --layer (a name, an index or a glob); list them with 'mintaudit layers'")
         result = pipeline.fit_tap(out, ds, splits, layer=args.layer, model=args.model, weights=args.weights,
-                                  config=sweep_cfg, fuse_outputs=args.fuse_outputs, command=command, show_progress=show)
+                                  config=sweep_cfg, fuse_outputs=args.fuse_outputs, command=command, show_progress=show,
+                                  allow_weak_model=args.allow_weak_model)
         print(json.dumps({k: result[k] for k in ("layer", "signal", "detector", "metrics", "ci95")}, indent=2))
         return 0
     if args.verb == "test":
         v = pipeline.verdict(out, ds, splits, query=args.query, method=args.method, layer=args.layer,
                              fuse_outputs=args.fuse_outputs, fdr=args.fdr, alpha=args.alpha, decision=args.decision,
                              model=args.model, weights=args.weights, config=sweep_cfg, command=command, show_progress=show,
-                             setup=args.setup)
+                             setup=args.setup, allow_weak_model=args.allow_weak_model)
         mw, b, f, s = v["mann_whitney"], v["binomial"], v["member_fraction"], v["per_sample"]
         print(v["sentence"])
         print(f"  scores: {v['method']} ({v['layer']}, {v['signal']}); {v['n_query']} queries ({v['query']['source']}) "
@@ -418,13 +451,27 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         grad_cfg = GradientSweepConfig(detector=sweep_cfg.detector, reductions=args.reductions, known_fraction=args.known_fraction,
                                        protocols=args.protocols, n_bootstrap=args.bootstrap, seed=args.seed)
         report = pipeline.gradient_sweep(out, ds, splits, model=args.model, weights=args.weights, setups=args.setups,
-                                         budgets=args.budgets, config=grad_cfg, command=command, show_progress=show)
+                                         budgets=args.budgets, config=grad_cfg, command=command, show_progress=show,
+                                         allow_weak_model=args.allow_weak_model)
     else:
         report = pipeline.sweep(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps, config=sweep_cfg,
-                                command=command, show_progress=show)
+                                command=command, show_progress=show, allow_weak_model=args.allow_weak_model)
     print(format_table(report))
     print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
     return 0
+
+
+def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
+    """The data set (as the audited model's view) and the splits, from the data options of any verb."""
+    from mintaudit import pipeline
+    from mintaudit.preprocess import Preprocess
+
+    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
+    preprocess = Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
+    return pipeline.prepare_data(
+        args.dataset, out, data_root=args.data_root, image_size=args.image_size, members=args.members,
+        external=args.external, test=args.test, seed=args.seed, splits_path=args.splits, preprocess=preprocess,
+        members_file=args.members_file, external_file=args.external_file, test_file=args.test_file)
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:
@@ -477,9 +524,7 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
         return 0
     out = Path(args.out)
     atomic_write_json(out / f"active-{args.active_verb}.config.json", {"command": command, **_resolved(args)})
-    ds, splits = pipeline.prepare_data(args.dataset, out, data_root=args.data_root, image_size=args.image_size,
-                                       members=args.members, external=args.external, test=args.test, seed=args.seed,
-                                       splits_path=args.splits)
+    ds, splits = _data(args, out)
     if args.active_verb == "eval":
         from mintaudit.active.workflow import active_eval
 

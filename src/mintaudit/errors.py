@@ -16,6 +16,7 @@ __all__ = [
     "SplitError",
     "ModelError",
     "WeightsError",
+    "WeakModelError",
     "LayerNotFoundError",
     "SignalError",
     "CacheError",
@@ -54,6 +55,10 @@ class ModelError(MintauditError, ValueError):
 
 class WeightsError(ModelError):
     """A weights file does not fit the architecture or is not a safe format."""
+
+
+class WeakModelError(ModelError):
+    """The audited model is at chance on its own members: its inputs are wrong (preprocessing, labels)."""
 
 
 class LayerNotFoundError(MintauditError, LookupError):

@@ -537,7 +537,6 @@ def _audit(root: Path, key: str, net: nn.Module, ds: ImageDataset, splits: Split
 def _amint(root: Path, ds: ImageDataset, splits: Splits, spec: ModelSpec, point: BaseConfig, config: FactorsConfig,
            show_progress: bool | None) -> tuple[dict[str, Any], str, bool]:
     """(aMINT row, its key, trained now?): the same backbone and budget trained with a MINT head; cached."""
-    from mintaudit._tensor import to_tensor
     from mintaudit.active import (ActiveConfig, ActiveModel, HeadConfig, export_active, membership_scores, task_accuracy,
                                   train_active)
     from mintaudit.active.workflow import active_split, amint_result
@@ -558,7 +557,7 @@ def _amint(root: Path, ds: ImageDataset, splits: Splits, spec: ModelSpec, point:
     torch.manual_seed(config.seed)
     backbone = build_model(spec)
     model = ActiveModel(backbone, active_taps(spec.name, config.amint_setup, backbone),
-                        example=to_tensor(ds.images[split.members[:2]]))
+                        example=ds.batch(split.members[:2]))
     result = train_active(model, ds, split.members, split.external, val_members=split.val_members,
                           val_external=split.val_external, config=cfg, show_progress=show_progress)
     aud = task_accuracy(model, ds, splits.test)

@@ -26,8 +26,11 @@ from torch import nn
 from mintaudit._io import atomic_write_json
 from mintaudit.attacks.run import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, Splits, load_dataset, make_splits
+from mintaudit.data.member_lists import read_sample_list, splits_with
 from mintaudit.detectors import DetectorConfig
 from mintaudit.errors import ConfigError, ModelError
+from mintaudit.gate import check_model_accuracy
+from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import ModelSpec, build_model, load_model, load_weights, model_fingerprint, published_taps, save_model
 from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
@@ -42,6 +45,7 @@ __all__ = [
     "train_model",
     "resolve_model",
     "describe_layers",
+    "describe_splits",
     "resolve_taps",
     "extract",
     "fit_tap",
@@ -82,16 +86,32 @@ def prepare_data(
     test: int | None = None,
     seed: int = 0,
     splits_path: str | Path | None = None,
+    preprocess: Preprocess | None = None,
+    members_file: str | Path | None = None,
+    external_file: str | Path | None = None,
+    test_file: str | Path | None = None,
 ) -> tuple[ImageDataset, Splits]:
     """Load a data set and the work directory's splits, making and saving them when missing.
 
     An existing ``splits.json`` (or ``splits_path``) is reused after its fingerprint is
-    checked against the data; sizes given with an existing file must agree with it.
+    checked against the data; sizes given with an existing file must agree with it. Roles given
+    as list files (``members_file`` ...: one pool index, or folder-relative path, per line) are
+    fixed; the others are drawn, seeded, from the rest of the pool.
+
+    The data set comes back as the audited model's view: read through ``preprocess``, else the
+    one recorded with the model trained in ``out_dir``, else the default (mean 0.5 / std 0.5).
     """
     ds = load_dataset(dataset, root=data_root, image_size=image_size)
+    ds = ds.with_preprocess(preprocess or _recorded_preprocess(out_dir))
+    files = {"members": members_file, "external": external_file, "test": test_file}
+    given = {role: read_sample_list(f, ds, role=role) for role, f in files.items() if f is not None}
     path = Path(splits_path) if splits_path else Path(out_dir) / "splits.json"
     if path.is_file():
         splits = Splits.load(path, dataset=ds)
+        for role, idx in given.items():
+            if not np.array_equal(np.sort(idx), np.sort(getattr(splits, role))):
+                raise ConfigError(f"{str(path)!r} holds other {role} than --{role}-file lists; use another --out, or "
+                                  "delete splits.json to re-split")
         asked = {"members": members, "external": external, "test": test}
         have = {"members": len(splits.members), "external": len(splits.external), "test": len(splits.test)}
         clash = {k: (v, have[k]) for k, v in asked.items() if v is not None and v != have[k]}
@@ -103,6 +123,10 @@ def prepare_data(
             )
         return ds, splits
     d = default_sizes(ds)
+    if given:
+        splits = splits_with(ds, given, {"members": members, "external": external, "test": test}, d, seed=seed)
+        splits.save(path)
+        return ds, splits
     splits = make_splits(
         ds,
         members=d[0] if members is None else members,
@@ -112,6 +136,31 @@ def prepare_data(
     )
     splits.save(path)
     return ds, splits
+
+
+def _recorded_preprocess(out_dir: str | Path) -> Preprocess:
+    """The preprocessing recorded with the model trained in ``out_dir`` (the default when there is none)."""
+    path = Path(out_dir) / "model" / "model.json"
+    if path.is_file():
+        try:
+            return Preprocess.from_dict(json.loads(path.read_text()).get("preprocess"))
+        except (ValueError, AttributeError):
+            pass  # a malformed model.json is reported by whoever loads the model
+    return DEFAULT_PREPROCESS
+
+
+def describe_splits(ds: ImageDataset, splits: Splits) -> str:
+    """A table of the splits: size and per-class counts of each role (what ``mintaudit splits`` prints)."""
+    k = ds.num_classes
+    names = list(ds.class_names) if ds.class_names else [str(c) for c in range(k)]
+    width = max(8, *(len(n) for n in names[:50]))
+    lines = [f"{ds.name}: pool of {len(ds)} samples, {k} classes, seed {splits.seed}",
+             f"{'class':<{width}} {'members':>8} {'external':>8} {'test':>8}"]
+    counts = {role: np.bincount(ds.labels[getattr(splits, role)], minlength=k) for role in ("members", "external", "test")}
+    for c in range(k):
+        lines.append(f"{names[c]:<{width}} {counts['members'][c]:>8} {counts['external'][c]:>8} {counts['test'][c]:>8}")
+    lines.append(f"{'total':<{width}} {len(splits.members):>8} {len(splits.external):>8} {len(splits.test):>8}")
+    return "\n".join(lines)
 
 
 def _spec_for(name: str, ds: ImageDataset, kwargs: dict[str, Any] | None = None) -> ModelSpec:
@@ -151,25 +200,44 @@ def train_model(
         "history": result.history,
         "data_fingerprint": ds.fingerprint(),
         "splits_fingerprint": splits.fingerprint(),
+        "preprocess": ds.preprocess.to_dict(),
     }
     save_model(net, spec, model_dir, info)
     return net, info
 
 
 def resolve_model(
-    out_dir: str | Path, ds: ImageDataset, *, model: str | None = None, weights: str | None = None
+    out_dir: str | Path, ds: ImageDataset, *, model: str | None = None, weights: str | None = None,
+    splits: Splits | None = None, allow_weak_model: bool = False,
 ) -> tuple[nn.Module, str, dict[str, Any]]:
     """The audited model: a user's (``model`` + ``weights``) or the one trained in ``out_dir``.
 
+    With ``splits`` the sanity gate runs first (:func:`mintaudit.gate.check_model_accuracy`):
+    the model's accuracy on the members and the test samples, through ``ds``'s preprocessing,
+    lands in ``info["check"]``, and a model at chance on its members is refused.
+
     Returns:
         (model in eval mode, its name, info).
+
+    Raises:
+        WeakModelError: the members' accuracy is not clearly above chance (and not ``allow_weak_model``).
     """
+    net, name, info = _load_audited(out_dir, ds, model=model, weights=weights)
+    if splits is not None:
+        info = {**info, "check": check_model_accuracy(net, ds, splits.members, splits.test,
+                                                      allow_weak_model=allow_weak_model).to_dict()}
+    return net, name, info
+
+
+def _load_audited(
+    out_dir: str | Path, ds: ImageDataset, *, model: str | None = None, weights: str | None = None
+) -> tuple[nn.Module, str, dict[str, Any]]:
     if weights is not None:
         if model is None:
             raise ConfigError("--weights needs --model (a zoo name or 'package.module:factory')")
         net = load_weights(build_model(_spec_for(model, ds)), weights)
         net.eval()
-        return net, model, {"weights": str(weights)}
+        return net, model, {"weights": str(weights), "preprocess": ds.preprocess.to_dict()}
     model_dir = Path(out_dir) / "model"
     if not (model_dir / "model.json").is_file():
         raise ModelError(
@@ -181,12 +249,18 @@ def resolve_model(
         raise ConfigError(f"{str(model_dir)!r} holds a {spec.name!r} model, not {model!r}; drop --model or use another --out")
     if info.get("data_fingerprint") not in (None, ds.fingerprint()):
         raise ConfigError(f"the model in {str(model_dir)!r} was trained on other data; use the same --dataset or another --out")
-    return net, spec.name, info
+    trained_with = Preprocess.from_dict(info.get("preprocess"))
+    if trained_with != ds.preprocess:
+        raise ConfigError(
+            f"the model in {str(model_dir)!r} was trained with preprocessing {trained_with.to_dict()}, not "
+            f"{ds.preprocess.to_dict()}; drop --mean/--std/--grey-to-rgb (the recorded one is used) or use another --out")
+    return net, spec.name, {**info, "preprocess": trained_with.to_dict()}
 
 
-def describe_layers(model: str, dataset: str, *, data_root: str | None = None, image_size: int | None = None) -> list[LayerInfo]:
+def describe_layers(model: str, dataset: str, *, data_root: str | None = None, image_size: int | None = None,
+                    preprocess: Preprocess | None = None) -> list[LayerInfo]:
     """Every tappable layer of ``model`` (zoo name, ``package.module:factory`` or a saved model dir) for ``dataset``'s inputs."""
-    ds = load_dataset(dataset, root=data_root, image_size=image_size)
+    ds = load_dataset(dataset, root=data_root, image_size=image_size).with_preprocess(preprocess)
     if Path(model).is_dir():
         net, _, _ = load_model(model)
     else:
@@ -225,23 +299,27 @@ def _report_for(out_dir: Path, ds: ImageDataset, splits: Splits, model_name: str
     dataset = {"name": ds.name, "members": len(splits.members), "external": len(splits.external),
                "test": len(splits.test), "seed": splits.seed, "fingerprint": ds.fingerprint(),
                "known_members": known, "heldout_members": len(splits.members) - known}
-    task = info.get("task_accuracy")
-    if task is None:
-        task = accuracy(net, ds, splits.test)
-    mdl = {"name": model_name, "task_accuracy": task, "train_accuracy": info.get("train_accuracy"),
-           "fingerprint": model_fingerprint(net), "epochs": info.get("train", {}).get("epochs")}
+    check = info.get("check")
+    if check is None:  # the gate measured both before the audit; measure them here otherwise
+        check = check_model_accuracy(net, ds, splits.members, splits.test, allow_weak_model=True).to_dict()
+        check["weak_model_allowed"] = False
+    mdl = {"name": model_name, "task_accuracy": check["test_accuracy"], "train_accuracy": check["members_accuracy"],
+           "fingerprint": model_fingerprint(net), "epochs": info.get("train", {}).get("epochs"),
+           "preprocess": ds.preprocess.to_dict(), "chance_accuracy": check["chance"]}
+    if check.get("weak_model_allowed"):
+        mdl["weak_model_allowed"] = True  # --allow-weak-model: the audit went on with a model near chance
     return new_report(dataset=dataset, model=mdl, config=config, command=command)
 
 
 def fit_tap(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, layer: str, model: str | None = None,
     weights: str | None = None, config: SweepConfig | None = None, fuse_outputs: bool = False,
-    command: list[str] | None = None, show_progress: bool | None = None,
+    command: list[str] | None = None, show_progress: bool | None = None, allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """Fit one passive MINT model on ``layer``, save it under ``out_dir/detectors``, and add its result to the report."""
     config = config or SweepConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     matched = select_layers(net, layer)
     if len(matched) != 1:
         raise ConfigError(f"--layer {layer!r} matches {len(matched)} layers ({', '.join(matched[:4])}...); "
@@ -266,12 +344,12 @@ def fit_tap(
 def sweep(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
     taps: str = "published", config: SweepConfig | None = None, command: list[str] | None = None,
-    show_progress: bool | None = None,
+    show_progress: bool | None = None, allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """The passive-MINT layer sweep; writes ``report.json`` and ``report.html`` in ``out_dir`` and returns the report."""
     config = config or SweepConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     tap_pairs = resolve_taps(net, name, taps)
     results = run_sweep(net, ds, splits, tap_pairs, out / "cache", config, show_progress=show_progress)
     report = _report_for(out, ds, splits, name, net, info, {**config.to_dict(), "taps": taps}, command or sys.argv)
@@ -284,7 +362,7 @@ def sweep(
 def gradient_sweep(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
     setups: str | Sequence[SetupSpec] = "entry,middle,output,combined", budgets: str | Sequence[float] = "1,0.1,0.01",
-    config: GradientSweepConfig | None = None, command: list[str] | None = None, show_progress: bool | None = None,
+    config: GradientSweepConfig | None = None, command: list[str] | None = None, show_progress: bool | None = None, allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """Gradient MINT over setups x data budgets, plus the LOSS baseline; writes the reports in ``out_dir``.
 
@@ -294,7 +372,7 @@ def gradient_sweep(
     """
     config = config or GradientSweepConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     budget_list = parse_budgets(budgets)
     run_config = {**config.to_dict(), "signal": "gradients", "budgets": budget_list,
                   "setups": {key: layers for key, _, layers in resolve_setups(net, setups)},
@@ -411,7 +489,7 @@ def verdict(
     layer: str | None = None, fuse_outputs: bool = False, fdr: float = 0.05, alpha: float = 0.05,
     decision: str = "mann-whitney", model: str | None = None, weights: str | None = None,
     config: SweepConfig | None = None, null_fraction: float = 0.5, command: list[str] | None = None,
-    show_progress: bool | None = None, setup: str = "middle",
+    show_progress: bool | None = None, allow_weak_model: bool = False, setup: str = "middle",
 ) -> dict[str, Any]:
     """Were the ``query`` samples, or some of them, used to train the audited model? Test it and write the verdict.
 
@@ -487,7 +565,7 @@ def verdict(
         return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx,
                                null_scores, q_scores, about, fdr=fdr, alpha=alpha, decision=decision,
                                null_fraction=null_fraction)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     if method == "passive-mint":
         _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
                         "the MINT model's training data (known members and external samples)",
@@ -662,7 +740,8 @@ def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str],
             continue
         m = cache.manifest
         if (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp) or \
-                m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])):
+                m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])) or \
+                m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess.to_dict():
             continue
         if np.isin(indices, cache.indices).all():
             return cache
@@ -739,7 +818,7 @@ def attack(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, methods: list[str], model: str | None = None,
     weights: str | None = None, config: AttackConfig | None = None, known_fraction: float = 0.5,
     population: Literal["external", "unused"] = "external", command: list[str] | None = None,
-    show_progress: bool | None = None,
+    show_progress: bool | None = None, allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """Baseline attacks on the passive-MINT sets, added to ``out_dir/report.json`` (earlier rows of the same attacks replaced).
 
@@ -751,7 +830,7 @@ def attack(
     """
     config = config or AttackConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     spec = _model_spec(out, ds, model, weights)
     split = passive_split(splits, known_fraction=known_fraction, seed=config.seed)
     pop = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +11,18 @@ import numpy as np
 import torch
 
 from mintaudit._io import atomic_dir, atomic_write_json
-from mintaudit._tensor import to_tensor
 from mintaudit.active.head import HeadConfig
 from mintaudit.active.model import ActiveModel
 from mintaudit.data.formats import _load_image
 from mintaudit.errors import DataError, ModelError
+from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.models.registry import ModelSpec, build_model, load_weights, model_fingerprint
 
 __all__ = ["SCHEMA", "export_active", "load_active", "Prediction", "query_images"]
 
 SCHEMA = "mintaudit/amint@1"
 WEIGHTS, CONFIG = "model.safetensors", "amint.json"
-NORMALISATION = {"scale": "x / 127.5 - 1", "mean": 0.5, "std": 0.5, "layout": "uint8 pixels -> float (B, C, H, W)"}
+_LAYOUT = "uint8 pixels -> float (B, C, H, W): (x / 255 - mean) / std per channel"
 
 
 def export_active(
@@ -33,12 +33,14 @@ def export_active(
     threshold: float = 0.5,
     class_names: list[str] | tuple[str, ...] | None = None,
     info: dict[str, Any] | None = None,
+    preprocess: Preprocess | None = None,
 ) -> Path:
     """Write the delivered model into ``out_dir`` (replaced as a whole, atomically).
 
     ``model.safetensors`` holds the backbone and head weights; ``amint.json`` the backbone's
-    spec, the taps and their shapes, the head, the input normalisation, the class names and
-    the calibrated decision threshold.
+    spec, the taps and their shapes, the head, the input preprocessing (``preprocess``: the
+    model's :class:`~mintaudit.preprocess.Preprocess`, default mean 0.5 / std 0.5), the class
+    names and the calibrated decision threshold.
     """
     from safetensors.torch import save_file
 
@@ -51,7 +53,8 @@ def export_active(
         "taps": list(model.taps),
         "tap_shapes": [list(s) for s in model.tap_shapes],
         "head": model.head_config.to_dict(),
-        "input": {**NORMALISATION, "channels": spec.in_channels, "image_size": list(spec.image_size)},
+        "input": {"layout": _LAYOUT, **(preprocess or DEFAULT_PREPROCESS).to_dict(), "channels": spec.in_channels,
+                  "image_size": list(spec.image_size)},
         "class_names": list(class_names) if class_names is not None else [str(i) for i in range(spec.num_classes)],
         "threshold": float(threshold),
         "fingerprint": model_fingerprint(model),
@@ -121,11 +124,13 @@ def query_images(model: ActiveModel, meta: dict[str, Any], paths: list[str | Pat
     if not paths:
         raise DataError("no images to query; give one or more image files")
     names, threshold = meta["class_names"], float(meta["threshold"])
+    # images are decoded with the model's own channel count, so no grey-to-RGB step is left to do
+    preprocess = replace(Preprocess.from_dict(meta["input"]), grey_to_rgb=False)
     model.eval()
     out: list[Prediction] = []
     for start in range(0, len(paths), batch_size):
         chunk = [Path(p) for p in paths[start : start + batch_size]]
-        x = to_tensor(np.stack([_image_array(p, meta) for p in chunk]))
+        x = preprocess(np.stack([_image_array(p, meta) for p in chunk]))
         logits, mint = model(x)
         probs = torch.sigmoid(mint.double())
         for p, k, m in zip(chunk, logits.argmax(1).tolist(), probs.tolist()):

@@ -16,7 +16,7 @@ from torch import nn
 
 from mintaudit import distributed
 from mintaudit._progress import progress
-from mintaudit._tensor import autocast, device_of, iter_batches, to_device, to_tensor
+from mintaudit._tensor import autocast, device_of, iter_batches, to_device
 from mintaudit.active.model import ActiveModel
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
@@ -265,7 +265,7 @@ def train_active(
         for step in bar:
             m_idx = mine_m[step * b : (step + 1) * b]
             e_idx = mine_e[step * b : step * b + len(m_idx)]
-            xm, xe = to_tensor(dataset.images[m_idx], dev), to_tensor(dataset.images[e_idx], dev)
+            xm, xe = dataset.batch(m_idx, dev), dataset.batch(e_idx, dev)
             if config.augment:  # after sharding: each rank augments its own pairs
                 both = _augment(torch.cat([xm, xe]), _augment_generator(config.seed, epoch, step))
                 xm, xe = both[: len(m_idx)], both[len(m_idx) :]

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from mintaudit._io import atomic_write_json, atomic_write_text
-from mintaudit._tensor import to_tensor
 from mintaudit.active.export import export_active, load_active, query_images
 from mintaudit.active.head import HeadConfig
 from mintaudit.active.model import ActiveModel
@@ -154,7 +153,7 @@ def active_train(
     torch.manual_seed(cfg.seed)
     backbone = build_model(spec)
     taps = list(config.taps) if config.taps else active_taps(config.backbone, config.setup, backbone)
-    model = ActiveModel(backbone, taps, example=to_tensor(ds.images[split.members[:2]]), head=config.head)
+    model = ActiveModel(backbone, taps, example=ds.batch(split.members[:2]), head=config.head)
     label = config.setup if not config.taps else "custom"
     result = train_active(model, ds, split.members, split.external, val_members=split.val_members,
                           val_external=split.val_external, config=cfg, test_indices=None,
@@ -165,7 +164,7 @@ def active_train(
     info = {"setup": label, "training": result.to_dict(), "aud": aud, "train_accuracy": train_acc,
             "run": config.to_dict(), "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint(),
             "external_validation": split.val_external.tolist()}
-    export_active(model, spec, out / "amint" / label, threshold=result.threshold,
+    export_active(model, spec, out / "amint" / label, threshold=result.threshold, preprocess=ds.preprocess,
                   class_names=ds.class_names, info=info)
     pos, neg = membership_scores(model, ds, splits.members), membership_scores(model, ds, splits.test)
     row = amint_result(pos, neg, threshold=result.threshold, aud=aud, label=f"aMINT {label}", layers=model.taps,

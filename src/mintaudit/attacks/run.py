@@ -70,7 +70,7 @@ class AttackConfig:
 
 def _flip_dataset(ds: ImageDataset) -> ImageDataset:
     return ImageDataset(ds.name + "+hflip", np.ascontiguousarray(ds.images[:, :, ::-1]), ds.labels, ds.num_classes,
-                        ds.official_test, ds.class_names)
+                        ds.official_test, ds.class_names, preprocess=ds.preprocess)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from mintaudit.errors import DataError
+from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 
 __all__ = ["ImageDataset"]
 
@@ -26,6 +28,11 @@ class ImageDataset:
         num_classes: number of classes.
         official_test: bool array (N,); True for samples of the official test split.
         class_names: optional names, one per class.
+        preprocess: how the model reading this view turns pixels into its input tensor
+            (:class:`mintaudit.preprocess.Preprocess`; default mean 0.5 / std 0.5). Set with
+            :meth:`with_preprocess`; it does not change the pool or its fingerprint.
+        sources: optional per-sample names (for image folders: paths relative to the root),
+            so a member list can name files.
 
     Example:
         >>> ds = ImageDataset("toy", np.zeros((4, 8, 8, 1), np.uint8), np.array([0, 1, 0, 1]), 2)
@@ -40,6 +47,8 @@ class ImageDataset:
     official_test: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
     _fingerprint: list[str] = field(default_factory=list, repr=False)
+    preprocess: Preprocess = DEFAULT_PREPROCESS
+    sources: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
@@ -75,6 +84,11 @@ class ImageDataset:
             if mask.shape != (len(images),):
                 raise DataError(f"data set {self.name!r}: official_test must have shape ({len(images)},)")
             object.__setattr__(self, "official_test", mask)
+        if not isinstance(self.preprocess, Preprocess):
+            raise DataError(f"data set {self.name!r}: preprocess must be a mintaudit.Preprocess, got {self.preprocess!r}")
+        self.preprocess.check(int(images.shape[3]))
+        if self.sources is not None and len(self.sources) != len(images):
+            raise DataError(f"data set {self.name!r}: {len(self.sources)} source names for {len(images)} images")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -83,7 +97,18 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W): the shape of one sample as the models see it."""
         _, h, w, c = self.images.shape
-        return (int(c), int(h), int(w))
+        return (self.preprocess.channels(int(c)), int(h), int(w))
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> ImageDataset:
+        """The same pool (same arrays, same fingerprint) read through ``preprocess``."""
+        preprocess = preprocess or DEFAULT_PREPROCESS
+        if preprocess == self.preprocess:
+            return self
+        return replace(self, preprocess=preprocess)
+
+    def batch(self, indices: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+        """The model's input for pool ``indices``: float32 (B, C, H, W), through :attr:`preprocess`."""
+        return self.preprocess(self.images[indices], device)
 
     def fingerprint(self) -> str:
         """A SHA-256 (16 hex digits) of shapes, images, labels and the official split."""

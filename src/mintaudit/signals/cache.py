@@ -345,6 +345,8 @@ def stream_signals(
     extra = () if signal == "activations" else (f"signal={signal}", *key_extra)
     if compute != "float32":
         extra = (*extra, f"compute={compute}")
+    if not dataset.preprocess.is_default:  # the model's input transform: default caches keep their keys
+        extra = (*extra, f"preprocess={dataset.preprocess.key()}")
     key = _cache_key(model_fp, dataset.fingerprint(), indices, layers, dtype, extra)
     keys = distributed.all_gather_object(key)
     if len(set(keys)) > 1:
@@ -424,6 +426,7 @@ def stream_signals(
                         "signal": signal,
                         "model_fingerprint": model_fp,
                         "data_fingerprint": dataset.fingerprint(),
+                        "preprocess": dataset.preprocess.to_dict(),
                         "n": n,
                         "dtype": dtype,
                         "layers": layers,
