@@ -50,6 +50,7 @@ __all__ = [
     "extract",
     "fit_tap",
     "sweep",
+    "sweep_model",
     "gradient_sweep",
     "render",
     "demo",
@@ -305,7 +306,7 @@ def _report_for(out_dir: Path, ds: ImageDataset, splits: Splits, model_name: str
         check["weak_model_allowed"] = False
     mdl = {"name": model_name, "task_accuracy": check["test_accuracy"], "train_accuracy": check["members_accuracy"],
            "fingerprint": model_fingerprint(net), "epochs": info.get("train", {}).get("epochs"),
-           "preprocess": ds.preprocess.to_dict(), "chance_accuracy": check["chance"]}
+           "preprocess": ds.preprocess_record, "chance_accuracy": check["chance"]}
     if check.get("weak_model_allowed"):
         mdl["weak_model_allowed"] = True  # --allow-weak-model: the audit went on with a model near chance
     return new_report(dataset=dataset, model=mdl, config=config, command=command)
@@ -351,11 +352,26 @@ def sweep(
     out = Path(out_dir)
     net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     tap_pairs = resolve_taps(net, name, taps)
-    results = run_sweep(net, ds, splits, tap_pairs, out / "cache", config, show_progress=show_progress)
-    report = _report_for(out, ds, splits, name, net, info, {**config.to_dict(), "taps": taps}, command or sys.argv)
+    report = sweep_model(net, name, info, ds, splits, tap_pairs, out / "cache", config,
+                         run_config={"taps": taps}, command=command, show_progress=show_progress)
+    write_report(report, out)
+    return report
+
+
+def sweep_model(
+    net: nn.Module, name: str, info: dict[str, Any], ds: ImageDataset, splits: Splits, tap_pairs: list[tuple[str, str]],
+    cache_root: str | Path, config: SweepConfig, *, run_config: dict[str, Any] | None = None,
+    command: list[str] | None = None, show_progress: bool | None = None,
+) -> dict[str, Any]:
+    """The sweep of a resolved model (the gate already passed, its check in ``info``): the report, not written.
+
+    The one path of ``mintaudit sweep`` and of :func:`mintaudit.audit` on the user's own data.
+    """
+    results = run_sweep(net, ds, splits, tap_pairs, cache_root, config, show_progress=show_progress)
+    report = _report_for(Path(cache_root).parent, ds, splits, name, net, info, {**config.to_dict(), **(run_config or {})},
+                         command or sys.argv)
     for r in results:
         add_result(report, r)
-    write_report(report, out)
     return report
 
 
@@ -741,7 +757,7 @@ def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str],
         m = cache.manifest
         if (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp) or \
                 m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])) or \
-                m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess.to_dict():
+                m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess_record:
             continue
         if np.isin(indices, cache.indices).all():
             return cache

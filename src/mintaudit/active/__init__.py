@@ -2,13 +2,15 @@
 
 :class:`ActiveModel` wraps any classifier (its ``forward`` untouched) with a :class:`MintHead`
 on chosen layers; :func:`train_active` trains both together; :func:`export_active` /
-:func:`load_active` / :func:`query_images` deliver and use the result.
+:func:`load_active` / :func:`query_images` deliver and use the result. In one's own training
+loop: :func:`make_auditable`, :func:`paired_batches`, :class:`AmintLoss`, :func:`export_auditable`.
 """
 
 from mintaudit.active.export import Prediction, export_active, load_active, query_images
 from mintaudit.active.head import HeadConfig, MintHead
 from mintaudit.active.model import ActiveModel
-from mintaudit.active.train import ActiveConfig, ActiveResult, membership_scores, task_accuracy, train_active
+from mintaudit.active.loop import export_auditable, make_auditable, paired_batches
+from mintaudit.active.train import ActiveConfig, ActiveResult, AmintLoss, membership_scores, task_accuracy, train_active
 
 __all__ = [
     "ActiveModel",
@@ -16,6 +18,10 @@ __all__ = [
     "HeadConfig",
     "ActiveConfig",
     "ActiveResult",
+    "AmintLoss",
+    "make_auditable",
+    "paired_batches",
+    "export_auditable",
     "train_active",
     "membership_scores",
     "task_accuracy",

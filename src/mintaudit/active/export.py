@@ -67,10 +67,16 @@ def export_active(
     return out
 
 
-def load_active(path: str | Path) -> tuple[ActiveModel, dict[str, Any]]:
+#: The backbone name recorded for a model exported from a module with no factory to rebuild it.
+MODULE_BACKBONE = "<module>"
+
+
+def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) -> tuple[ActiveModel, dict[str, Any]]:
     """Load a model written by :func:`export_active` (its folder), in eval mode.
 
-    The architecture is rebuilt from ``amint.json`` and the weights must fit it exactly.
+    The architecture is rebuilt from ``amint.json`` (a zoo name or ``package.module:factory``),
+    or is ``backbone``, a fresh instance of the user's class, for a model exported from the
+    module itself; the weights must fit it exactly.
 
     Raises:
         ModelError: no or malformed ``amint.json``; WeightsError: weights that disagree with it.
@@ -92,7 +98,10 @@ def load_active(path: str | Path) -> tuple[ActiveModel, dict[str, Any]]:
         raise ModelError(f"{str(cfg_path)!r} is malformed ({e}); export the model again") from e
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
-    model = ActiveModel(build_model(spec), taps, shapes=shapes, head=head)
+    if backbone is None and spec.name == MODULE_BACKBONE:
+        raise ModelError(f"{str(folder)!r} was exported from a module with no factory: pass backbone=<a new instance of "
+                         "its class> to load_active, or export with factory='package.module:function'")
+    model = ActiveModel(backbone if backbone is not None else build_model(spec), taps, shapes=shapes, head=head)
     load_weights(model, folder / WEIGHTS)
     model.eval()
     return model, meta

@@ -26,7 +26,7 @@ from mintaudit.training import (
     write_checkpoint,
 )
 
-__all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy"]
+__all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "train_active", "membership_scores", "task_accuracy"]
 
 CHECKPOINT = "checkpoint.pt"
 Normalisation = Literal["first-batch", "none", "ema"]
@@ -161,6 +161,53 @@ class _Scale:
         return self.value
 
 
+class AmintLoss:
+    """The aMINT loss: ``lambda_task * L_task / c_task + lambda_mint * L_mint / c_mint`` (the published form).
+
+    ``L_task`` is the cross-entropy of the members' class logits, ``L_mint`` the binary
+    cross-entropy of the membership logits of members (target 1) and external samples
+    (target 0); ``c`` is each loss's first-batch value (``first-batch``, as in the authors'
+    code), a running mean (``ema``) or 1 (``none``). One instance per training run: it keeps
+    the normalisation state. :func:`train_active` uses this very class.
+
+    Example:
+        >>> loss_fn = AmintLoss()
+        >>> logits, membership = auditable(torch.cat([x_members, x_external]))  # doctest: +SKIP
+        >>> loss = loss_fn(logits[:len(y)], y, membership, len(y))  # doctest: +SKIP
+    """
+
+    def __init__(self, lambda_task: float = 1.0, lambda_mint: float = 1.0, normalisation: Normalisation = "first-batch",
+                 ema_decay: float = 0.98) -> None:
+        if normalisation not in ("first-batch", "none", "ema"):
+            raise ConfigError(f"normalisation must be first-batch, none or ema, got {normalisation!r}")
+        if lambda_task < 0 or lambda_mint <= 0:
+            raise ConfigError("lambda_task must be >= 0 and lambda_mint > 0")
+        self.lambda_task, self.lambda_mint = float(lambda_task), float(lambda_mint)
+        self.scales = [_Scale(normalisation, ema_decay), _Scale(normalisation, ema_decay)]
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, membership: torch.Tensor, n_members: int) -> torch.Tensor:
+        """The combined loss of one step.
+
+        Args:
+            logits: float (B_m, K) class logits of the members.
+            labels: int64 (B_m,) their labels.
+            membership: float (B_m + B_e,) membership logits, members first, then the external samples.
+            n_members: B_m.
+        """
+        target = torch.zeros(len(membership), device=membership.device)
+        target[:n_members] = 1.0
+        l_task = nn.functional.cross_entropy(logits, labels)
+        l_mint = nn.functional.binary_cross_entropy_with_logits(membership, target)
+        return self.combine(l_task, l_mint)
+
+    def combine(self, l_task: torch.Tensor, l_mint: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """Weight and normalise two computed losses; ``seen`` (2,) sets the normalisation instead (torchrun: the ranks' mean)."""
+        self.last = (l_task.detach(), l_mint.detach())
+        s_task, s_mint = (l_task, l_mint) if seen is None else (seen[0], seen[1])
+        return self.lambda_task * l_task / self.scales[0](s_task) + self.lambda_mint * l_mint / self.scales[1](s_mint)
+
+
 def train_active(
     model: ActiveModel,
     dataset: ImageDataset,
@@ -229,7 +276,8 @@ def train_active(
                           "hold them out of members and external")
     home, dev, gen, opt = start_training(model, device, config.seed, config.lr, config.weight_decay)
     ce, bce = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()
-    scales = [_Scale(config.normalisation, config.ema_decay), _Scale(config.normalisation, config.ema_decay)]
+    loss_fn = AmintLoss(config.lambda_task, config.lambda_mint, config.normalisation, config.ema_decay)
+    scales = loss_fn.scales
     result = ActiveResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs, start_epoch = 0, 0
@@ -280,12 +328,10 @@ def train_active(
                     logits, mint_m = net(to_device(xm, dev), s)
                     mint = torch.cat([mint_m, net(to_device(xe, dev), s)[1]])
                 l_task, l_mint = ce(logits, y), bce(mint, target)
-            if distributed.is_active():  # one normalisation for all ranks: the mean of their losses
-                seen = distributed.average(torch.stack([l_task.detach(), l_mint.detach()]).float())
-                c_task, c_mint = scales[0](seen[0]), scales[1](seen[1])
-                loss = config.lambda_task * l_task / c_task + config.lambda_mint * l_mint / c_mint
-            else:
-                loss = config.lambda_task * l_task / scales[0](l_task) + config.lambda_mint * l_mint / scales[1](l_mint)
+            # one normalisation for all ranks under torchrun: the mean of their losses
+            seen = distributed.average(torch.stack([l_task.detach(), l_mint.detach()]).float()) \
+                if distributed.is_active() else None
+            loss = loss_fn.combine(l_task, l_mint, seen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,6 +99,11 @@ class ImageDataset:
         """(C, H, W): the shape of one sample as the models see it."""
         _, h, w, c = self.images.shape
         return (self.preprocess.channels(int(c)), int(h), int(w))
+
+    @property
+    def preprocess_record(self) -> dict[str, Any]:
+        """The preprocessing as recorded in reports and cache manifests."""
+        return self.preprocess.to_dict()
 
     def with_preprocess(self, preprocess: Preprocess | None) -> ImageDataset:
         """The same pool (same arrays, same fingerprint) read through ``preprocess``."""

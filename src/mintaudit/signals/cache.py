@@ -426,7 +426,7 @@ def stream_signals(
                         "signal": signal,
                         "model_fingerprint": model_fp,
                         "data_fingerprint": dataset.fingerprint(),
-                        "preprocess": dataset.preprocess.to_dict(),
+                        "preprocess": dataset.preprocess_record,
                         "n": n,
                         "dtype": dtype,
                         "layers": layers,
