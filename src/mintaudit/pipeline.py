@@ -29,7 +29,7 @@ from mintaudit.data import ImageDataset, Splits, load_dataset, make_splits
 from mintaudit.detectors import DetectorConfig
 from mintaudit.errors import ConfigError, ModelError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
-from mintaudit.models import ModelSpec, build_model, load_model, load_weights, model_fingerprint, published_taps, save_model
+from mintaudit.models import ModelSpec, build_model, check_model, load_model, load_weights, model_fingerprint, published_taps, save_model
 from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report, new_report, write_report
 from mintaudit.signals import extract_signals
@@ -138,6 +138,7 @@ def train_model(
     config = config or TrainConfig()
     spec = _spec_for(model, ds, model_kwargs)
     net = build_model(spec)
+    check_model(net, ds.image_shape, ds.num_classes, name=model)
     model_dir = Path(out_dir) / "model"
     result = train_classifier(
         net, ds, splits.members, config, test_indices=splits.test, checkpoint_dir=model_dir,
@@ -169,6 +170,7 @@ def resolve_model(
             raise ConfigError("--weights needs --model (a zoo name or 'package.module:factory')")
         net = load_weights(build_model(_spec_for(model, ds)), weights)
         net.eval()
+        check_model(net, ds.image_shape, ds.num_classes, name=model)
         return net, model, {"weights": str(weights)}
     model_dir = Path(out_dir) / "model"
     if not (model_dir / "model.json").is_file():
@@ -181,6 +183,7 @@ def resolve_model(
         raise ConfigError(f"{str(model_dir)!r} holds a {spec.name!r} model, not {model!r}; drop --model or use another --out")
     if info.get("data_fingerprint") not in (None, ds.fingerprint()):
         raise ConfigError(f"the model in {str(model_dir)!r} was trained on other data; use the same --dataset or another --out")
+    check_model(net, ds.image_shape, ds.num_classes, name=spec.name)
     return net, spec.name, info
 
 
