@@ -109,14 +109,13 @@ def _import_factory(ref: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):  # the user's module itself, or its package, is not found
+        missing = e.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):  # the module itself
             raise ModelError(
                 f"cannot import module {module_name!r} for model {ref!r}: {e}; is it on PYTHONPATH?"
             ) from e
-        raise ModelError(
-            f"importing module {module_name!r} for model {ref!r} failed: {_user_error(e)}; "
-            f"install {e.name!r} or fix the module's imports"
-        ) from e
+        fix = f"install {missing!r} or fix the module's imports" if missing else "fix the module's imports"
+        raise ModelError(f"importing module {module_name!r} for model {ref!r} failed: {_user_error(e)}; {fix}") from e
     except (Exception, SystemExit) as e:  # user code: a SyntaxError, or anything raised at import
         raise ModelError(
             f"importing module {module_name!r} for model {ref!r} failed: {_user_error(e)}; "
