@@ -103,14 +103,20 @@ def test_idx_exact_file_still_reads_big_endian(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- item 15
 
 
-def test_16_bit_png_is_scaled_to_8_bit_not_saturated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".png", ".pgm"])
+def test_16_bit_grey_is_scaled_to_8_bit_not_saturated(tmp_path: Path, suffix: str) -> None:
     values = np.array([[0, 255, 256, 4096], [32768, 40000, 65280, 65535]], dtype=np.uint16)
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
-        Image.fromarray(values).save(tmp_path / cls / "img.png")
-    assert Image.open(tmp_path / "a" / "img.png").mode == "I;16"  # really a 16-bit PNG
+        if suffix == ".png":
+            Image.fromarray(values).save(tmp_path / cls / "img.png")
+        else:  # binary PGM, maxval 65535, big-endian samples
+            (tmp_path / cls / "img.pgm").write_bytes(b"P5\n4 2\n65535\n" + values.astype(">u2").tobytes())
+    with Image.open(tmp_path / "a" / f"img{suffix}") as img:
+        assert img.mode in ("I;16", "I")  # really 16 bits deep
     ds = read_image_folder(tmp_path)
     np.testing.assert_array_equal(ds.images[0, ..., 0], values >> 8)
+    assert (ds.images == 255).sum() == 4  # only 65280 and 65535 reach white, in each of the 2 images
 
 
 def test_npz_nan_and_inf_are_named(tmp_path: Path) -> None:

@@ -142,8 +142,10 @@ def _load_image(path: Path, size: int | None, mode: Literal["L", "RGB"] | None =
         with Image.open(path) as img:
             img.load()
             target = mode or ("L" if img.mode in _GREY_MODES else "RGB")
-            if img.mode.startswith("I;16"):  # 16-bit grey: keep the high byte (convert() would clip to 255)
-                img = Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8), "L")
+            # 16-bit grey (PNG: I;16; PGM: I, rescaled by Pillow to 0-65535): keep the high byte, as
+            # convert() would clip every value above 255 to white.
+            if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PPM"):
+                img = Image.fromarray((np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8), "L")
             img = img.convert(target)
     except FileNotFoundError:
         raise DataNotFoundError(
