@@ -104,3 +104,23 @@ def test_user_factory(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="Did you mean objcls-cnn"):
         build_model(ModelSpec("objcls_cnn", 1, 4, (8, 8)))
     sys.modules.pop("usermodels", None)
+
+
+def test_check_model_restores_every_mode_and_changes_nothing():
+    from mintaudit.models import check_model
+
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 6), torch.nn.BatchNorm1d(6), torch.nn.Dropout(0.5),
+                            torch.nn.Linear(6, 3))
+    m.train()
+    m[3].eval()  # a mixed state: model.train(was_training) would not restore it
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    check_model(m, (1, 8, 8), 3)
+    assert [mod.training for mod in m.modules()] == [True, True, True, True, False, True]
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # eval mode: BN stats untouched
+    assert all(p.grad is None for p in m.parameters())
+    with pytest.raises(ModelError, match=r"model 'Sequential' returned shape \(2, 3\) for a batch of 2, expected \(B, 4\)"):
+        check_model(m, (1, 8, 8), 4)
+    with pytest.raises(ModelError, match=r"fails on a batch of shape \(2, 3, 8, 8\)"):
+        check_model(m, (3, 8, 8), 3)
+    assert [mod.training for mod in m.modules()] == [True, True, True, True, False, True]  # also after it raised
+    check_model(build_model(ModelSpec("tiny-cnn", 1, 3, (8, 8))), (1, 8, 8), 3)  # the zoo passes

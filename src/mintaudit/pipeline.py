@@ -32,7 +32,7 @@ from mintaudit.errors import ConfigError, ModelError
 from mintaudit.gate import check_model_accuracy
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
-from mintaudit.models import ModelSpec, build_model, load_model, load_weights, model_fingerprint, published_taps, save_model
+from mintaudit.models import ModelSpec, build_model, check_model, load_model, load_weights, model_fingerprint, published_taps, save_model
 from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report, new_report, write_report
 from mintaudit.signals import extract_signals
@@ -188,6 +188,7 @@ def train_model(
     config = config or TrainConfig()
     spec = _spec_for(model, ds, model_kwargs)
     net = build_model(spec)
+    check_model(net, ds.image_shape, ds.num_classes, name=model)
     model_dir = Path(out_dir) / "model"
     result = train_classifier(
         net, ds, splits.members, config, test_indices=splits.test, checkpoint_dir=model_dir,
@@ -238,7 +239,8 @@ def _load_audited(
             raise ConfigError("--weights needs --model (a zoo name or 'package.module:factory')")
         net = load_weights(build_model(_spec_for(model, ds)), weights)
         net.eval()
-        return net, model, {"weights": str(weights), "preprocess": ds.preprocess.to_dict()}
+        check_model(net, ds.image_shape, ds.num_classes, name=model)
+        return net, model, {"weights": str(weights), "preprocess": ds.preprocess_record}
     model_dir = Path(out_dir) / "model"
     if not (model_dir / "model.json").is_file():
         raise ModelError(
@@ -255,6 +257,7 @@ def _load_audited(
         raise ConfigError(
             f"the model in {str(model_dir)!r} was trained with preprocessing {trained_with.to_dict()}, not "
             f"{ds.preprocess.to_dict()}; drop --mean/--std/--grey-to-rgb (the recorded one is used) or use another --out")
+    check_model(net, ds.image_shape, ds.num_classes, name=spec.name)
     return net, spec.name, {**info, "preprocess": trained_with.to_dict()}
 
 

@@ -85,12 +85,23 @@ def test_root_comes_first_and_may_hold_name_folders(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("MINTAUDIT_DATA", str(tmp_path / "env"))
     assert len(load_dataset("kmnist", root=tmp_path / "direct")) == 9
     assert len(load_dataset("kmnist", root=tmp_path / "parent")) == 11
-    assert len(load_dataset("kmnist", root=tmp_path / "elsewhere")) == 7  # falls back to the env
+    assert len(load_dataset("kmnist", root=tmp_path)) == 7  # an existing root without the files: the env
     assert len(load_dataset("kmnist")) == 7
+
+
+def test_a_given_root_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped --data-root is an error naming it, not a silent fall back to the system folder."""
+    write_idx_set(tmp_path / "usr-share")
+    monkeypatch.setitem(registry._SYSTEM_DIRS, "fashion-mnist", (tmp_path / "usr-share",))
+    assert len(load_dataset("fashion-mnist")) == 10
+    with pytest.raises(DataNotFoundError) as info:
+        load_dataset("fashion-mnist", root=tmp_path / "mistyped")
+    assert str(tmp_path / "mistyped") in str(info.value) and "not a folder" in str(info.value)
 
 
 def test_missing_data_names_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINTAUDIT_DATA", str(tmp_path / "env"))
+    (tmp_path / "mine").mkdir()
     with pytest.raises(DataNotFoundError) as info:
         load_dataset("mnist", root=tmp_path / "mine")
     message = str(info.value)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import pickle
+import struct
 import warnings
 import zipfile
 import zlib
@@ -47,6 +49,11 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+# An IDX file may declare at most this many data bytes (Fashion-MNIST train images: 47 MB).
+_IDX_MAX_BYTES = 2**34
+_READ_CHUNK = 1 << 20
+# The most classes a data set may declare (a num_classes of 10**9 would allocate 512 GB downstream).
+_MAX_CLASSES = 100_000
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
@@ -135,6 +142,10 @@ def _load_image(path: Path, size: int | None, mode: Literal["L", "RGB"] | None =
         with Image.open(path) as img:
             img.load()
             target = mode or ("L" if img.mode in _GREY_MODES else "RGB")
+            # 16-bit grey (PNG: I;16; PGM: I, rescaled by Pillow to 0-65535): keep the high byte, as
+            # convert() would clip every value above 255 to white.
+            if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PPM"):
+                img = Image.fromarray((np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8), "L")
             img = img.convert(target)
     except FileNotFoundError:
         raise DataNotFoundError(
@@ -195,11 +206,65 @@ def _check_size(image_size: int | None) -> None:
 # --------------------------------------------------------------------------- IDX (MNIST family)
 
 
+def _open_maybe_gzip(path: Path) -> BinaryIO:
+    """Open a file for streaming reads, gunzipping on the fly when it starts with 1f 8b."""
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; check the path")
+    with path.open("rb") as f:
+        zipped = f.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if zipped else path.open("rb")  # type: ignore[return-value]
+
+
+def _read_idx_stream(f: BinaryIO, path: Path) -> np.ndarray:
+    """Parse an IDX stream: the header first, then exactly the declared number of bytes."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+        raise CorruptFileError(
+            f"{path}: not an IDX file: magic bytes {magic.hex(' ') or '(empty)'}, expected "
+            f"00 00 <type in {', '.join(f'{c:02x}' for c in _IDX_DTYPES)}> <ndim >= 1>; "
+            "point at an MNIST-style *-ubyte[.gz] file"
+        )
+    dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
+    header = 4 + 4 * ndim
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise CorruptFileError(
+            f"{path}: truncated IDX header: expected {header} bytes, got {4 + len(raw_dims)}; download it again"
+        )
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    n_bytes = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+    if n_bytes > _IDX_MAX_BYTES:
+        raise CorruptFileError(
+            f"{path}: IDX header declares shape {dims} of {dtype.name} ({n_bytes} bytes), more than the "
+            f"{_IDX_MAX_BYTES >> 30} GiB a data file may hold; the header is damaged or it is not an IDX file, "
+            "download it again"
+        )
+    expected = header + n_bytes
+    buffer = bytearray()  # grows with what is really there: a lying header allocates nothing
+    while len(buffer) < n_bytes:
+        chunk = f.read(min(_READ_CHUNK, n_bytes - len(buffer)))
+        if not chunk:
+            raise CorruptFileError(
+                f"{path}: IDX header says shape {dims} ({expected} bytes) but the file holds "
+                f"{header + len(buffer)} bytes; the file is truncated, download it again"
+            )
+        buffer += chunk
+    if f.read(1):
+        raise CorruptFileError(
+            f"{path}: IDX header says shape {dims} ({expected} bytes) but the file holds more than "
+            f"{expected} bytes; the header or the data are damaged, download the file again"
+        )
+    data = np.frombuffer(buffer, dtype=dtype).reshape(dims)
+    return data if dtype.isnative else data.astype(dtype.newbyteorder("="))
+
+
 def read_idx(path: PathLike) -> np.ndarray:
     """Read an IDX file (MNIST, Fashion-MNIST, KMNIST), gzipped or not.
 
     Gzip is detected by its magic bytes, not by the file name. The header is
-    ``00 00 <dtype code> <ndim>`` then ``ndim`` big-endian uint32 dimensions.
+    ``00 00 <dtype code> <ndim>`` then ``ndim`` big-endian uint32 dimensions. The file is
+    streamed: the header is checked first and at most the declared number of bytes is read,
+    so a gzip bomb is refused without being decompressed.
 
     Args:
         path: ``*-idx3-ubyte[.gz]`` (images) or ``*-idx1-ubyte[.gz]`` (labels).
@@ -209,35 +274,21 @@ def read_idx(path: PathLike) -> np.ndarray:
         for images and uint8 (N,) for labels.
 
     Raises:
-        CorruptFileError: wrong magic, unknown dtype code, or a size that does not match the
-            header (truncated file).
+        CorruptFileError: wrong magic, unknown dtype code, a declared size above 16 GiB, fewer
+            bytes than the header declares (truncated) or more (trailing data), a damaged gzip.
 
     Example:
         >>> images = read_idx("train-images-idx3-ubyte.gz")  # doctest: +SKIP
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise CorruptFileError(
-            f"{path}: not an IDX file: magic bytes {raw[:4].hex(' ') or '(empty)'}, expected "
-            f"00 00 <type in {', '.join(f'{c:02x}' for c in _IDX_DTYPES)}> <ndim >= 1>; "
-            "point at an MNIST-style *-ubyte[.gz] file"
-        )
-    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise CorruptFileError(
-            f"{path}: truncated IDX header: expected {header} bytes, got {len(raw)}; download it again"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != expected:
-        raise CorruptFileError(
-            f"{path}: IDX header says shape {dims} ({expected} bytes) but the file holds {len(raw)} "
-            "bytes; the file is truncated or damaged, download it again"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
-    return data.astype(dtype.newbyteorder("="), copy=True)
+    stream = _open_maybe_gzip(path)
+    try:
+        with stream as f:
+            return _read_idx_stream(f, path)
+    except EOFError as exc:
+        raise CorruptFileError(f"{path}: the gzip stream is truncated ({exc}); download the file again") from None
+    except (OSError, zlib.error) as exc:
+        raise CorruptFileError(f"{path}: damaged gzip stream ({exc}); download the file again") from None
 
 
 # --------------------------------------------------------------------------- CIFAR
@@ -622,9 +673,15 @@ def _to_uint8(images: np.ndarray, where: str) -> np.ndarray:
     if images.dtype == np.uint8:
         return images
     if np.issubdtype(images.dtype, np.floating):
-        if images.size and not (np.isfinite(images).all() and images.min() >= 0.0 and images.max() <= 1.0):
+        n_nan, n_inf = int(np.isnan(images).sum()), int(np.isinf(images).sum())
+        if n_nan or n_inf:
             raise DataError(
-                f"{where}: float images must lie in [0, 1], got [{np.nanmin(images)}, {np.nanmax(images)}]; "
+                f"{where}: float images hold {n_nan} NaN and {n_inf} infinite values; "
+                "replace them (e.g. numpy.nan_to_num) and store values in [0, 1] or uint8"
+            )
+        if images.size and not (images.min() >= 0.0 and images.max() <= 1.0):
+            raise DataError(
+                f"{where}: float images must lie in [0, 1], got [{images.min()}, {images.max()}]; "
                 "divide by 255 or store uint8"
             )
         return np.round(images * 255.0).astype(np.uint8)
@@ -663,11 +720,21 @@ def read_npz(path: PathLike) -> ImageDataset:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise CorruptFileError(
+                f"{path}: a member is not a readable .npy array ({exc}); save it with numpy.savez"
+            ) from None
         raise CorruptFileError(
             f"{path}: holds pickled objects ({exc}), which are refused for safety; store plain numeric arrays"
         ) from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptFileError(f"{path}: not a readable .npz archive ({exc}); save it with numpy.savez") from None
+    stray = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if stray:  # numpy hands back the raw bytes of a member that is not a .npy array
+        raise CorruptFileError(
+            f"{path}: zip member(s) {', '.join(map(repr, stray))} are not .npy arrays; an .npz must hold only "
+            "arrays saved with numpy.savez"
+        )
 
     def pick(*keys: str) -> np.ndarray | None:
         return next((arrays[k] for k in keys if k in arrays), None)
@@ -686,6 +753,22 @@ def read_npz(path: PathLike) -> ImageDataset:
                 f"{path}: test images {parts[1][0].shape[1:]} differ from train images {parts[0][0].shape[1:]}; "
                 "store both parts with the same height, width and channels"
             )
-    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
+    num_classes = _npz_num_classes(arrays["num_classes"], parts, where) if "num_classes" in arrays else None
     return _pool(f"npz:{path}", parts, with_test=x_test is not None, num_classes=num_classes)
 
+
+def _npz_num_classes(value: np.ndarray, parts: Sequence[tuple[np.ndarray, np.ndarray]], where: str) -> int:
+    """An npz's ``num_classes``: one integer in [max label + 1, _MAX_CLASSES]."""
+    needed = max(int(labels.max()) + 1 if labels.size else 1 for _, labels in parts)
+    if value.shape != () or value.dtype == np.bool_ or not np.issubdtype(value.dtype, np.integer):
+        raise DataError(
+            f"{where}: 'num_classes' must be one integer, got {value.dtype} of shape {value.shape}; "
+            f"store e.g. num_classes={needed}, or leave it out to use max label + 1"
+        )
+    k = int(value)
+    if not needed <= k <= _MAX_CLASSES:
+        raise DataError(
+            f"{where}: 'num_classes' is {k} but must lie in [{needed}, {_MAX_CLASSES}] (max label + 1 is {needed}); "
+            "fix it, or leave it out to use max label + 1"
+        )
+    return k

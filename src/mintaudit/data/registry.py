@@ -32,7 +32,7 @@ from mintaudit.data.formats import (
     read_tiny_imagenet,
     resize_images,
 )
-from mintaudit.errors import DataError, DataNotFoundError
+from mintaudit.errors import CorruptFileError, DataError, DataNotFoundError
 
 __all__ = ["DATASET_NAMES", "DATASET_PREFIXES", "load_dataset"]
 
@@ -93,8 +93,22 @@ def _load_idx(name: str, d: Path, image_size: int | None) -> ImageDataset | None
     hit = _find(d, [("", _IDX_FILES), ("", dotted)])
     if hit is None:
         return None
-    x_train, y_train, x_test, y_test = (read_idx(p) for p in hit)
-    parts = [(_canonical(x, name), _as_labels(y, name)) for x, y in ((x_train, y_train), (x_test, y_test))]
+    parts = []
+    for images_path, labels_path in (hit[:2], hit[2:]):
+        images = _canonical(read_idx(images_path), str(images_path))
+        labels = _as_labels(read_idx(labels_path), str(labels_path))
+        if len(images) != len(labels):  # checked per pair: shifted labels can still add up overall
+            raise CorruptFileError(
+                f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
+                "each images file needs its own labels file of the same length, download the pair again"
+            )
+        parts.append((images, labels))
+    (train_path, test_path), (train, test) = (hit[0], hit[2]), (parts[0][0], parts[1][0])
+    if train.shape[1:] != test.shape[1:]:
+        raise CorruptFileError(
+            f"{test_path} holds images of shape {test.shape[1:]} but {train_path} holds {train.shape[1:]} "
+            "(height, width, channels); the train and test files must come from the same data set"
+        )
     return _pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES.get(name))
 
 
@@ -220,6 +234,11 @@ def load_dataset(
     if key not in _SOURCES:
         raise _unknown(name)
     loader, expects = _SOURCES[key]
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise DataNotFoundError(
+            f"data root {str(root)!r} is not a folder; pass an existing folder holding {expects} "
+            "(CLI --data-root), or leave it out to search $MINTAUDIT_DATA and the system folders"
+        )
     dirs = _search_dirs(key, root)
     for d in dirs:
         if d.is_dir() and (dataset := loader(key, d, image_size)) is not None:

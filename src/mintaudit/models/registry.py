@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ __all__ = [
     "MODEL_NAMES",
     "ModelSpec",
     "build_model",
+    "check_model",
     "published_taps",
     "load_weights",
     "save_model",
@@ -88,6 +90,16 @@ class ModelSpec:
             raise ModelError(f"model description is malformed ({e}); re-save the model with mintaudit train") from e
 
 
+def _one_line(text: object, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _user_error(e: BaseException) -> str:
+    """``Type: message`` of an exception raised by user code, on one line."""
+    return _one_line(f"{type(e).__name__}: {e}")
+
+
 def _import_factory(ref: str) -> Callable[..., nn.Module]:
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
@@ -96,9 +108,23 @@ def _import_factory(ref: str) -> Callable[..., nn.Module]:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ModelError(f"cannot import module {module_name!r} for model {ref!r}: {e}; is it on PYTHONPATH?") from e
-    factory = getattr(module, attr, None)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):  # the module itself
+            raise ModelError(
+                f"cannot import module {module_name!r} for model {ref!r}: {e}; is it on PYTHONPATH?"
+            ) from e
+        fix = f"install {missing!r} or fix the module's imports" if missing else "fix the module's imports"
+        raise ModelError(f"importing module {module_name!r} for model {ref!r} failed: {_user_error(e)}; {fix}") from e
+    except (Exception, SystemExit) as e:  # user code: a SyntaxError, or anything raised at import
+        raise ModelError(
+            f"importing module {module_name!r} for model {ref!r} failed: {_user_error(e)}; "
+            f"fix the module (python -c 'import {module_name}' shows the traceback, or add --debug)"
+        ) from e
+    try:
+        factory = getattr(module, attr, None)
+    except Exception as e:  # a module-level __getattr__ that raises
+        raise ModelError(f"looking up {attr!r} in module {module_name!r} failed: {_user_error(e)}; fix the module") from e
     if not callable(factory):
         raise ModelError(f"module {module_name!r} has no callable {attr!r}; give 'package.module:factory'")
     return factory
@@ -108,7 +134,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """Build the (untrained) model described by ``spec``.
 
     A zoo name builds ours; ``package.module:factory`` calls the user's factory with those of
-    ``in_channels``, ``num_classes``, ``image_size`` it accepts, plus ``spec.kwargs``.
+    ``in_channels``, ``num_classes``, ``image_size`` it accepts, plus ``spec.kwargs``. Whatever
+    the user's code raises (at import or in the factory) becomes one :class:`ModelError`.
 
     Example:
         >>> m = build_model(ModelSpec("tiny-cnn", 1, 10, (8, 8)))
@@ -133,11 +160,66 @@ def build_model(spec: ModelSpec) -> nn.Module:
         args = {}
     try:
         model = factory(**args, **spec.kwargs)
-    except (TypeError, ValueError) as e:
-        raise ModelError(f"building model {spec.name!r} failed: {e}") from e
+    except (Exception, SystemExit) as e:  # user code (or a zoo model given sizes it cannot take)
+        raise ModelError(
+            f"building model {spec.name!r} failed: {_user_error(e)}; fix the factory or its arguments "
+            "(--debug shows the traceback)"
+        ) from e
     if not isinstance(model, nn.Module):
-        raise ModelError(f"factory {spec.name!r} returned {type(model).__name__}, expected a torch.nn.Module")
+        raise ModelError(
+            f"factory {spec.name!r} returned {type(model).__name__}, expected a torch.nn.Module; "
+            "make the factory return the model itself"
+        )
     return model
+
+
+def check_model(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, *, name: str | None = None) -> None:
+    """Check that ``model`` maps a batch of inputs to one logits tensor of ``num_classes`` columns.
+
+    Runs one eval-mode forward, without gradients, on a zero batch of 2; every module's
+    train/eval mode is restored afterwards, and nothing else on the model changes.
+
+    Args:
+        model: the audited model.
+        input_shape: (C, H, W) of one input.
+        num_classes: K, the width the logits must have.
+        name: what to call the model in the error (default: its class name).
+
+    Raises:
+        ModelError: forward raises, or returns anything but a tensor of shape (2, K).
+
+    Example:
+        >>> check_model(build_model(ModelSpec("tiny-cnn", 1, 10, (8, 8))), (1, 8, 8), 10)
+    """
+    label = name or type(model).__name__
+    expected = f"(B, {num_classes}) logits"
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    x = torch.zeros(2, *input_shape, device=device)
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    except (Exception, SystemExit) as e:
+        raise ModelError(
+            f"model {label!r} fails on a batch of shape {tuple(x.shape)} ({_user_error(e)}); expected it to return "
+            f"{expected}: check the data's channels and --image-size against the model's input layer"
+        ) from e
+    finally:
+        for m, training in modes:
+            m.training = training
+    if not isinstance(out, torch.Tensor):
+        what = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list, dict)) else f"a {type(out).__name__}"
+        raise ModelError(
+            f"model {label!r} returned {what}, expected one tensor of {expected}; "
+            "wrap it so that forward returns only the logits"
+        )
+    if out.dim() != 2 or tuple(out.shape) != (2, num_classes) or not out.is_floating_point():
+        got = f"shape {tuple(out.shape)}" + ("" if out.is_floating_point() else f" of {out.dtype}")
+        raise ModelError(
+            f"model {label!r} returned {got} for a batch of 2, expected {expected} (B=2, K={num_classes} classes); "
+            "make its last layer output one float score per class of the data set"
+        )
 
 
 def published_taps(name: str) -> list[tuple[str, str]] | None:
@@ -145,17 +227,71 @@ def published_taps(name: str) -> list[tuple[str, str]] | None:
     return list(_PUBLISHED_TAPS[name]) if name in _PUBLISHED_TAPS else None
 
 
+# safetensors' own bound on the JSON header (safetensors/src/tensor.rs: MAX_HEADER_SIZE).
+_MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def _safetensors_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of a safetensors file, or None when ``path`` does not start like one.
+
+    The format: an 8-byte little-endian length N, then N bytes of UTF-8 JSON (an object),
+    then the tensor bytes. Only the header is read here; safetensors checks the offsets.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            return None
+        n = int.from_bytes(raw, "little")
+        if not 2 <= n <= min(size - 8, _MAX_SAFETENSORS_HEADER):
+            return None
+        text = f.read(n)
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _looks_pickled(path: Path) -> bool:
+    """True for a pickle (protocol 2+) or a zip archive (torch.save) under another name."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    if head[8:9] == b"{":  # bytes 8.. of a safetensors file are its JSON header (maybe cut short)
+        return False
+    pickled = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    return pickled or head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(path)
+
+
+# Sentences of torch's errors that advise loading anyway (weights_only=False, allowlisting globals): never relayed.
+_TORCH_ADVICE = re.compile(r"weights_only|safe_globals|trust|still be loaded|two options|documentation|https?://", re.I)
+
+
+def _torch_load_reason(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused, without torch's advice to unpickle anyway."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch bolds some words with terminal escapes
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"its pickle references {found.group(1)}, which is not a tensor or plain container"
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text)
+    kept = [s for s in sentences if s.strip() and not _TORCH_ADVICE.search(s)]
+    return _one_line(" ".join(kept)) or type(e).__name__
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist; give the path to .safetensors or .pt")
-    with path.open("rb") as f:
-        head = f.read(16)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        if head[:1] == b"\x80" or head[:2] == b"PK":
-            raise WeightsError(
-                f"{str(path)!r} is named .safetensors but holds a pickle/torch archive; refusing to unpickle "
-                "untrusted weights: re-save it with safetensors.torch.save_file"
+        if _safetensors_header(path) is None:
+            if _looks_pickled(path):
+                raise WeightsError(
+                    f"{str(path)!r} is named .safetensors but holds a pickle/torch archive; refusing to unpickle "
+                    "untrusted weights: in a trusted environment, re-save it with safetensors.torch.save_file"
+                )
+            raise CorruptFileError(
+                f"{str(path)!r} is not a safetensors file (no valid 8-byte length + JSON header); "
+                "check the file, or re-save it with safetensors.torch.save_file"
             )
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -163,17 +299,30 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CorruptFileError(f"{str(path)!r} is not a readable safetensors file ({e}); check the file") from e
+            raise CorruptFileError(
+                f"{str(path)!r} is not a readable safetensors file ({_one_line(e)}); check the file"
+            ) from e
     if suffix in (".pt", ".pth", ".bin"):
         if not zipfile.is_zipfile(path):
             raise WeightsError(
                 f"{str(path)!r} is not a torch.save archive (legacy or raw pickle); save it with "
                 "torch.save(model.state_dict(), path) or as .safetensors"
             )
+        import pickle
+
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises UnpicklingError / RuntimeError subclasses
-            raise WeightsError(f"{str(path)!r} could not be loaded safely (weights_only=True): {e}") from e
+        except pickle.UnpicklingError as e:
+            raise WeightsError(
+                f"{str(path)!r} was refused by the safe loader: {_torch_load_reason(e)}; mintaudit never unpickles "
+                "untrusted weights: convert the file to .safetensors in a trusted environment "
+                "(safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')) and pass that"
+            ) from e
+        except Exception as e:  # torch raises RuntimeError subclasses for broken archives
+            raise WeightsError(
+                f"{str(path)!r} could not be read as a torch.save archive ({_torch_load_reason(e)}); "
+                "check the file, or give the weights as .safetensors"
+            ) from e
         if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
             obj = obj["model"]  # a mintaudit training checkpoint
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
