@@ -74,3 +74,19 @@ def test_contract_errors():
         np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32), np.r_[np.ones(10), np.zeros(10)])
     with pytest.raises(SignalError, match="per-sample shape"):
         det.decision_function(np.zeros((2, 4), np.float32))
+
+
+def test_a_detector_saved_before_classes_were_stored_loads_as_0_1(tmp_path):
+    import json
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = np.r_[np.ones(30), np.zeros(30)].astype(int)
+    det = MintDetector(epochs=2, show_progress=False).fit(X, y)
+    det.save(tmp_path)
+    meta = json.loads((tmp_path / "detector.json").read_text())
+    assert meta.pop("classes") == [0, 1]
+    (tmp_path / "detector.json").write_text(json.dumps(meta))
+    loaded = MintDetector.load(tmp_path)
+    assert list(loaded.classes_) == [0, 1] and loaded.n_features_in_ == 5
+    assert np.array_equal(loaded.predict(X), det.predict(X))

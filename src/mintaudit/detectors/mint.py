@@ -120,10 +120,13 @@ def _as_2d_or_4d(X: Any) -> Any:
     if X.ndim == 3:  # (N, T, D) token maps: treat tokens as a 1-pixel-wide image
         return X.reshape(X.shape[0], X.shape[1], X.shape[2], 1)
     if X.ndim not in (2, 4):
-        hint = ": Reshape your data, X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample" if X.ndim < 2 else ""
+        hint = ""
+        if X.ndim < 2:
+            hint = ": Reshape your data, X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
         raise SignalError(f"MINT inputs must be (N, D) or (N, C, H, W) arrays, got shape {X.shape}{hint}")
-    if X.shape[0] == 0 or int(np.prod(X.shape[1:])) == 0:
-        raise SignalError(f"X has {X.shape[0]} sample(s) and {int(np.prod(X.shape[1:]))} feature(s) (shape={tuple(X.shape)}) "
+    n_features = int(np.prod(X.shape[1:]))
+    if X.shape[0] == 0 or n_features == 0:
+        raise SignalError(f"X has {X.shape[0]} sample(s) and {n_features} feature(s) (shape={tuple(X.shape)}) "
                           "while a minimum of 1 is required: give a non-empty array")
     return X
 
@@ -131,7 +134,8 @@ def _as_2d_or_4d(X: Any) -> Any:
 def _binary_target(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The classes (sorted) and y as float32 0/1 (1 = the second class, the members)."""
     if y is None:
-        raise SignalError("MintDetector requires y to be passed, but the target y is None: give 1 for members, 0 for external")
+        raise SignalError("MintDetector requires y to be passed, but the target y is None: "
+                          "give 1 for members, 0 for external samples")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as y.ravel()",
@@ -145,7 +149,8 @@ def _binary_target(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise SignalError("Input y contains NaN or inf: give 1 for members, 0 for external samples")
     target = type_of_target(y, input_name="y")
     if target == "unknown":
-        raise SignalError(f"Unknown label type: y of dtype {y.dtype} holds no class labels; give 1 for members, 0 for external")
+        raise SignalError(f"Unknown label type: y of dtype {y.dtype} holds no class labels; "
+                          "give 1 for members, 0 for external samples")
     classes = np.unique(y)
     if target != "binary" or len(classes) != 2:
         raise SignalError(f"y must hold both classes, 1 for members and 0 for external samples (Only binary classification "
@@ -374,9 +379,9 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         X = _as_2d_or_4d(X)
         if tuple(X.shape[1:]) != self.input_shape_:
-            raise SignalError(f"X has {int(np.prod(X.shape[1:]))} features, but MintDetector is expecting {self.n_features_in_} "
-                              f"features as input (per-sample shape {tuple(X.shape[1:])}, the detector was fitted on "
-                              f"{self.input_shape_}): give the signals it was fitted on")
+            raise SignalError(f"X has {int(np.prod(X.shape[1:]))} features, but MintDetector is expecting "
+                              f"{self.n_features_in_} features as input (per-sample shape {tuple(X.shape[1:])}, "
+                              f"the detector was fitted on {self.input_shape_}): give the signals it was fitted on")
         if (extra is None) != (self.extra_dim_ == 0):
             raise SignalError("give extra output signals exactly when the detector was fitted with them")
         return self._logits(X, extra, np.arange(len(X)))
@@ -426,8 +431,8 @@ class MintDetector(ClassifierMixin, BaseEstimator):
             tensors = load_file(str(path / "detector.safetensors"))
         except (OSError, json.JSONDecodeError, Exception) as e:
             raise CorruptFileError(f"{str(path)!r} holds no readable detector ({e}); fit one with 'mintaudit fit'") from e
-        det = cls.from_config(DetectorConfig(**meta["config"]))
-        det.config_ = DetectorConfig(**meta["config"])
+        det = cls.from_config(cfg := DetectorConfig(**meta["config"]))
+        det.config_ = cfg
         det.classes_ = np.asarray(meta.get("classes", [0, 1]))  # detectors saved before 'classes': 0/1
         det.kind_, det.input_shape_, det.extra_dim_ = meta["kind"], tuple(meta["input_shape"]), int(meta["extra_dim"])
         det.n_features_in_ = int(np.prod(det.input_shape_))
