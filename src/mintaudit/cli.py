@@ -318,7 +318,7 @@ def _apply_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple
     values = config_values(read_config(args.config), specs, source=source, verb=verb)
     sub.set_defaults(**values)
     args = parser.parse_args(argv)
-    from_config = frozenset(d for d, v in values.items() if getattr(args, d, None) == v)
+    from_config = frozenset(d for d, v in values.items() if getattr(args, d, None) is v)  # not overridden
     return args, Origin(flags, from_config, source)
 
 
