@@ -216,7 +216,6 @@ PATHS = [
     ("query --csv DIR", lambda t: _query(t) + ["--csv", str(_dir(t))], "--csv '%s' is a directory; give a file name"),
     ("query --json DIR", lambda t: _query(t) + ["--json", str(_dir(t))], "--json '%s' is a directory"),
     ("query --csv under a file", lambda t: _query(t) + ["--csv", str(_file(t) / "a.csv")], "is a file"),
-    ("query image is a directory", lambda t: ["active", "query", str(_dir(t, "model")), str(_dir(t))], "IMAGE"),
     ("report is a directory", lambda t: ["report", str(_dir(t))], "REPORT_JSON '%s' is a directory"),
 ]
 

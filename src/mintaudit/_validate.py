@@ -279,7 +279,7 @@ def check_values(values: Mapping[str, Any], origin: Origin) -> None:
 # paths
 
 
-PathRole = Literal["out_dir", "out_file", "in_file", "in_dir", "in_files"]
+PathRole = Literal["out_dir", "out_file", "in_file", "in_dir"]
 
 #: dest -> what the path given for it must be.
 PATHS: dict[str, PathRole] = {
@@ -289,7 +289,6 @@ PATHS: dict[str, PathRole] = {
     "splits": "in_file",
     "weights": "in_file",
     "report_path": "in_file",
-    "images": "in_files",
     "data_root": "in_dir",
 }
 
@@ -308,9 +307,8 @@ def check_paths(values: Mapping[str, Any], origin: Origin) -> None:
             if p.is_dir():
                 raise ConfigError(f"{name} {str(p)!r} is a directory; give a file name, e.g. {p / ('answers.' + dest)}")
             _writable_dir(p.parent, f"{name} {str(p)!r}: its folder", is_parent=True)
-        elif role in ("in_file", "in_files"):
-            for item in (v if isinstance(v, list) else [v]):
-                _input_file(Path(item), name, _FIX.get(dest, "check the path"))
+        elif role == "in_file":
+            _input_file(Path(v), name, _FIX.get(dest, "check the path"))
         else:
             p = Path(v).expanduser()
             if not p.is_dir():
