@@ -241,7 +241,7 @@ RANGES: dict[str, _Range] = {
     "mint_grad_scale": _Range("float", 0.0, 1.0, example="1"),
     "rmia_a": _Range("float", 0.0, 1.0, example="0.33"),
     "known_fraction": _share("0.5"),
-    "fdr": _share("0.05"),
+    "fdr": _Range("float", 0.0, 1.0, open_low=True, example="0.05"),  # 1 flags every p-value, as the library allows
     "alpha": _share("0.05"),
 }
 
