@@ -86,6 +86,7 @@ def test_overlapping_splits_refused(trained, capsys):
     (out / "bad.json").write_text(json.dumps(splits))
     line = _error(capsys, ["sweep", "--dataset", data, "--out", str(out), "--splits", str(out / "bad.json"), "--quiet"])
     assert "leaked" in line or "share" in line
+    assert "OUT/splits.json" in line and "--members" in line  # the CLI fix, not only a Python call
 
 
 def test_weights_that_do_not_fit_and_pickle_as_safetensors(trained, tmp_path, capsys):
@@ -146,7 +147,7 @@ def test_config_file_and_unknown_key(trained, tmp_path, capsys):
     assert [r["layer"] for r in report["results"]] == ["relu2"]
     cfg.write_text("layre: relu2\n")
     line = _error(capsys, ["fit", "--config", str(cfg), "--out", str(out), "--layer", "relu2"])
-    assert "unknown option(s) layre" in line
+    assert "unknown option(s) layre" in line and "did you mean layer?" in line
 
 
 def test_layers_lists_index_name_type_shape(capsys):

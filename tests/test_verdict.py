@@ -221,7 +221,7 @@ def test_query_files_new_samples_and_refused_overlaps(work, tmp_path, capsys):
     assert "needs --query" in _error(capsys, base)
     assert "--layer and --fuse-outputs apply" in _error(capsys, [*base, "--query", "test", "--method", "loss",
                                                                   "--layer", "relu1"])
-    assert "--fdr must lie" in _error(capsys, [*base, "--query", "test", "--alpha", "1.5"])
+    assert "--alpha must be a finite number in (0, 1)" in _error(capsys, [*base, "--query", "test", "--alpha", "1.5"])
 
 
 def test_default_layer_is_the_best_validation_auc_and_its_detector_is_reused(work, capsys):

@@ -12,10 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from mintaudit import __version__
+from mintaudit._validate import OptionSpec, Origin, check_paths, check_values, config_values, read_config
 
 __all__ = ["main", "build_parser"]
 
 _EPILOG = "Examples:\n  "
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ConfigErrors: one line, exit 2, like every other error."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        from mintaudit.errors import ConfigError
+
+        raise ConfigError(f"{self.prog}: {message}; see '{self.prog} --help'")
 
 
 def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True, preprocess: bool = True) -> None:
@@ -75,14 +85,14 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (also used to document the options)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mintaudit",
         description="Membership Inference Test (MINT) audits: were these data used to train this model?",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Start with:  mintaudit demo --out runs/demo   (then open runs/demo/report.html)",
     )
     parser.add_argument("--version", action="version", version=f"mintaudit {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", help="YAML file of options (keys = option names); the command line wins")
     common.add_argument("--seed", type=int, default=0, help="seed of splits, training and MINT models (default: %(default)s)")
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -307,31 +317,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    args = parser.parse_args(argv)
-    if not getattr(args, "config", None):
-        return args
-    import yaml
-
-    from mintaudit.errors import ConfigError
-
-    try:
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read --config {args.config!r}: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {args.config!r} must hold a mapping of option: value")
-    subparser = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
+def _verb_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[argparse.ArgumentParser, dict[str, OptionSpec]]:
+    """The parser of the verb in ``args`` and its options: the one place that reads argparse's internals."""
+    sub = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
     if getattr(args, "active_verb", None):
-        subparser = subparser._subparsers._group_actions[0].choices[args.active_verb]  # type: ignore[union-attr]
-    valid = {a.dest for a in subparser._actions}
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(data) - valid - {"config"})
-    if unknown:
-        raise ConfigError(f"--config {args.config!r}: unknown option(s) {', '.join(unknown)} for '{args.verb}'; "
-                          f"valid: {', '.join(sorted(valid - {'help', 'config'}))}")
-    subparser.set_defaults(**data)
-    return parser.parse_args(argv)
+        sub = sub._subparsers._group_actions[0].choices[args.active_verb]  # type: ignore[union-attr]
+    specs: dict[str, OptionSpec] = {}
+    for a in sub._actions:
+        if a.dest == "help" or isinstance(a, argparse._SubParsersAction):
+            continue
+        kind = ("positional" if not a.option_strings else "flag" if a.nargs == 0
+                else "list" if isinstance(a, argparse._AppendAction) else "value")
+        flag = next((o for o in a.option_strings if o.startswith("--")), a.metavar or a.dest)
+        specs[a.dest] = OptionSpec(a.dest, flag, kind, a.type, tuple(a.choices) if a.choices else None)  # type: ignore[arg-type]
+    return sub, specs
+
+
+def _apply_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, Origin]:
+    """Parse ``argv``; values of a ``--config`` YAML file become the verb's defaults (the command line wins)."""
+    args = parser.parse_args(argv)
+    sub, specs = _verb_options(parser, args)
+    flags = {dest: spec.flag for dest, spec in specs.items()}
+    if not getattr(args, "config", None):
+        return args, Origin(flags)
+    source = f"--config {args.config!r}"
+    verb = " ".join(v for v in (args.verb, getattr(args, "active_verb", None)) if v)
+    values = config_values(read_config(args.config), specs, source=source, verb=verb)
+    sub.set_defaults(**values)
+    args = parser.parse_args(argv)
+    from_config = frozenset(d for d, v in values.items() if getattr(args, d, None) is v)  # not overridden
+    return args, Origin(flags, from_config, source)
 
 
 def _resolved(args: argparse.Namespace) -> dict[str, Any]:
@@ -627,15 +642,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    debug = "--debug" in argv
+    args: argparse.Namespace | None = None
     try:
-        args = _apply_config(parser, argv)
+        args, origin = _apply_config(parser, argv)
+        check_values(vars(args), origin)  # option values and paths, before anything is written
+        check_paths(vars(args), origin)
         with _torchrun(args), use_device(getattr(args, "device", None)):
             return _run(args, argv)
     except MintauditError as e:
-        if debug:
+        if "--debug" in argv or getattr(args, "debug", False):
             raise
         print(f"mintaudit: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        if "--debug" in argv or getattr(args, "debug", False):
+            raise
+        print(f"mintaudit: error: out of memory ({e}); ask for less: a smaller --image-size or --batch-size, or fewer "
+              "samples", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mintaudit: interrupted; finished files are complete, unfinished ones were not written", file=sys.stderr)

@@ -241,7 +241,7 @@ def audit_gradients(
     fit_rows = cache.rows(fit_idx)
     y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))].astype(np.int64)
     t0 = time.perf_counter()
-    det = MintDetector(replace(config.detector, kind="mlp"), show_progress=show_progress)
+    det = MintDetector.from_config(replace(config.detector, kind="mlp"), show_progress=show_progress)
     det.fit(_Rows(X, fit_rows), y)
     seconds = round(time.perf_counter() - t0, 2)
 

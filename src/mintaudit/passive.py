@@ -120,7 +120,7 @@ def audit_tap(
     X = cache.activations(layer) if layer is not None else feats
     extra = feats if (fuse_outputs and layer is not None) else None
     t0 = time.perf_counter()
-    det = MintDetector(config.detector, show_progress=show_progress)
+    det = MintDetector.from_config(config.detector, show_progress=show_progress)
     det.fit(_Rows(X, fit_rows), y, None if extra is None else extra[fit_rows])
     scores_m = _prob(det.decision_function(_Rows(X, member_rows), None if extra is None else extra[member_rows]))
     scores_n = _prob(det.decision_function(_Rows(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))

@@ -692,12 +692,16 @@ def _read_indices(path: Path, n_pool: int) -> np.ndarray:
     else:
         cells = [line.split(",")[0].strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
         cells = [c for c in cells if c]
-        if cells and not cells[0].lstrip("-").isdigit():
+        if cells and not cells[0].removeprefix("-").isdecimal():
             cells = cells[1:]  # a header
-        bad = next((c for c in cells if not c.lstrip("-").isdigit()), None)
+        bad = next((c for c in cells if not c.removeprefix("-").isdecimal()), None)
         if bad is not None:
             raise CorruptFileError(f"{str(path)!r}: {bad!r} is not a sample index; write one integer pool index per line")
-        values = np.array([int(c) for c in cells], dtype=np.int64)
+        ints = [int(c) for c in cells]
+        huge = next((v for v in ints if not 0 <= v < n_pool), None)  # before int64, which a 20-digit index overflows
+        if huge is not None:
+            raise SplitError(f"{str(path)!r} holds index {huge}; the pool has {n_pool} samples (valid: 0 to {n_pool - 1})")
+        values = np.array(ints, dtype=np.int64)
     values = np.asarray(values)
     if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
         raise SplitError(f"{str(path)!r} must hold a non-empty 1-D list of integer pool indices; "

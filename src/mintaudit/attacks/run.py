@@ -245,5 +245,5 @@ def _shokri(ref_set: ReferenceSet, dataset: ImageDataset, population: np.ndarray
     pop_labels = dataset.labels[population]
     X = np.concatenate([_shokri_features(pl.astype(np.float64), pop_labels) for pl in pop_logits])
     y = ref_set.in_mask(population).reshape(-1).astype(np.int64)
-    det = MintDetector(DetectorConfig(kind="mlp", seed=config.seed), show_progress=False).fit(X, y)
+    det = MintDetector.from_config(DetectorConfig(kind="mlp", seed=config.seed), show_progress=False).fit(X, y)
     return det.decision_function(_shokri_features(logits, labels)).astype(np.float64)

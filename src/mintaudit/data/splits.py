@@ -23,7 +23,8 @@ __all__ = ["SPLITS_SCHEMA", "SPLIT_NAMES", "Splits", "make_splits"]
 
 SPLITS_SCHEMA = "mintaudit/splits@1"
 SPLIT_NAMES: tuple[str, str, str] = ("members", "external", "test")
-_REBUILD = "rebuild the splits with make_splits() and save them again"
+_REBUILD = ("rebuild the splits: delete this splits file (the CLI makes OUT/splits.json again, with --members, "
+            "--external, --test) or call make_splits() in Python")
 
 
 def _index_array(value: Any, name: str) -> np.ndarray:
@@ -154,7 +155,8 @@ class Splits:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataNotFoundError(
-                f"splits file {path} does not exist; create it with make_splits(...).save(path)"
+                f"splits file {path} does not exist; check the path, or draw new splits (CLI: leave --splits out "
+                "and OUT/splits.json is made; Python: make_splits(...).save(path))"
             ) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptFileError(f"{path}: not a JSON splits file ({exc}); {_REBUILD}") from None
@@ -188,9 +190,11 @@ class Splits:
 
 def _check_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SplitError(f"{name} must be an integer number of samples, got {value!r}")
+        raise SplitError(f"{name} must be an integer number of samples, got {value!r}; e.g. --{name} 1000 ({name}=1000 "
+                         "in Python)")
     if value <= 0:
-        raise SplitError(f"empty split: {name} must be > 0, got {value}; ask for at least one sample per split")
+        raise SplitError(f"empty split: {name} must be > 0, got {value}; ask for at least one sample per split "
+                         f"(--{name} N, or {name}=N in Python)")
     return int(value)
 
 
@@ -232,7 +236,7 @@ def make_splits(dataset: ImageDataset, *, members: int, external: int, test: int
             raise SplitError(
                 f"data set {dataset.name!r} has {len(train_pool)} official training samples (for members + "
                 f"external = {m + e}) and {len(test_pool)} official test samples (for test = {t}); asked "
-                f"{asked}: ask for fewer"
+                f"{asked}: ask for fewer (--members, --external, --test)"
             )
         order = rng.permutation(train_pool)
         drawn = (order[:m], order[m : m + e], rng.permutation(test_pool)[:t])
@@ -240,7 +244,7 @@ def make_splits(dataset: ImageDataset, *, members: int, external: int, test: int
         if m + e + t > len(dataset):
             raise SplitError(
                 f"data set {dataset.name!r} has {len(dataset)} samples but {asked} needs {m + e + t}; "
-                "ask for fewer"
+                "ask for fewer (--members, --external, --test)"
             )
         order = rng.permutation(len(dataset))
         drawn = (order[:m], order[m : m + e], order[m + e : m + e + t])

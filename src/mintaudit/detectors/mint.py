@@ -11,17 +11,26 @@ Both may fuse the model's output signals (loss, logit-scaled confidence...) into
 the original MINT found that combining sources helps. Training uses ``BCEWithLogitsLoss``
 (positive class re-weighted so that both classes count equally), Adam, and early stopping on
 the AUC of a seeded validation part of the MINT-training data; the best epoch's weights are kept.
+
+:class:`MintDetector` is a scikit-learn estimator (``get_params`` / ``set_params`` / ``clone``
+work; binary only). ``fit`` draws from its own seeded generators and leaves the global torch
+random state as it found it.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from sklearn.utils.multiclass import type_of_target
 from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
@@ -93,42 +102,137 @@ class _Net(nn.Module):
         return self.head(x)[:, 0]
 
 
-def _as_2d_or_4d(X: np.ndarray) -> np.ndarray:
+class _NotFittedError(NotFittedError, _SklearnNotFittedError):
+    """mintaudit's NotFittedError, also the one scikit-learn's tools (``check_is_fitted``) expect."""
+
+
+def _as_2d_or_4d(X: Any) -> Any:
+    """X as an (N, D) or (N, C, H, W) array-like of real numbers; a lazy row view stays lazy."""
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise SignalError("MINT inputs must be dense arrays, got a sparse matrix: pass X.toarray()")
+    if not (hasattr(X, "ndim") and hasattr(X, "shape") and hasattr(X, "__getitem__")):
+        X = np.asarray(X)  # lists and other array-likes
+    kind = getattr(getattr(X, "dtype", None), "kind", "f")
+    if kind == "c":
+        raise SignalError("Complex data not supported as MINT inputs: pass the real part or the magnitude")
+    if kind == "O":
+        X = np.asarray(X, dtype=np.float32)  # an object array of numbers (TypeError otherwise)
     if X.ndim == 3:  # (N, T, D) token maps: treat tokens as a 1-pixel-wide image
         return X.reshape(X.shape[0], X.shape[1], X.shape[2], 1)
     if X.ndim not in (2, 4):
-        raise SignalError(f"MINT inputs must be (N, D) or (N, C, H, W) arrays, got shape {X.shape}")
+        hint = ""
+        if X.ndim < 2:
+            hint = ": Reshape your data, X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+        raise SignalError(f"MINT inputs must be (N, D) or (N, C, H, W) arrays, got shape {X.shape}{hint}")
+    n_features = int(np.prod(X.shape[1:]))
+    if X.shape[0] == 0 or n_features == 0:
+        raise SignalError(f"X has {X.shape[0]} sample(s) and {n_features} feature(s) (shape={tuple(X.shape)}) "
+                          "while a minimum of 1 is required: give a non-empty array")
     return X
 
 
-class MintDetector:
-    """A MINT model with the scikit-learn estimator contract.
+def _binary_target(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The classes (sorted) and y as float32 0/1 (1 = the second class, the members)."""
+    if y is None:
+        raise SignalError("MintDetector requires y to be passed, but the target y is None: "
+                          "give 1 for members, 0 for external samples")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as y.ravel()",
+                      DataConversionWarning, stacklevel=3)
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise SignalError(f"y should be a 1d array of labels (1 = member, 0 = external), got shape {y.shape}")
+    if len(y) != n:
+        raise SignalError(f"X has {n} rows but y has {len(y)}: give one label per row")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise SignalError("Input y contains NaN or inf: give 1 for members, 0 for external samples")
+    target = type_of_target(y, input_name="y")
+    if target == "unknown":
+        raise SignalError(f"Unknown label type: y of dtype {y.dtype} holds no class labels; "
+                          "give 1 for members, 0 for external samples")
+    classes = np.unique(y)
+    if target != "binary" or len(classes) != 2:
+        raise SignalError(f"y must hold both classes, 1 for members and 0 for external samples (Only binary classification "
+                          f"is supported.); got a {target} target with {len(classes)} class(es)")
+    return classes, (y == classes[1]).astype(np.float32)
 
-    Args:
-        config: hyper-parameters (see :class:`DetectorConfig`).
-        show_progress: progress bar over epochs; None = only on a terminal.
+
+class MintDetector(ClassifierMixin, BaseEstimator):
+    """A MINT model with the scikit-learn estimator contract (binary: 1 = member, 0 = external).
+
+    The parameters are those of :class:`DetectorConfig` (validated by ``fit``), plus
+    ``show_progress`` (progress bar over epochs; None = only on a terminal). ``__init__`` only
+    stores them, so ``get_params`` / ``set_params`` / ``sklearn.base.clone`` work; learned state
+    ends in ``_``. Build one from a config with :meth:`from_config`.
 
     Example:
         >>> X = np.random.default_rng(0).normal(size=(200, 8)).astype("float32")
         >>> y = (X[:, 0] > 0).astype(int)
-        >>> det = MintDetector(DetectorConfig(epochs=5)).fit(X, y)
+        >>> det = MintDetector(epochs=5).fit(X, y)
         >>> det.predict_proba(X).shape
         (200, 2)
     """
 
-    def __init__(self, config: DetectorConfig | None = None, *, show_progress: bool | None = None) -> None:
-        self.config = config or DetectorConfig()
+    def __init__(
+        self,
+        *,
+        kind: Kind = "auto",
+        pooling: Pooling = "meanmax",
+        width: int = 32,
+        hidden: int = 128,
+        dropout: float = 0.3,
+        epochs: int = 40,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        patience: int = 6,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.kind = kind
+        self.pooling = pooling
+        self.width = width
+        self.hidden = hidden
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.seed = seed
         self.show_progress = show_progress
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig | None = None, *, show_progress: bool | None = None) -> MintDetector:
+        """A detector with the hyper-parameters of ``config`` (default: ``DetectorConfig()``)."""
+        return cls(**asdict(config or DetectorConfig()), show_progress=show_progress)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # members vs external samples only
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # the same tag for scikit-learn < 1.6
+        return {"binary_only": True}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "net_")
 
     # ---- feature preparation -------------------------------------------------------------
     def _features(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Rows of X as the network's float32 input (pooled for mlp on maps), unstandardised."""
         x = np.asarray(X[rows], dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise SignalError("MINT inputs contain NaN or inf values: check the signals (activations, gradients) "
+                              "or the audited model's preprocessing")
         if x.ndim == 4 and self.kind_ == "mlp":
-            if self.config.pooling == "flatten":
+            if self.config_.pooling == "flatten":
                 return x.reshape(len(x), -1)
             pooled = [x.mean((2, 3))]
-            if self.config.pooling == "meanmax":
+            if self.config_.pooling == "meanmax":
                 pooled.append(x.max((2, 3)))
             return np.concatenate(pooled, 1)
         return x
@@ -163,28 +267,44 @@ class MintDetector:
     def fit(self, X: np.ndarray, y: np.ndarray, extra: np.ndarray | None = None) -> MintDetector:
         """Fit on AAD ``X`` with labels ``y`` (1 = member, 0 = external).
 
+        The validation split and the shuffling draw from a numpy generator seeded with ``seed``,
+        the weights' initialisation and dropout from a fork of the torch CPU generator seeded
+        with ``seed``: the same seed gives the same detector, and the global torch random state
+        is left exactly as it was.
+
         Args:
             X: float array (N, D) or (N, C, H, W); a memory map is read in batches.
-            y: int array (N,) of 0/1.
+            y: array (N,) of two classes: 0/1 (the larger one, here 1, is the members).
             extra: optional float (N, k) output signals fused into the dense part.
 
         Returns:
             self.
         """
-        cfg = self.config
+        params = self.get_params()
+        params.pop("show_progress")
+        cfg = DetectorConfig(**params)  # validates the hyper-parameters
         X = _as_2d_or_4d(X)
-        y = np.asarray(y).astype(np.float32)
-        if len(y) != len(X) or (extra is not None and len(extra) != len(X)):
-            raise SignalError(f"X has {len(X)} rows but y has {len(y)}" + ("" if extra is None else f" and extra {len(extra)}"))
-        if not ((y == 0) | (y == 1)).all() or y.min() == y.max():
-            raise SignalError("y must hold both classes, 1 for members and 0 for external samples")
+        classes, y = _binary_target(y, len(X))
+        if extra is not None and len(extra) != len(X):
+            raise SignalError(f"X has {len(X)} rows but y has {len(y)} and extra {len(extra)}")
         kind = cfg.kind if cfg.kind != "auto" else ("cnn" if X.ndim == 4 else "mlp")
         if kind == "cnn" and X.ndim != 4:
             raise ConfigError(f"the cnn detector reads activation maps (N, C, H, W); got {X.shape}: use kind='mlp'")
-        self.kind_ = kind
+        self.config_, self.kind_, self.classes_ = cfg, kind, classes
         self.input_shape_ = tuple(int(d) for d in X.shape[1:])
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        self.__dict__.pop("net_", None)
+        try:
+            with torch.random.fork_rng(devices=[]):  # CPU only, as the detector; restored on exit
+                torch.default_generator.manual_seed(cfg.seed)
+                return self._fit(cfg, X, y, extra)
+        except BaseException:
+            self.__dict__.pop("net_", None)  # a fit that failed leaves no fitted-looking detector
+            raise
+
+    def _fit(self, cfg: DetectorConfig, X: Any, y: np.ndarray, extra: np.ndarray | None) -> MintDetector:
+        kind = self.kind_
         rng = np.random.default_rng(cfg.seed)
-        torch.manual_seed(cfg.seed)
         val_rows, train_rows = [], []
         for cls in (0, 1):  # stratified validation split
             rows = rng.permutation(np.flatnonzero(y == cls))
@@ -194,7 +314,10 @@ class MintDetector:
         val, train = np.concatenate(val_rows), np.concatenate(train_rows)
         self.mean_, self.std_ = self._stats(X, train)
         self.extra_dim_ = 0 if extra is None else int(np.asarray(extra).shape[1])
-        if extra is not None:
+        if extra is None:
+            for stale in ("extra_mean_", "extra_std_"):
+                self.__dict__.pop(stale, None)
+        else:
             ex = np.asarray(extra, np.float32)[train]
             if not np.isfinite(ex).all():
                 raise SignalError("extra output signals contain NaN or infinite values")
@@ -238,7 +361,7 @@ class MintDetector:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
-            raise NotFittedError("this MintDetector is not fitted yet; call fit first")
+            raise _NotFittedError("this MintDetector is not fitted yet; call fit first")
 
     @torch.no_grad()
     def _logits(self, X: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
@@ -256,7 +379,9 @@ class MintDetector:
         self._check_fitted()
         X = _as_2d_or_4d(X)
         if tuple(X.shape[1:]) != self.input_shape_:
-            raise SignalError(f"X has per-sample shape {tuple(X.shape[1:])}, the detector was fitted on {self.input_shape_}")
+            raise SignalError(f"X has {int(np.prod(X.shape[1:]))} features, but MintDetector is expecting "
+                              f"{self.n_features_in_} features as input (per-sample shape {tuple(X.shape[1:])}, "
+                              f"the detector was fitted on {self.input_shape_}): give the signals it was fitted on")
         if (extra is None) != (self.extra_dim_ == 0):
             raise SignalError("give extra output signals exactly when the detector was fitted with them")
         return self._logits(X, extra, np.arange(len(X)))
@@ -267,8 +392,9 @@ class MintDetector:
         return np.stack([1.0 - p, p], 1).astype(np.float32)
 
     def predict(self, X: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
-        """int (N,): 1 where P(member) >= 0.5."""
-        return (self.decision_function(X, extra) >= 0).astype(np.int64)
+        """(N,) labels from ``classes_``: the member class (1) where P(member) > 0.5."""
+        member = self.decision_function(X, extra) > 0
+        return self.classes_[member.astype(np.int64)]
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> Path:
@@ -286,7 +412,8 @@ class MintDetector:
         with atomic_path(out / "detector.safetensors") as tmp:
             save_file(tensors, str(tmp))
         meta = {
-            "schema": "mintaudit/detector@1", "config": asdict(self.config), "kind": self.kind_,
+            "schema": "mintaudit/detector@1", "config": asdict(self.config_), "kind": self.kind_,
+            "classes": self.classes_.tolist(),
             "input_shape": list(self.input_shape_), "extra_dim": self.extra_dim_,
             "best_epoch": self.best_epoch_, "val_auc": self.val_auc_, "history": self.history_,
         }
@@ -304,14 +431,17 @@ class MintDetector:
             tensors = load_file(str(path / "detector.safetensors"))
         except (OSError, json.JSONDecodeError, Exception) as e:
             raise CorruptFileError(f"{str(path)!r} holds no readable detector ({e}); fit one with 'mintaudit fit'") from e
-        det = cls(DetectorConfig(**meta["config"]))
+        det = cls.from_config(cfg := DetectorConfig(**meta["config"]))
+        det.config_ = cfg
+        det.classes_ = np.asarray(meta.get("classes", [0, 1]))  # detectors saved before 'classes': 0/1
         det.kind_, det.input_shape_, det.extra_dim_ = meta["kind"], tuple(meta["input_shape"]), int(meta["extra_dim"])
+        det.n_features_in_ = int(np.prod(det.input_shape_))
         det.best_epoch_, det.val_auc_, det.history_ = meta["best_epoch"], meta["val_auc"], meta["history"]
         det.mean_, det.std_ = tensors["mean"].numpy(), tensors["std"].numpy()
         if det.extra_dim_:
             det.extra_mean_, det.extra_std_ = tensors["extra_mean"].numpy(), tensors["extra_std"].numpy()
         in_dim = int(det.mean_.shape[0]) if det.kind_ == "mlp" else 0
-        det.net_ = _Net(det.kind_, in_dim, det.input_shape_[0], det.extra_dim_, det.config)
+        det.net_ = _Net(det.kind_, in_dim, det.input_shape_[0], det.extra_dim_, det.config_)
         det.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         det.net_.eval()
         return det
