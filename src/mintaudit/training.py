@@ -95,8 +95,7 @@ def start_training(model: nn.Module, device: str | torch.device | None, seed: in
 def run_signature(config: Any, **indices: np.ndarray) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the options of ``config`` (a dataclass) but
     ``epochs``, and a digest of each array of training ``indices`` (members, external...)."""
-    d = config.to_dict() if hasattr(config, "to_dict") else asdict(config)
-    d = {k: v for k, v in d.items() if k != "epochs"}
+    d = {k: v for k, v in asdict(config).items() if k != "epochs"}  # every option, set or not
     for name, idx in indices.items():
         arr = np.ascontiguousarray(np.asarray(idx, dtype=np.int64))
         d[name] = f"{len(arr)} samples, sha256 {hashlib.sha256(arr.data).hexdigest()[:16]}"
