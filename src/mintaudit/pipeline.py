@@ -27,7 +27,7 @@ from mintaudit._io import atomic_write_json
 from mintaudit.attacks.run import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, Splits, load_dataset, make_splits
 from mintaudit.detectors import DetectorConfig
-from mintaudit.errors import ConfigError, ModelError
+from mintaudit.errors import ConfigError, DataNotFoundError, ModelError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import ModelSpec, build_model, check_model, load_model, load_weights, model_fingerprint, published_taps, save_model
 from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
@@ -86,10 +86,17 @@ def prepare_data(
     """Load a data set and the work directory's splits, making and saving them when missing.
 
     An existing ``splits.json`` (or ``splits_path``) is reused after its fingerprint is
-    checked against the data; sizes given with an existing file must agree with it.
+    checked against the data; sizes given with an existing file must agree with it. Only the
+    default ``out_dir/splits.json`` is made when missing: a given ``splits_path`` must exist.
     """
     ds = load_dataset(dataset, root=data_root, image_size=image_size)
     path = Path(splits_path) if splits_path else Path(out_dir) / "splits.json"
+    if splits_path and not path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"--splits {str(path)!r} is a folder; give the splits.json file inside it, or drop "
+                              "--splits to use (or make) OUT/splits.json")
+        raise DataNotFoundError(f"--splits {str(path)!r} does not exist; give the path of an existing splits.json, or "
+                                "drop --splits to use (or make) OUT/splits.json")
     if path.is_file():
         splits = Splits.load(path, dataset=ds)
         asked = {"members": members, "external": external, "test": test}
@@ -137,6 +144,7 @@ def train_model(
     """
     config = config or TrainConfig()
     spec = _spec_for(model, ds, model_kwargs)
+    torch.manual_seed(config.seed)  # the seed fixes the initial weights too
     net = build_model(spec)
     check_model(net, ds.image_shape, ds.num_classes, name=model)
     model_dir = Path(out_dir) / "model"
@@ -322,10 +330,24 @@ def gradient_sweep(
 
 
 def render(report_path: str | Path) -> tuple[Path, Path, str]:
-    """Re-render ``report.html`` from a ``report.json``; return both paths and the terminal table."""
-    report = load_report(report_path)
-    json_path, html_path = write_report(report, Path(report_path).parent)
-    return json_path, html_path, format_table(report)
+    """Re-render the HTML page of a report JSON next to it (``X/other.json`` -> ``X/other.html``;
+    a folder: its ``report.json`` -> ``report.html``); return both paths and the terminal table.
+
+    The JSON itself is only read, and no other file is written over.
+    """
+    from mintaudit._io import atomic_write_text
+    from mintaudit.report import render_html
+
+    json_path = Path(report_path)
+    if json_path.is_dir():
+        json_path = json_path / "report.json"
+    report = load_report(json_path)
+    html = render_html(report)
+    if json_path.suffix.lower() == ".json":
+        html_path = json_path.with_suffix(".html")
+    else:
+        html_path = json_path.with_name(json_path.name + ".html")
+    return json_path, atomic_write_text(html_path, html), format_table(report)
 
 
 DEMO_ATTACKS = ("loss", "entropy", "rmia")
