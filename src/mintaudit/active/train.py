@@ -26,7 +26,7 @@ from mintaudit.training import (
     start_training, write_checkpoint,
 )
 
-__all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy"]
+__all__ = ["ActiveConfig", "ActiveResult", "train_active", "membership_scores", "task_accuracy", "task_correct"]
 
 CHECKPOINT = "checkpoint.pt"
 Normalisation = Literal["first-batch", "none", "ema"]
@@ -126,6 +126,11 @@ def membership_scores(
 def _task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """bool (N,): whether the class output is right on each of ``indices`` (eval mode, mode restored)."""
     return _correct(model, dataset, indices, batch_size, logits_of=lambda out: out[0])
+
+
+def task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """bool (N,): whether the class output is right on each of ``indices`` (eval mode, mode restored)."""
+    return _task_correct(model, dataset, indices, batch_size)
 
 
 def task_accuracy(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> float:
