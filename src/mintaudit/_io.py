@@ -1,17 +1,75 @@
-"""Atomic file writing: a killed run never leaves a half-written file under the final name."""
+"""Atomic file writing: a killed run never leaves a half-written file under the final name.
+
+A temporary is named ``.<target name>.<pid>@<host>.<random>.tmp`` beside its target, so a later
+writer of the same target recognises the leftovers of a writer that was killed (its process is
+gone on this host) and removes them before it writes (:func:`remove_stale_temporaries`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "atomic_path"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "atomic_path",
+           "remove_stale_temporaries"]
+
+_STALE = re.compile(r"(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.tmp")
+"""What follows ``.<target name>.`` in a temporary's name."""
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{_host()}."
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (unsure counts as alive)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries (files or folders) of earlier writers of ``path`` whose process is gone.
+
+    Only names of the atomic helpers' pattern (``.<name>.<pid>@<host>.<random>.tmp`` beside
+    ``path``) written on this host by a process that no longer exists are removed; a running
+    writer's, another host's and any other file are left alone. Returns what was removed.
+    """
+    path = Path(path)
+    prefix, host, removed = f".{path.name}.", _host(), []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _STALE.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        if m is None or m["host"] != host or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
 
 
 @contextlib.contextmanager
@@ -24,7 +82,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -90,7 +149,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)

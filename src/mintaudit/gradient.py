@@ -36,7 +36,7 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
-from mintaudit.evaluation import evaluate_scores
+from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.passive import PassiveSplit, SweepConfig, _Rows, loss_baseline, passive_split
 from mintaudit.report.schema import PROTOCOLS
 from mintaudit.signals import SETUPS, SignalCache, check_reductions, extract_gradients, gradient_layers
@@ -250,11 +250,15 @@ def audit_gradients(
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
     nonmember_scores = score(split.test)
+    out = cache.outputs()
+    info = SampleInfo.from_logits(out["logits"], out["labels"])
     members = {"heldout-members": split.heldout_members, "training-members": split.known_members}
     results = []
     for protocol in config.protocols:
         evaluation = evaluate_scores(score(members[protocol]), nonmember_scores, threshold=0.5,
-                                     n_bootstrap=config.n_bootstrap, seed=config.seed)
+                                     n_bootstrap=config.n_bootstrap, seed=config.seed,
+                                     member_info=info.take(cache.rows(members[protocol])),
+                                     nonmember_info=info.take(cache.rows(split.test)))
         results.append({
             "method": "gmint",
             "signal": "gradients",

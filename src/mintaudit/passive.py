@@ -25,7 +25,7 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
-from mintaudit.evaluation import evaluate_scores
+from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.signals import SignalCache, extract_signals, output_features
 
@@ -78,8 +78,18 @@ class SweepConfig:
         return asdict(self)
 
 
-def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold: float, cfg: SweepConfig) -> dict[str, Any]:
-    return evaluate_scores(member_scores, nonmember_scores, threshold=threshold, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed).to_dict()
+def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold: float, cfg: SweepConfig,
+              infos: tuple[SampleInfo, SampleInfo] | None = None) -> dict[str, Any]:
+    m_info, n_info = infos or (None, None)
+    return evaluate_scores(member_scores, nonmember_scores, threshold=threshold, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
+                           member_info=m_info, nonmember_info=n_info).to_dict()
+
+
+def _sample_infos(cache: SignalCache, members: np.ndarray, nonmembers: np.ndarray) -> tuple[SampleInfo, SampleInfo]:
+    """True labels and the audited model's correctness of the scored samples, for the result's slices."""
+    out = cache.outputs()
+    info = SampleInfo.from_logits(out["logits"], out["labels"])
+    return info.take(cache.rows(members)), info.take(cache.rows(nonmembers))
 
 
 def _prob(logits: np.ndarray) -> np.ndarray:
@@ -135,7 +145,7 @@ def audit_tap(
         # members the MINT model was fitted on: the aMINT papers' setting, reported as such
         "protocol": "training-members" if np.isin(split.heldout_members, split.known_members).all() else "heldout-members",
         "threshold": 0.5,
-        **_evaluate(scores_m, scores_n, 0.5, config),
+        **_evaluate(scores_m, scores_n, 0.5, config, _sample_infos(cache, split.heldout_members, split.test)),
         "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
                 "n_known_members": len(split.known_members), "n_external": len(split.external)},
     }
@@ -186,7 +196,8 @@ def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) 
         "protocol": "heldout-members",
         "threshold": thr,
         "threshold_source": "known members vs external (MINT-training data)",
-        **_evaluate(score[cache.rows(split.heldout_members)], score[cache.rows(split.test)], thr, config),
+        **_evaluate(score[cache.rows(split.heldout_members)], score[cache.rows(split.test)], thr, config,
+                    _sample_infos(cache, split.heldout_members, split.test)),
     }
 
 

@@ -28,7 +28,7 @@ from mintaudit.attacks.run import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, Splits, load_dataset, make_splits
 from mintaudit.data.member_lists import read_sample_list, splits_with
 from mintaudit.detectors import DetectorConfig
-from mintaudit.errors import ConfigError, ModelError
+from mintaudit.errors import ConfigError, DataNotFoundError, ModelError
 from mintaudit.gate import check_model_accuracy
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
@@ -95,9 +95,10 @@ def prepare_data(
     """Load a data set and the work directory's splits, making and saving them when missing.
 
     An existing ``splits.json`` (or ``splits_path``) is reused after its fingerprint is
-    checked against the data; sizes given with an existing file must agree with it. Roles given
-    as list files (``members_file`` ...: one pool index, or folder-relative path, per line) are
-    fixed; the others are drawn, seeded, from the rest of the pool.
+    checked against the data; sizes given with an existing file must agree with it. Only the
+    default ``out_dir/splits.json`` is made when missing: a given ``splits_path`` must exist.
+    Roles given as list files (``members_file`` ...: one pool index, or folder-relative path,
+    per line) are fixed; the others are drawn, seeded, from the rest of the pool.
 
     The data set comes back as the audited model's view: read through ``preprocess``, else the
     one recorded with the model trained in ``out_dir``, else the default (mean 0.5 / std 0.5).
@@ -107,6 +108,12 @@ def prepare_data(
     files = {"members": members_file, "external": external_file, "test": test_file}
     given = {role: read_sample_list(f, ds, role=role) for role, f in files.items() if f is not None}
     path = Path(splits_path) if splits_path else Path(out_dir) / "splits.json"
+    if splits_path and not path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"--splits {str(path)!r} is a folder; give the splits.json file inside it, or drop "
+                              "--splits to use (or make) OUT/splits.json")
+        raise DataNotFoundError(f"--splits {str(path)!r} does not exist; give the path of an existing splits.json, or "
+                                "drop --splits to use (or make) OUT/splits.json")
     if path.is_file():
         splits = Splits.load(path, dataset=ds)
         for role, idx in given.items():
@@ -187,6 +194,7 @@ def train_model(
     """
     config = config or TrainConfig()
     spec = _spec_for(model, ds, model_kwargs)
+    torch.manual_seed(config.seed)  # the seed fixes the initial weights too
     net = build_model(spec)
     check_model(net, ds.image_shape, ds.num_classes, name=model)
     model_dir = Path(out_dir) / "model"
@@ -416,10 +424,24 @@ def gradient_sweep(
 
 
 def render(report_path: str | Path) -> tuple[Path, Path, str]:
-    """Re-render ``report.html`` from a ``report.json``; return both paths and the terminal table."""
-    report = load_report(report_path)
-    json_path, html_path = write_report(report, Path(report_path).parent)
-    return json_path, html_path, format_table(report)
+    """Re-render the HTML page of a report JSON next to it (``X/other.json`` -> ``X/other.html``;
+    a folder: its ``report.json`` -> ``report.html``); return both paths and the terminal table.
+
+    The JSON itself is only read, and no other file is written over.
+    """
+    from mintaudit._io import atomic_write_text
+    from mintaudit.report import render_html
+
+    json_path = Path(report_path)
+    if json_path.is_dir():
+        json_path = json_path / "report.json"
+    report = load_report(json_path)
+    html = render_html(report)
+    if json_path.suffix.lower() == ".json":
+        html_path = json_path.with_suffix(".html")
+    else:
+        html_path = json_path.with_name(json_path.name + ".html")
+    return json_path, atomic_write_text(html_path, html), format_table(report)
 
 
 DEMO_ATTACKS = ("loss", "entropy", "rmia")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,8 +41,9 @@ class TrainConfig:
 
     Args:
         epochs, batch_size, lr, weight_decay: Adam's schedule (``weight_decay`` is its L2 term).
-        seed: seeds initialisation-independent randomness: the epoch orders, dropout and the
-            augmentation draws.
+        seed: seeds the epoch orders, dropout and the augmentation draws; the pipeline (and
+            the reference models) also seed the initial weights with it, building the model
+            right after ``torch.manual_seed(seed)``.
         augment: random horizontal flip and random crop after 2-px zero padding (black
             pixels), drawn per batch from a generator seeded by (seed, epoch, step, rank), so
             ``resume`` stays exact; off by default.
@@ -90,10 +92,44 @@ def start_training(model: nn.Module, device: str | torch.device | None, seed: in
     return home, dev, gen, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def read_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
-                    ) -> dict[str, Any] | None:
+def run_signature(config: Any, **indices: np.ndarray) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the options of ``config`` (a dataclass) but
+    ``epochs``, and a digest of each array of training ``indices`` (members, external...)."""
+    d = {k: v for k, v in asdict(config).items() if k != "epochs"}  # every option, set or not
+    for name, idx in indices.items():
+        arr = np.ascontiguousarray(np.asarray(idx, dtype=np.int64))
+        d[name] = f"{len(arr)} samples, sha256 {hashlib.sha256(arr.data).hexdigest()[:16]}"
+    return d
+
+
+def _check_resume(path: Path, state: dict[str, Any], run: dict[str, Any] | None, epochs: int | None) -> None:
+    """ConfigError naming the first differences between the checkpoint's run and this one."""
+    if run is None:
+        return
+    if "run" not in state:
+        raise ConfigError(f"checkpoint {str(path)!r} records no training options (an older mintaudit wrote it), so "
+                          "resuming it cannot be checked; drop --resume to train anew")
+    saved = json.loads(state["run"])
+    now = json.loads(json.dumps(run, sort_keys=True))
+    diff = [f"{k} {saved.get(k)!r} (now {now.get(k)!r})" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if diff:
+        raise ConfigError(f"checkpoint {str(path)!r} was trained with other options: {'; '.join(diff[:4])}; resume with "
+                          "the checkpoint's options, or drop --resume to train anew")
+    done = int(state["epoch"])
+    if epochs is not None and epochs < done:
+        raise ConfigError(f"checkpoint {str(path)!r} has already trained {done} epochs, more than the {epochs} asked; "
+                          f"give --epochs {done} or more, or drop --resume to train anew")
+
+
+def read_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+                    run: dict[str, Any] | None = None, epochs: int | None = None) -> dict[str, Any] | None:
     """Resume from ``path`` (when it exists): rank 0 reads it (``weights_only``), every rank restores
-    the model, the optimiser and both random states from it. Returns the checkpoint, or None."""
+    the model, the optimiser and both random states from it. Returns the checkpoint, or None.
+
+    With ``run`` (see :func:`run_signature`), a checkpoint written with other options or
+    training samples is refused (ConfigError naming the differences), and so is one that has
+    trained more than ``epochs`` epochs: a resume ends exactly where an uninterrupted run would.
+    """
     if path is None:
         return None
     state = None
@@ -102,10 +138,13 @@ def read_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimi
             state = torch.load(path, map_location="cpu", weights_only=True)
         state = distributed.broadcast_object(state)
         if state is not None:
+            _check_resume(path, state, run, epochs)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             gen.set_state(state["sampler_rng"])
+    except ConfigError:
+        raise
     except (KeyError, RuntimeError, ValueError) as e:
         raise WeightsError(f"checkpoint {str(path)!r} does not fit this model/run ({e}); drop --resume") from e
     return state
@@ -117,15 +156,19 @@ def checkpoint_history(state: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def write_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                     epoch: int, history: list[dict[str, float]], **extra: Any) -> None:
-    """Write the state after ``epoch`` (model, optimiser, random states, history, ``extra``) atomically, on rank 0."""
+                     epoch: int, history: list[dict[str, float]], run: dict[str, Any] | None = None,
+                     **extra: Any) -> None:
+    """Write the state after ``epoch`` (model, optimiser, random states, history, the ``run``
+    signature that a resume must match, ``extra``) atomically, on rank 0."""
     if path is None or not distributed.is_main():
         return
     keys = list(history[-1])
     state = {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
         "sampler_rng": gen.get_state(), "epoch": epoch, "history_keys": keys,
-        "history": torch.tensor([[r.get(k, float("nan")) for k in keys] for r in history]), **extra,
+        # float64: a resumed run's history is the uninterrupted run's, digit for digit
+        "history": torch.tensor([[r.get(k, float("nan")) for k in keys] for r in history], dtype=torch.float64),
+        **({"run": json.dumps(run, sort_keys=True)} if run is not None else {}), **extra,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -241,7 +284,8 @@ def train_classifier(
             smoothing (see :class:`TrainConfig`).
         test_indices: optional held-out indices whose accuracy is logged each epoch.
         checkpoint_dir: where ``checkpoint.pt`` goes.
-        resume: continue from the checkpoint in ``checkpoint_dir`` (if there is one).
+        resume: continue from the checkpoint in ``checkpoint_dir`` (if there is one); one written
+            with other options or members, or past ``config.epochs``, is refused (ConfigError).
         show_progress: progress bar; None = only on a terminal.
         device: where to train (``cpu``, ``cuda``, ``cuda:N``; default: the one set by
             :func:`mintaudit._tensor.use_device`, else the model's). On CUDA the steps run in
@@ -259,7 +303,8 @@ def train_classifier(
     result = TrainResult()
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    state = read_checkpoint(ckpt_path, model, opt, gen) if resume else None
+    run = run_signature(config, train_indices=train_indices)
+    state = read_checkpoint(ckpt_path, model, opt, gen, run, config.epochs) if resume else None
     if state is not None:
         start_epoch, result.history = int(state["epoch"]), checkpoint_history(state)
     net = distributed.wrap(model, dev)  # the model itself outside torchrun
@@ -304,7 +349,7 @@ def train_classifier(
         if test_indices is not None and len(test_indices):
             row["test_accuracy"] = _shared_accuracy(model, dataset, test_indices)
         result.history.append(row)
-        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history)
+        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history, run)
     model.eval()
     result.seconds = time.perf_counter() - t0
     distributed.broadcast_module(model)  # the same final weights on every rank, whatever rounding did

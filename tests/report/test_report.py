@@ -13,7 +13,7 @@ import pytest
 
 import mintaudit
 from mintaudit.errors import CorruptFileError, DataNotFoundError, EvaluationError
-from mintaudit.evaluation import evaluate_scores
+from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.report import (
     METHODS,
     SCHEMA,
@@ -209,3 +209,60 @@ def test_scale_and_ticks() -> None:
     assert Scale(0.0, 1.0, 0.0, 100.0).ticks() == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     svg = Plot((0.0, 1.0), (0.0, 1.0), title=INJECTION).render()
     assert svg.startswith("<svg") and "<script" not in svg
+
+
+def _sliced_result(seed: int, **extra: Any) -> dict:
+    """A result with an epsilon bound and slices (3 classes, correct / wrong)."""
+    rng = np.random.default_rng(seed)
+    m, n = rng.normal(1.0, 1, 300), rng.normal(0, 1, 300)
+    info = [SampleInfo(rng.integers(0, 3, 300), rng.random(300) < 0.8) for _ in range(2)]
+    ev = evaluate_scores(m, n, threshold=0.5, n_bootstrap=30, seed=seed, member_info=info[0], nonmember_info=info[1])
+    return {"method": "loss", "signal": "outputs", "protocol": "heldout-members", "label": "LOSS", **extra, **ev.to_dict()}
+
+
+def test_epsilon_bound_and_slices_reach_json_html_and_terminal(report: dict, tmp_path: Path) -> None:
+    add_result(report, _sliced_result(5))
+    write_report(report, tmp_path)
+    loaded = load_report(tmp_path)
+    row = loaded["results"][-1]
+    eps = row["epsilon_lower_bound"]
+    assert eps["epsilon"] > 0 and (eps["delta"], eps["confidence"], eps["per_rate_confidence"]) == (1e-5, 0.95, 0.975)
+    assert "selection half" in eps["threshold_half"]
+    assert set(row["slices"]["class"]) == {"0", "1", "2"} and row["slices"]["correct"]["n_members"] > 0
+    assert all(r["epsilon_lower_bound"]["epsilon"] is not None for r in loaded["results"])  # every result has one
+    page = render_html(loaded)
+    assert "<th>&epsilon; LB</th>" in page and f"{eps['epsilon']:.2f}" in page and "&delta;=1e-05, 95%" in page
+    assert "<h2>Slices</h2>" in page and "<summary>LOSS</summary>" in page and "class 2" in page
+    titles = re.findall(r"<svg[^>]*><title>([^<]*)</title>", page)
+    assert "LOSS" in titles  # the small-multiples plot of the sliced result
+    assert "No slices for L1, L2, L3" in page  # results made without sample information say so
+    table = format_table(loaded)
+    assert "eps LB" in table.splitlines()[0] and f"{eps['epsilon']:.2f}" in table.splitlines()[-1]
+
+
+def test_report_without_slices_has_no_slice_section(report: dict) -> None:
+    assert "<h2>Slices</h2>" not in render_html(report)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"epsilon_lower_bound": {"epsilon": -1.0, "delta": 1e-5, "confidence": 0.95}}, "epsilon_lower_bound"),
+        ({"epsilon_lower_bound": {"epsilon": 1.0, "delta": 0.0, "confidence": 0.95}}, "'delta' and 'confidence' in"),
+        ({"epsilon_lower_bound": {"epsilon": 1.0, "delta": 1e-5, "confidence": 1.5}}, "epsilon_lower_bound"),
+        ({"epsilon_lower_bound": {"delta": 1e-5, "confidence": 0.95}}, "epsilon_lower_bound"),
+        ({"epsilon_lower_bound": 1.2}, "epsilon_lower_bound"),
+        ({"slices": {"klass": {}}}, "keys among 'class', 'correct', 'wrong'"),
+        ({"slices": [1, 2]}, "result\\['slices'\\] must be a dict"),
+        ({"slices": {"class": {"0": {"n_members": -1, "n_nonmembers": 3, "metrics": None}}}},
+         "result\\['slices'\\]\\['class'\\]\\['0'\\] must be a dict with integer"),
+        ({"slices": {"correct": {"n_members": 3, "n_nonmembers": 3, "metrics": 0.5}}}, "'metrics'"),
+        ({"slices": {"wrong": {"n_members": 3, "n_nonmembers": 3, "metrics": None,
+                               "epsilon_lower_bound": {"epsilon": 1.0, "delta": 2.0, "confidence": 0.9}}}},
+         "\\['wrong'\\]\\['epsilon_lower_bound'\\]"),
+    ],
+)
+def test_add_result_refuses_bad_bounds_and_slices(report: dict, change: dict, match: str) -> None:
+    with pytest.raises(EvaluationError, match=match):
+        add_result(report, {**_result(1), **change})
+    assert len(report["results"]) == 4

@@ -22,11 +22,12 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
 from mintaudit.training import (
-    _augment, _augment_generator, _correct, check_schedule, checkpoint_history, read_checkpoint, start_training,
-    write_checkpoint,
+    _augment, _augment_generator, _correct, check_schedule, checkpoint_history, read_checkpoint, run_signature,
+    start_training, write_checkpoint,
 )
 
-__all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "train_active", "membership_scores", "task_accuracy"]
+__all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "train_active", "membership_scores", "task_accuracy",
+           "task_correct"]
 
 CHECKPOINT = "checkpoint.pt"
 Normalisation = Literal["first-batch", "none", "ema"]
@@ -126,6 +127,11 @@ def membership_scores(
 def _task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """bool (N,): whether the class output is right on each of ``indices`` (eval mode, mode restored)."""
     return _correct(model, dataset, indices, batch_size, logits_of=lambda out: out[0])
+
+
+def task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """bool (N,): whether the class output is right on each of ``indices`` (eval mode, mode restored)."""
+    return _task_correct(model, dataset, indices, batch_size)
 
 
 def task_accuracy(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> float:
@@ -282,7 +288,8 @@ def train_active(
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs, start_epoch = 0, 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    state = read_checkpoint(ckpt_path, model, opt, gen) if resume else None
+    run = run_signature(config, members=members, external=external, val_members=val_members, val_external=val_external)
+    state = read_checkpoint(ckpt_path, model, opt, gen, run, config.epochs) if resume else None
     if state is not None:
         try:
             best_state = state["best_model"]
@@ -371,7 +378,7 @@ def train_active(
             result.stopped_early = config.patience > 0 and bad_epochs >= config.patience
         if on_epoch is not None and distributed.is_main():
             on_epoch(row)
-        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history, best_model=best_state,
+        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history, run, best_model=best_state,
                          scales=[scales[0].value, scales[1].value], best_epoch=result.best_epoch,
                          best_value=result.best_value, bad_epochs=bad_epochs, stopped=result.stopped_early)
     if best_state is not None:

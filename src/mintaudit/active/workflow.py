@@ -26,10 +26,10 @@ from mintaudit._io import atomic_write_json, atomic_write_text
 from mintaudit.active.export import export_active, load_active, query_images
 from mintaudit.active.head import HeadConfig
 from mintaudit.active.model import ActiveModel
-from mintaudit.active.train import ActiveConfig, ActiveResult, membership_scores, task_accuracy, train_active
+from mintaudit.active.train import ActiveConfig, ActiveResult, membership_scores, task_correct, train_active
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError, ModelError
-from mintaudit.evaluation import evaluate_scores
+from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.models import active_taps, build_model, load_model
 from mintaudit.pipeline import _report_for, _spec_for, train_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, passive_split
@@ -87,9 +87,14 @@ class ActiveRunConfig:
 def amint_result(
     pos: np.ndarray, neg: np.ndarray, *, threshold: float, aud: float, label: str, layers: list[str],
     n_bootstrap: int = 1000, seed: int = 0, extra: dict[str, Any] | None = None,
+    member_info: SampleInfo | None = None, nonmember_info: SampleInfo | None = None,
 ) -> dict[str, Any]:
-    """One report row for membership probabilities of training members (``pos``) and non-members (``neg``)."""
-    at_half = evaluate_scores(pos, neg, threshold=0.5, n_bootstrap=n_bootstrap, seed=seed).to_dict()
+    """One report row for membership probabilities of training members (``pos``) and non-members (``neg``).
+
+    With ``member_info`` and ``nonmember_info`` (labels and task correctness of the aMINT model), the row gains slices.
+    """
+    at_half = evaluate_scores(pos, neg, threshold=0.5, n_bootstrap=n_bootstrap, seed=seed,
+                              member_info=member_info, nonmember_info=nonmember_info).to_dict()
     calibrated = evaluate_scores(pos, neg, threshold=threshold, n_bootstrap=n_bootstrap, seed=seed).to_dict()
     return {
         "method": "amint", "signal": "activations", "layer": "+".join(layers), "label": label, "detector": "amint-head",
@@ -159,8 +164,9 @@ def active_train(
                           val_external=split.val_external, config=cfg, test_indices=None,
                           checkpoint_dir=out / "checkpoints" / f"amint-{label}", resume=resume,
                           show_progress=show_progress, on_epoch=on_epoch)
-    aud = task_accuracy(model, ds, splits.test)
-    train_acc = task_accuracy(model, ds, splits.members)
+    correct_test, correct_members = task_correct(model, ds, splits.test), task_correct(model, ds, splits.members)
+    aud = int(correct_test.sum()) / max(len(splits.test), 1)
+    train_acc = int(correct_members.sum()) / max(len(splits.members), 1)
     info = {"setup": label, "training": result.to_dict(), "aud": aud, "train_accuracy": train_acc,
             "run": config.to_dict(), "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint(),
             "external_validation": split.val_external.tolist()}
@@ -169,7 +175,9 @@ def active_train(
     pos, neg = membership_scores(model, ds, splits.members), membership_scores(model, ds, splits.test)
     row = amint_result(pos, neg, threshold=result.threshold, aud=aud, label=f"aMINT {label}", layers=model.taps,
                        n_bootstrap=config.n_bootstrap, seed=cfg.seed,
-                       extra=_row_extra(config, result, train_acc))
+                       extra=_row_extra(config, result, train_acc),
+                       member_info=SampleInfo(ds.labels[splits.members], correct_members),
+                       nonmember_info=SampleInfo(ds.labels[splits.test], correct_test))
     rows = [row]
     if plain:
         train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -253,9 +261,12 @@ def active_eval(
     out = Path(out_dir)
     model, meta = load_delivered(out, ds, splits, setup)
     pos, neg = membership_scores(model, ds, splits.members), membership_scores(model, ds, splits.test)
-    aud = task_accuracy(model, ds, splits.test)
+    correct_test, correct_members = task_correct(model, ds, splits.test), task_correct(model, ds, splits.members)
+    aud = int(correct_test.sum()) / max(len(splits.test), 1)
     row = amint_result(pos, neg, threshold=float(meta["threshold"]), aud=aud, label=f"aMINT {setup}", layers=list(meta["taps"]),
                        n_bootstrap=n_bootstrap, seed=seed,
+                       member_info=SampleInfo(ds.labels[splits.members], correct_members),
+                       nonmember_info=SampleInfo(ds.labels[splits.test], correct_test),
                        extra={"setup": setup, "backbone": meta["backbone"]["name"], "audited_model": "amint"})
     new = _report_for(out, ds, splits, meta["backbone"]["name"], model.backbone, {"task_accuracy": aud},
                       {"amint_eval": {"setup": setup}}, command or sys.argv)

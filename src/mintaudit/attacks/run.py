@@ -33,7 +33,7 @@ from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_re
 from mintaudit.data._base import ImageDataset
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
-from mintaudit.evaluation import evaluate_scores
+from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.models.registry import ModelSpec
 from mintaudit.passive import PassiveSplit
@@ -82,6 +82,8 @@ class AttackScores:
     calibration_members: np.ndarray
     calibration_nonmembers: np.ndarray
     info: dict[str, Any]
+    member_info: SampleInfo | None = None  # labels and target-model correctness, for slices
+    nonmember_info: SampleInfo | None = None
 
 
 def attack_scores(
@@ -134,6 +136,7 @@ def attack_scores(
 
     logits = target_logits(dataset)
     labels = dataset.labels[scored]
+    sample_info = SampleInfo.from_logits(logits, labels)
     views = [dataset, _flip_dataset(dataset)] if config.flip else [dataset]
     refs: dict[str, tuple[ReferenceSet, np.ndarray]] = {}
 
@@ -180,7 +183,8 @@ def attack_scores(
             s = _shokri(ref_set, dataset, ref_pop, logits, labels, cache_root / "signals", config)
         info["n_reference"] = config.n_reference if method in _NEEDS_REFS | {"lira-online"} else 0
         info["seconds"] = round(time.perf_counter() - t0, 2)
-        out[method] = AttackScores(s[:n_m], s[n_m : n_m + n_n], s[n_m + n_n : n_m + n_n + n_k], s[n_m + n_n + n_k :], info)
+        out[method] = AttackScores(s[:n_m], s[n_m : n_m + n_n], s[n_m + n_n : n_m + n_n + n_k], s[n_m + n_n + n_k :], info,
+                                   sample_info.take(np.arange(n_m)), sample_info.take(np.arange(n_m, n_m + n_n)))
     return out
 
 
@@ -220,7 +224,7 @@ def run_attacks(
             "threshold": thr,
             "threshold_source": "known members vs half of the external samples",
             **evaluate_scores(sc.members, sc.nonmembers, threshold=thr, n_bootstrap=config.n_bootstrap,
-                              seed=config.seed).to_dict(),
+                              seed=config.seed, member_info=sc.member_info, nonmember_info=sc.nonmember_info).to_dict(),
             "fit": sc.info,
         })
     return results

@@ -4,7 +4,7 @@ Every method produces per-sample scores (higher = more likely a member); evaluat
 scores, never the method that made them.
 """
 
-from mintaudit.evaluation.evaluate import TARGET_FPRS, Evaluation, evaluate_scores
+from mintaudit.evaluation.evaluate import TARGET_FPRS, Evaluation, SampleInfo, evaluate_scores
 from mintaudit.evaluation.metrics import (
     ThresholdMetrics,
     UndefinedMetricWarning,
@@ -14,6 +14,7 @@ from mintaudit.evaluation.metrics import (
     threshold_metrics,
     tpr_at_fpr,
 )
+from mintaudit.evaluation.privacy import EpsilonBound, clopper_pearson, epsilon_lower_bound, min_scores_for_bound
 from mintaudit.evaluation.statistics import (
     DatasetTest,
     SampleDecisions,
@@ -26,16 +27,21 @@ from mintaudit.evaluation.statistics import (
 __all__ = [
     "TARGET_FPRS",
     "DatasetTest",
+    "EpsilonBound",
     "Evaluation",
     "SampleDecisions",
+    "SampleInfo",
     "ThresholdMetrics",
     "UndefinedMetricWarning",
     "auc_score",
     "benjamini_hochberg",
     "best_threshold",
+    "clopper_pearson",
     "conformal_pvalues",
     "dataset_test",
+    "epsilon_lower_bound",
     "evaluate_scores",
+    "min_scores_for_bound",
     "roc_curve",
     "sample_decisions",
     "threshold_metrics",

@@ -17,8 +17,9 @@ from mintaudit.evaluation.metrics import (
     _threshold_from_counts,
     _tpr_at_fpr_from_curve,
 )
+from mintaudit.evaluation.privacy import epsilon_lower_bound, min_scores_for_bound
 
-__all__ = ["TARGET_FPRS", "Evaluation", "evaluate_scores"]
+__all__ = ["TARGET_FPRS", "Evaluation", "SampleInfo", "evaluate_scores"]
 
 TARGET_FPRS: tuple[float, ...] = (0.01, 0.001)
 """False positive rates at which the TPR is reported (keys ``"0.01"``, ``"0.001"``)."""
@@ -48,6 +49,15 @@ class Evaluation:
         histogram: ``{"edges": [41 floats], "members": [40 ints], "nonmembers": [40 ints]}``
             over the pooled score range.
         n_bootstrap: the number of bootstrap resamples behind ``ci95``.
+        epsilon_lower_bound: :meth:`~mintaudit.evaluation.EpsilonBound.to_dict` of the
+            evaluated scores; with too few scores, ``{"epsilon": None, "delta", "confidence",
+            "note"}`` saying how many are needed.
+        slices: with :class:`SampleInfo` for both sides, the same metrics per true class and
+            per correctly / wrongly classified sample: ``{"class": {"0": slice, ...}, "correct":
+            slice, "wrong": slice}``, each slice ``{"n_members", "n_nonmembers", "metrics",
+            "ci95", "epsilon_lower_bound"}`` over the evaluated (balanced) samples, not
+            rebalanced; ``metrics`` and ``ci95`` are None when the slice lacks a side. None
+            when no sample information was given (the method cannot provide labels).
     """
 
     n_members: int
@@ -58,10 +68,34 @@ class Evaluation:
     roc: dict[str, list[float]]
     histogram: dict[str, list[float]]
     n_bootstrap: int = 0
+    epsilon_lower_bound: dict[str, Any] | None = None
+    slices: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy made of plain JSON-ready python types (NaN stays a float NaN)."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """What the audited model made of each scored sample, for slicing results.
+
+    Attributes:
+        labels: int array (N,), the true class of each sample.
+        correct: bool array (N,), whether the audited model predicted that class.
+    """
+
+    labels: NDArray[np.int64]
+    correct: NDArray[np.bool_]
+
+    @classmethod
+    def from_logits(cls, logits: ArrayLike, labels: ArrayLike) -> SampleInfo:
+        """From the audited model's logits float (N, K) and the true labels int (N,)."""
+        z, y = np.asarray(logits), np.asarray(labels, dtype=np.int64)
+        return cls(y, np.argmax(z, axis=1) == y)
+
+    def take(self, idx: NDArray[np.intp]) -> SampleInfo:
+        return SampleInfo(self.labels[idx], self.correct[idx])
 
 
 def evaluate_scores(
@@ -72,6 +106,10 @@ def evaluate_scores(
     balance: bool = True,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    member_info: SampleInfo | None = None,
+    nonmember_info: SampleInfo | None = None,
+    delta: float = 1e-5,
+    confidence: float = 0.95,
 ) -> Evaluation:
     """Evaluate membership scores: metrics, 95% bootstrap intervals, ROC and histogram.
 
@@ -89,14 +127,20 @@ def evaluate_scores(
             :func:`~mintaudit.evaluation.best_threshold`), tune it on validation scores only.
         balance: subsample the larger side to the size of the smaller one.
         n_bootstrap: bootstrap resamples for ``ci95``; 0 skips the intervals (NaN).
-        seed: seeds balancing and bootstrap; equal inputs and seed give equal results.
+        seed: seeds balancing and bootstrap, and the halves of the epsilon bound; equal inputs
+            and seed give equal results.
+        member_info, nonmember_info: true labels and correctness of each scored sample, in the
+            order of the scores; both given, the result gains ``slices``.
+        delta, confidence: of the epsilon lower bound (see
+            :func:`~mintaudit.evaluation.epsilon_lower_bound`), each in (0, 1).
 
     Returns:
         An :class:`Evaluation`; ``to_dict()`` is ready for ``report.add_result``.
 
     Raises:
         EvaluationError: an empty side, arrays that are not 1-D, non-finite scores, a
-            non-finite threshold or a negative ``n_bootstrap``.
+            non-finite threshold, a negative ``n_bootstrap``, delta or confidence outside
+            (0, 1), or sample information of the wrong length or given for one side only.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -110,26 +154,20 @@ def evaluate_scores(
         raise EvaluationError(f"threshold must be a finite number; given {threshold!r}; pass e.g. 0.5")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, numbers.Integral) or n_bootstrap < 0:
         raise EvaluationError(f"n_bootstrap must be an integer >= 0; given {n_bootstrap!r}; pass e.g. 1000")
+    min_scores_for_bound(delta, confidence)  # checks delta and confidence
+    infos = _check_infos(member_info, nonmember_info, members.size, nonmembers.size)
     rng = np.random.default_rng(seed)
     if balance and members.size != nonmembers.size:
         n = min(members.size, nonmembers.size)
-        members, nonmembers = (
-            rng.choice(s, size=n, replace=False) if s.size > n else s for s in (members, nonmembers)
-        )
+        kept = [rng.choice(s.size, size=n, replace=False) if s.size > n else None for s in (members, nonmembers)]
+        members, nonmembers = (s if k is None else s[k] for s, k in zip((members, nonmembers), kept))
+        if infos is not None:
+            infos = tuple(i if k is None else i.take(k) for i, k in zip(infos, kept))
 
-    values, inverse = np.unique(np.concatenate([members, nonmembers]), return_inverse=True)
-    inv_m, inv_n = inverse[: members.size], inverse[members.size :]
-    n_predicted = int(np.count_nonzero(values >= threshold))  # distinct scores predicted member
-    tps, fps = _curve(
-        np.bincount(inv_m, minlength=values.size)[None], np.bincount(inv_n, minlength=values.size)[None]
-    )
-
-    point = _metric_columns(tps, fps, n_predicted)[0]
-    boot = _bootstrap(inv_m, inv_n, values.size, n_predicted, int(n_bootstrap), rng)
-    if n_bootstrap:
-        lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
-    else:
-        lo = hi = np.full(point.size, np.nan)
+    tps, fps, point, lo, hi = _point_and_intervals(members, nonmembers, float(threshold), int(n_bootstrap), rng)
+    slices = None
+    if infos is not None:
+        slices = _slices(members, nonmembers, *infos, float(threshold), int(n_bootstrap), seed, delta, confidence)
     return Evaluation(
         n_members=int(members.size),
         n_nonmembers=int(nonmembers.size),
@@ -139,7 +177,87 @@ def evaluate_scores(
         roc=_roc_points(tps[0], fps[0]),
         histogram=_histogram(members, nonmembers),
         n_bootstrap=int(n_bootstrap),
+        epsilon_lower_bound=_bound(members, nonmembers, delta, confidence, seed),
+        slices=slices,
     )
+
+
+def _point_and_intervals(
+    members: NDArray, nonmembers: NDArray, threshold: float, n_bootstrap: int, rng: np.random.Generator
+) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray]:
+    """Curve tps, fps (1, U + 1), point metric columns (K,) and interval ends lo, hi (K,)."""
+    values, inverse = np.unique(np.concatenate([members, nonmembers]), return_inverse=True)
+    inv_m, inv_n = inverse[: members.size], inverse[members.size :]
+    n_predicted = int(np.count_nonzero(values >= threshold))  # distinct scores predicted member
+    tps, fps = _curve(
+        np.bincount(inv_m, minlength=values.size)[None], np.bincount(inv_n, minlength=values.size)[None]
+    )
+    point = _metric_columns(tps, fps, n_predicted)[0]
+    boot = _bootstrap(inv_m, inv_n, values.size, n_predicted, n_bootstrap, rng)
+    if n_bootstrap:
+        lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    else:
+        lo = hi = np.full(point.size, np.nan)
+    return tps, fps, point, lo, hi
+
+
+def _bound(members: NDArray, nonmembers: NDArray, delta: float, confidence: float, seed: int) -> dict[str, Any]:
+    """The epsilon lower bound as a dict, or why there is none (too few scores)."""
+    need = min_scores_for_bound(delta, confidence)
+    if min(members.size, nonmembers.size) < need:
+        return {"epsilon": None, "delta": delta, "confidence": confidence,
+                "note": f"too few scores for a bound: {members.size} members and {nonmembers.size} non-members, "
+                        f"at least {need} of each needed"}
+    return epsilon_lower_bound(members, nonmembers, delta=delta, confidence=confidence, split_seed=seed).to_dict()
+
+
+def _check_infos(
+    member_info: SampleInfo | None, nonmember_info: SampleInfo | None, n_m: int, n_n: int
+) -> tuple[SampleInfo, SampleInfo] | None:
+    if member_info is None and nonmember_info is None:
+        return None
+    if member_info is None or nonmember_info is None:
+        raise EvaluationError(
+            "sample information was given for one side only; pass both member_info and nonmember_info, or neither"
+        )
+    out = []
+    for info, n, side in ((member_info, n_m, "member"), (nonmember_info, n_n, "nonmember")):
+        labels, correct = np.asarray(info.labels), np.asarray(info.correct, dtype=bool)
+        if labels.shape != (n,) or correct.shape != (n,):
+            raise EvaluationError(
+                f"{side}_info must hold one label and one correctness flag per {side} score ({n}); given shapes "
+                f"{labels.shape} and {correct.shape}; build it from the same rows as the scores"
+            )
+        out.append(SampleInfo(labels.astype(np.int64), correct))
+    return out[0], out[1]
+
+
+def _slices(
+    members: NDArray, nonmembers: NDArray, info_m: SampleInfo, info_n: SampleInfo, threshold: float,
+    n_bootstrap: int, seed: int, delta: float, confidence: float,
+) -> dict[str, Any]:
+    """Metrics per true class and per correct / wrong prediction (see :class:`Evaluation`)."""
+    rng = np.random.default_rng((seed, 16))  # its own stream: the whole-set numbers do not move
+
+    def one(mask_m: NDArray[np.bool_], mask_n: NDArray[np.bool_]) -> dict[str, Any]:
+        m, n = members[mask_m], nonmembers[mask_n]
+        out: dict[str, Any] = {"n_members": int(m.size), "n_nonmembers": int(n.size), "metrics": None, "ci95": None}
+        if m.size and n.size:
+            _, _, point, lo, hi = _point_and_intervals(m, n, threshold, n_bootstrap, rng)
+            out["metrics"] = _nest([float(v) for v in point])
+            out["ci95"] = _nest([[float(a), float(b)] for a, b in zip(lo, hi)])
+            out["epsilon_lower_bound"] = _bound(m, n, delta, confidence, seed)
+        else:
+            out["epsilon_lower_bound"] = None
+            out["note"] = "no members or no non-members in this slice"
+        return out
+
+    classes = np.union1d(info_m.labels, info_n.labels)
+    return {
+        "class": {str(int(c)): one(info_m.labels == c, info_n.labels == c) for c in classes},
+        "correct": one(info_m.correct, info_n.correct),
+        "wrong": one(~info_m.correct, ~info_n.correct),
+    }
 
 
 def _side(scores: ArrayLike, name: str, argument: str) -> NDArray[np.float64]:

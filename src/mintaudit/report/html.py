@@ -40,6 +40,7 @@ th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .figs{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}figure{margin:0}
 figcaption{font-size:.85em;color:#555;max-width:640px;margin-top:4px}
 .swatch{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px;opacity:.7}
+details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 pre{background:#f4f4f4;padding:10px 12px;overflow-x:auto;font-size:.85em;white-space:pre-wrap;word-break:break-word}
 """
 
@@ -76,6 +77,7 @@ def render_html(report: dict[str, Any]) -> str:
         _roc_section(results, names),
         _histogram_section(results, names),
         _depth_section(results, names),
+        _slices_section(results, names),
         _provenance(report),
     ]
     body = "\n".join(s for s in sections if s)
@@ -256,6 +258,9 @@ def _reading_guide() -> str:
         "<li><b>TPR@1% / TPR@0.1%</b>: the share of members recognised while wrongly flagging only 1% / 0.1% of "
         "non-members; what matters for confident claims about individual samples.</li>"
         "<li>Grey numbers in brackets are <b>95% bootstrap intervals</b>. An AUC interval that includes 0.5 is compatible with chance.</li>"
+        "<li><b>&epsilon; LB</b>: a lower bound on the epsilon of differential privacy: if training was (&epsilon;, &delta;)-DP, "
+        "then &epsilon; is at least this, with the stated confidence (Clopper-Pearson bounds on TPR and FPR at a threshold "
+        "chosen on one half of the scores, evaluated on the other half). 0 means no leakage this test can certify.</li>"
         f"<li><b>Protocol</b> (never mixed in one figure):<ul>{protocols}</ul></li>"
         "</ul></section>"
     )
@@ -275,6 +280,20 @@ def _cell(result: dict[str, Any], key: str, fpr: str | None = None) -> str:
     ci = interval(result, key, fpr)
     bounds = f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>' if ci else ""
     return f'<td class="num">{fmt(metric(result, key, fpr))}{bounds}</td>'
+
+
+def _eps_cell(result: dict[str, Any]) -> str:
+    """The epsilon lower bound with its delta and confidence underneath, or a dash (with the reason as a tooltip)."""
+    bound = result.get("epsilon_lower_bound")
+    if not isinstance(bound, dict):
+        return f'<td class="num">{DASH}</td>'
+    note = f' title="{escape(str(bound["note"]))}"' if bound.get("note") else ""
+    if not is_number(bound.get("epsilon")):
+        return f'<td class="num"{note}>{DASH}</td>'
+    delta, conf = bound.get("delta"), bound.get("confidence")
+    about = (f'<span class="ci">&delta;={delta:.0e}, {100 * conf:g}%</span>'
+             if is_number(delta) and is_number(conf) else "")
+    return f'<td class="num"{note}>{bound["epsilon"]:.2f}{about}</td>'
 
 
 def _active_section(results: list[dict[str, Any]]) -> str:
@@ -315,7 +334,8 @@ def _results_table(results: list[dict[str, Any]], names: list[str]) -> str:
     best = {id(r) for r, _ in _best_per_protocol(results, names)}
     head = (
         "<tr><th>Result</th><th>Method</th><th>Detector</th><th>Protocol</th><th>Accuracy</th><th>Precision</th>"
-        "<th>Recall</th><th>AUC</th><th>TPR@1% FPR</th><th>TPR@0.1% FPR</th><th>Members / non-members</th></tr>"
+        "<th>Recall</th><th>AUC</th><th>TPR@1% FPR</th><th>TPR@0.1% FPR</th><th>&epsilon; LB</th>"
+        "<th>Members / non-members</th></tr>"
     )
     rows = []
     for r, name in zip(results, names):
@@ -325,6 +345,7 @@ def _results_table(results: list[dict[str, Any]], names: list[str]) -> str:
             f"<td><b>{escape(name)}</b>{where}</td>",
             *(f"<td>{escape(str(r.get(key) or DASH))}</td>" for key in ("method", "detector", "protocol")),
             *(_cell(r, *key) for key in _TABLE_METRICS),
+            _eps_cell(r),
             f'<td class="num">{_value(r.get("n_members"))} / {_value(r.get("n_nonmembers"))}</td>',
         ]
         rows.append(("<tr class='best'>" if id(r) in best else "<tr>") + "".join(cells) + "</tr>")
@@ -569,3 +590,70 @@ def _depth_y_range(results: list[dict[str, Any]], key: str) -> tuple[float, floa
     lo, hi = math.floor(min(values) * 20) / 20, math.ceil(max(values) * 20) / 20
     lo, hi = max(0.0, lo), min(1.0, hi)
     return min(lo, hi - 0.1), hi  # values include 0.5, so hi >= 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# slices
+
+
+def _slice_parts(slices: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(short tick text, row label, slice) per class, then correct / wrong."""
+    parts = []
+    classes = slices.get("class") if isinstance(slices.get("class"), dict) else {}
+    for key in sorted(classes, key=lambda k: (0, int(k), "") if str(k).lstrip("-").isdigit() else (1, 0, str(k))):
+        if isinstance(classes[key], dict):
+            parts.append((str(key), f"class {key}", classes[key]))
+    for key, tick, text in (("correct", "ok", "classified correctly"), ("wrong", "wrong", "classified wrongly")):
+        if isinstance(slices.get(key), dict):
+            parts.append((tick, text, slices[key]))
+    return parts
+
+
+def _slice_plot(result: dict[str, Any], name: str, parts: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """AUC per slice with its 95% interval, the whole result's AUC and chance as rules."""
+    xs = list(range(1, len(parts) + 1))
+    values = [0.5, *(v for v in [metric(result, "auc")] if is_number(v))]
+    for _, _, part in parts:
+        values += [v for v in (metric(part, "auc"), *(interval(part, "auc") or ())) if is_number(v)]
+    lo, hi = max(0.0, math.floor(min(values) * 10) / 10), min(1.0, math.ceil(max(values) * 10) / 10)
+    plot = Plot((0.4, len(parts) + 0.6), (min(lo, hi - 0.1), hi), width=max(220, 26 * len(parts) + 80), height=190,
+                title=name, x_label="slice", y_label="AUC", x_ticks=[(x, t) for x, (t, _, _) in zip(xs, parts)])
+    plot.hline(0.5, color="#aaa", dash="2 3")
+    if is_number(metric(result, "auc")):
+        plot.hline(metric(result, "auc"), color=_NONMEMBER, dash="6 4", text="all")
+    cis = [(x, interval(p, "auc")) for x, (_, _, p) in zip(xs, parts) if interval(p, "auc")]
+    plot.error_bars([x for x, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=_MEMBER)
+    pts = [(x, metric(p, "auc")) for x, (_, _, p) in zip(xs, parts) if is_number(metric(p, "auc"))]
+    plot.points([x for x, _ in pts], [y for _, y in pts], color=_MEMBER)
+    return plot.render()
+
+
+def _slices_section(results: list[dict[str, Any]], names: list[str]) -> str:
+    sliced = [(r, n, _slice_parts(r["slices"])) for r, n in zip(results, names) if isinstance(r.get("slices"), dict)]
+    sliced = [(r, n, parts) for r, n, parts in sliced if parts]
+    if not sliced:
+        return ""
+    figures = [_figure(_slice_plot(r, n, parts), escape(f"{r.get('method')} · {r.get('protocol')}")) for r, n, parts in sliced]
+    tables = []
+    for r, n, parts in sliced:
+        rows = "".join(
+            f"<tr><td>{escape(text)}</td>"
+            f'<td class="num">{_value(p.get("n_members"))} / {_value(p.get("n_nonmembers"))}</td>'
+            + "".join(_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01")))
+            + _eps_cell(p) + "</tr>"
+            for _, text, p in parts
+        )
+        tables.append(
+            f"<details><summary>{escape(n)}</summary><table><tr><th>Slice</th><th>Members / non-members</th>"
+            f"<th>Accuracy</th><th>AUC</th><th>TPR@1% FPR</th><th>&epsilon; LB</th></tr>{rows}</table></details>"
+        )
+    missing = [n for r, n in zip(results, names) if not isinstance(r.get("slices"), dict)]
+    absent = (f'<p class="muted small">No slices for {escape(", ".join(missing))}: the method gave no labels or '
+              "correctness of its scored samples.</p>") if missing else ""
+    return (
+        "<section><h2>Slices</h2><p>Each result again, on the samples of one true class, and on the samples the audited "
+        "model classifies correctly (ok) or wrongly. Slices are parts of the evaluated (balanced) sets, not rebalanced; "
+        "small slices have wide intervals. Dots: AUC per slice with 95% intervals; dashed orange: the whole result; "
+        "dotted grey: chance.</p>"
+        f'<div class="figs">{"".join(figures)}</div>{"".join(tables)}{absent}</section>'
+    )

@@ -98,7 +98,8 @@ def add_result(report: dict[str, Any], result: dict[str, Any]) -> None:
 
     Raises:
         EvaluationError: a required key is missing, or ``method``, ``protocol``, the sizes,
-            ``metrics``, ``ci95`` or ``depth`` has an invalid value.
+            ``metrics``, ``ci95``, ``depth``, ``epsilon_lower_bound`` or ``slices`` (both
+            optional) has an invalid value.
     """
     missing = [k for k in _REQUIRED if k not in result]
     if missing:
@@ -133,7 +134,50 @@ def add_result(report: dict[str, Any], result: dict[str, Any]) -> None:
         raise EvaluationError(
             f"result['depth'] must be an integer >= 1 (1 = first tap) or absent; given {depth!r}"
         )
+    _check_bound(result.get("epsilon_lower_bound"), "result['epsilon_lower_bound']")
+    _check_slices(result.get("slices"))
     report.setdefault("results", []).append(copy.deepcopy(result))
+
+
+def _check_bound(bound: Any, where: str) -> None:
+    """None, or ``{"epsilon": None or a number >= 0, "delta", "confidence" in (0, 1), ...}``."""
+    if bound is None:
+        return
+    eps = bound.get("epsilon", "missing") if isinstance(bound, dict) else "missing"
+    ok = isinstance(bound, dict) and (eps is None or (_number(eps) and eps >= 0.0)) and all(
+        _number(bound.get(k)) and 0.0 < bound[k] < 1.0 for k in ("delta", "confidence")
+    )
+    if not ok:
+        raise EvaluationError(
+            f"{where} must be a dict with 'epsilon' (a number >= 0, or None), 'delta' and 'confidence' in (0, 1); "
+            f"given {bound!r}; use epsilon_lower_bound(...).to_dict() or evaluate_scores(...).to_dict()"
+        )
+
+
+def _check_slices(slices: Any) -> None:
+    """None, or ``{"class": {label: slice}, "correct": slice, "wrong": slice}`` (each part optional)."""
+    if slices is None:
+        return
+    fix = "use evaluate_scores(..., member_info=..., nonmember_info=...).to_dict()"
+    if not isinstance(slices, dict) or not set(slices) <= {"class", "correct", "wrong"}:
+        given = sorted(slices) if isinstance(slices, dict) else type(slices).__name__
+        raise EvaluationError(f"result['slices'] must be a dict with keys among 'class', 'correct', 'wrong'; given {given}; {fix}")
+    classes = slices.get("class") or {}
+    if not isinstance(classes, dict):
+        raise EvaluationError(f"result['slices']['class'] must be a dict of class label -> slice; given {classes!r}; {fix}")
+    parts = [(f"result['slices']['class'][{k!r}]", v) for k, v in classes.items()]
+    parts += [(f"result['slices'][{k!r}]", slices[k]) for k in ("correct", "wrong") if k in slices]
+    for where, part in parts:
+        sizes_ok = isinstance(part, dict) and all(
+            isinstance(part.get(k), numbers.Integral) and not isinstance(part.get(k), bool) and part[k] >= 0
+            for k in ("n_members", "n_nonmembers")
+        )
+        if not sizes_ok or not (part.get("metrics") is None or isinstance(part["metrics"], dict)):
+            raise EvaluationError(
+                f"{where} must be a dict with integer 'n_members', 'n_nonmembers' >= 0 and 'metrics' "
+                f"(a dict, or None); given {part!r}; {fix}"
+            )
+        _check_bound(part.get("epsilon_lower_bound"), f"{where}['epsilon_lower_bound']")
 
 
 def set_verdict(report: dict[str, Any], verdict: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ _SHORT_PROTOCOL = {"heldout-members": "heldout", "training-members": "training"}
 
 def format_table(report: dict[str, Any]) -> str:
     """One line per result: name (label), layer, signal (detector), method, protocol, accuracy, AUC with its 95%
-    interval, TPR at 1% FPR and the sizes of both sides.
+    interval, TPR at 1% FPR, the epsilon lower bound and the sizes of both sides.
 
     Args:
         report: a report dict (see :func:`~mintaudit.report.new_report`).
@@ -29,7 +29,7 @@ def format_table(report: dict[str, Any]) -> str:
     results = [r for r in report.get("results") or [] if isinstance(r, dict)]
     if not results:
         return "(no results)"
-    rows = [("result", "layer", "signal", "method", "protocol", "acc", "auc [95% CI]", "tpr@1%", "n (m/nm)")]
+    rows = [("result", "layer", "signal", "method", "protocol", "acc", "auc [95% CI]", "tpr@1%", "eps LB", "n (m/nm)")]
     for r in results:
         ci = interval(r, "auc")
         protocol = str(r.get("protocol", "-"))
@@ -45,11 +45,12 @@ def format_table(report: dict[str, Any]) -> str:
                 fmt(metric(r, "accuracy")),
                 fmt(metric(r, "auc")) + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else ""),
                 fmt(metric(r, "tpr_at_fpr", "0.01")),
+                fmt(bound.get("epsilon") if isinstance(bound := r.get("epsilon_lower_bound"), dict) else None, 2),
                 f"{r.get('n_members', '-')}/{r.get('n_nonmembers', '-')}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    numeric = {5, 7}  # right-aligned columns
+    numeric = {5, 7, 8}  # right-aligned columns
     lines = [
         "  ".join(
             c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
