@@ -21,12 +21,12 @@ import numpy as np
 from torch import nn
 
 from mintaudit._progress import progress
+from mintaudit.attacks.loss import loss_audit, loss_result
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import evaluate_scores
-from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.signals import SignalCache, extract_signals, output_features
 
 __all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "loss_baseline", "run_sweep"]
@@ -167,27 +167,12 @@ class _Rows:
 
 
 def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) -> dict[str, Any]:
-    """The LOSS attack (Yeom et al.): score = minus the loss on the true label, same held-out sets.
+    """The LOSS attack (Yeom et al.) on the same held-out sets, from ``cache``'s logits.
 
-    Its threshold is the accuracy-maximising one on the MINT-training data (known members vs
-    external samples), never on the sets it is scored on.
+    A thin call into :func:`mintaudit.attacks.loss.loss_result`, the one LOSS row of every
+    command: float64 minus the loss, threshold tuned on known members vs external samples.
     """
-    loss = cache.outputs()["loss"]
-    score = -loss.astype(np.float64)
-    fit_rows = cache.rows(np.concatenate([split.known_members, split.external]))
-    y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))]
-    thr = float(best_threshold(y, score[fit_rows]))
-    return {
-        "method": "loss",
-        "signal": "outputs",
-        "layer": "outputs",
-        "label": "LOSS",
-        "detector": "threshold",
-        "protocol": "heldout-members",
-        "threshold": thr,
-        "threshold_source": "known members vs external (MINT-training data)",
-        **_evaluate(score[cache.rows(split.heldout_members)], score[cache.rows(split.test)], thr, config),
-    }
+    return loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed)
 
 
 def run_sweep(
@@ -235,5 +220,7 @@ def run_sweep(
             cache, split, layer, config, fuse_outputs=fuse, label=label, depth=depth, show_progress=show_progress
         )
         results.append(result)
-    results.append(loss_baseline(cache, split, config))
+    # the one LOSS row (mintaudit.attacks.loss), from the outputs-only cache every command shares
+    results.append(loss_audit(model, dataset, split, cache_root, batch_size=config.batch_size,
+                              n_bootstrap=config.n_bootstrap, seed=config.seed, show_progress=show_progress))
     return results
