@@ -228,7 +228,7 @@ def lira_scores(
     def gauss(side: str) -> tuple[np.ndarray, np.ndarray]:
         mean, var, real, pooled = fits[side]
         var = np.full_like(var, pooled) if fixed_variance else np.where(real, var, pooled)
-        return mean, np.sqrt(np.maximum(var, 1e-12))  # the floor matters only for constant reference statistics
+        return mean, np.maximum(np.sqrt(var), 1e-30)  # the reference code's 1e-30: only for identical statistics
 
     mu_out, sd_out = gauss("out")
     if online:
