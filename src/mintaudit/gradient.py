@@ -32,12 +32,12 @@ import numpy as np
 from torch import nn
 
 from mintaudit._progress import progress
+from mintaudit.attacks.loss import loss_audit
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import evaluate_scores
-from mintaudit.attacks.loss import loss_audit
 from mintaudit.passive import PassiveSplit, SweepConfig, _Rows, passive_split
 from mintaudit.report.schema import PROTOCOLS
 from mintaudit.signals import SETUPS, SignalCache, check_reductions, extract_gradients, gradient_layers
