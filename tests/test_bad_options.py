@@ -220,7 +220,7 @@ PATHS = [
     ("query --csv DIR", lambda t: _query(t) + ["--csv", str(_dir(t))], "--csv '%s' is a directory; give a file name"),
     ("query --json DIR", lambda t: _query(t) + ["--json", str(_dir(t))], "--json '%s' is a directory"),
     ("query --csv under a file", lambda t: _query(t) + ["--csv", str(_file(t) / "a.csv")], "is a file"),
-    ("report is a directory", lambda t: ["report", str(_dir(t))], "REPORT_JSON '%s' is a directory"),
+    ("report of a folder with no report.json", lambda t: ["report", str(_dir(t))], "report.json' does not exist"),
 ]
 
 

@@ -63,7 +63,7 @@ def test_a_given_splits_path_must_exist(base, tmp_path, refused, verb, kind):
         splits.mkdir()
     line = refused([verb, "--dataset", data, "--out", tmp_path / "r", "--splits", splits, "--quiet"])
     assert str(splits) in line and "--splits" in line
-    assert ("does not exist" if kind == "missing" else "is a folder") in line
+    assert ("does not exist" if kind == "missing" else "is a directory") in line
     assert not splits.is_file() and not (tmp_path / "r" / "splits.json").exists()
 
 

@@ -279,7 +279,7 @@ def check_values(values: Mapping[str, Any], origin: Origin) -> None:
 # paths
 
 
-PathRole = Literal["out_dir", "out_file", "in_file", "in_dir"]
+PathRole = Literal["out_dir", "out_file", "in_file", "in_dir", "in_path"]
 
 #: dest -> what the path given for it must be.
 PATHS: dict[str, PathRole] = {
@@ -291,7 +291,7 @@ PATHS: dict[str, PathRole] = {
     "external_file": "in_file",
     "test_file": "in_file",
     "weights": "in_file",
-    "report_path": "in_file",
+    "report_path": "in_path",
     "data_root": "in_dir",
 }
 
@@ -312,6 +312,9 @@ def check_paths(values: Mapping[str, Any], origin: Origin) -> None:
             _writable_dir(p.parent, f"{name} {str(p)!r}: its folder", is_parent=True)
         elif role == "in_file":
             _input_file(Path(v), name, _FIX.get(dest, "check the path"))
+        elif role == "in_path":  # a file, or a folder holding the default file (report: a work directory)
+            p = Path(v)
+            _input_file(p / "report.json" if p.is_dir() else p, name, _FIX.get(dest, "check the path"))
         else:
             p = Path(v).expanduser()
             if not p.is_dir():

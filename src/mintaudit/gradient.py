@@ -32,12 +32,13 @@ import numpy as np
 from torch import nn
 
 from mintaudit._progress import progress
+from mintaudit.attacks.loss import loss_audit
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
-from mintaudit.passive import PassiveSplit, SweepConfig, _Rows, loss_baseline, passive_split
+from mintaudit.passive import PassiveSplit, SweepConfig, _Rows, passive_split
 from mintaudit.report.schema import PROTOCOLS
 from mintaudit.signals import SETUPS, SignalCache, check_reductions, extract_gradients, gradient_layers
 
@@ -324,5 +325,8 @@ def run_gradient_sweep(
         rows, _ = audit_gradients(cache, budgeted[b], setup_layers, config, setup=key,
                                   label=f"{name} {budget_label(b)}", budget=b, show_progress=show_progress)
         results.extend(rows)
-    results.append(loss_baseline(cache, split, config.passive()))
+    # the one LOSS row (mintaudit.attacks.loss): from the outputs-only cache the passive sweep and the attacks
+    # share, not from this cache's per-sample (vmap) logits, so the row is the same whichever command ran last
+    results.append(loss_audit(model, dataset, split, cache_root, batch_size=config.batch_size,
+                              n_bootstrap=config.n_bootstrap, seed=config.seed, show_progress=show_progress))
     return results

@@ -21,12 +21,12 @@ import numpy as np
 from torch import nn
 
 from mintaudit._progress import progress
+from mintaudit.attacks.loss import loss_audit, loss_result, sample_infos
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
-from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.signals import SignalCache, extract_signals, output_features
 
 __all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "loss_baseline", "run_sweep"]
@@ -85,13 +85,6 @@ def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold
                            member_info=m_info, nonmember_info=n_info).to_dict()
 
 
-def _sample_infos(cache: SignalCache, members: np.ndarray, nonmembers: np.ndarray) -> tuple[SampleInfo, SampleInfo]:
-    """True labels and the audited model's correctness of the scored samples, for the result's slices."""
-    out = cache.outputs()
-    info = SampleInfo.from_logits(out["logits"], out["labels"])
-    return info.take(cache.rows(members)), info.take(cache.rows(nonmembers))
-
-
 def _prob(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
@@ -145,7 +138,7 @@ def audit_tap(
         # members the MINT model was fitted on: the aMINT papers' setting, reported as such
         "protocol": "training-members" if np.isin(split.heldout_members, split.known_members).all() else "heldout-members",
         "threshold": 0.5,
-        **_evaluate(scores_m, scores_n, 0.5, config, _sample_infos(cache, split.heldout_members, split.test)),
+        **_evaluate(scores_m, scores_n, 0.5, config, sample_infos(cache, split.heldout_members, split.test)),
         "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
                 "n_known_members": len(split.known_members), "n_external": len(split.external)},
     }
@@ -177,28 +170,12 @@ class _Rows:
 
 
 def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) -> dict[str, Any]:
-    """The LOSS attack (Yeom et al.): score = minus the loss on the true label, same held-out sets.
+    """The LOSS attack (Yeom et al.) on the same held-out sets, from ``cache``'s logits.
 
-    Its threshold is the accuracy-maximising one on the MINT-training data (known members vs
-    external samples), never on the sets it is scored on.
+    A thin call into :func:`mintaudit.attacks.loss.loss_result`, the one LOSS row of every
+    command: float64 minus the loss, threshold tuned on known members vs external samples.
     """
-    loss = cache.outputs()["loss"]
-    score = -loss.astype(np.float64)
-    fit_rows = cache.rows(np.concatenate([split.known_members, split.external]))
-    y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))]
-    thr = float(best_threshold(y, score[fit_rows]))
-    return {
-        "method": "loss",
-        "signal": "outputs",
-        "layer": "outputs",
-        "label": "LOSS",
-        "detector": "threshold",
-        "protocol": "heldout-members",
-        "threshold": thr,
-        "threshold_source": "known members vs external (MINT-training data)",
-        **_evaluate(score[cache.rows(split.heldout_members)], score[cache.rows(split.test)], thr, config,
-                    _sample_infos(cache, split.heldout_members, split.test)),
-    }
+    return loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed)
 
 
 def run_sweep(
@@ -246,5 +223,7 @@ def run_sweep(
             cache, split, layer, config, fuse_outputs=fuse, label=label, depth=depth, show_progress=show_progress
         )
         results.append(result)
-    results.append(loss_baseline(cache, split, config))
+    # the one LOSS row (mintaudit.attacks.loss), from the outputs-only cache every command shares
+    results.append(loss_audit(model, dataset, split, cache_root, batch_size=config.batch_size,
+                              n_bootstrap=config.n_bootstrap, seed=config.seed, show_progress=show_progress))
     return results

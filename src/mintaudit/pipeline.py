@@ -395,7 +395,9 @@ def gradient_sweep(
 
     The gMINT results join an existing ``report.json`` made from the same model, data and
     held-out split (same seed and known fraction), replacing its earlier gMINT and LOSS rows, so
-    that passive and gradient MINT sit in one table; otherwise a new report is written.
+    that passive and gradient MINT sit in one table; otherwise a new report is written. The LOSS
+    row is the one ``sweep`` and ``attack`` write too (:mod:`mintaudit.attacks.loss`), so
+    replacing it changes nothing but its place.
     """
     config = config or GradientSweepConfig()
     out = Path(out_dir)
@@ -890,8 +892,9 @@ def attack(
         # twice the members, so that each reference model (trained on a half) sees as many samples as the audited one
         size = min(len(unused), 2 * len(splits.members))
         pop = np.sort(np.random.default_rng(config.seed).choice(unused, size=size, replace=False))
+    # the audited model's signals in out/cache, where the sweeps keep theirs: LOSS reads the same outputs cache
     results = run_attacks(net, spec, ds, split, methods, out / "cache" / "attacks", config, population=pop,
-                          show_progress=show_progress)
+                          signals_root=out / "cache", show_progress=show_progress)
     report_path = out / "report.json"
     report = load_report(report_path) if report_path.is_file() else _report_for(
         out, ds, splits, name, net, info, {"known_fraction": known_fraction}, command or sys.argv)

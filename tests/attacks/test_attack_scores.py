@@ -88,14 +88,18 @@ def test_lira_offline_matches_the_gaussian_definition():
     z, y, refs, ref_in, _, phi = _synthetic_lira(n=20, r=16)
     assert (~ref_in).sum(0).min() >= 2  # per-sample variances are defined
     out = np.where(~ref_in, logit_confidence(refs, y), np.nan)
-    mu, sd = np.nanmean(out, 0), np.nanstd(out, 0, ddof=1)
-    assert np.allclose(lira_scores(z, y, refs, ref_in), stats.norm.logcdf(phi, mu, sd))
+    mu, sd = np.nanmean(out, 0), np.nanstd(out, 0)  # ddof 0, as tensorflow/privacy and the LiRA authors' code
+    ours = lira_scores(z, y, refs, ref_in)
+    assert np.allclose(ours, (phi - mu) / sd)  # the one-sided test's z-score
+    assert (np.argsort(ours) == np.argsort(stats.norm.logcdf(phi, mu, sd))).all()
 
 
 def test_lira_test_time_augmentation_sums_per_view():
     z, y, refs, ref_in, _, _ = _synthetic_lira(n=30, r=8)
     z2, refs2 = np.stack([z, z]), np.stack([refs, refs], 1)  # (A, N, K), (R, A, N, K)
-    assert np.allclose(lira_scores(z2, y, refs2, ref_in), 2 * lira_scores(z, y, refs, ref_in))
+    # online: log-likelihood ratios summed; offline: z-scores combined by Stouffer's rule
+    assert np.allclose(lira_scores(z2, y, refs2, ref_in, online=True), 2 * lira_scores(z, y, refs, ref_in, online=True))
+    assert np.allclose(lira_scores(z2, y, refs2, ref_in), np.sqrt(2) * lira_scores(z, y, refs, ref_in))
 
 
 def test_lira_errors():

@@ -10,7 +10,9 @@ Sets (all from :class:`~mintaudit.passive.PassiveSplit`):
 - calibration: known members against the other half of the external samples, on which each
   attack's threshold is tuned (balanced accuracy) and the learned attack is validated; RMIA's
   population samples z are that external half too (non-members of the target and of every
-  reference model, like the scored non-members);
+  reference model, like the scored non-members). LOSS, which needs no reference model, is the
+  exception: its row is :func:`mintaudit.attacks.loss.loss_result`, the same row the passive and
+  gradient sweeps write (known members against all external samples);
 - online LiRA trains its own reference models on paired halves of the reference population
   plus every scored and calibration sample, so each is IN for exactly half of them (as in
   Carlini et al.).
@@ -29,6 +31,7 @@ from scipy.special import log_softmax
 from torch import nn
 
 from mintaudit.attacks import scores as S
+from mintaudit.attacks.loss import loss_cache, loss_result, loss_split_scores
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
 from mintaudit.data._base import ImageDataset
 from mintaudit.detectors import DetectorConfig, MintDetector
@@ -96,6 +99,7 @@ def attack_scores(
     config: AttackConfig | None = None,
     *,
     population: np.ndarray | None = None,
+    signals_root: str | Path | None = None,
     show_progress: bool | None = None,
 ) -> dict[str, AttackScores]:
     """Per-sample scores of ``methods`` on the passive-MINT sets (see the module docstring).
@@ -108,9 +112,12 @@ def attack_scores(
         config: reference-model count and training, LiRA / RMIA options.
         population: pool indices the reference models are trained on (paired halves), instead
             of half of the external samples; must not contain members or scored non-members.
+        signals_root: the folder of the audited model's signal caches (default
+            ``cache_root / "signals"``); give a work directory's ``cache`` so that LOSS reads the
+            outputs cache the sweeps use.
 
     Returns:
-        method name -> :class:`AttackScores`.
+        method name -> :class:`AttackScores` (LOSS: calibrated on known members vs all external samples).
     """
     config = config or AttackConfig()
     unknown = [m for m in methods if m not in ATTACKS]
@@ -129,12 +136,14 @@ def attack_scores(
     scored = np.concatenate([members, nonmembers, known, calib_ext])  # all rows we score
     n_m, n_n, n_k = len(members), len(nonmembers), len(known)
     cache_root = Path(cache_root)
+    signals = Path(signals_root) if signals_root is not None else cache_root / "signals"
 
     def target_logits(ds: ImageDataset) -> np.ndarray:
-        return extract_signals(model, ds, scored, [], cache_root / "signals", batch_size=config.batch_size,
+        return extract_signals(model, ds, scored, [], signals, batch_size=config.batch_size,
                                show_progress=show_progress).outputs()["logits"].astype(np.float64)
 
-    logits = target_logits(dataset)
+    # LOSS reads its own cache (below): the scored rows' logits are needed only by the other attacks
+    logits = target_logits(dataset) if set(methods) - {"loss"} else np.empty((0, 0))
     labels = dataset.labels[scored]
     sample_info = SampleInfo.from_logits(logits, labels)
     views = [dataset, _flip_dataset(dataset)] if config.flip else [dataset]
@@ -153,9 +162,11 @@ def attack_scores(
     for method in methods:
         t0 = time.perf_counter()
         info: dict[str, Any] = {}
-        if method == "loss":
-            s = S.loss_scores(logits, labels)
-        elif method == "confidence":
+        if method == "loss":  # the one LOSS path (mintaudit.attacks.loss), on every split sample
+            cache = loss_cache(model, dataset, split, signals, batch_size=config.batch_size, show_progress=show_progress)
+            out[method] = AttackScores(*loss_split_scores(cache, split), {"n_reference": 0})
+            continue
+        if method == "confidence":
             s = S.confidence_scores(logits)
         elif method == "entropy":
             s = S.entropy_scores(logits)
@@ -170,8 +181,10 @@ def attack_scores(
             target = np.stack([logits, *([target_logits(views[1])] if config.flip else [])])
             per_side = config.n_reference // 2 if online else config.n_reference
             fixed = config.fixed_variance if config.fixed_variance is not None else per_side < 8
-            s = S.lira_scores(target, labels, rl, ref_set.in_mask(scored), online=online, fixed_variance=fixed)
-            info = {"online": online, "fixed_variance": fixed, "flip": config.flip}
+            ref_in = ref_set.in_mask(scored)
+            s = S.lira_scores(target, labels, rl, ref_in, online=online, fixed_variance=fixed)
+            info = {"online": online, "fixed_variance": fixed, "flip": config.flip,
+                    **S.lira_variance(ref_in, online=online, fixed_variance=fixed)}
         elif method == "rmia":
             _, rl = reference("offline")
             z = slice(n_m + n_n + n_k, None)  # the calibration half of the external samples
@@ -198,18 +211,29 @@ def run_attacks(
     config: AttackConfig | None = None,
     *,
     population: np.ndarray | None = None,
+    signals_root: str | Path | None = None,
     show_progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`attack_scores` turned into report results, one per method, on the passive-MINT sets.
 
     Each attack's threshold is tuned (balanced accuracy) on its calibration sets, never on the
     scored ones. ``method`` is the report's name (``lira`` for both LiRA variants, ``entropy``
-    for the modified entropy); ``attack`` and ``label`` keep the attack's own name.
+    for the modified entropy); ``attack`` and ``label`` keep the attack's own name. The LOSS
+    row is :func:`mintaudit.attacks.loss.loss_result`, the row the sweeps write; give
+    ``signals_root`` (see :func:`attack_scores`) for it to read the same cache as theirs.
     """
     config = config or AttackConfig()
+    signals = Path(signals_root) if signals_root is not None else Path(cache_root) / "signals"
+    others = [m for m in methods if m != "loss"]
+    scored = attack_scores(model, spec, dataset, split, others, cache_root, config, population=population,
+                           signals_root=signals, show_progress=show_progress) if others else {}
     results = []
-    for method, sc in attack_scores(model, spec, dataset, split, methods, cache_root, config, population=population,
-                                    show_progress=show_progress).items():
+    for method in dict.fromkeys(methods):
+        if method == "loss":
+            cache = loss_cache(model, dataset, split, signals, batch_size=config.batch_size, show_progress=show_progress)
+            results.append(loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed))
+            continue
+        sc = scored[method]
         calib = np.r_[sc.calibration_members, sc.calibration_nonmembers]
         calib_y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
         thr = float(best_threshold(calib_y, calib))

@@ -10,6 +10,8 @@ training data.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import special, stats
 
@@ -23,6 +25,7 @@ __all__ = [
     "calibrated_loss_scores",
     "logit_confidence",
     "lira_scores",
+    "lira_variance",
     "rmia_scores",
 ]
 
@@ -113,6 +116,46 @@ def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return zy - special.logsumexp(others, axis=-1)
 
 
+def _side_counts(ref_in: np.ndarray, online: bool) -> dict[str, np.ndarray]:
+    """Models per sample on each side that is fitted: {"in": (N,), "out": (N,)} (offline: "out" only)."""
+    sides = {"out": (~ref_in).sum(0)}
+    if online:
+        sides["in"] = ref_in.sum(0)
+    return sides
+
+
+def lira_variance(ref_in: np.ndarray, *, online: bool = False, fixed_variance: bool = False) -> dict[str, Any]:
+    """Which variance :func:`lira_scores` uses for each side, as a report's ``fit`` fields.
+
+    The rule: a sample's variance on a side (IN or OUT) is its own, over that side's models
+    (ddof 0, as the reference code), when it has at least 2 models there;
+    otherwise, and for every sample when ``fixed_variance``, it is the side's pooled variance:
+    the squared deviations of the samples with 2 models or more, over their model count (the
+    reference code's fixed variance, without the zeros of one-model samples). A side with no
+    such sample (offline with one model; online with two, one per side) takes the other side's
+    pool, or, when neither has one, one variance for both sides: that of every reference
+    statistic over samples and models (the LiRA authors' fixed variance).
+
+    Args:
+        ref_in: bool (R, N), see :func:`lira_scores`.
+
+    Returns:
+        ``{"variance": "per-sample" | "pooled", "n_pooled": {side: samples on the pool},
+        "pool": {side: "per-sample variances" | "other side" | "all reference statistics"}}``.
+    """
+    counts = _side_counts(np.asarray(ref_in, dtype=bool), online)
+    pools = {side: "per-sample variances" if (c >= 2).any() else None for side, c in counts.items()}
+    for side in pools:
+        if pools[side] is None:
+            other = [s for s in pools if s != side and pools[s] == "per-sample variances"]
+            pools[side] = "other side" if other else "all reference statistics"
+    return {
+        "variance": "pooled" if fixed_variance else "per-sample",
+        "n_pooled": {side: int(len(c)) if fixed_variance else int((c < 2).sum()) for side, c in counts.items()},
+        "pool": pools,
+    }
+
+
 def lira_scores(
     logits: np.ndarray,
     labels: np.ndarray,
@@ -124,10 +167,19 @@ def lira_scores(
 ) -> np.ndarray:
     """LiRA (Carlini et al. 2022) on logit-scaled confidences.
 
+    Gaussians are fitted per sample to the reference models' statistics: the mean over the
+    side's models, the variance as :func:`lira_variance` says (per sample with 2 models or
+    more, else pooled; ``fixed_variance`` pools every sample). Online: the log-likelihood ratio
+    ``log N(x; mu_in, s_in) - log N(x; mu_out, s_out)``, as tensorflow/privacy's
+    ``compute_score_lira`` (sign flipped: higher = member). Offline: the one-sided test against
+    the OUT Gaussian, reported as its z-score ``(x - mu_out) / s_out`` (the paper's
+    ``Pr[Z < x]`` ranks the same, but its log saturates to 0 in float64 beyond z = 38).
+
     Test-time augmentation: give ``logits`` as (A, N, K) and ``ref_logits`` as (R, A, N, K)
     (A augmentations, e.g. the image and its horizontal flip); Gaussians are fitted per
-    augmentation and the log-likelihoods summed (the reference code's multivariate form with a
-    diagonal covariance).
+    augmentation (pooled variances over all of them, as the reference code), and the scores
+    combined: the log-likelihood ratios summed, the z-scores by Stouffer's rule
+    ``sum_a z_a / sqrt(A)``.
 
     Args:
         logits: target model (N, K) or (A, N, K).
@@ -153,25 +205,38 @@ def lira_scores(
     ref_in = np.asarray(ref_in, dtype=bool)
     if ref_in.shape != (n_ref, target.shape[-1]):
         raise EvaluationError(f"ref_in must be (R, N) = ({n_ref}, {target.shape[-1]}), got {ref_in.shape}")
-
-    def fit(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    masks = {"out": ~ref_in, **({"in": ref_in} if online else {})}
+    for side, mask in masks.items():
+        if (mask.sum(0) < 1).any():
+            raise ConfigError(f"some samples have no {side.upper()} reference model; train more reference models "
+                              "(online LiRA: at least 2, trained on paired halves)")
+    fits: dict[str, list[Any]] = {}
+    for side, mask in masks.items():
         m = mask[:, None, :]  # (R, 1, N)
-        count = m.sum(0)
-        if (count < 1).any():
-            raise ConfigError("some samples have no IN (or OUT) reference model; train more reference models")
+        count = np.broadcast_to(m.sum(0), target.shape)  # (A, N)
         mean = np.where(m, ref, 0.0).sum(0) / count
-        var = np.where(m, (ref - mean) ** 2, 0.0).sum(0) / np.maximum(count - 1, 1)
-        if fixed_variance or (count < 2).any():
-            var = np.broadcast_to(np.mean(var, axis=-1, keepdims=True), var.shape)
-        return mean, np.sqrt(np.maximum(var, 1e-12))
+        sq = np.where(m, (ref - mean) ** 2, 0.0).sum(0)  # squared deviations, (A, N)
+        real = count >= 2  # a variance estimated from the sample's own models
+        pooled = float(sq[real].sum() / count[real].sum()) if real.any() else None
+        fits[side] = [mean, sq / count, real, pooled]  # variance with ddof 0, as the reference code
+    every = np.broadcast_to(np.logical_or.reduce(list(masks.values()))[:, None, :], ref.shape)
+    for side, fit in fits.items():
+        if fit[3] is None:  # no sample has two models on this side (see lira_variance)
+            others = [f[3] for s, f in fits.items() if s != side and f[3] is not None]
+            fit[3] = others[0] if others else float(np.var(ref[every]))
 
-    mu_out, sd_out = fit(~ref_in)
+    def gauss(side: str) -> tuple[np.ndarray, np.ndarray]:
+        mean, var, real, pooled = fits[side]
+        var = np.full_like(var, pooled) if fixed_variance else np.where(real, var, pooled)
+        return mean, np.maximum(np.sqrt(var), 1e-30)  # the reference code's 1e-30: only for identical statistics
+
+    mu_out, sd_out = gauss("out")
     if online:
-        mu_in, sd_in = fit(ref_in)
+        mu_in, sd_in = gauss("in")
         ll = stats.norm.logpdf(target, mu_in, sd_in) - stats.norm.logpdf(target, mu_out, sd_out)
         return ll.sum(0)
-    # offline: how far above the OUT distribution the target's confidence lies (log of the CDF)
-    return stats.norm.logcdf(target, mu_out, sd_out).sum(0)
+    # offline: the one-sided test Pr[Z < x], Z ~ N(mu_out, s_out), as its z-score (cannot saturate)
+    return ((target - mu_out) / sd_out).sum(0) / np.sqrt(target.shape[0])
 
 
 def rmia_scores(

@@ -43,7 +43,9 @@ from mintaudit.errors import CacheError, SignalError
 from mintaudit.models.registry import model_fingerprint
 from mintaudit.taps import Recorder
 
-__all__ = ["SignalCache", "SignalKind", "BatchFn", "extract_signals", "output_features", "stream_signals"]
+__all__ = [
+    "SignalCache", "SignalKind", "BatchFn", "extract_signals", "output_features", "stream_signals", "true_label_loss",
+]
 
 _SCHEMA = "mintaudit/signals@1"
 
@@ -283,7 +285,7 @@ class SignalCache:
         return self._layer_array(layer, "gradients")
 
     def outputs(self) -> dict[str, np.ndarray]:
-        """``logits`` float32 (N, K), ``loss`` float32 (N,), ``labels`` int64 (N,)."""
+        """``logits`` float32 (N, K), ``loss`` float32 (N,) (:func:`true_label_loss`), ``labels`` int64 (N,)."""
         return {k: self._load(f"{k}.npy") for k in ("logits", "loss", "labels")}
 
     def rows(self, pool_indices: np.ndarray) -> np.ndarray:
@@ -321,6 +323,24 @@ def _check_npy(path: Path, n: int, kinds: str, ndim: int, fix: str) -> None:
                          f"expected); {fix}")
 
 
+def true_label_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """float32 (N,): the loss on the true label, computed once in float64 and cast once.
+
+    It is minus :func:`mintaudit.attacks.scores.loss_scores` (the one LOSS of the package),
+    so ``loss.npy`` of a cache and the loss column of :func:`output_features` equal the LOSS
+    attack's score cast to float32. Rows with non-finite logits give NaN (the cache writer
+    refuses them with its own message).
+    """
+    from mintaudit.attacks.scores import loss_scores  # imported here: mintaudit.attacks imports this package
+
+    z = np.asarray(logits, dtype=np.float64)
+    finite = np.isfinite(z).all(axis=1)
+    loss = np.full(len(z), np.nan)
+    if finite.any():
+        loss[finite] = -loss_scores(z[finite], np.asarray(labels)[finite])
+    return loss.astype(np.float32)
+
+
 def output_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-sample output signals for fusion with activations.
 
@@ -328,9 +348,9 @@ def output_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         logits: float (N, K); labels: int (N,).
 
     Returns:
-        float32 (N, 5): loss on the true label, logit-scaled confidence of the true label
-        (``log p_y - log(1 - p_y)``, as LiRA uses), max probability, prediction entropy, and
-        whether the prediction is correct.
+        float32 (N, 5): loss on the true label (:func:`true_label_loss`: float64, cast once),
+        logit-scaled confidence of the true label (``log p_y - log(1 - p_y)``, as LiRA uses),
+        max probability, prediction entropy, and whether the prediction is correct.
     """
     z = torch.as_tensor(np.asarray(logits, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
@@ -339,7 +359,8 @@ def output_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     log1m = torch.log1p(-logp_y.exp().clamp(max=1 - 1e-7))
     p = logp.exp()
     entropy = -(p * logp).sum(1)
-    feats = torch.stack([-logp_y, logp_y - log1m, p.max(1).values, entropy, (z.argmax(1) == y).float()], 1)
+    loss = torch.from_numpy(true_label_loss(logits, labels))
+    feats = torch.stack([loss, logp_y - log1m, p.max(1).values, entropy, (z.argmax(1) == y).float()], 1)
     return feats.numpy().astype(np.float32)
 
 
@@ -475,7 +496,7 @@ def stream_signals(
                     files[0].submit({
                         **{_file_name(name, signal): arrays[name].numpy() for name in layers},
                         "logits.npy": logits.numpy(),
-                        "loss.npy": nn.functional.cross_entropy(logits, y, reduction="none").numpy(),
+                        "loss.npy": true_label_loss(logits.numpy(), y.numpy()),
                     }, pos)
                     pos += len(y)
                 if not files:  # more ranks than samples: this one had none
