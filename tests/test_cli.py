@@ -59,7 +59,7 @@ def trained(tmp_path, capsys):
 
 def test_unknown_layer(trained, capsys):
     data, out = trained
-    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu", "--quiet"])
+    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu", "--quiet", "--allow-weak-model"])
     assert "no layer 'relu'" in line and "Closest: relu" in line and "relu1" in line
     assert not (out / "report.json").exists() and not (out / "detectors").exists()
 
@@ -139,7 +139,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_config_file_and_unknown_key(trained, tmp_path, capsys):
     data, out = trained
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"dataset: '{data}'\nlayer: relu2\nmint-epochs: 2\nbootstrap: 50\n")
+    cfg.write_text(f"dataset: '{data}'\nlayer: relu2\nmint-epochs: 2\nbootstrap: 50\nallow-weak-model: true\n")
     assert main(["fit", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
     saved = json.loads((out / "fit.config.json").read_text())
     assert saved["layer"] == "relu2" and saved["mint_epochs"] == 2
@@ -165,7 +165,7 @@ def test_parser_lists_all_verbs():
 def test_attack_verb_adds_rows_and_replaces_its_own(trained, capsys):
     data, out = trained
     args = ["attack", "--dataset", data, "--out", str(out), "--methods", "loss,entropy,rmia", "--reference", "2",
-            "--reference-epochs", "1", "--bootstrap", "50", "--quiet"]
+            "--reference-epochs", "1", "--bootstrap", "50", "--quiet", "--allow-weak-model"]
     assert main(args) == 0, capsys.readouterr().err
     assert main(args[:6] + ["loss"] + args[7:]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -177,5 +177,5 @@ def test_attack_verb_adds_rows_and_replaces_its_own(trained, capsys):
 
 def test_fit_refuses_a_glob_matching_several_layers(trained, capsys):
     data, out = trained
-    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu*", "--quiet"])
+    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu*", "--quiet", "--allow-weak-model"])
     assert "matches 2 layers" in line

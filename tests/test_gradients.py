@@ -275,7 +275,7 @@ def test_cli_sweep_gradients_end_to_end(tmp_path, capsys):
     from mintaudit.cli import main
 
     data, out = _npz(tmp_path), tmp_path / "run"
-    base = ["--dataset", data, "--out", str(out), "--quiet", "--mint-epochs", "2", "--bootstrap", "20"]
+    base = ["--dataset", data, "--out", str(out), "--quiet", "--mint-epochs", "2", "--bootstrap", "20", "--allow-weak-model"]
     assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
                  "--epochs", "1", "--out", str(out), "--quiet"]) == 0
     assert main(["sweep", *base, "--taps", "relu2"]) == 0  # passive MINT first: gMINT joins its report

@@ -157,7 +157,7 @@ def test_test_verb_has_help_with_an_example(capsys):
 def test_test_verb_writes_verdict_csv_report_and_html(work, capsys):
     data, out = work
     assert main(["test", "--dataset", data, "--out", str(out), "--query", "heldout-members", "--method", "loss",
-                 "--fdr", "0.1", "--quiet"]) == 0
+                 "--fdr", "0.1", "--quiet", "--allow-weak-model"]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     v = report["verdict"]
@@ -186,7 +186,7 @@ def test_query_files_new_samples_and_refused_overlaps(work, tmp_path, capsys):
     data, out = work
     splits = _splits(data, out)
     null, pool = null_split(splits)
-    base = ["test", "--dataset", data, "--out", str(out), "--quiet"]
+    base = ["test", "--dataset", data, "--out", str(out), "--quiet", "--allow-weak-model"]
 
     (tmp_path / "q.csv").write_text("sample_id,note\n" + "".join(f"{i},x\n" for i in pool[:12]))
     assert main([*base, "--query", str(tmp_path / "q.csv"), "--method", "loss"]) == 0
@@ -226,12 +226,14 @@ def test_query_files_new_samples_and_refused_overlaps(work, tmp_path, capsys):
 
 def test_default_layer_is_the_best_validation_auc_and_its_detector_is_reused(work, capsys):
     data, out = work
-    assert main(["fit", "--dataset", data, "--out", str(out), "--layer", "relu1", "--mint-epochs", "2", "--quiet"]) == 0
+    assert main(["fit", "--dataset", data, "--out", str(out), "--layer", "relu1", "--mint-epochs", "2", "--quiet",
+                 "--allow-weak-model"]) == 0
     protocol = out / "detectors" / "relu1" / "protocol.json"
     weights = out / "detectors" / "relu1" / "detector.safetensors"
     assert protocol.is_file()
     before = weights.stat().st_mtime_ns
-    assert main(["test", "--dataset", data, "--out", str(out), "--query", "test", "--mint-epochs", "2", "--quiet"]) == 0
+    assert main(["test", "--dataset", data, "--out", str(out), "--query", "test", "--mint-epochs", "2", "--quiet",
+                 "--allow-weak-model"]) == 0
     v = json.loads((out / "report.json").read_text())["verdict"]
     assert v["layer"] == "relu1" and v["signal"] == "activations"
     assert weights.stat().st_mtime_ns == before  # reused, not refitted

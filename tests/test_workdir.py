@@ -244,7 +244,7 @@ def test_a_damaged_cache_is_refused_in_one_line(work, refused, damage, verb):
     data, out, cache = work
     DAMAGE[damage](cache)
     argv = ["extract", "--taps", "relu1"] if verb == "extract" else ["fit", "--layer", "relu1", "--mint-epochs", "1",
-                                                                      "--bootstrap", "0"]
+                                                                      "--bootstrap", "0", "--allow-weak-model"]
     line = refused([*argv, "--dataset", data, "--out", out, "--quiet"])
     assert NEEDLE[damage] in line and str(cache) in line
     assert "delete the folder" in line and "rerun extract" in line

@@ -53,7 +53,7 @@ def test_the_loss_row_is_the_same_whichever_command_ran_last(tmp_path, capsys):
     shutil.copytree(first, second)
 
     def run(out, verb):
-        common = ["--dataset", data, "--out", str(out), "--quiet", "--bootstrap", "20"]
+        common = ["--dataset", data, "--out", str(out), "--quiet", "--bootstrap", "20", "--allow-weak-model"]
         argv = {
             "sweep": ["sweep", *common, "--taps", "relu2", "--mint-epochs", "2"],
             "gmint": ["sweep", *common, "--signal", "gradients", "--setups", "entry", "--budgets", "1", "--mint-epochs", "2"],
@@ -85,7 +85,7 @@ def test_attack_with_one_reference_model_takes_the_explicit_lira_fallback(tmp_pa
     data, out = _npz(tmp_path), tmp_path / "run"
     assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
                  "--epochs", "1", "--out", str(out), "--quiet"]) == 0
-    assert main(["attack", "--dataset", data, "--out", str(out), "--quiet", "--bootstrap", "20", "--methods", "lira",
+    assert main(["attack", "--dataset", data, "--out", str(out), "--quiet", "--bootstrap", "20", "--allow-weak-model", "--methods", "lira",
                  "--reference", "1", "--reference-epochs", "1", "--fixed-variance", fixed]) == 0, capsys.readouterr().err
     (row,) = [r for r in json.loads((out / "report.json").read_text())["results"] if r["attack"] == "lira"]
     fit = row["fit"]

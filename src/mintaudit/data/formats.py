@@ -114,6 +114,7 @@ def _pool(
     with_test: bool,
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> ImageDataset:
     """Concatenate (images, labels) parts (train[, test]) into an ImageDataset.
 
@@ -127,7 +128,8 @@ def _pool(
         official[len(labels) - len(parts[-1][1]) :] = True
     k = num_classes if num_classes is not None else int(labels.max()) + 1 if labels.size else 1
     names = tuple(class_names) if class_names is not None else None
-    return ImageDataset(name, images, labels, k, official_test=official, class_names=names)
+    return ImageDataset(name, images, labels, k, official_test=official, class_names=names,
+                        sources=tuple(sources) if sources is not None else None)
 
 
 def _load_image(path: Path, size: int | None, mode: Literal["L", "RGB"] | None = None) -> np.ndarray:
@@ -609,6 +611,7 @@ def read_image_folder(root: PathLike, image_size: int | None = None) -> ImageDat
         with_test=False,
         num_classes=len(classes),
         class_names=[d.name for d in classes],
+        sources=[p.relative_to(root).as_posix() for p in paths],  # member lists may name files
     )
 
 
