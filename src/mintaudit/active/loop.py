@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,17 @@ def _xy(item: Any, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     raise DataError(f"{what} must yield x or (x, y) batches, got {type(item).__name__}")
 
 
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    """The loader's batches again and again (a shuffling DataLoader reshuffles each pass)."""
+    while True:
+        empty = True
+        for item in loader:
+            empty = False
+            yield item
+        if empty:
+            raise DataError("the external loader yields no batches; give external samples")
+
+
 def paired_batches(members: Iterable[Any], external: Iterable[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One pass over the member batches, each paired with a batch of as many external samples.
 
@@ -76,7 +86,7 @@ def paired_batches(members: Iterable[Any], external: Iterable[Any]) -> Iterator[
     Yields:
         ``(x_members, y_members, x_external)``.
     """
-    ext = itertools.chain.from_iterable(itertools.repeat(external))
+    ext = _cycle(external)
     pending: list[torch.Tensor] = []
     have = 0
     for item in members:
@@ -84,10 +94,7 @@ def paired_batches(members: Iterable[Any], external: Iterable[Any]) -> Iterator[
         if ym is None:
             raise DataError("members must yield (x, y) batches: the task loss needs their labels")
         while have < len(xm):
-            try:
-                xe, _ = _xy(next(ext), "external")
-            except StopIteration:
-                raise DataError("the external loader yields no batches; give external samples") from None
+            xe, _ = _xy(next(ext), "external")
             if len(xe) == 0:
                 raise DataError("the external loader yields empty batches")
             pending.append(xe)
