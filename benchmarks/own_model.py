@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""A model trained elsewhere, audited through the command line and through the Python API.
+
+Trains ``examples/own_model`` (a residual CNN in plain PyTorch, inputs ``x / 255``) on
+Fashion-MNIST members with its own script, or reuses it. Then:
+
+1. the command line with the default normalisation: the sanity gate must refuse (exit 2);
+2. the command line with the owner's preprocessing (``--mean 0 --std 1``), its member and test
+   lists, the sweep over the taps with the output signals fused in, and the LOSS baseline;
+3. ``mintaudit.audit`` on DataLoaders yielding the owner's own ``x / 255`` tensors of the same
+   samples, in the same order: every figure must equal the command line's.
+
+    python benchmarks/own_model.py                        # 3,000 members, 12 epochs (~15 min on 2 cores)
+    python benchmarks/own_model.py --members 600 --epochs 5 --out runs/bench-own-small
+
+Ends with one line: RESULT task_accuracy=<x> loss_auc=<x> best_mint_auc=<x> cli_equals_api=<0|1>
+(best MINT row chosen by its validation AUC, on the auditor's own MINT-training data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "own_model"
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(EXAMPLE), str(ROOT / "src"),
+                                                                   os.environ.get("PYTHONPATH", "")) if p)}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--members", type=int, default=3000)
+    ap.add_argument("--external", type=int, default=3000)
+    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--taps", default="stage2,head.3")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/bench-own")
+    args = ap.parse_args()
+    out = Path(args.out)
+    own, cli_dir, api_dir = out / "model", out / "cli", out / "api"
+    t0 = time.perf_counter()
+
+    if not (own / "metrics.json").is_file():
+        p = _run([str(EXAMPLE / "train.py"), "--dataset", "fashion-mnist", "--members", str(args.members),
+                  "--test", str(args.test), "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(own)])
+        if p.returncode:
+            sys.exit(p.stderr)
+    measured = json.loads((own / "metrics.json").read_text())
+    t_train = time.perf_counter() - t0
+    print(f"the owner's script: train accuracy {measured['train_accuracy']:.4f}, test {measured['test_accuracy']:.4f}")
+
+    sweep = ["-m", "mintaudit.cli", "sweep", "--dataset", "fashion-mnist", "--model", "model:build",
+             "--weights", str(own / "model.safetensors"), "--members-file", str(own / "members.txt"),
+             "--test-file", str(own / "test.txt"), "--external", str(args.external), "--taps", args.taps,
+             "--fusion", "both", "--seed", str(args.seed), "--quiet"]
+    blind = _run([*sweep, "--out", str(out / "blind")])
+    refused = blind.returncode == 2 and not (out / "blind" / "report.json").exists()
+    print(f"default normalisation: exit {blind.returncode}: {blind.stderr.strip()}")
+
+    t1 = time.perf_counter()
+    p = _run([*sweep, "--mean", "0", "--std", "1", "--out", str(cli_dir)])
+    if p.returncode:
+        sys.exit(p.stderr)
+    t_cli = time.perf_counter() - t1
+    cli = json.loads((cli_dir / "report.json").read_text())
+    print(p.stdout)
+
+    # the same samples, as the owner's own tensors, through the Python API
+    import mintaudit
+    from mintaudit.data import load_dataset
+
+    sys.path.insert(0, str(EXAMPLE))
+    from model import build  # noqa: E402
+    from safetensors.torch import load_file
+
+    splits = json.loads((cli_dir / "splits.json").read_text())
+    ds = load_dataset("fashion-mnist")
+
+    def loader(role: str) -> DataLoader:
+        idx = np.asarray(splits[role], dtype=np.int64)
+        x = torch.from_numpy(ds.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+        return DataLoader(TensorDataset(x, torch.from_numpy(ds.labels[idx])), batch_size=512)
+
+    net = build(1, 10)
+    net.load_state_dict(load_file(str(own / "model.safetensors")))
+    t2 = time.perf_counter()
+    result = mintaudit.audit(net, members=loader("members"), external=loader("external"), test=loader("test"),
+                             taps=args.taps.split(","), fusion="both", seed=args.seed, work_dir=api_dir, name="model:build")
+    result.write(api_dir)
+    t_api = time.perf_counter() - t2
+
+    rows = list(zip(cli["results"], result.report["results"]))
+    equal = len(cli["results"]) == len(result.report["results"]) and all(
+        (a["method"], a["layer"], a["signal"]) == (b["method"], b["layer"], b["signal"])
+        and all(abs(a["metrics"][k] - b["metrics"][k]) < 1e-9 for k in ("auc", "accuracy"))
+        for a, b in rows)
+    print(f"{'row':<32} {'CLI AUC':>8} {'API AUC':>8}")
+    for a, b in rows:
+        print(f"{a['method'] + ' ' + a['layer'] + ' ' + a['signal']:<32} {a['metrics']['auc']:>8.4f} {b['metrics']['auc']:>8.4f}")
+    m = cli["model"]
+    mint = [r for r in cli["results"] if r["method"] == "passive-mint"]
+    best = max(mint, key=lambda r: r["fit"]["val_auc"])
+    top = max(mint, key=lambda r: r["metrics"]["auc"])
+    loss = next(r for r in cli["results"] if r["method"] == "loss")
+    print(f"\nreport: train accuracy {m['train_accuracy']:.4f}, task accuracy {m['task_accuracy']:.4f} (the script measured "
+          f"{measured['train_accuracy']:.4f} / {measured['test_accuracy']:.4f}); default normalisation refused: {refused}")
+    print(f"best MINT by validation AUC: {best['layer']} {best['signal']} AUC {best['metrics']['auc']:.4f} {best['ci95']['auc']}"
+          f" (highest held-out: {top['layer']} {top['signal']} {top['metrics']['auc']:.4f}); LOSS {loss['metrics']['auc']:.4f}")
+    print(f"seconds: training {t_train:.0f}, CLI audit {t_cli:.0f}, API audit {t_api:.0f}")
+    print(f"RESULT task_accuracy={m['task_accuracy']:.4f} loss_auc={loss['metrics']['auc']:.4f} "
+          f"best_mint_auc={best['metrics']['auc']:.4f} cli_equals_api={int(equal)} default_refused={int(refused)}")
+
+
+if __name__ == "__main__":
+    main()
