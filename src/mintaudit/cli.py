@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  mintaudit splits --dataset folder:photos --members-file used.txt --test 500 --out runs/photos")
     _add_data(p, preprocess=False)
 
-    p = verb("report", "Re-render report.html from a report.json and print its table.",
+    p = verb("report", "Re-render the HTML page next to a report JSON (X/other.json -> X/other.html; a work directory: its report.json) and print its table.",
              "mintaudit report runs/fm/report.json", out=False)
     p.add_argument("report_path", metavar="REPORT_JSON")
     return parser

@@ -265,4 +265,5 @@ def _resized(dataset: ImageDataset, image_size: int | None) -> ImageDataset:
         dataset.num_classes,
         official_test=dataset.official_test,
         class_names=dataset.class_names,
+        sources=dataset.sources,
     )
