@@ -11,7 +11,7 @@ into OUT:
 - ``metrics.json``: train and test accuracy, as measured here.
 
 Example:
-    python examples/own_model/train.py --dataset fashion-mnist --members 3000 --epochs 12 --out runs/own
+    python examples/own_model/train.py --dataset fashion-mnist --members 3000 --epochs 40 --out runs/own
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--members", type=int, default=3000)
     p.add_argument("--test", type=int, default=2000, help="test images (from the official test part where there is one)")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/own")
     args = p.parse_args(argv)
