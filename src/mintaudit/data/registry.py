@@ -142,9 +142,9 @@ DATASET_PREFIXES: Sequence[str] = _Keys(prefixes=True)
 
 
 def dataset_help() -> str:
-    """The registered names, for ``--dataset``'s help: ``digits (embedded), fashion-mnist, ..., npz:PATH``."""
-    return ", ".join(f"{n}:PATH" if e.prefix else f"{n} (embedded)" if e.files is None else n
-                     for n, e in _REGISTRY.items())
+    """The registered names, then the prefixes, for ``--dataset``'s help: ``digits (embedded), ..., npz:PATH``."""
+    names = [f"{n} (embedded)" if _REGISTRY.get(n).files is None else n for n in DATASET_NAMES]
+    return ", ".join([*names, *(f"{p}PATH" for p in DATASET_PREFIXES)])
 
 _DIGITS = tuple(str(d) for d in range(10))
 _CLASS_NAMES: dict[str, tuple[str, ...]] = {
