@@ -19,7 +19,8 @@ from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
 from mintaudit.errors import CorruptFileError, ModelError, WeightsError
-from mintaudit.models import backbones, zoo  # noqa: F401  (they register the zoo models, in this order)
+import mintaudit.models.backbones  # noqa: F401  (registers the aMINT backbones, then zoo.py the older models)
+import mintaudit.models.zoo  # noqa: F401
 from mintaudit.models.catalog import MODEL_NAMES, model_entry
 
 __all__ = [
