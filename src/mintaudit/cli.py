@@ -30,8 +30,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True, preprocess: bool = True) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits", help="digits (embedded), fashion-mnist, mnist, kmnist, cifar10, "
-                   "cifar100, svhn, gtsrb, tiny-imagenet, folder:PATH, npz:PATH (default: %(default)s)")
+    from mintaudit.data.registry import dataset_help  # the registered data sets
+
+    g.add_argument("--dataset", default="digits", help=f"{dataset_help()} (default: %(default)s)")
     g.add_argument("--data-root", help="folder holding the data set files (default: $MINTAUDIT_DATA/<name>)")
     g.add_argument("--image-size", type=int, help="resize images to this many pixels (folders, GTSRB)")
     if sizes:

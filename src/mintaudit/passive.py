@@ -24,7 +24,7 @@ from mintaudit._progress import progress
 from mintaudit.attacks.loss import loss_audit, loss_result, sample_infos
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
-from mintaudit.detectors import DetectorConfig, MintDetector
+from mintaudit.detectors import Detector, DetectorConfig, DetectorFactory, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.signals import SignalCache, extract_signals, output_features
@@ -99,7 +99,8 @@ def audit_tap(
     label: str | None = None,
     depth: int | None = None,
     show_progress: bool | None = None,
-) -> tuple[dict[str, Any], MintDetector]:
+    detector: DetectorFactory | None = None,
+) -> tuple[dict[str, Any], Detector]:
     """Fit a MINT model on one tap (and/or the output signals) and score the held-out sets.
 
     Args:
@@ -109,6 +110,9 @@ def audit_tap(
         config: sweep options (detector, bootstrap...).
         fuse_outputs: also feed the output signals to the detector.
         label, depth: the tap's short name (``L3``) and 1-based depth, copied into the result.
+        detector: the MINT model to fit: a :class:`~mintaudit.detectors.Detector`, or a callable of
+            no arguments returning a new one (e.g. a class); default: a :class:`MintDetector` with
+            ``config.detector``.
 
     Returns:
         (a report result dict, the fitted detector).
@@ -123,7 +127,7 @@ def audit_tap(
     X = cache.activations(layer) if layer is not None else feats
     extra = feats if (fuse_outputs and layer is not None) else None
     t0 = time.perf_counter()
-    det = MintDetector.from_config(config.detector, show_progress=show_progress)
+    det = _detector(detector, config, show_progress)
     det.fit(_Rows(X, fit_rows), y, None if extra is None else extra[fit_rows])
     scores_m = _prob(det.decision_function(_Rows(X, member_rows), None if extra is None else extra[member_rows]))
     scores_n = _prob(det.decision_function(_Rows(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))
@@ -134,17 +138,34 @@ def audit_tap(
         "layer": layer if layer is not None else "outputs",
         "label": label or (layer if layer is not None else "outputs"),
         "depth": depth,
-        "detector": det.kind_,
+        "detector": getattr(det, "kind_", type(det).__name__),
         # members the MINT model was fitted on: the aMINT papers' setting, reported as such
         "protocol": "training-members" if np.isin(split.heldout_members, split.known_members).all() else "heldout-members",
         "threshold": 0.5,
         **_evaluate(scores_m, scores_n, 0.5, config, sample_infos(cache, split.heldout_members, split.test)),
-        "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
+        "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": getattr(det, "best_epoch_", None),
+                "val_auc": getattr(det, "val_auc_", None),
                 "n_known_members": len(split.known_members), "n_external": len(split.external)},
     }
     if depth is None:
         del result["depth"]
     return result, det
+
+
+def _detector(detector: DetectorFactory | None, config: SweepConfig, show_progress: bool | None) -> Detector:
+    """The detector to fit: the one given, a new one from the factory given, or the default MintDetector."""
+    if detector is None:
+        return MintDetector.from_config(config.detector, show_progress=show_progress)
+    made = detector
+    if isinstance(detector, type) or not hasattr(detector, "fit"):  # a factory
+        if not callable(detector):
+            raise ConfigError(f"detector must be a Detector or a factory returning one; given {detector!r}")
+        made = detector()
+    missing = [m for m in ("fit", "decision_function", "save", "load") if not callable(getattr(made, m, None))]
+    if missing:
+        raise ConfigError(f"detector must have fit, decision_function, save and load (mintaudit.detectors.Detector); "
+                          f"{type(made).__name__} lacks {', '.join(missing)}: pass a detector, or a factory returning one")
+    return made
 
 
 class _Rows:

@@ -1,7 +1,9 @@
-"""Baseline membership inference attacks: score functions and the reference models they need."""
+"""Baseline membership inference attacks: score functions, the reference models they need, the registry."""
 
+from mintaudit.attacks import zoo  # noqa: F401  (registers the built-in attacks, one file each)
 from mintaudit.attacks.loss import loss_audit, loss_result
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
+from mintaudit.attacks.registry import ATTACKS, AttackContext, AttackSpec, attack_spec, register_attack, unregister_attack
 from mintaudit.attacks.scores import (
     calibrated_loss_scores,
     confidence_scores,
@@ -15,7 +17,13 @@ from mintaudit.attacks.scores import (
 )
 
 __all__ = [
+    "ATTACKS",
+    "AttackContext",
+    "AttackSpec",
     "ReferenceSet",
+    "attack_spec",
+    "register_attack",
+    "unregister_attack",
     "calibrated_loss_scores",
     "confidence_scores",
     "entropy_scores",

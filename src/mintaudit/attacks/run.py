@@ -27,16 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import log_softmax
 from torch import nn
 
-from mintaudit.attacks import scores as S
-from mintaudit.attacks.loss import loss_cache, loss_result, loss_split_scores
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
+from mintaudit.attacks.registry import ATTACKS, AttackContext, AttackScores, attack_spec
 from mintaudit.data._base import ImageDataset
-from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
-from mintaudit.evaluation import SampleInfo, evaluate_scores
+from mintaudit.evaluation import evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.models.registry import ModelSpec
 from mintaudit.passive import PassiveSplit
@@ -44,13 +41,6 @@ from mintaudit.signals import extract_signals
 from mintaudit.training import TrainConfig
 
 __all__ = ["ATTACKS", "AttackConfig", "AttackScores", "attack_scores", "run_attacks"]
-
-ATTACKS: tuple[str, ...] = (
-    "loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "lira-online", "rmia",
-)
-_NEEDS_REFS = {"calibrated-loss", "shokri", "lira", "rmia"}
-# report method names (design.md): the modified entropy is reported as an entropy attack
-_METHOD = {"modified-entropy": "entropy", "lira-online": "lira"}
 
 
 @dataclass(frozen=True)
@@ -76,19 +66,6 @@ def _flip_dataset(ds: ImageDataset) -> ImageDataset:
                         ds.official_test, ds.class_names, preprocess=ds.preprocess)
 
 
-@dataclass(frozen=True)
-class AttackScores:
-    """One attack's scores: the scored sets and the calibration sets (float64 arrays)."""
-
-    members: np.ndarray
-    nonmembers: np.ndarray
-    calibration_members: np.ndarray
-    calibration_nonmembers: np.ndarray
-    info: dict[str, Any]
-    member_info: SampleInfo | None = None  # labels and target-model correctness, for slices
-    nonmember_info: SampleInfo | None = None
-
-
 def attack_scores(
     model: nn.Module,
     spec: ModelSpec,
@@ -107,7 +84,7 @@ def attack_scores(
     Args:
         model: the audited model (not modified); spec: its architecture, for reference models.
         dataset: the pool; split: the passive roles.
-        methods: names from :data:`ATTACKS`.
+        methods: names from :data:`ATTACKS` (the attack registry).
         cache_root: where signals and reference models are cached.
         config: reference-model count and training, LiRA / RMIA options.
         population: pool indices the reference models are trained on (paired halves), instead
@@ -120,9 +97,7 @@ def attack_scores(
         method name -> :class:`AttackScores` (LOSS: calibrated on known members vs all external samples).
     """
     config = config or AttackConfig()
-    unknown = [m for m in methods if m not in ATTACKS]
-    if unknown:
-        raise ConfigError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+    _check_names(methods)
     rng = np.random.default_rng(config.seed)
     external = rng.permutation(split.external)
     ref_pop, calib_ext = np.sort(external[: len(external) // 2]), np.sort(external[len(external) // 2 :])
@@ -142,10 +117,6 @@ def attack_scores(
         return extract_signals(model, ds, scored, [], signals, batch_size=config.batch_size,
                                show_progress=show_progress).outputs()["logits"].astype(np.float64)
 
-    # LOSS reads its own cache (below): the scored rows' logits are needed only by the other attacks
-    logits = target_logits(dataset) if set(methods) - {"loss"} else np.empty((0, 0))
-    labels = dataset.labels[scored]
-    sample_info = SampleInfo.from_logits(logits, labels)
     views = [dataset, _flip_dataset(dataset)] if config.flip else [dataset]
     refs: dict[str, tuple[ReferenceSet, np.ndarray]] = {}
 
@@ -158,46 +129,23 @@ def attack_scores(
             refs[kind] = (ref_set, rl.astype(np.float64))  # logits (R, A, N, K)
         return refs[kind]
 
+    ctx = AttackContext(model, dataset, split, scored, n_m, n_n, n_k, ref_pop, calib_ext, views, config, cache_root,
+                        signals, show_progress, target_logits, reference)
+    if any(attack_spec(m).result is None for m in methods):
+        ctx.logits  # noqa: B018 (the target first, as always; LOSS alone reads its own cache)
     out: dict[str, AttackScores] = {}
     for method in methods:
+        entry = attack_spec(method)
         t0 = time.perf_counter()
-        info: dict[str, Any] = {}
-        if method == "loss":  # the one LOSS path (mintaudit.attacks.loss), on every split sample
-            cache = loss_cache(model, dataset, split, signals, batch_size=config.batch_size, show_progress=show_progress)
-            out[method] = AttackScores(*loss_split_scores(cache, split), {"n_reference": 0})
+        got = entry.score(ctx)
+        if isinstance(got, AttackScores):  # an attack with its own sets (LOSS)
+            out[method] = got
             continue
-        if method == "confidence":
-            s = S.confidence_scores(logits)
-        elif method == "entropy":
-            s = S.entropy_scores(logits)
-        elif method == "modified-entropy":
-            s = S.modified_entropy_scores(logits, labels)
-        elif method == "calibrated-loss":
-            _, rl = reference("offline")
-            s = S.calibrated_loss_scores(logits, labels, rl[:, 0])
-        elif method in ("lira", "lira-online"):
-            online = method == "lira-online"
-            ref_set, rl = reference("online" if online else "offline")
-            target = np.stack([logits, *([target_logits(views[1])] if config.flip else [])])
-            per_side = config.n_reference // 2 if online else config.n_reference
-            fixed = config.fixed_variance if config.fixed_variance is not None else per_side < 8
-            ref_in = ref_set.in_mask(scored)
-            s = S.lira_scores(target, labels, rl, ref_in, online=online, fixed_variance=fixed)
-            info = {"online": online, "fixed_variance": fixed, "flip": config.flip,
-                    **S.lira_variance(ref_in, online=online, fixed_variance=fixed)}
-        elif method == "rmia":
-            _, rl = reference("offline")
-            z = slice(n_m + n_n + n_k, None)  # the calibration half of the external samples
-            s = S.rmia_scores(logits, labels, rl[:, 0], logits[z], labels[z], rl[:, 0, z],
-                              offline_a=config.rmia_a, gamma=config.rmia_gamma)
-            info = {"offline_a": config.rmia_a, "gamma": config.rmia_gamma, "population": int(len(calib_ext))}
-        else:  # shokri
-            ref_set, _ = reference("offline")
-            s = _shokri(ref_set, dataset, ref_pop, logits, labels, cache_root / "signals", config)
-        info["n_reference"] = config.n_reference if method in _NEEDS_REFS | {"lira-online"} else 0
+        s, info = got if isinstance(got, tuple) else (got, {})
+        info = dict(info)
+        info["n_reference"] = config.n_reference if entry.needs_references else 0
         info["seconds"] = round(time.perf_counter() - t0, 2)
-        out[method] = AttackScores(s[:n_m], s[n_m : n_m + n_n], s[n_m + n_n : n_m + n_n + n_k], s[n_m + n_n + n_k :], info,
-                                   sample_info.take(np.arange(n_m)), sample_info.take(np.arange(n_m, n_m + n_n)))
+        out[method] = ctx.to_scores(np.asarray(s, dtype=np.float64), info)
     return out
 
 
@@ -223,25 +171,27 @@ def run_attacks(
     ``signals_root`` (see :func:`attack_scores`) for it to read the same cache as theirs.
     """
     config = config or AttackConfig()
+    _check_names(methods)
     signals = Path(signals_root) if signals_root is not None else Path(cache_root) / "signals"
-    others = [m for m in methods if m != "loss"]
+    own_rows = {m for m in methods if attack_spec(m).result is not None}  # LOSS: the row the sweeps share
+    others = [m for m in methods if m not in own_rows]
     scored = attack_scores(model, spec, dataset, split, others, cache_root, config, population=population,
                            signals_root=signals, show_progress=show_progress) if others else {}
     results = []
     for method in dict.fromkeys(methods):
-        if method == "loss":
-            cache = loss_cache(model, dataset, split, signals, batch_size=config.batch_size, show_progress=show_progress)
-            results.append(loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed))
+        entry = attack_spec(method)
+        if entry.result is not None:
+            results.append(entry.result(model, dataset, split, signals, config, show_progress))
             continue
         sc = scored[method]
         calib = np.r_[sc.calibration_members, sc.calibration_nonmembers]
         calib_y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
         thr = float(best_threshold(calib_y, calib))
         results.append({
-            "method": _METHOD.get(method, method),
+            "method": entry.method,
             "signal": "outputs",
             "layer": "outputs",
-            "label": method.upper() if method in ("loss", "rmia", "lira") else method,
+            "label": entry.label,
             "attack": method,
             "detector": "threshold",
             "protocol": "heldout-members",
@@ -254,24 +204,7 @@ def run_attacks(
     return results
 
 
-def _shokri_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """float32 (N, K + 1): softmax probabilities sorted high to low, and log p of the true label."""
-    logp = log_softmax(logits, axis=1)
-    probs = -np.sort(-np.exp(logp), axis=1)
-    return np.c_[probs, logp[np.arange(len(labels)), labels]].astype(np.float32)
-
-
-def _shokri(ref_set: ReferenceSet, dataset: ImageDataset, population: np.ndarray, logits: np.ndarray,
-            labels: np.ndarray, cache_root: Path, config: AttackConfig) -> np.ndarray:
-    """Shokri et al. 2017: a classifier on output vectors, trained on shadow models' IN/OUT data.
-
-    The shadow models are the offline reference models: model r's outputs on its own population
-    are IN for its training half and OUT for the other half, so no scored sample trains the
-    attack. One attack model for all classes (the paper trains one per class).
-    """
-    pop_logits = reference_logits(ref_set, dataset, population, cache_root)  # (R, P, K)
-    pop_labels = dataset.labels[population]
-    X = np.concatenate([_shokri_features(pl.astype(np.float64), pop_labels) for pl in pop_logits])
-    y = ref_set.in_mask(population).reshape(-1).astype(np.int64)
-    det = MintDetector.from_config(DetectorConfig(kind="mlp", seed=config.seed), show_progress=False).fit(X, y)
-    return det.decision_function(_shokri_features(logits, labels)).astype(np.float64)
+def _check_names(methods: Sequence[str]) -> None:
+    unknown = [m for m in methods if m not in ATTACKS]
+    if unknown:
+        raise ConfigError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")

@@ -12,7 +12,7 @@ from mintaudit.data.formats import (
     read_tiny_imagenet,
     resize_images,
 )
-from mintaudit.data.registry import DATASET_NAMES, DATASET_PREFIXES, load_dataset
+from mintaudit.data.registry import DATASET_NAMES, DATASET_PREFIXES, dataset_help, load_dataset, register_dataset, unregister_dataset
 from mintaudit.data.splits import Splits, make_splits
 
 __all__ = [
@@ -20,6 +20,9 @@ __all__ = [
     "load_dataset",
     "DATASET_NAMES",
     "DATASET_PREFIXES",
+    "dataset_help",
+    "register_dataset",
+    "unregister_dataset",
     "Splits",
     "make_splits",
     "read_idx",

@@ -1,4 +1,7 @@
-"""Load a data set by name from local files. Nothing is ever downloaded.
+"""Load a data set by name from local files, through the data-set registry. Nothing is ever downloaded.
+
+Every name :func:`load_dataset` accepts is an entry of the registry (:func:`register_dataset`): a
+reader with what it expects. A new format is one call, in one file (see ``docs/extending.md``).
 
 Each named data set is looked for, in order, in ``root`` and ``root/<name>`` (when given), in
 ``$MINTAUDIT_DATA/<name>`` (the variable may list several folders, separated by ``os.pathsep``),
@@ -11,11 +14,15 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
+from mintaudit._registry import Registry
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.formats import (
     _as_labels,
@@ -32,24 +39,112 @@ from mintaudit.data.formats import (
     read_tiny_imagenet,
     resize_images,
 )
-from mintaudit.errors import CorruptFileError, DataError, DataNotFoundError
+from mintaudit.errors import ConfigError, CorruptFileError, DataError, DataNotFoundError
 
-__all__ = ["DATASET_NAMES", "DATASET_PREFIXES", "load_dataset"]
+__all__ = [
+    "DATASET_NAMES",
+    "DATASET_PREFIXES",
+    "DatasetEntry",
+    "dataset_help",
+    "load_dataset",
+    "register_dataset",
+    "unregister_dataset",
+]
 
-#: Names :func:`load_dataset` accepts as they are.
-DATASET_NAMES: tuple[str, ...] = (
-    "digits",
-    "fashion-mnist",
-    "mnist",
-    "kmnist",
-    "cifar10",
-    "cifar100",
-    "svhn",
-    "gtsrb",
-    "tiny-imagenet",
-)
-#: Prefixes :func:`load_dataset` accepts followed by a path: ``folder:PATH``, ``npz:PATH``.
-DATASET_PREFIXES: tuple[str, ...] = ("folder:", "npz:")
+#: reader(name, where, image_size) -> ImageDataset, or None when the folder does not hold the data set.
+#: ``where`` is a folder searched (named data sets), the PATH after ``name:`` (prefixes), or None
+#: (embedded data sets, ``files=None``).
+Reader = Callable[[str, "Path | str | None", "int | None"], "ImageDataset | None"]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered data set or format.
+
+    Attributes:
+        name: the name (``fashion-mnist``), or the prefix without its colon (``npz`` for ``npz:PATH``).
+        reader: see :data:`Reader`.
+        files: what the reader looks for in a folder, for messages and ``--help``; None for an
+            embedded data set.
+        prefix: ``name:PATH`` is read from PATH, instead of searching folders for ``name``.
+    """
+
+    name: str
+    reader: Reader
+    files: str | None
+    prefix: bool = False
+
+
+_REGISTRY: Registry[DatasetEntry] = Registry("data set")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+
+
+def register_dataset(name: str, reader: Reader, *, files: str | None, prefix: bool = False) -> Reader:
+    """Register a data set (or, with ``prefix=True``, a format read as ``name:PATH``); returns ``reader``.
+
+    Args:
+        name: lower case, ``-`` not ``_`` (names are looked up lower-cased, ``_`` read as ``-``), no colon.
+        reader: ``reader(name, where, image_size)``, see :data:`Reader`.
+        files: what a folder must hold, e.g. ``"train_32x32.mat and test_32x32.mat"`` (None: embedded).
+        prefix: read ``name:PATH`` from PATH (``where`` is the PATH string).
+
+    Raises:
+        ConfigError: the name is taken or malformed.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"data set name must be lower case letters, digits and - . + (no '_' or ':'); given {name!r}")
+    if not callable(reader):
+        raise ConfigError(f"register_dataset({name!r}): reader must be callable; given {type(reader).__name__}")
+    _REGISTRY.add(name, DatasetEntry(name, reader, files, bool(prefix)))
+    return reader
+
+
+def unregister_dataset(name: str) -> DatasetEntry:
+    """Remove the data set ``name`` (for plug-ins and tests)."""
+    return _REGISTRY.remove(name)
+
+
+class _Keys(Sequence[str]):
+    """A live, read-only tuple of the registered names (``prefix=False``) or prefixes (``"npz:"``...)."""
+
+    def __init__(self, prefixes: bool) -> None:
+        self._prefixes = prefixes
+
+    def _all(self) -> tuple[str, ...]:
+        if self._prefixes:
+            return tuple(f"{n}:" for n, e in _REGISTRY.items() if e.prefix)
+        return tuple(n for n, e in _REGISTRY.items() if not e.prefix)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (_Keys, tuple, list)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+#: Names :func:`load_dataset` accepts as they are (a live view of the registry).
+DATASET_NAMES: Sequence[str] = _Keys(prefixes=False)
+#: Prefixes :func:`load_dataset` accepts followed by a path: ``folder:PATH``, ``npz:PATH`` (a live view).
+DATASET_PREFIXES: Sequence[str] = _Keys(prefixes=True)
+
+
+def dataset_help() -> str:
+    """The registered names, then the prefixes, for ``--dataset``'s help: ``digits (embedded), ..., npz:PATH``."""
+    names = [f"{n} (embedded)" if _REGISTRY.get(n).files is None else n for n in DATASET_NAMES]
+    return ", ".join([*names, *(f"{p}PATH" for p in DATASET_PREFIXES)])
 
 _DIGITS = tuple(str(d) for d in range(10))
 _CLASS_NAMES: dict[str, tuple[str, ...]] = {
@@ -75,8 +170,6 @@ _INSTALL_HINTS: dict[str, str] = {
 }
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-# A loader (name, folder, image_size) returns None when the folder does not hold the data set's files.
-_Loader = Callable[[str, Path, int | None], ImageDataset | None]
 
 
 def _find(d: Path, layouts: Sequence[tuple[str, Sequence[str]]]) -> list[Path] | None:
@@ -157,19 +250,6 @@ def _load_tiny(name: str, d: Path, image_size: int | None) -> ImageDataset | Non
     return read_tiny_imagenet(d)
 
 
-# name -> (loader, what it looks for, for error messages)
-_SOURCES: dict[str, tuple[_Loader, str]] = {
-    "fashion-mnist": (_load_idx, "train-images-idx3-ubyte[.gz] and the 3 other IDX files"),
-    "mnist": (_load_idx, "train-images-idx3-ubyte[.gz] and the 3 other IDX files"),
-    "kmnist": (_load_idx, "train-images-idx3-ubyte[.gz] and the 3 other IDX files"),
-    "cifar10": (_load_cifar10, "cifar-10-batches-bin/ or cifar-10-batches-py/"),
-    "cifar100": (_load_cifar100, "cifar-100-binary/ or cifar-100-python/"),
-    "svhn": (_load_svhn, "train_32x32.mat and test_32x32.mat"),
-    "gtsrb": (_load_gtsrb, "GTSRB/Final_Training/Images/"),
-    "tiny-imagenet": (_load_tiny, "tiny-imagenet-200/wnids.txt"),
-}
-
-
 def _search_dirs(name: str, root: str | Path | None) -> list[Path]:
     dirs: list[Path] = []
     if root is not None:
@@ -187,6 +267,21 @@ def _load_digits() -> ImageDataset:
     return ImageDataset("digits", images, bunch.target.astype(np.int64), 10, class_names=_DIGITS)
 
 
+_IDX_EXPECTS = "train-images-idx3-ubyte[.gz] and the 3 other IDX files"
+register_dataset("digits", lambda name, where, image_size: _load_digits(), files=None)
+for _name in ("fashion-mnist", "mnist", "kmnist"):
+    register_dataset(_name, _load_idx, files=_IDX_EXPECTS)
+register_dataset("cifar10", _load_cifar10, files="cifar-10-batches-bin/ or cifar-10-batches-py/")
+register_dataset("cifar100", _load_cifar100, files="cifar-100-binary/ or cifar-100-python/")
+register_dataset("svhn", _load_svhn, files="train_32x32.mat and test_32x32.mat")
+register_dataset("gtsrb", _load_gtsrb, files="GTSRB/Final_Training/Images/")
+register_dataset("tiny-imagenet", _load_tiny, files="tiny-imagenet-200/wnids.txt")
+register_dataset("folder", lambda name, where, image_size: read_image_folder(str(where), image_size),
+                 files="one sub-folder of images per class", prefix=True)
+register_dataset("npz", lambda name, where, image_size: read_npz(str(where)), files="an .npz of images and labels",
+                 prefix=True)
+
+
 def _unknown(name: str) -> DataError:
     valid = [*DATASET_NAMES, *(f"{p}PATH" for p in DATASET_PREFIXES)]
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
@@ -201,7 +296,8 @@ def load_dataset(
 
     Args:
         name: one of :data:`DATASET_NAMES` (case-insensitive, ``_`` read as ``-``), or
-            ``folder:PATH`` (one sub-folder per class) or ``npz:PATH``.
+            ``folder:PATH`` (one sub-folder per class) or ``npz:PATH`` (:data:`DATASET_PREFIXES`);
+            each is an entry of :func:`register_dataset`.
         root: a folder to look in first, before ``$MINTAUDIT_DATA/<name>`` and system folders.
         image_size: resize every image (bilinear) to this square size. GTSRB defaults to 32;
             image folders with mixed sizes need it; other data sets keep their native size.
@@ -222,18 +318,18 @@ def load_dataset(
     """
     _check_size(image_size)
     key = name.strip()
-    if key.lower().startswith(DATASET_PREFIXES):
+    if key.lower().startswith(tuple(DATASET_PREFIXES)):
         prefix, path = key.split(":", 1)
         if not path:
             raise DataError(f"data set {name!r}: a path must follow {prefix}:, e.g. {prefix}:/data/my_set")
-        dataset = read_image_folder(path, image_size) if prefix.lower() == "folder" else read_npz(path)
-        return _resized(dataset, image_size)
+        return _resized(_read(_REGISTRY.get(prefix.lower()), prefix.lower(), path, image_size), image_size)
     key = key.lower().replace("_", "-")
-    if key == "digits":
-        return _resized(_load_digits(), image_size)
-    if key not in _SOURCES:
+    if key not in DATASET_NAMES:
         raise _unknown(name)
-    loader, expects = _SOURCES[key]
+    entry = _REGISTRY.get(key)
+    if entry.files is None:  # embedded
+        return _resized(_read(entry, key, None, image_size), image_size)
+    loader, expects = entry.reader, entry.files
     if root is not None and not Path(root).expanduser().is_dir():
         raise DataNotFoundError(
             f"data root {str(root)!r} is not a folder; pass an existing folder holding {expects} "
@@ -253,6 +349,14 @@ def load_dataset(
         f"$MINTAUDIT_DATA/{key}/ (set MINTAUDIT_DATA) or pass root (CLI --data-root){_INSTALL_HINTS.get(key, '')}; "
         "mintaudit never downloads data"
     )
+
+
+def _read(entry: DatasetEntry, name: str, where: str | None, image_size: int | None) -> ImageDataset:
+    dataset = entry.reader(name, where, image_size)
+    if not isinstance(dataset, ImageDataset):
+        raise DataError(f"the reader of data set {name!r} returned {type(dataset).__name__}, not an ImageDataset; "
+                        "fix the reader registered with register_dataset")
+    return dataset
 
 
 def _resized(dataset: ImageDataset, image_size: int | None) -> ImageDataset:

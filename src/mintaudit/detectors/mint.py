@@ -1,6 +1,7 @@
 """MINT models: binary classifiers T(AAD) -> P(sample was a training member).
 
-Two kinds, following the original MINT papers:
+Two kinds, following the original MINT papers, each registered with
+:func:`~mintaudit.detectors.registry.register_detector` (a new kind is one such function):
 
 - ``mlp``: per-channel pooled activations (``mean`` or ``meanmax``) or the flattened map, then
   dense layers ("vanilla MINT"; also what reads dense taps and gradient vectors);
@@ -35,6 +36,7 @@ from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
 from mintaudit._progress import progress
+from mintaudit.detectors.registry import DETECTOR_KINDS, detector_kind, register_detector
 from mintaudit.errors import ConfigError, CorruptFileError, NotFittedError, SignalError
 from mintaudit.evaluation.metrics import auc_score
 
@@ -63,8 +65,8 @@ class DetectorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("auto", "mlp", "cnn"):
-            raise ConfigError(f"detector kind must be one of auto, mlp, cnn; got {self.kind!r}")
+        if self.kind != "auto" and self.kind not in DETECTOR_KINDS:
+            raise ConfigError(f"detector kind must be one of {', '.join(('auto', *DETECTOR_KINDS))}; got {self.kind!r}")
         if self.pooling not in ("mean", "meanmax", "flatten"):
             raise ConfigError(f"pooling must be one of mean, meanmax, flatten; got {self.pooling!r}")
         if not 0.0 < self.val_fraction < 0.9:
@@ -74,29 +76,44 @@ class DetectorConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
+@register_detector("mlp")
+def mlp_body(in_dim: int, in_channels: int, cfg: DetectorConfig) -> tuple[nn.Module, int]:
+    """Vanilla MINT: the pooled (or flattened) activations go straight to the dense head."""
+    return nn.Identity(), in_dim
+
+
+class _ConvPooled(nn.Sequential):
+    """Two stride-2 conv layers, then global average + max pooling: (B, C, H, W) -> (B, 4 * width)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = super().forward(x)
+        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+
+
+@register_detector("cnn", maps=True)
+def cnn_body(in_dim: int, in_channels: int, cfg: DetectorConfig) -> tuple[nn.Module, int]:
+    """The CNN MINT model on activation maps (stride 2 from the first layer keeps it cheap)."""
+    w = cfg.width
+    return _ConvPooled(
+        nn.Conv2d(in_channels, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
+    ), 4 * w
+
+
 class _Net(nn.Module):
+    """The registered kind's body, then the shared dense head (with the fused output signals)."""
+
     def __init__(self, kind: str, in_dim: int, in_channels: int, extra_dim: int, cfg: DetectorConfig) -> None:
         super().__init__()
         self.kind = kind
-        w = cfg.width
-        if kind == "cnn":
-            self.body = nn.Sequential(
-                nn.Conv2d(in_channels, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
-                nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
-            )
-            feat = 4 * w
-        else:
-            self.body = nn.Identity()
-            feat = in_dim
+        self.body, feat = detector_kind(kind).body(in_dim, in_channels, cfg)
         self.head = nn.Sequential(
             nn.Linear(feat + extra_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.hidden // 2), nn.ReLU(), nn.Linear(cfg.hidden // 2, 1),
         )
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
-        if self.kind == "cnn":
-            h = self.body(x)
-            x = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        x = self.body(x)
         if extra is not None:
             x = torch.cat([x, extra], 1)
         return self.head(x)[:, 0]
@@ -228,7 +245,7 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         if not np.isfinite(x).all():
             raise SignalError("MINT inputs contain NaN or inf values: check the signals (activations, gradients) "
                               "or the audited model's preprocessing")
-        if x.ndim == 4 and self.kind_ == "mlp":
+        if x.ndim == 4 and not detector_kind(self.kind_).maps:
             if self.config_.pooling == "flatten":
                 return x.reshape(len(x), -1)
             pooled = [x.mean((2, 3))]
@@ -288,8 +305,8 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         if extra is not None and len(extra) != len(X):
             raise SignalError(f"X has {len(X)} rows but y has {len(y)} and extra {len(extra)}")
         kind = cfg.kind if cfg.kind != "auto" else ("cnn" if X.ndim == 4 else "mlp")
-        if kind == "cnn" and X.ndim != 4:
-            raise ConfigError(f"the cnn detector reads activation maps (N, C, H, W); got {X.shape}: use kind='mlp'")
+        if detector_kind(kind).maps and X.ndim != 4:
+            raise ConfigError(f"the {kind} detector reads activation maps (N, C, H, W); got {X.shape}: use kind='mlp'")
         self.config_, self.kind_, self.classes_ = cfg, kind, classes
         self.input_shape_ = tuple(int(d) for d in X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
@@ -440,7 +457,7 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         det.mean_, det.std_ = tensors["mean"].numpy(), tensors["std"].numpy()
         if det.extra_dim_:
             det.extra_mean_, det.extra_std_ = tensors["extra_mean"].numpy(), tensors["extra_std"].numpy()
-        in_dim = int(det.mean_.shape[0]) if det.kind_ == "mlp" else 0
+        in_dim = int(np.prod(det.input_shape_)) if detector_kind(det.kind_).maps else int(det.mean_.shape[0])
         det.net_ = _Net(det.kind_, in_dim, det.input_shape_[0], det.extra_dim_, det.config_)
         det.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         det.net_.eval()

@@ -12,6 +12,7 @@ from mintaudit.models.backbones import (
     resnet50,
     resnet101,
 )
+from mintaudit.models.catalog import ModelEntry, model_entry, register_model, unregister_model
 from mintaudit.models.registry import (
     MODEL_NAMES,
     ModelSpec,
@@ -30,6 +31,7 @@ __all__ = [
     "MODEL_NAMES",
     "DenseNet",
     "MobileNetV1",
+    "ModelEntry",
     "ModelSpec",
     "ObjClsCNN",
     "ResNet",
@@ -42,9 +44,12 @@ __all__ = [
     "densenet121",
     "load_model",
     "load_weights",
+    "model_entry",
     "model_fingerprint",
     "published_taps",
+    "register_model",
     "resnet50",
     "resnet101",
     "save_model",
+    "unregister_model",
 ]

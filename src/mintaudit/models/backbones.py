@@ -14,7 +14,8 @@ The stages are named modules whose forward returns one tensor, so a forward hook
 (:class:`mintaudit.taps.Recorder`) sees (B, C, H, W) for the CNNs and (B, N, D) for the ViT. No
 module works in place, so gradients flow through recorded taps (``Recorder(detach=False)``).
 
-Tap presets (:data:`ACTIVE_TAPS`, :func:`active_taps`) come in three setups:
+Tap presets (:data:`ACTIVE_TAPS`, :func:`active_taps`), registered with each model by
+:func:`~mintaudit.models.catalog.register_model` at the end of this file, come in three setups:
 
 - **Middle**: the published aMINT taps (DeAlcala et al., ICCV 2025, and its code):
   MobileNet v1 ``conv2`` + ``conv3``; ResNet-50/101 ``layer2`` + ``layer3``; DenseNet-121
@@ -43,7 +44,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -51,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mintaudit.errors import ConfigError, LayerNotFoundError, ModelError
+from mintaudit.models.catalog import MODEL_NAMES, SETUPS, model_entry, register_model
 
 __all__ = [
     "ACTIVE_TAPS",
@@ -68,7 +70,6 @@ __all__ = [
 
 Stem = Literal["auto", "small", "imagenet"]
 Setup = Literal["entry", "middle", "output"]
-SETUPS: tuple[str, ...] = ("entry", "middle", "output")
 _STEMS: tuple[str, ...] = ("auto", "small", "imagenet")
 
 
@@ -701,25 +702,30 @@ class ViT(nn.Module):
 
 # --------------------------------------------------------------------------- tap presets
 
-ACTIVE_TAPS: dict[str, dict[str, list[str]]] = {
-    "mobilenet": {"entry": ["stem", "conv1"], "middle": ["conv2", "conv3"], "output": ["conv4", "pool"]},
-    "resnet50": {"entry": ["stem", "layer1"], "middle": ["layer2", "layer3"], "output": ["layer4", "pool"]},
-    "resnet101": {"entry": ["stem", "layer1"], "middle": ["layer2", "layer3"], "output": ["layer4", "pool"]},
-    "densenet121": {
-        "entry": ["stem", "transition1"],
-        "middle": ["transition2", "transition3"],
-        "output": ["dense4", "pool"],
-    },
-    "xception": {"entry": ["entry.block1", "entry.block2"], "middle": ["middle"], "output": ["exit", "pool"]},
-    "vit": {"entry": ["blocks.1", "blocks.3"], "middle": ["blocks.7"], "output": ["blocks.11", "norm"]},
-    "objcls-cnn": {
-        "entry": ["block1.pool", "block2.pool"],
-        "middle": ["block2.pool", "block3.pool"],
-        "output": ["block3.pool", "fc_relu"],
-    },
-    "tiny-cnn": {"entry": ["relu1"], "middle": ["relu1", "relu2"], "output": ["relu2"]},
-}
-"""Zoo model name -> setup (entry / middle / output) -> layer names to tap.
+class _Presets(Mapping[str, dict[str, list[str]]]):
+    """A live, read-only view of the registered aMINT presets: name -> setup -> layers (copies)."""
+
+    def _names(self) -> list[str]:
+        return [n for n in MODEL_NAMES if (e := model_entry(n)) is not None and e.active]
+
+    def __getitem__(self, name: str) -> dict[str, list[str]]:
+        entry = model_entry(name)
+        if entry is None or not entry.active:
+            raise KeyError(name)
+        return {setup: list(entry.active[setup]) for setup in SETUPS}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+ACTIVE_TAPS: Mapping[str, dict[str, list[str]]] = _Presets()
+"""Zoo model name -> setup (entry / middle / output) -> layer names to tap (read from :func:`register_model`).
 
 Middle holds the published aMINT taps; Entry and Output are our reconstruction (see the module
 docstring). The ViT entry is for its default depth of 12; :func:`active_taps` rescales it to
@@ -737,6 +743,14 @@ def _vit_taps(depth: int) -> dict[str, list[str]]:
     return {"entry": entry, "middle": [after(2 / 3)], "output": [after(1.0), "norm"]}
 
 
+def _vit_scaled(model: nn.Module) -> dict[str, list[str]]:
+    """The ViT presets of a built model, from its number of blocks."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
+        raise ConfigError(f"the 'vit' tap preset needs a model with a non-empty 'blocks' list, got {type(model).__name__}")
+    return _vit_taps(len(blocks))
+
+
 def active_taps(name: str, setup: Setup, model: nn.Module | None = None) -> list[str]:
     """The layer names aMINT taps for a zoo model in one setup.
 
@@ -746,7 +760,7 @@ def active_taps(name: str, setup: Setup, model: nn.Module | None = None) -> list
     is assumed; with it, ``len(model.blocks)`` is used.
 
     Args:
-        name: a zoo model name (a key of :data:`ACTIVE_TAPS`).
+        name: a zoo model name registered with aMINT taps (a key of :data:`ACTIVE_TAPS`).
         setup: ``entry`` (early stages), ``middle`` (the published taps) or ``output`` (last
             stage and pre-logit embedding).
         model: the built model, optional; when given, the taps are checked to exist in it.
@@ -765,21 +779,17 @@ def active_taps(name: str, setup: Setup, model: nn.Module | None = None) -> list
         >>> active_taps("densenet121", "entry")
         ['stem', 'transition1']
     """
-    if name not in ACTIVE_TAPS:
+    entry = model_entry(name)
+    if entry is None or not entry.active:
         close = difflib.get_close_matches(name, list(ACTIVE_TAPS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"no aMINT tap preset for model {name!r}; choose one of {', '.join(ACTIVE_TAPS)}.{hint}")
     if setup not in SETUPS:
         raise ConfigError(f"unknown tap setup {setup!r} for {name!r}; choose one of {', '.join(SETUPS)}")
-    if name == "vit" and model is not None:
-        blocks = getattr(model, "blocks", None)
-        if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
-            raise ConfigError(
-                f"the 'vit' tap preset needs a model with a non-empty 'blocks' list, got {type(model).__name__}"
-            )
-        taps = _vit_taps(len(blocks))[setup]
+    if entry.scale_taps is not None and model is not None:
+        taps = list(entry.scale_taps(model)[setup])
     else:
-        taps = list(ACTIVE_TAPS[name][setup])
+        taps = list(entry.active[setup])
     if model is not None:
         names = {n for n, _ in model.named_modules() if n}
         missing = [t for t in taps if t not in names]
@@ -791,3 +801,18 @@ def active_taps(name: str, setup: Setup, model: nn.Module | None = None) -> list
                 f"is it a {name!r} model?{hint}"
             )
     return taps
+
+
+# --------------------------------------------------------------------------- registrations (factory + taps)
+
+_RESNET_TAPS = {"entry": ["stem", "layer1"], "middle": ["layer2", "layer3"], "output": ["layer4", "pool"]}
+register_model("mobilenet", MobileNetV1,
+               taps={"entry": ["stem", "conv1"], "middle": ["conv2", "conv3"], "output": ["conv4", "pool"]})
+register_model("resnet50", resnet50, taps=_RESNET_TAPS)
+register_model("resnet101", resnet101, taps=_RESNET_TAPS)
+register_model("densenet121", densenet121,
+               taps={"entry": ["stem", "transition1"], "middle": ["transition2", "transition3"], "output": ["dense4", "pool"]})
+register_model("xception", Xception,
+               taps={"entry": ["entry.block1", "entry.block2"], "middle": ["middle"], "output": ["exit", "pool"]})
+register_model("vit", ViT, taps={"entry": ["blocks.1", "blocks.3"], "middle": ["blocks.7"], "output": ["blocks.11", "norm"]},
+               scale_taps=_vit_scaled)

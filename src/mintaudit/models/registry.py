@@ -19,8 +19,9 @@ from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
 from mintaudit.errors import CorruptFileError, ModelError, WeightsError
-from mintaudit.models.backbones import MobileNetV1, ViT, Xception, densenet121, resnet50, resnet101
-from mintaudit.models.zoo import ObjClsCNN, TinyCNN
+import mintaudit.models.backbones  # noqa: F401  (registers the aMINT backbones, then zoo.py the older models)
+import mintaudit.models.zoo  # noqa: F401
+from mintaudit.models.catalog import MODEL_NAMES, model_entry
 
 __all__ = [
     "MODEL_NAMES",
@@ -33,33 +34,6 @@ __all__ = [
     "load_model",
     "model_fingerprint",
 ]
-
-_ZOO: dict[str, Callable[..., nn.Module]] = {
-    "objcls-cnn": ObjClsCNN,
-    "tiny-cnn": TinyCNN,
-    "mobilenet": MobileNetV1,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
-    "densenet121": densenet121,
-    "xception": Xception,
-    "vit": ViT,
-}
-MODEL_NAMES: tuple[str, ...] = tuple(_ZOO)
-
-# The taps of the object-classification study: L1..L6 the conv layers after BN+ReLU, L7 dense.
-_PUBLISHED_TAPS: dict[str, list[tuple[str, str]]] = {
-    "objcls-cnn": [
-        ("L1", "block1.relu1"),
-        ("L2", "block1.relu2"),
-        ("L3", "block2.relu1"),
-        ("L4", "block2.relu2"),
-        ("L5", "block3.relu1"),
-        ("L6", "block3.relu2"),
-        ("L7", "fc_relu"),
-    ],
-    "tiny-cnn": [("L1", "relu1"), ("L2", "relu2")],
-}
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -140,8 +114,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
     Example:
         >>> m = build_model(ModelSpec("tiny-cnn", 1, 10, (8, 8)))
     """
-    if spec.name in _ZOO:
-        factory = _ZOO[spec.name]
+    entry = model_entry(spec.name)
+    if entry is not None:
+        factory = entry.factory
     elif ":" in spec.name:
         factory = _import_factory(spec.name)
     else:
@@ -223,8 +198,9 @@ def check_model(model: nn.Module, input_shape: tuple[int, int, int], num_classes
 
 
 def published_taps(name: str) -> list[tuple[str, str]] | None:
-    """The study's (label, layer name) taps for a zoo model, or None for other models."""
-    return list(_PUBLISHED_TAPS[name]) if name in _PUBLISHED_TAPS else None
+    """The study's (label, layer name) taps for a zoo model (its ``register_model(taps={"published": ...})``), or None."""
+    entry = model_entry(name)
+    return list(entry.published) if entry is not None and entry.published is not None else None
 
 
 # safetensors' own bound on the JSON header (safetensors/src/tensor.rs: MAX_HEADER_SIZE).

@@ -20,6 +20,7 @@ __all__ = [
     "PROTOCOLS",
     "Method",
     "Protocol",
+    "report_methods",
     "new_report",
     "add_result",
     "set_verdict",
@@ -42,7 +43,9 @@ Method = Literal[
     "rmia",
 ]
 Protocol = Literal["heldout-members", "training-members"]
+#: The built-in methods (the ``Method`` literal, for type checkers); :func:`report_methods` is the live list.
 METHODS: tuple[str, ...] = get_args(Method)
+_MINT_METHODS: tuple[str, ...] = ("passive-mint", "amint", "gmint")
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 _REQUIRED = ("method", "signal", "protocol", "n_members", "n_nonmembers", "metrics", "ci95")
@@ -107,7 +110,7 @@ def add_result(report: dict[str, Any], result: dict[str, Any]) -> None:
             f"result lacks required key(s) {missing}; given keys {sorted(result)}; "
             "build it as {'method', 'signal', 'protocol', **evaluate_scores(...).to_dict()}"
         )
-    _choice(result, "method", METHODS)
+    _choice(result, "method", report_methods())
     _choice(result, "protocol", PROTOCOLS)
     for key in ("n_members", "n_nonmembers"):
         value = result[key]
@@ -208,6 +211,17 @@ def set_verdict(report: dict[str, Any], verdict: dict[str, Any]) -> None:
                 "dataset_test(...).to_dict()"
             )
     report["verdict"] = copy.deepcopy(verdict)
+
+
+def report_methods() -> tuple[str, ...]:
+    """The ``method`` values a result may have: the MINT protocols, then every registered attack's method.
+
+    Read from the attack registry (:func:`mintaudit.attacks.register_attack`) at each call, so
+    an attack registered later is accepted; the schema stays ``mintaudit/report@1``.
+    """
+    from mintaudit.attacks.registry import report_methods as attack_methods  # lazy: the attacks load torch
+
+    return tuple(dict.fromkeys((*_MINT_METHODS, *attack_methods())))
 
 
 def _number(v: Any) -> bool:

@@ -1,0 +1,121 @@
+"""The detector protocol, and the registry of MINT network kinds (``mlp``, ``cnn``...).
+
+Two extension points:
+
+- :class:`Detector`: what :func:`mintaudit.passive.audit_tap` needs of a MINT model (fit /
+  decision_function / save / load, and ``kind_`` for the report). Pass any such object, or a
+  factory returning one, as ``audit_tap(..., detector=...)``; :class:`MintDetector` is the default.
+- :func:`register_detector`: a new network kind inside :class:`MintDetector` (``kind=...``,
+  ``--detector``), one file: a function building the body that reads the signals; the dense head,
+  the training, early stopping and saving are shared.
+
+Example:
+    >>> @register_detector("linear-maps", maps=True)  # doctest: +SKIP
+    ... def linear_maps(in_dim, in_channels, config):
+    ...     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), in_channels
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+
+import numpy as np
+
+from mintaudit._registry import Names, Registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from mintaudit.detectors.mint import DetectorConfig
+
+__all__ = [
+    "DETECTOR_KINDS",
+    "Detector",
+    "DetectorFactory",
+    "DetectorKind",
+    "detector_kind",
+    "register_detector",
+    "unregister_detector",
+]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A MINT model: binary, 1 = member, 0 = external; higher ``decision_function`` = more likely a member.
+
+    ``fit`` returns the detector; ``kind_`` (set by ``fit``) names it in the report's ``detector``;
+    ``save`` writes a folder that ``load`` reads back (no pickle). Optional fitted attributes
+    ``best_epoch_`` and ``val_auc_`` go into the report row's ``fit`` when present.
+    """
+
+    kind_: str
+
+    def fit(self, X: Any, y: Any, extra: np.ndarray | None = None) -> Detector: ...
+
+    def decision_function(self, X: Any, extra: np.ndarray | None = None) -> np.ndarray: ...
+
+    def save(self, out_dir: str | Path) -> Path: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector: ...
+
+
+#: A detector, or a callable of no arguments that returns a new one (a class, a ``functools.partial``...).
+DetectorFactory = Union[Detector, Callable[[], Detector]]
+
+#: body(in_dim, in_channels, config) -> (module, features): the module maps the standardised input
+#: (B, in_dim) or (B, C, H, W) to (B, features), which the shared dense head reads.
+BodyFn = Callable[[int, int, "DetectorConfig"], "tuple[nn.Module, int]"]
+
+
+@dataclass(frozen=True)
+class DetectorKind:
+    """A registered network kind of :class:`~mintaudit.detectors.MintDetector`.
+
+    Attributes:
+        name: the ``kind`` (``--detector``) value.
+        body: see :data:`BodyFn`.
+        maps: the body reads activation maps (N, C, H, W) as they are; False: maps are pooled
+            (or flattened, by ``pooling``) into vectors first, and vectors are read as they are.
+    """
+
+    name: str
+    body: BodyFn
+    maps: bool = False
+
+
+_REGISTRY: Registry[DetectorKind] = Registry("detector kind")
+
+#: Registered kinds, in registration order (a live view); ``auto`` picks ``cnn`` for maps, ``mlp`` otherwise.
+DETECTOR_KINDS: Names = Names(_REGISTRY)
+
+
+def register_detector(kind: str, *, maps: bool = False) -> Callable[[BodyFn], BodyFn]:
+    """Decorator: register a body builder as the detector kind ``kind``.
+
+    Raises:
+        ConfigError: ``kind`` is taken (``auto`` is reserved).
+    """
+    from mintaudit.errors import ConfigError
+
+    if kind == "auto":
+        raise ConfigError("detector kind 'auto' is reserved (it picks cnn for maps, mlp otherwise); pick another name")
+
+    def decorate(fn: BodyFn) -> BodyFn:
+        _REGISTRY.add(kind, DetectorKind(kind, fn, bool(maps)))
+        return fn
+
+    return decorate
+
+
+def unregister_detector(kind: str) -> DetectorKind:
+    """Remove the detector kind ``kind`` (for plug-ins and tests)."""
+    return _REGISTRY.remove(kind)
+
+
+def detector_kind(kind: str) -> DetectorKind:
+    """The entry of ``kind``; an unknown one raises a ConfigError listing the registered ones."""
+    return _REGISTRY.get(kind)
