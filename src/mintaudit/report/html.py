@@ -196,14 +196,7 @@ def _verdict_figure(v: dict[str, Any]) -> dict[str, Any] | None:
                    "differ only by chance; members push the query shape to the right.")
 
 
-_TABLE_METRICS = (
-    ("accuracy",),
-    ("precision",),
-    ("recall",),
-    ("auc",),
-    ("tpr_at_fpr", "0.01"),
-    ("tpr_at_fpr", "0.001"),
-)
+_TABLE_METRICS = (("accuracy",), ("precision",), ("recall",), ("auc",), ("tpr_at_fpr", "0.01"), ("tpr_at_fpr", "0.001"))
 
 
 def _ci(ci: Any) -> str | None:
@@ -348,32 +341,16 @@ def _roc_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict[s
         curves = [(r, n) for r, n in group if isinstance(r.get("roc"), dict)]
         if not curves:
             continue
-        plot = Plot(
-            (1e-3, 1.0),
-            (1e-3, 1.0),
-            width=440,
-            height=360,
-            log_x=True,
-            log_y=True,
-            title=f"ROC curves, {protocol}",
-            x_label="false positive rate (non-members flagged)",
-            y_label="true positive rate (members found)",
-        )
+        plot = Plot((1e-3, 1.0), (1e-3, 1.0), width=440, height=360, log_x=True, log_y=True,
+                    title=f"ROC curves, {protocol}", x_label="false positive rate (non-members flagged)",
+                    y_label="true positive rate (members found)")
         plot.line([1e-3, 1.0], [1e-3, 1.0], color=GREY, dash="4 4", width=1.2, label="chance")
         for r, name in curves:
-            pts = [
-                (a, b)
-                for a, b in zip(r["roc"].get("fpr") or [], r["roc"].get("tpr") or [])
-                if is_number(a) and is_number(b)
-            ]
+            pts = [(a, b) for a, b in zip(r["roc"].get("fpr") or [], r["roc"].get("tpr") or [])
+                   if is_number(a) and is_number(b)]
             color, dash = series_style(index[id(r)])
-            plot.line(
-                [a for a, _ in pts],
-                [b for _, b in pts],
-                color=color,
-                dash=dash,
-                label=f"{name} (AUC {fmt(metric(r, 'auc'))})",
-            )
+            plot.line([a for a, _ in pts], [b for _, b in pts], color=color, dash=dash,
+                      label=f"{name} (AUC {fmt(metric(r, 'auc'))})")
         figures.append(_figure(plot, f"Protocol {protocol}: {_PROTOCOL_TEXT.get(protocol, '')}."))
     return figures
 
@@ -386,15 +363,8 @@ def _histogram_figures(results: list[dict[str, Any]], names: list[str]) -> list[
             continue
         edges, members, nonmembers = h["edges"], h.get("members") or [], h.get("nonmembers") or []
         top = max([*members, *nonmembers, 1]) * 1.05
-        plot = Plot(
-            (edges[0], edges[-1]),
-            (0.0, top),
-            width=300,
-            height=200,
-            title=f"{name}: AUC {fmt(metric(r, 'auc'))}",
-            x_label="membership score",
-            y_label="samples",
-        )
+        plot = Plot((edges[0], edges[-1]), (0.0, top), width=300, height=200,
+                    title=f"{name}: AUC {fmt(metric(r, 'auc'))}", x_label="membership score", y_label="samples")
         plot.steps(edges, nonmembers, color=_NONMEMBER)
         plot.steps(edges, members, color=_MEMBER)
         threshold = r.get("threshold")
@@ -418,25 +388,16 @@ def _depth_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict
             series.setdefault(f"{r.get('method')}, {r.get('signal')}", []).append(r)
         depths = sorted({int(r["depth"]) for r in swept})
         for key, title in (("auc", "AUC"), ("accuracy", "Accuracy")):
-            plot = Plot(
-                (depths[0] - 0.5, depths[-1] + 0.5),
-                _depth_y_range([*swept, *baselines], key),
-                width=420,
-                height=300,
-                title=f"{title} by depth, {protocol}",
-                x_label="tap depth (1 = first tapped layer)",
-                y_label=title,
-                x_ticks=[(d, str(d)) for d in depths],
-            )
+            plot = Plot((depths[0] - 0.5, depths[-1] + 0.5), _depth_y_range([*swept, *baselines], key), width=420,
+                        height=300, title=f"{title} by depth, {protocol}", x_label="tap depth (1 = first tapped layer)",
+                        y_label=title, x_ticks=[(d, str(d)) for d in depths])
             plot.hline(0.5, color="#aaa", dash="2 3", text="chance")
             for i, (label, rs) in enumerate(series.items()):
                 color, dash = series_style(i)
                 xs = [r["depth"] for r in rs if is_number(metric(r, key))]
                 ys = [metric(r, key) for r in rs if is_number(metric(r, key))]
                 cis = [(r["depth"], interval(r, key)) for r in rs if interval(r, key)]
-                plot.error_bars(
-                    [d for d, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=color
-                )
+                plot.error_bars([d for d, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=color)
                 plot.line(xs, ys, color=color, dash=dash, label=label)
                 plot.points(xs, ys, color=color)
             for j, r in enumerate(baselines):
