@@ -13,7 +13,7 @@ import torch
 from mintaudit._io import atomic_dir, atomic_write_json
 from mintaudit.active.head import HeadConfig
 from mintaudit.active.model import ActiveModel
-from mintaudit.data.formats import _load_image
+from mintaudit.data.images import load_image
 from mintaudit.errors import DataError, ModelError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.models.registry import ModelSpec, build_model, load_weights, model_fingerprint
@@ -123,7 +123,7 @@ def _image_array(path: Path, meta: dict[str, Any]) -> np.ndarray:
     if h != w:
         raise DataError(f"querying needs a square input size; the model takes {h}x{w}")
     mode = "L" if meta["input"]["channels"] == 1 else "RGB"
-    return _load_image(path, h, mode)
+    return load_image(path, h, mode)
 
 
 @torch.no_grad()

@@ -25,10 +25,6 @@ import numpy as np
 from mintaudit._registry import Registry
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.formats import (
-    _as_labels,
-    _canonical,
-    _check_size,
-    _pool,
     read_cifar_binary,
     read_cifar_python,
     read_gtsrb,
@@ -39,6 +35,7 @@ from mintaudit.data.formats import (
     read_tiny_imagenet,
     resize_images,
 )
+from mintaudit.data.pool import as_labels, canonical_images, check_image_size, make_pool
 from mintaudit.errors import ConfigError, CorruptFileError, DataError, DataNotFoundError
 
 __all__ = [
@@ -188,8 +185,8 @@ def _load_idx(name: str, d: Path, image_size: int | None) -> ImageDataset | None
         return None
     parts = []
     for images_path, labels_path in (hit[:2], hit[2:]):
-        images = _canonical(read_idx(images_path), str(images_path))
-        labels = _as_labels(read_idx(labels_path), str(labels_path))
+        images = canonical_images(read_idx(images_path), str(images_path))
+        labels = as_labels(read_idx(labels_path), str(labels_path))
         if len(images) != len(labels):  # checked per pair: shifted labels can still add up overall
             raise CorruptFileError(
                 f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
@@ -202,7 +199,7 @@ def _load_idx(name: str, d: Path, image_size: int | None) -> ImageDataset | None
             f"{test_path} holds images of shape {test.shape[1:]} but {train_path} holds {train.shape[1:]} "
             "(height, width, channels); the train and test files must come from the same data set"
         )
-    return _pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES.get(name))
+    return make_pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES.get(name))
 
 
 def _load_cifar10(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
@@ -216,7 +213,7 @@ def _load_cifar10(name: str, d: Path, image_size: int | None) -> ImageDataset | 
     else:
         loaded = [read_cifar_python(p) for p in hit]
         parts = [tuple(np.concatenate(a) for a in zip(*loaded[:5])), loaded[5]]
-    return _pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES["cifar10"])
+    return make_pool(name, parts, with_test=True, num_classes=10, class_names=_CLASS_NAMES["cifar10"])
 
 
 def _load_cifar100(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
@@ -228,14 +225,14 @@ def _load_cifar100(name: str, d: Path, image_size: int | None) -> ImageDataset |
         parts = [read_cifar_binary(p, "cifar100") for p in hit]
     else:
         parts = [read_cifar_python(p) for p in hit]
-    return _pool(name, parts, with_test=True, num_classes=100)
+    return make_pool(name, parts, with_test=True, num_classes=100)
 
 
 def _load_svhn(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
     hit = _find(d, [("", ("train_32x32.mat", "test_32x32.mat"))])
     if hit is None:
         return None
-    return _pool(name, [read_svhn_mat(p) for p in hit], with_test=True, num_classes=10, class_names=_DIGITS)
+    return make_pool(name, [read_svhn_mat(p) for p in hit], with_test=True, num_classes=10, class_names=_DIGITS)
 
 
 def _load_gtsrb(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
@@ -316,7 +313,7 @@ def load_dataset(
         >>> ds.images.shape, ds.num_classes
         ((1797, 8, 8, 1), 10)
     """
-    _check_size(image_size)
+    check_image_size(image_size)
     key = name.strip()
     if key.lower().startswith(tuple(DATASET_PREFIXES)):
         prefix, path = key.split(":", 1)
