@@ -82,7 +82,7 @@ def test_bad_rank_refused():
 @pytest.mark.parametrize("as_stored", [False, True])
 @pytest.mark.parametrize("write_bytes", [1, 40, 10**6])
 def test_cache_rows_land_at_their_place_whatever_the_blocks(tmp_path, monkeypatch, write_bytes, as_stored):
-    from mintaudit.signals import cache
+    from mintaudit.signals import writer as cache
 
     monkeypatch.setattr(cache, "_WRITE_BYTES", write_bytes)  # every row alone, a few rows, or all at once
     data = np.arange(13 * 2 * 3, dtype=np.float32).reshape(13, 2, 3)

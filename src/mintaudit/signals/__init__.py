@@ -1,6 +1,8 @@
 """Audit signals (AAD): activations of taps, per-sample gradients and output signals, cached on disk."""
 
-from mintaudit.signals.cache import SignalCache, SignalKind, extract_signals, output_features, stream_signals
+from mintaudit.signals.outputs import output_features
+from mintaudit.signals.reader import SignalCache, SignalKind
+from mintaudit.signals.writer import extract_signals, stream_signals
 from mintaudit.signals.gradients import (
     REDUCTIONS,
     SETUPS,

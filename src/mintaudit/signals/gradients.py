@@ -11,7 +11,7 @@ A per-sample gradient of a conv weight has shape (F_out, C_in, kH, kW), of a lin
 (F_out, F_in); it is reduced per output filter, over every axis but the first, to a vector of
 length F_out (gMINT's "mean", and the alternatives ``abs-mean``, ``l2`` and ``std``; several
 may be concatenated). Only the reduced vectors are stored, batch by batch, in the same
-streaming on-disk cache as activations (:func:`~mintaudit.signals.cache.stream_signals`), under
+streaming on-disk cache as activations (:func:`~mintaudit.signals.writer.stream_signals`), under
 a key that includes the layers and the reductions.
 
 Layer choice uses the layer selector (names, indices, globs) or the gMINT setups: ``entry``
@@ -43,7 +43,8 @@ from torch import nn
 
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, LayerNotFoundError
-from mintaudit.signals.cache import BatchFn, SignalCache, stream_signals
+from mintaudit.signals.reader import SignalCache
+from mintaudit.signals.writer import BatchFn, stream_signals
 from mintaudit.taps import select_layers
 
 __all__ = [
