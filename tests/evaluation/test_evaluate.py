@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from mintaudit.errors import EvaluationError
 from mintaudit.evaluation import TARGET_FPRS, Evaluation, evaluate_scores, threshold_metrics, tpr_at_fpr
 from mintaudit.evaluation.evaluate import _metric_columns, _nest
-from mintaudit.evaluation.metrics import _curve
+from mintaudit.evaluation.metrics import curve_from_counts
 
 
 def _scores(
@@ -50,7 +50,7 @@ def test_vectorised_resample_metrics_equal_the_functional_ones() -> None:
     idx_m, idx_n = rng.integers(0, m.size, (25, m.size)), rng.integers(0, n.size, (25, n.size))
     pos = np.stack([np.bincount(inv_m[i], minlength=values.size) for i in idx_m])
     neg = np.stack([np.bincount(inv_n[i], minlength=values.size) for i in idx_n])
-    columns = _metric_columns(*_curve(pos, neg), int(np.count_nonzero(values >= threshold)))
+    columns = _metric_columns(*curve_from_counts(pos, neg), int(np.count_nonzero(values >= threshold)))
     for b in range(25):
         y, s = np.r_[np.ones(m.size), np.zeros(n.size)], np.r_[m[idx_m[b]], n[idx_n[b]]]
         got = _nest(list(columns[b]))

@@ -11,12 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mintaudit.errors import EvaluationError
-from mintaudit.evaluation.metrics import (
-    _auc_from_curve,
-    _curve,
-    _threshold_from_counts,
-    _tpr_at_fpr_from_curve,
-)
+from mintaudit.evaluation.metrics import auc_from_curve, curve_from_counts, threshold_from_counts, tpr_at_fpr_from_curve
 from mintaudit.evaluation.privacy import epsilon_lower_bound, min_scores_for_bound
 
 __all__ = ["TARGET_FPRS", "Evaluation", "SampleInfo", "evaluate_scores"]
@@ -189,7 +184,7 @@ def _point_and_intervals(
     values, inverse = np.unique(np.concatenate([members, nonmembers]), return_inverse=True)
     inv_m, inv_n = inverse[: members.size], inverse[members.size :]
     n_predicted = int(np.count_nonzero(values >= threshold))  # distinct scores predicted member
-    tps, fps = _curve(
+    tps, fps = curve_from_counts(
         np.bincount(inv_m, minlength=values.size)[None], np.bincount(inv_n, minlength=values.size)[None]
     )
     point = _metric_columns(tps, fps, n_predicted)[0]
@@ -283,9 +278,9 @@ def _metric_columns(tps: NDArray, fps: NDArray, n_predicted: int) -> NDArray[np.
     ``n_predicted`` is the number of distinct scores at or above the threshold, i.e. the
     curve's column of the decision "score >= threshold".
     """
-    hard = _threshold_from_counts(tps[:, n_predicted], fps[:, n_predicted], tps[:, -1], fps[:, -1])
-    columns = [hard["accuracy"], hard["precision"], hard["recall"], _auc_from_curve(tps, fps)]
-    columns += [_tpr_at_fpr_from_curve(tps, fps, t) for t in TARGET_FPRS]
+    hard = threshold_from_counts(tps[:, n_predicted], fps[:, n_predicted], tps[:, -1], fps[:, -1])
+    columns = [hard["accuracy"], hard["precision"], hard["recall"], auc_from_curve(tps, fps)]
+    columns += [tpr_at_fpr_from_curve(tps, fps, t) for t in TARGET_FPRS]
     return np.stack(columns, axis=1).astype(np.float64)
 
 
@@ -309,7 +304,7 @@ def _bootstrap(
     rows = [np.empty((0, len(_SCALARS) + len(TARGET_FPRS)))]
     for start in range(0, n_bootstrap, chunk):
         b = min(chunk, n_bootstrap - start)
-        tps, fps = _curve(
+        tps, fps = curve_from_counts(
             _resampled_counts(inv_m, n_values, b, rng), _resampled_counts(inv_n, n_values, b, rng)
         )
         rows.append(_metric_columns(tps, fps, n_predicted))

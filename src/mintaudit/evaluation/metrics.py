@@ -5,8 +5,10 @@ membership scores, higher meaning "more likely a member". Every metric is checke
 scikit-learn in ``tests/evaluation/test_metrics.py``.
 
 All metrics are computed from *counts per distinct score*: the sorted distinct scores, and how
-many members / non-members hold each one. The same private helpers work on a batch of count
-rows, which is how :func:`mintaudit.evaluation.evaluate_scores` bootstraps without a Python loop.
+many members / non-members hold each one. The batch helpers (:func:`curve_from_counts`,
+:func:`auc_from_curve`, :func:`tpr_at_fpr_from_curve`, :func:`threshold_from_counts`) work on
+a batch of count rows, which is how :func:`mintaudit.evaluation.evaluate_scores` bootstraps
+without a Python loop.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ __all__ = [
     "tpr_at_fpr",
     "threshold_metrics",
     "best_threshold",
+    "curve_from_counts",
+    "auc_from_curve",
+    "tpr_at_fpr_from_curve",
+    "threshold_from_counts",
 ]
 
 
@@ -84,7 +90,7 @@ def _sample_curve(y_true: ArrayLike, scores: ArrayLike) -> tuple[NDArray[np.floa
     values, inverse = np.unique(s, return_inverse=True)
     pos = np.bincount(inverse[y], minlength=values.size)
     neg = np.bincount(inverse[~y], minlength=values.size)
-    return (values, *_curve(pos[None], neg[None]))
+    return (values, *curve_from_counts(pos[None], neg[None]))
 
 
 def _degenerate(n_pos: int, n_neg: int, what: str) -> bool:
@@ -105,7 +111,7 @@ def _degenerate(n_pos: int, n_neg: int, what: str) -> bool:
 # threshold as it walks from +inf down the U distinct scores (column 0 is the point (0, 0))
 
 
-def _curve(pos: NDArray, neg: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def curve_from_counts(pos: NDArray, neg: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Curve (B, U + 1) from counts per distinct score (B, U), ascending score order."""
     tps = np.zeros((pos.shape[0], pos.shape[1] + 1), dtype=np.int64)
     fps = np.zeros_like(tps)
@@ -114,20 +120,20 @@ def _curve(pos: NDArray, neg: NDArray) -> tuple[NDArray[np.int64], NDArray[np.in
     return tps, fps
 
 
-def _auc_from_curve(tps: NDArray, fps: NDArray) -> NDArray[np.float64]:
+def auc_from_curve(tps: NDArray, fps: NDArray) -> NDArray[np.float64]:
     """Mann-Whitney AUC (B,), P(member > non-member) + 1/2 P(tie), as an exact trapezoid sum."""
     twice_wins = (np.diff(fps, axis=1) * (tps[:, :-1] + tps[:, 1:])).sum(axis=1)
     return twice_wins / (2.0 * tps[:, -1] * fps[:, -1])
 
 
-def _tpr_at_fpr_from_curve(tps: NDArray, fps: NDArray, target_fpr: float) -> NDArray[np.float64]:
+def tpr_at_fpr_from_curve(tps: NDArray, fps: NDArray, target_fpr: float) -> NDArray[np.float64]:
     """Highest TPR (B,) among thresholds whose FPR <= target (the point (0, 0) always qualifies)."""
     # FPR and TPR never decrease along a curve, so the best point is the last one within target.
     last = np.count_nonzero(fps / fps[:, -1:] <= target_fpr, axis=1) - 1
     return tps[np.arange(tps.shape[0]), last] / tps[:, -1]
 
 
-def _threshold_from_counts(tp: NDArray, fp: NDArray, n_pos: NDArray, n_neg: NDArray) -> dict[str, NDArray]:
+def threshold_from_counts(tp: NDArray, fp: NDArray, n_pos: NDArray, n_neg: NDArray) -> dict[str, NDArray]:
     """Accuracy, precision (0 with no predicted member), recall (0 with no member) from counts."""
     predicted = tp + fp
     precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
@@ -195,7 +201,7 @@ def auc_score(y_true: ArrayLike, scores: ArrayLike) -> float:
     _, tps, fps = _sample_curve(y_true, scores)
     if _degenerate(int(tps[0, -1]), int(fps[0, -1]), "AUC"):
         return float("nan")
-    return float(_auc_from_curve(tps, fps)[0])
+    return float(auc_from_curve(tps, fps)[0])
 
 
 def tpr_at_fpr(y_true: ArrayLike, scores: ArrayLike, target_fpr: float) -> float:
@@ -225,7 +231,7 @@ def tpr_at_fpr(y_true: ArrayLike, scores: ArrayLike, target_fpr: float) -> float
     _, tps, fps = _sample_curve(y_true, scores)
     if _degenerate(int(tps[0, -1]), int(fps[0, -1]), "TPR at a fixed FPR"):
         return float("nan")
-    return float(_tpr_at_fpr_from_curve(tps, fps, float(target_fpr))[0])
+    return float(tpr_at_fpr_from_curve(tps, fps, float(target_fpr))[0])
 
 
 def threshold_metrics(y_true: ArrayLike, scores: ArrayLike, threshold: float) -> ThresholdMetrics:
@@ -251,7 +257,7 @@ def threshold_metrics(y_true: ArrayLike, scores: ArrayLike, threshold: float) ->
     """
     values, tps, fps = _sample_curve(y_true, scores)
     k = int(np.count_nonzero(values >= threshold))  # the curve's column of "score >= threshold"
-    out = _threshold_from_counts(tps[:, k], fps[:, k], tps[:, -1], fps[:, -1])
+    out = threshold_from_counts(tps[:, k], fps[:, k], tps[:, -1], fps[:, -1])
     return ThresholdMetrics(**{name: float(v[0]) for name, v in out.items()})  # type: ignore[typeddict-item]
 
 
