@@ -1,7 +1,8 @@
 """MINT models: binary classifiers T(AAD) -> P(sample was a training member).
 
 Two kinds, following the original MINT papers, each registered with
-:func:`~mintaudit.detectors.registry.register_detector` (a new kind is one such function):
+:func:`~mintaudit.detectors.registry.register_detector` (a new kind is one such function; the
+hyper-parameters, :class:`~mintaudit.detectors.registry.DetectorConfig`, live there too):
 
 - ``mlp``: per-channel pooled activations (``mean`` or ``meanmax``) or the flattened map, then
   dense layers ("vanilla MINT"; also what reads dense taps and gradient vectors);
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,44 +37,13 @@ from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
 from mintaudit._progress import progress
-from mintaudit.detectors.registry import DETECTOR_KINDS, detector_kind, register_detector
+from mintaudit.detectors.registry import DetectorConfig, Kind, Pooling, detector_kind, register_detector
 from mintaudit.errors import ConfigError, CorruptFileError, NotFittedError, SignalError
 from mintaudit.evaluation.metrics import auc_score
 
 __all__ = ["DetectorConfig", "MintDetector"]
 
-Kind = Literal["auto", "mlp", "cnn"]
-Pooling = Literal["mean", "meanmax", "flatten"]
 _CHUNK = 512
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Hyper-parameters of a :class:`MintDetector` (a reconstruction: the study did not publish them)."""
-
-    kind: Kind = "auto"
-    pooling: Pooling = "meanmax"
-    width: int = 32
-    hidden: int = 128
-    dropout: float = 0.3
-    epochs: int = 40
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 6
-    val_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind != "auto" and self.kind not in DETECTOR_KINDS:
-            raise ConfigError(f"detector kind must be one of {', '.join(('auto', *DETECTOR_KINDS))}; got {self.kind!r}")
-        if self.pooling not in ("mean", "meanmax", "flatten"):
-            raise ConfigError(f"pooling must be one of mean, meanmax, flatten; got {self.pooling!r}")
-        if not 0.0 < self.val_fraction < 0.9:
-            raise ConfigError(f"val_fraction must lie in (0, 0.9), got {self.val_fraction}")
-        for key in ("width", "hidden", "epochs", "batch_size", "patience"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 @register_detector("mlp")

@@ -1,4 +1,5 @@
-"""The detector protocol, and the registry of MINT network kinds (``mlp``, ``cnn``...).
+"""The detector protocol, the registry of MINT network kinds (``mlp``, ``cnn``...), and the
+hyper-parameters every kind's body reads (:class:`DetectorConfig`).
 
 Two extension points:
 
@@ -20,20 +21,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Union, runtime_checkable
 
 import numpy as np
 
 from mintaudit._registry import Names, Registry
+from mintaudit.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from mintaudit.detectors.mint import DetectorConfig
-
 __all__ = [
     "DETECTOR_KINDS",
     "Detector",
+    "DetectorConfig",
     "DetectorFactory",
     "DetectorKind",
     "detector_kind",
@@ -99,8 +100,6 @@ def register_detector(kind: str, *, maps: bool = False) -> Callable[[BodyFn], Bo
     Raises:
         ConfigError: ``kind`` is taken (``auto`` is reserved).
     """
-    from mintaudit.errors import ConfigError
-
     if kind == "auto":
         raise ConfigError("detector kind 'auto' is reserved (it picks cnn for maps, mlp otherwise); pick another name")
 
@@ -119,3 +118,37 @@ def unregister_detector(kind: str) -> DetectorKind:
 def detector_kind(kind: str) -> DetectorKind:
     """The entry of ``kind``; an unknown one raises a ConfigError listing the registered ones."""
     return _REGISTRY.get(kind)
+
+
+Kind = Literal["auto", "mlp", "cnn"]
+Pooling = Literal["mean", "meanmax", "flatten"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Hyper-parameters of a :class:`~mintaudit.detectors.MintDetector` (a reconstruction: the study did not
+    publish them); each kind's body reads them."""
+
+    kind: Kind = "auto"
+    pooling: Pooling = "meanmax"
+    width: int = 32
+    hidden: int = 128
+    dropout: float = 0.3
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind != "auto" and self.kind not in DETECTOR_KINDS:
+            raise ConfigError(f"detector kind must be one of {', '.join(('auto', *DETECTOR_KINDS))}; got {self.kind!r}")
+        if self.pooling not in ("mean", "meanmax", "flatten"):
+            raise ConfigError(f"pooling must be one of mean, meanmax, flatten; got {self.pooling!r}")
+        if not 0.0 < self.val_fraction < 0.9:
+            raise ConfigError(f"val_fraction must lie in (0, 0.9), got {self.val_fraction}")
+        for key in ("width", "hidden", "epochs", "batch_size", "patience"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
