@@ -2,7 +2,8 @@
 
 One figure per factor (audit AUC and TPR at 1% FPR against the factor's values, with 95%
 intervals; task accuracy on a second axis), the effect of each factor in words, and the table.
-Every string taken from the document goes through :func:`html.escape`.
+The markup lives in ``report/templates/factors.html.j2`` (Jinja2, autoescaping on, the page frame
+and CSS shared with the report); this module prepares the data and draws the SVG plots.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from markupsafe import Markup
+
 from mintaudit.report._format import DASH, fmt, is_number
-from mintaudit.report.html import _CSS
+from mintaudit.report._jinja import render_page
 from mintaudit.report.svg import PALETTE, Plot, Scale
 
 __all__ = ["render_factors_html"]
@@ -47,7 +50,7 @@ class _TwinPlot(Plot):
         span2, span = self.y2.hi - self.y2.lo, self.y.hi - self.y.lo
         return [self.y.lo + (min(max(v, self.y2.lo), self.y2.hi) - self.y2.lo) / span2 * span for v in values]
 
-    def _axes(self) -> list[str]:
+    def _axes(self) -> list[str]:  # SVG text, escaped here as svg.py escapes its own
         out = super()._axes()
         x = self.x.end
         for v in self.y2.ticks():
@@ -67,10 +70,11 @@ def _value_text(factor: str, v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _ci_text(ci: Any) -> str:
+def _ci_text(ci: Any, sign: str = "") -> str | None:
+    """An interval as "[lo, hi]" with three decimals (``sign="+"``: signed), or None."""
     if isinstance(ci, list) and len(ci) == 2 and all(is_number(v) for v in ci):
-        return f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>'
-    return ""
+        return f"[{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]"
+    return None
 
 
 def _range(values: list[float], *, floor: float, ceil: float, min_span: float) -> tuple[float, float]:
@@ -129,127 +133,93 @@ def _plot(factor: str, rows: list[dict[str, Any]]) -> str:
     return plot.render()
 
 
-def _effect_html(effect: dict[str, Any] | None) -> str:
+def _effect(effect: dict[str, Any] | None) -> dict[str, str] | None:
     if not effect:
-        return ""
+        return None
     direction = effect.get("passive_direction")
     badge = {"increase": "more auditable", "decrease": "less auditable"}.get(str(direction), "no clear effect")
-    return f'<p class="best-text"><b>{escape(badge.capitalize())}.</b> {escape(str(effect.get("sentence", "")))}</p>'
+    return {"badge": badge.capitalize(), "sentence": str(effect.get("sentence", ""))}
 
 
-def _factor_section(factor: str, rows: list[dict[str, Any]], effect: dict[str, Any] | None) -> str:
+def _factor(factor: str, rows: list[dict[str, Any]], effect: dict[str, Any] | None) -> dict[str, Any]:
     name, about = _NAMES.get(factor, (factor, ""))
-    return (
-        f"<section><h2>{escape(name)} <span class=\"muted small\">({escape(about)})</span></h2>"
-        f"{_effect_html(effect)}"
-        f"<figure>{_plot(factor, rows)}<figcaption>Passive MINT at each point's best tap and the LOSS attack, scored "
-        "on held-out members against as many non-members, with 95% bootstrap intervals (bars)"
-        + ("; aMINT (dotted) on its training members against the test split (protocol training-members)"
-           if any(is_number(r.get("amint_auc")) for r in rows) else "")
-        + "; the dash-dotted black line is the task accuracy on the test split (right axis). * marks the base value "
-        "shared with the other factors.</figcaption></figure></section>"
-    )
+    return {
+        "name": name, "about": about, "effect": _effect(effect),
+        "svg": Markup(_plot(factor, rows)),  # noqa: S704 - SVG built and escaped by svg.py (and _TwinPlot)
+        "amint": any(is_number(r.get("amint_auc")) for r in rows),
+    }
 
 
 _COLUMNS = ("Factor", "Value", "Members", "Task accuracy", "Train accuracy", "Gap", "Best tap (validation AUC)",
             "Passive AUC", "Passive TPR@1% FPR", "LOSS AUC", "LOSS TPR@1% FPR")
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
     amint = any(is_number(r.get("amint_auc")) for r in rows)
-    head = "".join(f"<th>{c}</th>" for c in _COLUMNS) + ("<th>aMINT AUC</th><th>aMINT TPR@1% FPR</th>" if amint else "")
-    head += "<th>Model</th>"
-    body = []
-    for r in rows:
-        cells = [
-            f"<td>{escape(_NAMES.get(r['factor'], (r['factor'],))[0])}</td>",
-            f"<td>{escape(_value_text(r['factor'], r['value']))}{' <b>(base)</b>' if r.get('is_base') else ''}</td>",
-            f'<td class="num">{escape(str(r.get("members", DASH)))}</td>',
-            f'<td class="num">{fmt(r.get("task_accuracy"))}</td>',
-            f'<td class="num">{fmt(r.get("train_accuracy"))}</td>',
-            f'<td class="num">{fmt(r.get("gap"))}</td>',
-            f"<td>{escape(str(r.get('passive_tap', DASH)))}<span class=\"ci\">{fmt(r.get('passive_val_auc'))}</span></td>",
-        ]
-        for key, ci in (("passive_auc", "passive_auc_ci95"), ("passive_tpr_at_1pct_fpr", "passive_tpr_ci95"),
-                        ("loss_auc", "loss_auc_ci95"), ("loss_tpr_at_1pct_fpr", "loss_tpr_ci95"),
-                        *((("amint_auc", "amint_auc_ci95"), ("amint_tpr_at_1pct_fpr", "amint_tpr_ci95")) if amint else ())):
-            cells.append(f'<td class="num">{fmt(r.get(key))}{_ci_text(r.get(ci))}</td>')
-        cached = "trained now" if r.get("trained_now") else "cached"
-        cells.append(f'<td><code>{escape(str(r.get("key", "")))}</code><span class="ci">{cached}</span></td>')
-        body.append(("<tr class='best'>" if r.get("is_base") else "<tr>") + "".join(cells) + "</tr>")
-    return (
-        "<section><h2>Table</h2><table><tr>" + head + "</tr>" + "".join(body) + "</table>"
-        '<p class="muted small">Gap = train accuracy on the point\'s members minus task accuracy on the test split. '
-        "Highlighted: base-value rows (the same model under each factor). Grey brackets: 95% bootstrap intervals. "
-        "Members = the training-set size of the point.</p></section>"
-    )
+    return [*_COLUMNS, *(("aMINT AUC", "aMINT TPR@1% FPR") if amint else ()), "Model"]
 
 
-def _guide(doc: dict[str, Any]) -> str:
-    proto = doc.get("protocol") or {}
-    items = [
-        "<li>Each point trains the audited model with <b>one factor changed</b> from the base configuration, everything "
-        "else fixed and seeded (same initial weights, same data order seed, same external and test samples).</li>",
-        "<li><b>AUC</b>: the chance that a member scores above a non-member; <b>0.5 is chance</b>. <b>TPR@1% FPR</b>: the "
-        "share of members found while flagging 1% of non-members (chance: 1%).</li>",
-        f"<li><b>Passive MINT</b>: {escape(str(proto.get('passive', '')))}. <b>Best tap</b>: "
-        f"{escape(str(proto.get('best_tap', '')))}.</li>",
-        f"<li><b>LOSS</b>: {escape(str(proto.get('loss', '')))}.</li>",
+def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    amint = any(is_number(r.get("amint_auc")) for r in rows)
+    keys = (("passive_auc", "passive_auc_ci95"), ("passive_tpr_at_1pct_fpr", "passive_tpr_ci95"),
+            ("loss_auc", "loss_auc_ci95"), ("loss_tpr_at_1pct_fpr", "loss_tpr_ci95"),
+            *((("amint_auc", "amint_auc_ci95"), ("amint_tpr_at_1pct_fpr", "amint_tpr_ci95")) if amint else ()))
+    return [
+        {
+            "is_base": bool(r.get("is_base")), "factor": _NAMES.get(r["factor"], (r["factor"],))[0],
+            "value": _value_text(r["factor"], r["value"]), "members": str(r.get("members", DASH)),
+            "accuracies": [{"value": fmt(r.get(k)), "ci": None} for k in ("task_accuracy", "train_accuracy", "gap")],
+            "tap": str(r.get("passive_tap", DASH)), "tap_auc": fmt(r.get("passive_val_auc")),
+            "metrics": [{"value": fmt(r.get(key)), "ci": _ci_text(r.get(ci))} for key, ci in keys],
+            "key": str(r.get("key", "")), "cached": "trained now" if r.get("trained_now") else "cached",
+        }
+        for r in rows
     ]
-    if proto.get("amint"):
-        items.append(f"<li><b>aMINT</b>: {escape(str(proto['amint']))}; only for the factors its trainer has.</li>")
-    items.append(f"<li><b>Effect</b> of a factor: passive-MINT AUC at its highest setting minus at its lowest; its "
-                 f"interval: {escape(str(proto.get('effect_interval', '')))}. The aMINT comparison, when shown, says "
-                 "whether the two points' own AUC intervals overlap.</li>")
-    return f'<section class="note"><h2>How to read this</h2><ul>{"".join(items)}</ul></section>'
 
 
-def _delta(value: Any, ci: Any = None) -> str:
+def _guide(doc: dict[str, Any]) -> dict[str, str]:
+    proto = doc.get("protocol") or {}
+    return {
+        "passive": str(proto.get("passive", "")), "best_tap": str(proto.get("best_tap", "")),
+        "loss": str(proto.get("loss", "")), "amint": str(proto["amint"]) if proto.get("amint") else "",
+        "effect_interval": str(proto.get("effect_interval", "")),
+    }
+
+
+def _delta(value: Any, ci: Any = None) -> dict[str, Any]:
     if not is_number(value):
-        return f'<td class="num">{DASH}</td>'
-    bounds = (f'<span class="ci">[{ci[0]:+.3f}, {ci[1]:+.3f}]</span>'
-              if isinstance(ci, list) and len(ci) == 2 and all(is_number(v) for v in ci) else "")
-    return f'<td class="num">{value:+.3f}{bounds}</td>'
+        return {"value": DASH, "ci": None}
+    return {"value": f"{value:+.3f}", "ci": _ci_text(ci, "+")}
 
 
-def _effects_table(effects: list[dict[str, Any]]) -> str:
+def _effects(effects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per factor: the change from its lowest to its highest setting."""
-    if not effects:
-        return ""
     amint = any("amint_delta_auc" in e for e in effects)
     rows = []
     for e in effects:
         f = str(e.get("factor"))
         reading = {"increase": "more auditable", "decrease": "less auditable"}.get(str(e.get("passive_direction")),
                                                                                   "no clear effect")
-        rows.append(
-            f"<tr><td>{escape(_NAMES.get(f, (f,))[0])}</td>"
-            f"<td>{escape(_value_text(f, e.get('from')))} &rarr; {escape(_value_text(f, e.get('to')))}</td>"
-            + _delta(e.get("passive_delta_auc"), e.get("passive_delta_auc_ci95"))
-            + _delta(e.get("loss_delta_auc"), e.get("loss_delta_auc_ci95"))
-            + (_delta(e.get("amint_delta_auc")) if amint else "")
-            + _delta(e.get("task_delta_accuracy")) + _delta(e.get("gap_delta"))
-            + f"<td><b>{escape(reading)}</b></td></tr>"
-        )
-    return (
-        "<section><h2>Effects in brief</h2><table><tr><th>Factor</th><th>Lowest &rarr; highest</th>"
-        "<th>&Delta; passive-MINT AUC</th><th>&Delta; LOSS AUC</th>" + ("<th>&Delta; aMINT AUC</th>" if amint else "")
-        + "<th>&Delta; task accuracy</th>"
-        "<th>&Delta; train-test gap</th><th>Reading (passive MINT)</th></tr>" + "".join(rows) + "</table>"
-        '<p class="muted small">&Delta; = value at the highest setting minus value at the lowest; grey brackets: 95% '
-        "bootstrap intervals of the difference (paired over the samples both points share). &ldquo;More / less "
-        "auditable&rdquo; only when the passive-MINT interval excludes 0.</p></section>"
-    )
+        rows.append({
+            "name": _NAMES.get(f, (f,))[0], "lowest": _value_text(f, e.get("from")),
+            "highest": _value_text(f, e.get("to")), "reading": reading,
+            "deltas": [
+                _delta(e.get("passive_delta_auc"), e.get("passive_delta_auc_ci95")),
+                _delta(e.get("loss_delta_auc"), e.get("loss_delta_auc_ci95")),
+                *([_delta(e.get("amint_delta_auc"))] if amint else []),
+                _delta(e.get("task_delta_accuracy")), _delta(e.get("gap_delta")),
+            ],
+        })
+    return rows
 
 
-def _kv(title: str, items: dict[str, Any]) -> str:
+def _kv(items: dict[str, Any]) -> list[tuple[str, str]]:
     def value(v: Any) -> str:
         if isinstance(v, float):
-            return escape(f"{v:g}")
-        return escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+            return f"{v:g}"
+        return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
 
-    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{value(v)}</td></tr>" for k, v in items.items())
-    return f"<section><h2>{escape(title)}</h2><table>{rows}</table></section>"
+    return [(str(k), value(v)) for k, v in items.items()]
 
 
 def factor_plots(doc: dict[str, Any]) -> dict[str, str]:
@@ -278,30 +248,23 @@ def render_factors_html(doc: dict[str, Any]) -> str:
     effects = {e.get("factor"): e for e in doc.get("effects") or [] if isinstance(e, dict)}
     factors = list(dict.fromkeys(r["factor"] for r in rows))
     dataset = doc.get("dataset") or {}
-    title = f"What makes {doc.get('model', 'the model')} auditable: training factors on {dataset.get('name', 'data')}"
     runs = doc.get("runs") or {}
-    sections = [
-        f"<h1>{escape(title)}</h1>",
-        '<p class="lead">Which training choices make the training data more or less detectable? One factor at a time '
-        "is varied around a fixed base configuration; every point is trained, then audited with passive MINT and the "
-        "LOSS attack on the same held-out members and non-members.</p>",
-        '<div class="kv">' + _kv("Data", dataset) + _kv("Base configuration", doc.get("base") or {}) + "</div>",
-        _guide(doc),
-        _effects_table(list(effects.values())),
-        *(_factor_section(f, [r for r in rows if r["factor"] == f], effects.get(f)) for f in factors),
-        _table(rows),
-        "<section><h2>How this was made</h2><p>Command:</p>"
-        f"<pre>{escape(str(doc.get('command') or DASH))}</pre>"
-        f"<p>Models: {escape(str(runs.get('models', DASH)))} distinct, {escape(str(len(runs.get('trained') or [])))} "
-        f"trained by this run (the others read from the cache); {escape(str(runs.get('member_epochs', DASH)))} "
-        f"member-epochs; {escape(str(runs.get('seconds', DASH)))} s.</p><p>Configuration:</p>"
-        f"<pre>{escape(json.dumps(doc.get('config') or {}, indent=2, sort_keys=True, default=str))}</pre>"
-        f"<p class=\"muted small\">{escape(str(doc.get('schema', '')))} · mintaudit "
-        f"{escape(str(doc.get('mintaudit_version', '')))} · {escape(str(doc.get('created', '')))}</p></section>",
-    ]
-    body = "\n".join(s for s in sections if s)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+    return render_page(
+        "factors.html.j2",
+        title=f"What makes {doc.get('model', 'the model')} auditable: training factors on {dataset.get('name', 'data')}",
+        data=_kv(dataset),
+        base=_kv(doc.get("base") or {}),
+        protocol=_guide(doc),
+        effects=_effects(list(effects.values())),
+        effects_amint=any("amint_delta_auc" in e for e in effects.values()),
+        factors=[_factor(f, [r for r in rows if r["factor"] == f], effects.get(f)) for f in factors],
+        columns=_columns(rows),
+        rows=_table(rows),
+        command=str(doc.get("command") or DASH),
+        runs={"models": str(runs.get("models", DASH)), "trained": str(len(runs.get("trained") or [])),
+              "member_epochs": str(runs.get("member_epochs", DASH)), "seconds": str(runs.get("seconds", DASH))},
+        config=json.dumps(doc.get("config") or {}, indent=2, sort_keys=True, default=str),
+        schema=str(doc.get("schema", "")),
+        version=str(doc.get("mintaudit_version", "")),
+        created=str(doc.get("created", "")),
     )

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from mintaudit._io import atomic_write_json, atomic_write_text
 from mintaudit.errors import CorruptFileError, DataNotFoundError, EvaluationError
+from mintaudit.report.html import render_html  # one way: the page renders plain dicts, it never imports this module
 from mintaudit.results import PROTOCOLS, Protocol, Result
 
 __all__ = [
@@ -171,8 +172,6 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> tup
     Returns:
         The paths of ``report.json`` and ``report.html``.
     """
-    from mintaudit.report.html import render_html  # html imports this module
-
     out = Path(out_dir)
     html = render_html(report)  # render first: a report that cannot be drawn writes nothing
     return atomic_write_json(out / "report.json", report), atomic_write_text(out / "report.html", html)
