@@ -13,6 +13,7 @@ import torch
 
 from mintaudit.active.workflow import amint_result
 from mintaudit.attacks.loss import LOSS_THRESHOLD_SOURCE, loss_split_scores, sample_infos
+from mintaudit.attacks.registry import register_attack, unregister_attack
 from mintaudit.attacks.run import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, make_splits
 from mintaudit.detectors import DetectorConfig
@@ -75,7 +76,7 @@ def runs(tmp_path_factory):
     plain = rows["passive-training-members"]
     rows["passive-plain-amint"] = dataclasses.replace(
         plain, extra={**plain.extra, "audited_model": "plain", "aud": 0.7, "backbone": "tiny-cnn", "setup": "middle"})
-    return {"rows": rows, "cache": cache, "split": split}
+    return {"rows": rows, "cache": cache, "split": split, "attack_args": (model, spec, ds, split), "tmp": tmp}
 
 
 ROW_NAMES = ["passive", "passive-fused-outputs", "passive-training-members", "loss-baseline", "gmint-heldout-members",
@@ -240,3 +241,14 @@ def test_add_result_accepts_a_result_or_a_dict_and_checks_the_method_is_register
     with pytest.raises(EvaluationError, match="a result must be a Result or a dict"):
         add_result(report, "loss")  # type: ignore[arg-type]
     assert len(report["results"]) == 2
+
+
+def test_an_attack_whose_own_row_function_returns_a_dict_still_gives_a_result(runs):
+    loss_row = runs["rows"]["loss-baseline"].to_dict()
+    register_attack("row-as-dict", method="loss", result=lambda *args: {**loss_row, "attack": "row-as-dict"})(
+        lambda ctx: None)
+    try:
+        (got,) = run_attacks(*runs["attack_args"], ["row-as-dict"], runs["tmp"] / "plugin", show_progress=False)
+    finally:
+        unregister_attack("row-as-dict")
+    assert isinstance(got, Result) and got.to_dict() == {**loss_row, "attack": "row-as-dict"}
