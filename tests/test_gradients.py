@@ -240,8 +240,8 @@ def test_sweep_results_and_the_same_loss_baseline_as_passive_mint(tiny_model, to
     splits = make_splits(toy_dataset, members=30, external=30, test=30, seed=0)
     cfg = GradientSweepConfig(detector=DetectorConfig(epochs=2, hidden=16), n_bootstrap=20,
                               protocols=("heldout-members", "training-members"))
-    results = run_gradient_sweep(tiny_model, toy_dataset, splits, ["entry", "combined"], [1.0, 0.5], tmp_path, cfg,
-                                 show_progress=False)
+    results = [r.to_dict() for r in run_gradient_sweep(tiny_model, toy_dataset, splits, ["entry", "combined"], [1.0, 0.5],
+                                                       tmp_path, cfg, show_progress=False)]
     gm = [r for r in results if r["method"] == "gmint"]
     assert [(r["label"], r["protocol"]) for r in gm][:2] == [("Entry 100%", "heldout-members"), ("Entry 100%", "training-members")]
     assert [r["label"] for r in gm[::2]] == ["Entry 100%", "Entry 50%", "Combined 100%", "Combined 50%"]
@@ -258,7 +258,7 @@ def test_sweep_results_and_the_same_loss_baseline_as_passive_mint(tiny_model, to
     passive_cfg = SweepConfig(n_bootstrap=20)
     split = passive_split(splits, known_fraction=0.5, seed=0)
     acts = extract_signals(tiny_model, toy_dataset, np.unique(split.all_indices()), [], tmp_path / "acts")
-    assert loss["metrics"] == loss_baseline(acts, split, passive_cfg)["metrics"]
+    assert loss["metrics"] == loss_baseline(acts, split, passive_cfg).metrics
 
 
 # ---- the command line --------------------------------------------------------------------------

@@ -263,8 +263,8 @@ def test_audit_tap_fits_the_detector_given(cache_and_split, given):
     det = _MeanDetector if given == "factory" else _MeanDetector()
     result, fitted = audit_tap(cache, split, "relu2", SweepConfig(n_bootstrap=10), detector=det, show_progress=False)
     assert isinstance(fitted, _MeanDetector) and isinstance(fitted, Detector)
-    assert result["detector"] == "mean" and result["fit"]["best_epoch"] is None
-    assert result["n_members"] == result["n_nonmembers"] == 30
+    assert result.detector == "mean" and result.fit["best_epoch"] is None
+    assert result.n_members == result.n_nonmembers == 30
     if given == "instance":
         assert fitted is det
 

@@ -507,13 +507,13 @@ def _audit(root: Path, key: str, net: nn.Module, ds: ImageDataset, splits: Split
             label = f"{layer}+outputs" if layer is not None else "outputs"
             result, det = audit_tap(cache, split, layer, sweep, fuse_outputs=True, label=label,
                                     show_progress=show_progress)
-            rows.append(_summary(result))
-            val = result["fit"]["val_auc"]
+            rows.append(_summary(result.to_dict()))
+            val = result.fit["val_auc"] if result.fit else None
             val = float(val) if isinstance(val, (int, float)) and math.isfinite(val) else -1.0
             if best is None or val > best[0]:
                 best = (val, len(rows) - 1, layer, det)
         _, best_i, best_layer, best_det = best  # type: ignore[misc]  # jobs is never empty
-        loss = loss_baseline(cache, split, sweep)
+        loss = loss_baseline(cache, split, sweep).to_dict()
         out = cache.outputs()
         scores = {
             "member_ids": split.heldout_members, "nonmember_ids": split.test,
@@ -564,7 +564,7 @@ def _amint(root: Path, ds: ImageDataset, splits: Splits, spec: ModelSpec, point:
     pos, neg = membership_scores(model, ds, splits.members), membership_scores(model, ds, splits.test)
     row = amint_result(pos, neg, threshold=result.threshold, aud=aud, label=f"aMINT {config.amint_setup}",
                        layers=model.taps, n_bootstrap=config.n_bootstrap, seed=config.seed,
-                       extra={"best_epoch": result.best_epoch, "seconds": round(result.seconds, 1)})
+                       extra={"best_epoch": result.best_epoch, "seconds": round(result.seconds, 1)}).to_dict()
     row = _summary(row) | {k: row[k] for k in ("aud", "calibrated_accuracy", "best_epoch", "seconds")}
     export_active(model, spec, folder / "model", threshold=result.threshold, class_names=ds.class_names,
                   info={"key": key, "run": asdict(cfg)})

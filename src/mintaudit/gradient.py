@@ -39,7 +39,7 @@ from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.passive import PassiveSplit, SweepConfig, _Rows, passive_split
-from mintaudit.report.schema import PROTOCOLS
+from mintaudit.results import PROTOCOLS, GradientSetup, Result
 from mintaudit.signals import SETUPS, SignalCache, check_reductions, extract_gradients, gradient_layers
 
 __all__ = [
@@ -224,7 +224,7 @@ def audit_gradients(
     label: str,
     budget: float = 1.0,
     show_progress: bool | None = None,
-) -> tuple[list[dict[str, Any]], MintDetector]:
+) -> tuple[list[Result], MintDetector]:
     """Fit one MLP MINT model on the gradient vectors of ``layers`` and score it.
 
     Args:
@@ -235,7 +235,7 @@ def audit_gradients(
         setup, label, budget: copied into the results (``label`` e.g. ``"Entry 10%"``).
 
     Returns:
-        (one report result dict per protocol of ``config``, the fitted detector).
+        (one :class:`~mintaudit.results.Result` per protocol of ``config``, the fitted detector).
     """
     X = _Columns([cache.gradients(layer) for layer in layers])
     fit_idx = np.concatenate([split.known_members, split.external])
@@ -254,28 +254,19 @@ def audit_gradients(
     out = cache.outputs()
     info = SampleInfo.from_logits(out["logits"], out["labels"])
     members = {"heldout-members": split.heldout_members, "training-members": split.known_members}
-    results = []
+    results: list[Result] = []
     for protocol in config.protocols:
         evaluation = evaluate_scores(score(members[protocol]), nonmember_scores, threshold=0.5,
                                      n_bootstrap=config.n_bootstrap, seed=config.seed,
                                      member_info=info.take(cache.rows(members[protocol])),
                                      nonmember_info=info.take(cache.rows(split.test)))
-        results.append({
-            "method": "gmint",
-            "signal": "gradients",
-            "layer": "+".join(layers),
-            "label": label,
-            "setup": setup,
-            "budget": budget,
-            "reduction": "+".join(config.reductions),
-            "detector": det.kind_,
-            "protocol": protocol,
-            "threshold": 0.5,
-            **evaluation.to_dict(),
-            "fit": {"seconds": seconds, "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
-                    "n_known_members": len(split.known_members), "n_external": len(split.external),
-                    "n_features": int(X.shape[1])},
-        })
+        results.append(Result.from_evaluation(
+            evaluation, method="gmint", signal="gradients", protocol=protocol, layer="+".join(layers), label=label,
+            gradient=GradientSetup(setup, budget, "+".join(config.reductions)), detector=det.kind_,
+            fit={"seconds": seconds, "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
+                 "n_known_members": len(split.known_members), "n_external": len(split.external),
+                 "n_features": int(X.shape[1])},
+        ))
     return results, det
 
 
@@ -289,7 +280,7 @@ def run_gradient_sweep(
     config: GradientSweepConfig | None = None,
     *,
     show_progress: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     """The gMINT study's grid: one MLP MINT model per setup and data budget, plus the LOSS baseline.
 
     The gradients of every layer of every setup are extracted in one pass into one gradient
@@ -304,7 +295,7 @@ def run_gradient_sweep(
         config: sweep options (reductions, protocols, detector...).
 
     Returns:
-        Report result dicts (``method: gmint``), setups outer, budgets inner, protocols
+        :class:`~mintaudit.results.Result` values (``method: gmint``), setups outer, budgets inner, protocols
         innermost, then the LOSS baseline on the same held-out sets (scored exactly as in
         passive MINT's sweep).
     """
@@ -320,7 +311,7 @@ def run_gradient_sweep(
     budgeted = {b: budget_split(split, dataset.labels, b, min_per_class=config.min_per_class, seed=config.seed)
                 for b in budget_list}
     jobs = [(s, b) for s in resolved for b in budget_list]
-    results: list[dict[str, Any]] = []
+    results: list[Result] = []
     for (key, name, setup_layers), b in progress(jobs, desc="gMINT", enabled=show_progress, unit="model"):
         rows, _ = audit_gradients(cache, budgeted[b], setup_layers, config, setup=key,
                                   label=f"{name} {budget_label(b)}", budget=b, show_progress=show_progress)

@@ -26,7 +26,8 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import Splits
 from mintaudit.detectors import Detector, DetectorConfig, DetectorFactory, MintDetector
 from mintaudit.errors import ConfigError
-from mintaudit.evaluation import SampleInfo, evaluate_scores
+from mintaudit.evaluation import Evaluation, SampleInfo, evaluate_scores
+from mintaudit.results import Result
 from mintaudit.signals import SignalCache, extract_signals, output_features
 
 __all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "loss_baseline", "run_sweep"]
@@ -79,10 +80,10 @@ class SweepConfig:
 
 
 def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold: float, cfg: SweepConfig,
-              infos: tuple[SampleInfo, SampleInfo] | None = None) -> dict[str, Any]:
+              infos: tuple[SampleInfo, SampleInfo] | None = None) -> Evaluation:
     m_info, n_info = infos or (None, None)
     return evaluate_scores(member_scores, nonmember_scores, threshold=threshold, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
-                           member_info=m_info, nonmember_info=n_info).to_dict()
+                           member_info=m_info, nonmember_info=n_info)
 
 
 def _prob(logits: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def audit_tap(
     depth: int | None = None,
     show_progress: bool | None = None,
     detector: DetectorFactory | None = None,
-) -> tuple[dict[str, Any], Detector]:
+) -> tuple[Result, Detector]:
     """Fit a MINT model on one tap (and/or the output signals) and score the held-out sets.
 
     Args:
@@ -115,7 +116,7 @@ def audit_tap(
             ``config.detector``.
 
     Returns:
-        (a report result dict, the fitted detector).
+        (the :class:`~mintaudit.results.Result`, the fitted detector).
     """
     if layer is None and not fuse_outputs:
         raise ConfigError("audit_tap needs a layer, or fuse_outputs=True to audit the outputs alone")
@@ -132,23 +133,20 @@ def audit_tap(
     scores_m = _prob(det.decision_function(_Rows(X, member_rows), None if extra is None else extra[member_rows]))
     scores_n = _prob(det.decision_function(_Rows(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))
     signal = "outputs" if layer is None else ("activations+outputs" if fuse_outputs else "activations")
-    result = {
-        "method": "passive-mint",
-        "signal": signal,
-        "layer": layer if layer is not None else "outputs",
-        "label": label or (layer if layer is not None else "outputs"),
-        "depth": depth,
-        "detector": getattr(det, "kind_", type(det).__name__),
+    result = Result.from_evaluation(
+        _evaluate(scores_m, scores_n, 0.5, config, sample_infos(cache, split.heldout_members, split.test)),
+        method="passive-mint",
+        signal=signal,
         # members the MINT model was fitted on: the aMINT papers' setting, reported as such
-        "protocol": "training-members" if np.isin(split.heldout_members, split.known_members).all() else "heldout-members",
-        "threshold": 0.5,
-        **_evaluate(scores_m, scores_n, 0.5, config, sample_infos(cache, split.heldout_members, split.test)),
-        "fit": {"seconds": round(time.perf_counter() - t0, 2), "best_epoch": getattr(det, "best_epoch_", None),
-                "val_auc": getattr(det, "val_auc_", None),
-                "n_known_members": len(split.known_members), "n_external": len(split.external)},
-    }
-    if depth is None:
-        del result["depth"]
+        protocol="training-members" if np.isin(split.heldout_members, split.known_members).all() else "heldout-members",
+        layer=layer if layer is not None else "outputs",
+        label=label or (layer if layer is not None else "outputs"),
+        depth=depth,
+        detector=getattr(det, "kind_", type(det).__name__),
+        fit={"seconds": round(time.perf_counter() - t0, 2), "best_epoch": getattr(det, "best_epoch_", None),
+             "val_auc": getattr(det, "val_auc_", None),
+             "n_known_members": len(split.known_members), "n_external": len(split.external)},
+    )
     return result, det
 
 
@@ -190,7 +188,7 @@ class _Rows:
         return self[np.arange(len(self))].reshape(*shape)
 
 
-def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) -> dict[str, Any]:
+def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) -> Result:
     """The LOSS attack (Yeom et al.) on the same held-out sets, from ``cache``'s logits.
 
     A thin call into :func:`mintaudit.attacks.loss.loss_result`, the one LOSS row of every
@@ -208,7 +206,7 @@ def run_sweep(
     config: SweepConfig | None = None,
     *,
     show_progress: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     """The object-classification study's sweep: one MINT model per tap, plus the LOSS baseline.
 
     Args:
@@ -221,8 +219,8 @@ def run_sweep(
             whenever fusion is asked for.
 
     Returns:
-        Report result dicts: per tap (and fusion setting), the outputs-only MINT row when fused,
-        and the LOSS baseline last.
+        :class:`~mintaudit.results.Result` values (``to_dict()`` gives the report rows): per tap
+        (and fusion setting), the outputs-only MINT row when fused, and the LOSS baseline last.
     """
     config = config or SweepConfig()
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)

@@ -346,11 +346,11 @@ def fit_tap(
     report_path = out / "report.json"
     report = load_report(report_path) if report_path.is_file() else _report_for(
         out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
-    report["results"] = [r for r in report["results"] if not (r["method"] == "passive-mint" and r.get("layer") == result["layer"]
-                                                                and r.get("signal") == result["signal"])]
+    report["results"] = [r for r in report["results"] if not (r["method"] == "passive-mint" and r.get("layer") == result.layer
+                                                                and r.get("signal") == result.signal)]
     add_result(report, result)
     write_report(report, out)
-    return result
+    return result.to_dict()
 
 
 def sweep(

@@ -63,8 +63,8 @@ def test_calibrated_attacks_beat_loss_at_low_fpr_and_null_split_is_chance(tmp_pa
     assert res.train_accuracy == 1.0
     split = passive_split(splits, seed=0)
     cfg = AttackConfig(n_reference=4, reference_train=TrainConfig(epochs=25, batch_size=32), n_bootstrap=300)
-    by = {r["attack"]: r for r in run_attacks(model, spec, ds, split, ["loss", "lira", "rmia"], tmp_path, cfg,
-                                              show_progress=False)}
+    by = {r.attack: r.to_dict() for r in run_attacks(model, spec, ds, split, ["loss", "lira", "rmia"], tmp_path, cfg,
+                                                     show_progress=False)}
     # measured: LOSS 0.027, LiRA (offline, 4 models) 0.253, RMIA 0.093
     tpr = {k: r["metrics"]["tpr_at_fpr"]["0.01"] for k, r in by.items()}
     assert tpr["lira"] > tpr["loss"] and tpr["rmia"] > tpr["loss"], tpr
@@ -74,5 +74,5 @@ def test_calibrated_attacks_beat_loss_at_low_fpr_and_null_split_is_chance(tmp_pa
     null = PassiveSplit(split.known_members, np.sort(ext[:150]), np.sort(ext[150:]), split.test)
     methods = ["loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "rmia"]
     for r in run_attacks(model, spec, ds, null, methods, tmp_path / "null", cfg, show_progress=False):
-        lo, hi = r["ci95"]["auc"]
-        assert lo <= 0.5 <= hi, (r["attack"], r["metrics"]["auc"], lo, hi)
+        lo, hi = r.ci95["auc"]
+        assert lo <= 0.5 <= hi, (r.attack, r.metrics["auc"], lo, hi)

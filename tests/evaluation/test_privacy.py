@@ -251,8 +251,9 @@ def test_passive_results_carry_slices_from_the_signal_cache(tmp_path, toy_datase
     out = cache.outputs()
     correct = out["logits"].argmax(1) == out["labels"]
     rows = cache.rows(split.heldout_members), cache.rows(split.test)
-    for row in (loss_baseline(cache, split, config), audit_tap(cache, split, None, config, fuse_outputs=True,
-                                                              show_progress=False)[0]):
+    for result in (loss_baseline(cache, split, config), audit_tap(cache, split, None, config, fuse_outputs=True,
+                                                                 show_progress=False)[0]):
+        row = result.to_dict()
         s = row["slices"]
         assert (row["n_members"], row["n_nonmembers"]) == (30, 30)
         assert s["correct"]["n_members"] == int(correct[rows[0]].sum())

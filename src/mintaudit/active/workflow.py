@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from mintaudit.models import active_taps, build_model, load_model
 from mintaudit.pipeline import _report_for, _spec_for, train_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, passive_split
 from mintaudit.report import add_result, load_report, write_report
+from mintaudit.results import Calibration, Result
 from mintaudit.signals import extract_signals
 from mintaudit.training import TrainConfig
 
@@ -88,20 +89,21 @@ def amint_result(
     pos: np.ndarray, neg: np.ndarray, *, threshold: float, aud: float, label: str, layers: list[str],
     n_bootstrap: int = 1000, seed: int = 0, extra: dict[str, Any] | None = None,
     member_info: SampleInfo | None = None, nonmember_info: SampleInfo | None = None,
-) -> dict[str, Any]:
-    """One report row for membership probabilities of training members (``pos``) and non-members (``neg``).
+) -> Result:
+    """The ``amint`` result for membership probabilities of training members (``pos``) and non-members (``neg``).
 
     With ``member_info`` and ``nonmember_info`` (labels and task correctness of the aMINT model), the row gains slices.
+    ``extra`` (setup, backbone, ...) follows ``aud`` in the row.
     """
     at_half = evaluate_scores(pos, neg, threshold=0.5, n_bootstrap=n_bootstrap, seed=seed,
-                              member_info=member_info, nonmember_info=nonmember_info).to_dict()
-    calibrated = evaluate_scores(pos, neg, threshold=threshold, n_bootstrap=n_bootstrap, seed=seed).to_dict()
-    return {
-        "method": "amint", "signal": "activations", "layer": "+".join(layers), "label": label, "detector": "amint-head",
-        "protocol": "training-members", "threshold": 0.5, **at_half,
-        "calibrated_threshold": threshold, "calibrated_accuracy": calibrated["metrics"]["accuracy"],
-        "calibrated_accuracy_ci95": calibrated["ci95"]["accuracy"], "aud": aud, **(extra or {}),
-    }
+                              member_info=member_info, nonmember_info=nonmember_info)
+    calibrated = evaluate_scores(pos, neg, threshold=threshold, n_bootstrap=n_bootstrap, seed=seed)
+    return Result.from_evaluation(
+        at_half, method="amint", signal="activations", protocol="training-members", layer="+".join(layers),
+        label=label, detector="amint-head",
+        calibration=Calibration(threshold, calibrated.metrics["accuracy"], list(calibrated.ci95["accuracy"])),
+        extra={"aud": aud, **(extra or {})},
+    )
 
 
 def _ds_info(ds: ImageDataset, splits: Splits, split: ActiveSplit) -> dict[str, Any]:
@@ -110,7 +112,7 @@ def _ds_info(ds: ImageDataset, splits: Splits, split: ActiveSplit) -> dict[str, 
             "fingerprint": ds.fingerprint()}
 
 
-def _merge_report(out: Path, new: dict[str, Any], rows: list[dict[str, Any]], drop: Any) -> dict[str, Any]:
+def _merge_report(out: Path, new: dict[str, Any], rows: list[Result], drop: Any) -> dict[str, Any]:
     """Add ``rows`` to ``out/report.json`` when it is about the same data, else start ``new``."""
     path = out / "report.json"
     report = new
@@ -191,7 +193,7 @@ def active_train(
                       plain_info if plain_model is not None else {"task_accuracy": aud}, report_cfg,
                       command or sys.argv)
     new["dataset"].update(_ds_info(ds, splits, split))
-    rows_keys = {(r["method"], r.get("label"), r["protocol"], r.get("audited_model")) for r in rows}
+    rows_keys = {(r.method, r.label, r.protocol, r.extra.get("audited_model")) for r in rows}
     return _merge_report(out, new, rows,
                          lambda r: (r["method"], r.get("label"), r["protocol"], r.get("audited_model")) in rows_keys)
 
@@ -206,7 +208,7 @@ def _row_extra(config: ActiveRunConfig, result: ActiveResult, train_acc: float) 
 
 
 def _passive_rows(out: Path, ds: ImageDataset, splits: Splits, name: str, config: ActiveRunConfig, train_cfg: TrainConfig,
-                  taps: list[str], label: str, show_progress: bool | None) -> list[dict[str, Any]]:
+                  taps: list[str], label: str, show_progress: bool | None) -> list[Result]:
     """Passive MINT on the plainly trained backbone, at the aMINT taps + outputs, both protocols."""
     model_json = out / "model" / "model.json"
     net = None
@@ -230,8 +232,7 @@ def _passive_rows(out: Path, ds: ImageDataset, splits: Splits, name: str, config
     for split in (seen, held):
         r, _ = audit_tap(cache, split, layer, sweep_cfg, fuse_outputs=True, label=f"plain {label}",
                          show_progress=show_progress)
-        r.update({"audited_model": "plain", "aud": aud, "backbone": name, "setup": label})
-        rows.append(r)
+        rows.append(replace(r, extra={**r.extra, "audited_model": "plain", "aud": aud, "backbone": name, "setup": label}))
     return rows
 
 
@@ -273,7 +274,7 @@ def active_eval(
     new["dataset"]["external_validation"] = len(meta.get("external_validation", []))
     key = ("amint", f"aMINT {setup}", "training-members", "amint")
     report = _merge_report(out, new, [row], lambda r: (r["method"], r.get("label"), r["protocol"], r.get("audited_model")) == key)
-    atomic_write_json(out / f"amint-eval-{setup}.json", row)
+    atomic_write_json(out / f"amint-eval-{setup}.json", row.to_dict())
     return report
 
 

@@ -15,7 +15,7 @@ whichever of them ran last:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
@@ -24,6 +24,7 @@ from mintaudit.attacks.scores import loss_scores
 from mintaudit.data._base import ImageDataset
 from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
+from mintaudit.results import Result
 from mintaudit.signals import SignalCache, extract_signals
 
 if TYPE_CHECKING:  # passive imports this module
@@ -48,25 +49,17 @@ def loss_split_scores(cache: SignalCache, split: PassiveSplit) -> tuple[np.ndarr
     return tuple(loss_scores(out["logits"][r].astype(np.float64), out["labels"][r]) for r in rows)  # type: ignore[return-value]
 
 
-def loss_result(cache: SignalCache, split: PassiveSplit, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+def loss_result(cache: SignalCache, split: PassiveSplit, *, n_bootstrap: int = 1000, seed: int = 0) -> Result:
     """The ``loss`` report row from a signal cache holding every sample of ``split`` (see the module docstring)."""
     members, nonmembers, known, external = loss_split_scores(cache, split)
     thr = float(best_threshold(np.r_[np.ones(len(known)), np.zeros(len(external))], np.r_[known, external]))
-    return {
-        "method": "loss",
-        "signal": "outputs",
-        "layer": "outputs",
-        "label": "LOSS",
-        "attack": "loss",
-        "detector": "threshold",
-        "protocol": "heldout-members",
-        "threshold": thr,
-        "threshold_source": LOSS_THRESHOLD_SOURCE,
-        **evaluate_scores(members, nonmembers, threshold=thr, n_bootstrap=n_bootstrap, seed=seed,
-                          **dict(zip(("member_info", "nonmember_info"),
-                                     sample_infos(cache, split.heldout_members, split.test)))).to_dict(),
-        "fit": {"n_reference": 0},
-    }
+    infos = sample_infos(cache, split.heldout_members, split.test)
+    return Result.from_evaluation(
+        evaluate_scores(members, nonmembers, threshold=thr, n_bootstrap=n_bootstrap, seed=seed,
+                        member_info=infos[0], nonmember_info=infos[1]),
+        method="loss", signal="outputs", protocol="heldout-members", layer="outputs", label="LOSS", attack="loss",
+        detector="threshold", threshold_source=LOSS_THRESHOLD_SOURCE, fit={"n_reference": 0},
+    )
 
 
 def loss_cache(
@@ -88,7 +81,7 @@ def loss_audit(
     n_bootstrap: int = 1000,
     seed: int = 0,
     show_progress: bool | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """The LOSS attack on ``model`` as a report row, the same for every command (see the module docstring).
 
     Args:
@@ -98,7 +91,7 @@ def loss_audit(
         n_bootstrap, seed: of the evaluation (balancing and intervals).
 
     Returns:
-        A report result dict (``method: loss``).
+        The :class:`~mintaudit.results.Result` (``method: loss``).
 
     Example:
         >>> row = loss_audit(model, ds, passive_split(splits), "runs/x/cache")  # doctest: +SKIP

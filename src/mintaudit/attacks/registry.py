@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the context holds these; importing them here would load the
     from mintaudit.attacks.reference import ReferenceSet
     from mintaudit.data._base import ImageDataset
     from mintaudit.passive import PassiveSplit
+    from mintaudit.results import Result
 
 __all__ = [
     "ATTACKS",
@@ -124,7 +125,8 @@ class AttackSpec:
         needs_references: trains reference models (the row's ``fit.n_reference`` is then their count).
         label: the result's ``label``.
         result: for an attack that writes its own report row (LOSS, the row every sweep shares):
-            ``result(model, dataset, split, signals_root, config, show_progress) -> dict``.
+            ``result(model, dataset, split, signals_root, config, show_progress) -> Result``
+            (:class:`mintaudit.results.Result`).
     """
 
     name: str
@@ -132,7 +134,7 @@ class AttackSpec:
     method: str
     needs_references: bool = False
     label: str = ""
-    result: Callable[..., dict[str, Any]] | None = None
+    result: Callable[..., Result] | None = None
 
 
 _REGISTRY: Registry[AttackSpec] = Registry("attack")
@@ -148,7 +150,7 @@ def register_attack(
     method: str | None = None,
     needs_references: bool = False,
     label: str | None = None,
-    result: Callable[..., dict[str, Any]] | None = None,
+    result: Callable[..., Result] | None = None,
 ) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator: register a score function as the attack ``name``.
 

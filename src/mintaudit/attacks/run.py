@@ -37,6 +37,7 @@ from mintaudit.evaluation import evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.models.registry import ModelSpec
 from mintaudit.passive import PassiveSplit
+from mintaudit.results import Result
 from mintaudit.signals import extract_signals
 from mintaudit.training import TrainConfig
 
@@ -161,7 +162,7 @@ def run_attacks(
     population: np.ndarray | None = None,
     signals_root: str | Path | None = None,
     show_progress: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     """:func:`attack_scores` turned into report results, one per method, on the passive-MINT sets.
 
     Each attack's threshold is tuned (balanced accuracy) on its calibration sets, never on the
@@ -177,30 +178,24 @@ def run_attacks(
     others = [m for m in methods if m not in own_rows]
     scored = attack_scores(model, spec, dataset, split, others, cache_root, config, population=population,
                            signals_root=signals, show_progress=show_progress) if others else {}
-    results = []
+    results: list[Result] = []
     for method in dict.fromkeys(methods):
         entry = attack_spec(method)
         if entry.result is not None:
-            results.append(entry.result(model, dataset, split, signals, config, show_progress))
+            row = entry.result(model, dataset, split, signals, config, show_progress)
+            results.append(row if isinstance(row, Result) else Result.from_dict(row))  # a plug-in's row dict
             continue
         sc = scored[method]
         calib = np.r_[sc.calibration_members, sc.calibration_nonmembers]
         calib_y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
         thr = float(best_threshold(calib_y, calib))
-        results.append({
-            "method": entry.method,
-            "signal": "outputs",
-            "layer": "outputs",
-            "label": entry.label,
-            "attack": method,
-            "detector": "threshold",
-            "protocol": "heldout-members",
-            "threshold": thr,
-            "threshold_source": "known members vs half of the external samples",
-            **evaluate_scores(sc.members, sc.nonmembers, threshold=thr, n_bootstrap=config.n_bootstrap,
-                              seed=config.seed, member_info=sc.member_info, nonmember_info=sc.nonmember_info).to_dict(),
-            "fit": sc.info,
-        })
+        results.append(Result.from_evaluation(
+            evaluate_scores(sc.members, sc.nonmembers, threshold=thr, n_bootstrap=config.n_bootstrap,
+                            seed=config.seed, member_info=sc.member_info, nonmember_info=sc.nonmember_info),
+            method=entry.method, signal="outputs", protocol="heldout-members", layer="outputs", label=entry.label,
+            attack=method, detector="threshold", threshold_source="known members vs half of the external samples",
+            fit=sc.info,
+        ))
     return results
 
 

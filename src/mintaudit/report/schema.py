@@ -7,6 +7,7 @@ import json
 import numbers
 import os
 import shlex
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -14,6 +15,7 @@ from typing import Any, Literal, get_args
 from mintaudit._io import atomic_write_json, atomic_write_text
 from mintaudit.errors import CorruptFileError, DataNotFoundError, EvaluationError
 from mintaudit.report.html import render_html  # one way: the page renders plain dicts, it never imports this module
+from mintaudit.results import PROTOCOLS, Protocol, Result
 
 __all__ = [
     "SCHEMA",
@@ -43,14 +45,9 @@ Method = Literal[
     "lira",
     "rmia",
 ]
-Protocol = Literal["heldout-members", "training-members"]
 #: The built-in methods (the ``Method`` literal, for type checkers); :func:`report_methods` is the live list.
 METHODS: tuple[str, ...] = get_args(Method)
 _MINT_METHODS: tuple[str, ...] = ("passive-mint", "amint", "gmint")
-PROTOCOLS: tuple[str, ...] = get_args(Protocol)
-
-_REQUIRED = ("method", "signal", "protocol", "n_members", "n_nonmembers", "metrics", "ci95")
-_REQUIRED_METRICS = ("accuracy", "precision", "recall", "auc", "tpr_at_fpr")
 
 
 def new_report(
@@ -88,100 +85,33 @@ def new_report(
     }
 
 
-def add_result(report: dict[str, Any], result: dict[str, Any]) -> None:
+def add_result(report: dict[str, Any], result: Result | Mapping[str, Any]) -> None:
     """Validate ``result`` and append a copy of it to ``report["results"]``.
 
-    A result is made by the caller, usually as ``{"method": "passive-mint", "signal":
-    "activations", "layer": "features.3", "depth": 2, "label": "L2", "detector": "cnn",
-    "protocol": "heldout-members", **evaluate_scores(...).to_dict()}``. ``layer``, ``depth``
-    (1-based tap depth), ``label`` and ``detector`` are optional; baselines have no depth.
+    A result is a :class:`~mintaudit.results.Result` (what every protocol returns; its
+    :meth:`~mintaudit.results.Result.to_dict` is stored), or a row made by the caller, usually as
+    ``{"method": "passive-mint", "signal": "activations", "layer": "features.3", "depth": 2,
+    "label": "L2", "detector": "cnn", "protocol": "heldout-members",
+    **evaluate_scores(...).to_dict()}``, checked by :meth:`Result.from_dict
+    <mintaudit.results.Result.from_dict>` and stored as given. ``layer``, ``depth`` (1-based tap
+    depth), ``label`` and ``detector`` are optional; baselines have no depth.
 
     Args:
         report: a report from :func:`new_report` or :func:`load_report`.
         result: one method's evaluation; see above.
 
     Raises:
-        EvaluationError: a required key is missing, or ``method``, ``protocol``, the sizes,
-            ``metrics``, ``ci95``, ``depth``, ``epsilon_lower_bound`` or ``slices`` (both
-            optional) has an invalid value.
+        EvaluationError: a required key is missing, ``method`` is not a registered report
+            method, or ``protocol``, the sizes, ``metrics``, ``ci95``, ``depth``,
+            ``epsilon_lower_bound`` or ``slices`` (both optional) has an invalid value.
     """
-    missing = [k for k in _REQUIRED if k not in result]
-    if missing:
-        raise EvaluationError(
-            f"result lacks required key(s) {missing}; given keys {sorted(result)}; "
-            "build it as {'method', 'signal', 'protocol', **evaluate_scores(...).to_dict()}"
-        )
-    _choice(result, "method", report_methods())
-    _choice(result, "protocol", PROTOCOLS)
-    for key in ("n_members", "n_nonmembers"):
-        value = result[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise EvaluationError(
-                f"result[{key!r}] must be an integer >= 0; given {value!r}; pass the size of that side"
-            )
-    metrics = result["metrics"]
-    if not isinstance(metrics, dict) or any(k not in metrics for k in _REQUIRED_METRICS):
-        given = sorted(metrics) if isinstance(metrics, dict) else type(metrics).__name__
-        raise EvaluationError(
-            f"result['metrics'] must be a dict with keys {list(_REQUIRED_METRICS)}; given {given}; "
-            "use evaluate_scores(...).to_dict()"
-        )
-    if not isinstance(result["ci95"], dict):
-        raise EvaluationError(
-            f"result['ci95'] must be a dict of [lo, hi] intervals; given {type(result['ci95']).__name__}; "
-            "use evaluate_scores(...).to_dict()"
-        )
-    depth = result.get("depth")
-    if depth is not None and (
-        isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1
-    ):
-        raise EvaluationError(
-            f"result['depth'] must be an integer >= 1 (1 = first tap) or absent; given {depth!r}"
-        )
-    _check_bound(result.get("epsilon_lower_bound"), "result['epsilon_lower_bound']")
-    _check_slices(result.get("slices"))
-    report.setdefault("results", []).append(copy.deepcopy(result))
-
-
-def _check_bound(bound: Any, where: str) -> None:
-    """None, or ``{"epsilon": None or a number >= 0, "delta", "confidence" in (0, 1), ...}``."""
-    if bound is None:
-        return
-    eps = bound.get("epsilon", "missing") if isinstance(bound, dict) else "missing"
-    ok = isinstance(bound, dict) and (eps is None or (_number(eps) and eps >= 0.0)) and all(
-        _number(bound.get(k)) and 0.0 < bound[k] < 1.0 for k in ("delta", "confidence")
-    )
-    if not ok:
-        raise EvaluationError(
-            f"{where} must be a dict with 'epsilon' (a number >= 0, or None), 'delta' and 'confidence' in (0, 1); "
-            f"given {bound!r}; use epsilon_lower_bound(...).to_dict() or evaluate_scores(...).to_dict()"
-        )
-
-
-def _check_slices(slices: Any) -> None:
-    """None, or ``{"class": {label: slice}, "correct": slice, "wrong": slice}`` (each part optional)."""
-    if slices is None:
-        return
-    fix = "use evaluate_scores(..., member_info=..., nonmember_info=...).to_dict()"
-    if not isinstance(slices, dict) or not set(slices) <= {"class", "correct", "wrong"}:
-        given = sorted(slices) if isinstance(slices, dict) else type(slices).__name__
-        raise EvaluationError(f"result['slices'] must be a dict with keys among 'class', 'correct', 'wrong'; given {given}; {fix}")
-    classes = slices.get("class") or {}
-    if not isinstance(classes, dict):
-        raise EvaluationError(f"result['slices']['class'] must be a dict of class label -> slice; given {classes!r}; {fix}")
-    parts = [(f"result['slices']['class'][{k!r}]", v) for k, v in classes.items()]
-    parts += [(f"result['slices'][{k!r}]", slices[k]) for k in ("correct", "wrong") if k in slices]
-    for where, part in parts:
-        sizes_ok = isinstance(part, dict) and all(
-            isinstance(part.get(k), numbers.Integral) and not isinstance(part.get(k), bool) and part[k] >= 0
-            for k in ("n_members", "n_nonmembers")
-        )
-        if not sizes_ok or not (part.get("metrics") is None or isinstance(part["metrics"], dict)):
-            raise EvaluationError(
-                f"{where} must be a dict with integer 'n_members', 'n_nonmembers' >= 0 and 'metrics' "
-                f"(a dict, or None); given {part!r}; {fix}"
-            )
-        _check_bound(part.get("epsilon_lower_bound"), f"{where}['epsilon_lower_bound']")
+    if isinstance(result, Result):
+        row = result.to_dict()
+    else:
+        Result.from_dict(result)  # types and ranges
+        row = copy.deepcopy(dict(result))
+    _choice(row, "method", report_methods())  # the registries are live: checked when the row joins a report
+    report.setdefault("results", []).append(row)
 
 
 def set_verdict(report: dict[str, Any], verdict: dict[str, Any]) -> None:

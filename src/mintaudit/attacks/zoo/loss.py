@@ -7,10 +7,11 @@ from torch import nn
 
 from mintaudit.attacks.loss import loss_cache, loss_result, loss_split_scores
 from mintaudit.attacks.registry import AttackContext, AttackScores, register_attack
+from mintaudit.results import Result
 
 
 def _row(model: nn.Module, dataset: Any, split: Any, signals_root: Path, config: Any,
-         show_progress: bool | None) -> dict[str, Any]:
+         show_progress: bool | None) -> Result:
     cache = loss_cache(model, dataset, split, signals_root, batch_size=config.batch_size, show_progress=show_progress)
     return loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed)
 
