@@ -120,7 +120,10 @@ class Preprocess:
         x = torch.from_numpy(np.ascontiguousarray(images))
         if device is not None and device.type != "cpu":
             x = x.to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
+        # one memory layout whatever the source: plain NCHW strides. A grey batch permuted from NHWC keeps a
+        # channel stride of 1, which sends CPU convolutions down another kernel (results differ by ~1e-6), so
+        # the same samples would score differently from a DataLoader's tensors.
+        x = x.permute(0, 3, 1, 2).to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.grey_to_rgb and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1).contiguous()
         c = x.shape[1]
