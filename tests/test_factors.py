@@ -14,7 +14,7 @@ from mintaudit.data import load_dataset
 from mintaudit.errors import ConfigError
 from mintaudit.factors import FACTORS, factors_config, member_pool, parse_grid, run_factors
 from mintaudit.models import ModelSpec, build_model
-from mintaudit.training import TrainConfig, _augment, _augment_generator, train_classifier
+from mintaudit.training import TrainConfig, augment, augment_generator, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_augmented_resume_equals_uninterrupted_run(toy_dataset, tmp_path, one_th
 
 def test_augment_is_a_flip_and_a_padded_crop():
     x = torch.randn(6, 2, 7, 9)
-    out = _augment(x, _augment_generator(0, 0, 0))
+    out = augment(x, augment_generator(0, 0, 0))
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
     padded_flipped = torch.nn.functional.pad(x.flip(3), (2, 2, 2, 2), value=-1.0)
@@ -191,8 +191,8 @@ def test_augment_is_a_flip_and_a_padded_crop():
         candidates = [p[i, :, dy : dy + 7, dx : dx + 9] for p in (padded, padded_flipped)
                       for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], c) for c in candidates)
-    assert torch.equal(out, _augment(x, _augment_generator(0, 0, 0)))  # a function of (seed, epoch, step)
-    assert not torch.equal(out, _augment(x, _augment_generator(0, 0, 1)))
+    assert torch.equal(out, augment(x, augment_generator(0, 0, 0)))  # a function of (seed, epoch, step)
+    assert not torch.equal(out, augment(x, augment_generator(0, 0, 1)))
 
 
 def test_amint_where_it_applies(tiny_run):

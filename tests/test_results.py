@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mintaudit.active.workflow import amint_result
-from mintaudit.attacks.loss import LOSS_THRESHOLD_SOURCE, loss_split_scores, sample_infos
+from mintaudit.attacks.loss import LOSS_THRESHOLD_SOURCE, loss_split_scores
 from mintaudit.attacks.registry import register_attack, unregister_attack
 from mintaudit.attacks.run import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, make_splits
@@ -25,7 +25,7 @@ from mintaudit.models import ModelSpec, build_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, loss_baseline, passive_split
 from mintaudit.report import add_result, new_report
 from mintaudit.results import Calibration, GradientSetup, Result
-from mintaudit.signals import extract_gradients, extract_signals
+from mintaudit.signals import extract_gradients, extract_signals, sample_infos
 from mintaudit.training import TrainConfig, train_classifier
 
 EV = ["n_members", "n_nonmembers", "metrics", "ci95", "roc", "histogram", "n_bootstrap", "epsilon_lower_bound", "slices"]

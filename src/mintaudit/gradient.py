@@ -38,9 +38,9 @@ from mintaudit.data.splits import Splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
-from mintaudit.passive import PassiveSplit, SweepConfig, _Rows, passive_split
+from mintaudit.passive import PassiveSplit, SweepConfig, passive_split
 from mintaudit.results import PROTOCOLS, GradientSetup, Result
-from mintaudit.signals import SETUPS, SignalCache, check_reductions, extract_gradients, gradient_layers
+from mintaudit.signals import SETUPS, RowView, SignalCache, check_reductions, extract_gradients, gradient_layers
 
 __all__ = [
     "GradientSweepConfig",
@@ -243,11 +243,11 @@ def audit_gradients(
     y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))].astype(np.int64)
     t0 = time.perf_counter()
     det = MintDetector.from_config(replace(config.detector, kind="mlp"), show_progress=show_progress)
-    det.fit(_Rows(X, fit_rows), y)
+    det.fit(RowView(X, fit_rows), y)
     seconds = round(time.perf_counter() - t0, 2)
 
     def score(indices: np.ndarray) -> np.ndarray:
-        logits = det.decision_function(_Rows(X, cache.rows(indices)))
+        logits = det.decision_function(RowView(X, cache.rows(indices)))
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
     nonmember_scores = score(split.test)

@@ -21,42 +21,18 @@ import numpy as np
 from torch import nn
 
 from mintaudit._progress import progress
-from mintaudit.attacks.loss import loss_audit, loss_result, sample_infos
+from mintaudit.attacks.loss import loss_audit, loss_result
 from mintaudit.data._base import ImageDataset
-from mintaudit.data.splits import Splits
+from mintaudit.data.splits import PassiveSplit, Splits, passive_split
 from mintaudit.detectors import Detector, DetectorConfig, DetectorFactory, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import Evaluation, SampleInfo, evaluate_scores
 from mintaudit.results import Result
-from mintaudit.signals import SignalCache, extract_signals, output_features
+from mintaudit.signals import RowView, SignalCache, extract_signals, output_features, sample_infos
 
-__all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "loss_baseline", "run_sweep"]
+__all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "mint_scores", "loss_baseline", "run_sweep"]
 
 Fusion = Literal["none", "outputs", "both"]
-
-
-@dataclass(frozen=True)
-class PassiveSplit:
-    """Pool indices of the four roles in a passive audit."""
-
-    known_members: np.ndarray
-    heldout_members: np.ndarray
-    external: np.ndarray
-    test: np.ndarray
-
-    def all_indices(self) -> np.ndarray:
-        return np.concatenate([self.known_members, self.heldout_members, self.external, self.test])
-
-
-def passive_split(splits: Splits, *, known_fraction: float = 0.5, seed: int = 0) -> PassiveSplit:
-    """Split the members into known (MINT training) and held-out (evaluation) members, seeded."""
-    if not 0.0 < known_fraction < 1.0:
-        raise ConfigError(f"known_fraction must lie in (0, 1), got {known_fraction}")
-    members = np.random.default_rng(seed).permutation(splits.members)
-    k = int(round(known_fraction * len(members)))
-    if k == 0 or k == len(members):
-        raise ConfigError(f"{len(members)} members cannot be split into known and held-out parts; use more members")
-    return PassiveSplit(np.sort(members[:k]), np.sort(members[k:]), splits.external, splits.test)
 
 
 @dataclass(frozen=True)
@@ -129,9 +105,9 @@ def audit_tap(
     extra = feats if (fuse_outputs and layer is not None) else None
     t0 = time.perf_counter()
     det = _detector(detector, config, show_progress)
-    det.fit(_Rows(X, fit_rows), y, None if extra is None else extra[fit_rows])
-    scores_m = _prob(det.decision_function(_Rows(X, member_rows), None if extra is None else extra[member_rows]))
-    scores_n = _prob(det.decision_function(_Rows(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))
+    det.fit(RowView(X, fit_rows), y, None if extra is None else extra[fit_rows])
+    scores_m = _prob(det.decision_function(RowView(X, member_rows), None if extra is None else extra[member_rows]))
+    scores_n = _prob(det.decision_function(RowView(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))
     signal = "outputs" if layer is None else ("activations+outputs" if fuse_outputs else "activations")
     result = Result.from_evaluation(
         _evaluate(scores_m, scores_n, 0.5, config, sample_infos(cache, split.heldout_members, split.test)),
@@ -166,26 +142,29 @@ def _detector(detector: DetectorFactory | None, config: SweepConfig, show_progre
     return made
 
 
-class _Rows:
-    """A lazy row view of a (memory-mapped) array, so detectors stream what they read."""
+def mint_scores(det: Detector, cache: SignalCache, layer: str | None, fuse: bool, ids: np.ndarray) -> np.ndarray:
+    """P(member) of a fitted MINT model for pool ``ids`` of ``cache``, float64 (N,), read in chunks of rows.
 
-    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
-        self.array, self.rows = array, np.asarray(rows)
-        self.shape = (len(self.rows), *array.shape[1:])
-        self.ndim = array.ndim
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
-        wanted = self.rows[idx]
-        order = np.argsort(wanted)
-        out = np.empty((len(wanted), *self.shape[1:]), dtype=np.float32)
-        out[order] = self.array[wanted[order]]
-        return out
-
-    def reshape(self, *shape: int) -> np.ndarray:
-        return self[np.arange(len(self))].reshape(*shape)
+    Args:
+        det: the fitted detector (e.g. the second value of :func:`audit_tap`).
+        cache: a signal cache holding ``ids``.
+        layer: the tap the detector was fitted on; None = the output signals alone.
+        fuse: the detector was fitted on the tap fused with the output signals.
+        ids: int (N,) pool indices.
+    """
+    rows = cache.rows(ids)
+    out = cache.outputs()
+    feats = output_features(out["logits"], out["labels"])
+    X = cache.activations(layer) if layer is not None else feats
+    extra = feats if (fuse and layer is not None) else None
+    logits = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), 512):
+        chunk = rows[start : start + 512]
+        order = np.argsort(chunk)
+        x = np.empty((len(chunk), *X.shape[1:]), dtype=np.float32)
+        x[order] = X[chunk[order]]
+        logits[start : start + len(chunk)] = det.decision_function(x, None if extra is None else extra[chunk])
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) -> Result:

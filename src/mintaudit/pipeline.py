@@ -33,7 +33,7 @@ from mintaudit.gate import check_model_accuracy
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import ModelSpec, build_model, check_model, load_model, load_weights, model_fingerprint, published_taps, save_model
-from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
+from mintaudit.passive import SweepConfig, audit_tap, mint_scores, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report, new_report, write_report
 from mintaudit.signals import extract_signals
 from mintaudit.taps import LayerInfo, list_layers, select_layers
@@ -641,7 +641,7 @@ def verdict(
         det = _verdict_detector(out, net, ds, splits, split, cache, layer_name, fuse, config, show_progress)
 
         def score(c: Any, ids: np.ndarray) -> np.ndarray:
-            return _mint_scores(det, c, layer_name, fuse, ids)
+            return mint_scores(det, c, layer_name, fuse, ids)
         signal = "outputs" if layer_name is None else ("activations+outputs" if fuse else "activations")
         about = {"method": "passive-mint", "signal": signal, "layer": layer_name or "outputs", "detector": det.kind_}
 
@@ -823,25 +823,6 @@ def _verdict_detector(out: Path, net: nn.Module, ds: ImageDataset, splits: Split
     det.save(det_dir)
     atomic_write_json(det_dir / "protocol.json", protocol)
     return det
-
-
-def _mint_scores(det: Any, cache: Any, layer: str | None, fuse: bool, ids: np.ndarray) -> np.ndarray:
-    """P(member) of the MINT model for pool ``ids`` of ``cache``, float64 (N,), read in chunks of rows."""
-    from mintaudit.signals import output_features
-
-    rows = cache.rows(ids)
-    out = cache.outputs()
-    feats = output_features(out["logits"], out["labels"])
-    X = cache.activations(layer) if layer is not None else feats
-    extra = feats if (fuse and layer is not None) else None
-    logits = np.empty(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), 512):
-        chunk = rows[start : start + 512]
-        order = np.argsort(chunk)
-        x = np.empty((len(chunk), *X.shape[1:]), dtype=np.float32)
-        x[order] = X[chunk[order]]
-        logits[start : start + len(chunk)] = det.decision_function(x, None if extra is None else extra[chunk])
-    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def _write_verdict_csv(path: Path, ids: np.ndarray, scores: np.ndarray, d: Any) -> Path:

@@ -21,7 +21,8 @@ from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device,
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 
-__all__ = ["TrainConfig", "TrainResult", "train_classifier", "accuracy"]
+__all__ = ["TrainConfig", "TrainResult", "train_classifier", "accuracy", "augment", "augment_generator",
+           "correct_per_sample"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -188,8 +189,8 @@ class TrainResult:
 
 
 @torch.no_grad()
-def _correct(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256,
-             logits_of: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
+def correct_per_sample(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256,
+                       logits_of: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
     """bool (N,): whether ``model`` (eval mode, mode restored; on its own device) classifies each sample right.
 
     ``logits_of`` picks the class logits from the model's output when it returns more (aMINT)."""
@@ -209,21 +210,22 @@ def _correct(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch
 
 def accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> float:
     """Top-1 accuracy of ``model`` (put in eval mode, mode restored) on ``indices`` of ``dataset``."""
-    return int(_correct(model, dataset, indices, batch_size).sum()) / max(len(indices), 1)
+    return int(correct_per_sample(model, dataset, indices, batch_size).sum()) / max(len(indices), 1)
 
 
 def _shared_accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarray) -> float:
     """:func:`accuracy` computed by all ranks together, each on its shard, every sample counted once."""
     if not distributed.is_active():
         return accuracy(model, dataset, indices)
-    correct = distributed.map_shards(lambda part: _correct(model, dataset, part), np.asarray(indices, np.int64))
+    correct = distributed.map_shards(lambda part: correct_per_sample(model, dataset, part),
+                                     np.asarray(indices, np.int64))
     return int(correct.sum()) / max(len(correct), 1)
 
 
 _PAD = 2  # pixels of zero padding before the random crop
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and random crop (2-px padding with black pixels) of a batch.
 
     Args:
@@ -246,7 +248,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def _augment_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+def augment_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     """The augmentation generator of one step: a function of (seed, epoch, step, rank) alone."""
     key = hashlib.sha256(f"augment|{seed}|{epoch}|{step}|{distributed.rank()}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(key[:8], "little") & (2**63 - 1))
@@ -325,7 +327,7 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             x = to_device(x, dev)
             if config.augment:  # after sharding: each rank augments its own batch
-                x = to_device(_augment(x, _augment_generator(config.seed, epoch, step)), dev)
+                x = to_device(augment(x, augment_generator(config.seed, epoch, step)), dev)
             with autocast(dev):
                 logits = net(x)
                 loss = loss_fn(logits, y)

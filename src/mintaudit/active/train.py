@@ -22,8 +22,8 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
 from mintaudit.training import (
-    _augment, _augment_generator, _correct, check_schedule, checkpoint_history, read_checkpoint, run_signature,
-    start_training, write_checkpoint,
+    augment, augment_generator, check_schedule, checkpoint_history, correct_per_sample, read_checkpoint,
+    run_signature, start_training, write_checkpoint,
 )
 
 __all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "train_active", "membership_scores", "task_accuracy",
@@ -126,7 +126,7 @@ def membership_scores(
 
 def _task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """bool (N,): whether the class output is right on each of ``indices`` (eval mode, mode restored)."""
-    return _correct(model, dataset, indices, batch_size, logits_of=lambda out: out[0])
+    return correct_per_sample(model, dataset, indices, batch_size, logits_of=lambda out: out[0])
 
 
 def task_correct(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -322,7 +322,7 @@ def train_active(
             e_idx = mine_e[step * b : step * b + len(m_idx)]
             xm, xe = dataset.batch(m_idx, dev), dataset.batch(e_idx, dev)
             if config.augment:  # after sharding: each rank augments its own pairs
-                both = _augment(torch.cat([xm, xe]), _augment_generator(config.seed, epoch, step))
+                both = augment(torch.cat([xm, xe]), augment_generator(config.seed, epoch, step))
                 xm, xe = both[: len(m_idx)], both[len(m_idx) :]
             s = config.mint_grad_scale
             y = torch.from_numpy(dataset.labels[m_idx]).to(dev)

@@ -15,31 +15,21 @@ whichever of them ran last:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
 
 from mintaudit.attacks.scores import loss_scores
 from mintaudit.data._base import ImageDataset
-from mintaudit.evaluation import SampleInfo, evaluate_scores
+from mintaudit.data.splits import PassiveSplit
+from mintaudit.evaluation import evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
 from mintaudit.results import Result
-from mintaudit.signals import SignalCache, extract_signals
-
-if TYPE_CHECKING:  # passive imports this module
-    from mintaudit.passive import PassiveSplit
+from mintaudit.signals import SignalCache, extract_signals, sample_infos
 
 __all__ = ["LOSS_THRESHOLD_SOURCE", "loss_split_scores", "loss_result", "loss_cache", "loss_audit", "sample_infos"]
 
 LOSS_THRESHOLD_SOURCE = "known members vs external (MINT-training data)"
-
-
-def sample_infos(cache: SignalCache, members: np.ndarray, nonmembers: np.ndarray) -> tuple[SampleInfo, SampleInfo]:
-    """True labels and the audited model's correctness of the scored samples (for a result's slices), from ``cache``."""
-    out = cache.outputs()
-    info = SampleInfo.from_logits(out["logits"], out["labels"])
-    return info.take(cache.rows(members)), info.take(cache.rows(nonmembers))
 
 
 def loss_split_scores(cache: SignalCache, split: PassiveSplit) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@
 ``members`` are the samples the audited model trains on, ``external`` are non-members from the
 same distribution (used to fit the MINT detector beside members), and ``test`` are non-members
 held back for the final evaluation. The three are disjoint index sets into the data set pool.
+:class:`PassiveSplit` is the four roles of an audit drawn from them (known and held-out members).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import numpy as np
 
 from mintaudit._io import atomic_write_json
 from mintaudit.data._base import ImageDataset
-from mintaudit.errors import CorruptFileError, DataNotFoundError, SplitError
+from mintaudit.errors import ConfigError, CorruptFileError, DataNotFoundError, SplitError
 
-__all__ = ["SPLITS_SCHEMA", "SPLIT_NAMES", "Splits", "make_splits"]
+__all__ = ["SPLITS_SCHEMA", "SPLIT_NAMES", "PassiveSplit", "Splits", "make_splits", "passive_split"]
 
 SPLITS_SCHEMA = "mintaudit/splits@1"
 SPLIT_NAMES: tuple[str, str, str] = ("members", "external", "test")
@@ -250,3 +251,27 @@ def make_splits(dataset: ImageDataset, *, members: int, external: int, test: int
         drawn = (order[:m], order[m : m + e], order[m + e : m + e + t])
     splits = Splits(dataset.name, dataset.fingerprint(), int(seed), *drawn)
     return splits.validate(dataset)
+
+
+@dataclass(frozen=True)
+class PassiveSplit:
+    """Pool indices of the four roles in a passive audit."""
+
+    known_members: np.ndarray
+    heldout_members: np.ndarray
+    external: np.ndarray
+    test: np.ndarray
+
+    def all_indices(self) -> np.ndarray:
+        return np.concatenate([self.known_members, self.heldout_members, self.external, self.test])
+
+
+def passive_split(splits: Splits, *, known_fraction: float = 0.5, seed: int = 0) -> PassiveSplit:
+    """Split the members into known (MINT training) and held-out (evaluation) members, seeded."""
+    if not 0.0 < known_fraction < 1.0:
+        raise ConfigError(f"known_fraction must lie in (0, 1), got {known_fraction}")
+    members = np.random.default_rng(seed).permutation(splits.members)
+    k = int(round(known_fraction * len(members)))
+    if k == 0 or k == len(members):
+        raise ConfigError(f"{len(members)} members cannot be split into known and held-out parts; use more members")
+    return PassiveSplit(np.sort(members[:k]), np.sort(members[k:]), splits.external, splits.test)

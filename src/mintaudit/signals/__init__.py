@@ -1,7 +1,7 @@
 """Audit signals (AAD): activations of taps, per-sample gradients and output signals, cached on disk."""
 
-from mintaudit.signals.outputs import output_features
-from mintaudit.signals.reader import SignalCache, SignalKind
+from mintaudit.signals.outputs import output_features, sample_infos
+from mintaudit.signals.reader import RowView, SignalCache, SignalKind
 from mintaudit.signals.writer import extract_signals, stream_signals
 from mintaudit.signals.gradients import (
     REDUCTIONS,
@@ -16,10 +16,12 @@ from mintaudit.signals.gradients import (
 )
 
 __all__ = [
+    "RowView",
     "SignalCache",
     "SignalKind",
     "extract_signals",
     "output_features",
+    "sample_infos",
     "stream_signals",
     "REDUCTIONS",
     "SETUPS",

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-__all__ = ["output_features", "true_label_loss"]
+from mintaudit.evaluation.evaluate import SampleInfo
+
+if TYPE_CHECKING:
+    from mintaudit.signals.reader import SignalCache
+
+__all__ = ["output_features", "sample_infos", "true_label_loss"]
 
 
 def true_label_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -47,3 +54,10 @@ def output_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     loss = torch.from_numpy(true_label_loss(logits, labels))
     feats = torch.stack([loss, logp_y - log1m, p.max(1).values, entropy, (z.argmax(1) == y).float()], 1)
     return feats.numpy().astype(np.float32)
+
+
+def sample_infos(cache: SignalCache, members: np.ndarray, nonmembers: np.ndarray) -> tuple[SampleInfo, SampleInfo]:
+    """True labels and the audited model's correctness of the scored samples (for a result's slices), from ``cache``."""
+    out = cache.outputs()
+    info = SampleInfo.from_logits(out["logits"], out["labels"])
+    return info.take(cache.rows(members)), info.take(cache.rows(nonmembers))

@@ -18,7 +18,7 @@ import numpy as np
 
 from mintaudit.errors import CacheError
 
-__all__ = ["SIGNALS_SCHEMA", "SignalCache", "SignalKind"]
+__all__ = ["SIGNALS_SCHEMA", "RowView", "SignalCache", "SignalKind"]
 
 SIGNALS_SCHEMA = "mintaudit/signals@1"
 """The ``schema`` of a cache's ``manifest.json``."""
@@ -141,6 +141,35 @@ class SignalCache:
             return np.fromiter((order[int(i)] for i in pool_indices), dtype=np.int64, count=len(pool_indices))
         except KeyError as e:
             raise CacheError(f"sample {e.args[0]} is not in the cache at {str(self.path)!r}; extract it") from e
+
+
+class RowView:
+    """A lazy row view of a (memory-mapped) array, so detectors stream what they read.
+
+    Args:
+        array: float (N, ...), e.g. a cache's :meth:`SignalCache.activations`.
+        rows: int (M,) row positions into ``array`` (e.g. from :meth:`SignalCache.rows`).
+
+    Indexing the view with positions ``idx`` reads ``array[rows[idx]]`` as a float32 copy.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
+        self.array, self.rows = array, np.asarray(rows)
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.ndim = array.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        wanted = self.rows[idx]
+        order = np.argsort(wanted)
+        out = np.empty((len(wanted), *self.shape[1:]), dtype=np.float32)
+        out[order] = self.array[wanted[order]]
+        return out
+
+    def reshape(self, *shape: int) -> np.ndarray:
+        return self[np.arange(len(self))].reshape(*shape)
 
 
 def _refix(folder: Path) -> str:
