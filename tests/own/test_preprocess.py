@@ -120,3 +120,19 @@ def test_cache_key_depends_on_the_preprocessing(tmp_path, tiny_model, toy_datase
     assert a.path != b.path
     assert not np.array_equal(a.activations("relu1"), b.activations("relu1"))
     assert json.loads((b.path / "manifest.json").read_text())["preprocess"]["std"] == [1.0]
+
+
+def test_pool_batches_have_plain_layout_and_score_like_a_dataloaders_tensors():
+    """A grey batch permuted from NHWC keeps a channel stride of 1, which sends CPU convolutions down another
+    kernel; the pool's batches are plain NCHW, so the same samples score alike from a pool and from tensors."""
+    from torch import nn
+
+    ds = _pool(n=64, size=12)
+    view = ds.with_preprocess(Preprocess(mean=0.0, std=1.0))
+    x = view.batch(np.arange(64))
+    assert x.stride() == (144, 144, 12, 1)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 3)).eval()
+    theirs = torch.stack([torch.from_numpy(ds.images[i]).permute(2, 0, 1).float() / 255 for i in range(64)])
+    with torch.no_grad():
+        assert torch.equal(net(x), net(theirs))
