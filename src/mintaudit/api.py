@@ -32,7 +32,7 @@ from mintaudit.errors import ConfigError
 from mintaudit.gate import ModelCheck, check_model_accuracy
 from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
-from mintaudit.pipeline import sweep_model
+from mintaudit.workdir.audit import sweep_model
 from mintaudit.report import write_report
 from mintaudit.taps import select_layers
 

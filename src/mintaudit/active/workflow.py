@@ -31,7 +31,7 @@ from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError, ModelError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
 from mintaudit.models import active_taps, build_model, load_model
-from mintaudit.pipeline import _report_for, _spec_for, train_model
+from mintaudit.workdir.model import report_for, spec_for, train_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, passive_split
 from mintaudit.report import add_result, load_report, write_report
 from mintaudit.results import Calibration, Result
@@ -156,7 +156,7 @@ def active_train(
     out = Path(out_dir)
     cfg = config.train
     split = active_split(splits, val_members=config.val_members, val_external=config.val_external, seed=cfg.seed)
-    spec = _spec_for(config.backbone, ds, config.backbone_kwargs)
+    spec = spec_for(config.backbone, ds, config.backbone_kwargs)
     torch.manual_seed(cfg.seed)
     backbone = build_model(spec)
     taps = list(config.taps) if config.taps else active_taps(config.backbone, config.setup, backbone)
@@ -189,7 +189,7 @@ def active_train(
     plain_model = None
     if (out / "model" / "model.json").is_file():
         plain_model, _, plain_info = load_model(out / "model")
-    new = _report_for(out, ds, splits, config.backbone, plain_model if plain_model is not None else model.backbone,
+    new = report_for(out, ds, splits, config.backbone, plain_model if plain_model is not None else model.backbone,
                       plain_info if plain_model is not None else {"task_accuracy": aud}, report_cfg,
                       command or sys.argv)
     new["dataset"].update(_ds_info(ds, splits, split))
@@ -269,7 +269,7 @@ def active_eval(
                        member_info=SampleInfo(ds.labels[splits.members], correct_members),
                        nonmember_info=SampleInfo(ds.labels[splits.test], correct_test),
                        extra={"setup": setup, "backbone": meta["backbone"]["name"], "audited_model": "amint"})
-    new = _report_for(out, ds, splits, meta["backbone"]["name"], model.backbone, {"task_accuracy": aud},
+    new = report_for(out, ds, splits, meta["backbone"]["name"], model.backbone, {"task_accuracy": aud},
                       {"amint_eval": {"setup": setup}}, command or sys.argv)
     new["dataset"]["external_validation"] = len(meta.get("external_validation", []))
     key = ("amint", f"aMINT {setup}", "training-members", "amint")

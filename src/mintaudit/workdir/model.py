@@ -1,0 +1,169 @@
+"""The work directory's audited model: trained here or the user's, resolved and gated; its report header."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mintaudit.data import ImageDataset, Splits, load_dataset
+from mintaudit.errors import ConfigError, ModelError
+from mintaudit.gate import check_model_accuracy
+from mintaudit.preprocess import Preprocess
+from mintaudit.models import ModelSpec, build_model, check_model, load_model, load_weights, model_fingerprint, published_taps, save_model
+from mintaudit.report import new_report
+from mintaudit.taps import LayerInfo, list_layers, select_layers
+from mintaudit.training import TrainConfig, train_classifier
+
+
+__all__ = ["spec_for", "train_model", "resolve_model", "describe_layers", "resolve_taps", "report_for", "model_spec"]
+
+
+def spec_for(name: str, ds: ImageDataset, kwargs: dict[str, Any] | None = None) -> ModelSpec:
+    c, h, w = ds.image_shape
+    return ModelSpec(name, c, ds.num_classes, (h, w), dict(kwargs or {}))
+
+
+def train_model(
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    model: str = "objcls-cnn",
+    model_kwargs: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    show_progress: bool | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train the audited model on the members and save it under ``out_dir/model``.
+
+    Returns:
+        (the trained model in eval mode, its info: accuracies, history, config).
+    """
+    config = config or TrainConfig()
+    spec = spec_for(model, ds, model_kwargs)
+    torch.manual_seed(config.seed)  # the seed fixes the initial weights too
+    net = build_model(spec)
+    check_model(net, ds.image_shape, ds.num_classes, name=model)
+    model_dir = Path(out_dir) / "model"
+    result = train_classifier(
+        net, ds, splits.members, config, test_indices=splits.test, checkpoint_dir=model_dir,
+        resume=resume, show_progress=show_progress,
+    )
+    info = {
+        "train": config.to_dict(),
+        "train_accuracy": result.train_accuracy,
+        "task_accuracy": result.test_accuracy,
+        "seconds": round(result.seconds, 2),
+        "history": result.history,
+        "data_fingerprint": ds.fingerprint(),
+        "splits_fingerprint": splits.fingerprint(),
+        "preprocess": ds.preprocess.to_dict(),
+    }
+    save_model(net, spec, model_dir, info)
+    return net, info
+
+
+def resolve_model(
+    out_dir: str | Path, ds: ImageDataset, *, model: str | None = None, weights: str | None = None,
+    splits: Splits | None = None, allow_weak_model: bool = False,
+) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The audited model: a user's (``model`` + ``weights``) or the one trained in ``out_dir``.
+
+    With ``splits`` the sanity gate runs first (:func:`mintaudit.gate.check_model_accuracy`):
+    the model's accuracy on the members and the test samples, through ``ds``'s preprocessing,
+    lands in ``info["check"]``, and a model at chance on its members is refused.
+
+    Returns:
+        (model in eval mode, its name, info).
+
+    Raises:
+        WeakModelError: the members' accuracy is not clearly above chance (and not ``allow_weak_model``).
+    """
+    net, name, info = _load_audited(out_dir, ds, model=model, weights=weights)
+    if splits is not None:
+        info = {**info, "check": check_model_accuracy(net, ds, splits.members, splits.test,
+                                                      allow_weak_model=allow_weak_model).to_dict()}
+    return net, name, info
+
+
+def _load_audited(
+    out_dir: str | Path, ds: ImageDataset, *, model: str | None = None, weights: str | None = None
+) -> tuple[nn.Module, str, dict[str, Any]]:
+    if weights is not None:
+        if model is None:
+            raise ConfigError("--weights needs --model (a zoo name or 'package.module:factory')")
+        net = load_weights(build_model(spec_for(model, ds)), weights)
+        net.eval()
+        check_model(net, ds.image_shape, ds.num_classes, name=model)
+        return net, model, {"weights": str(weights), "preprocess": ds.preprocess_record}
+    model_dir = Path(out_dir) / "model"
+    if not (model_dir / "model.json").is_file():
+        raise ModelError(
+            f"no trained model in {str(model_dir)!r}; run 'mintaudit train --out {out_dir}' first, "
+            "or give --model and --weights"
+        )
+    net, spec, info = load_model(model_dir)
+    if model is not None and model != spec.name:
+        raise ConfigError(f"{str(model_dir)!r} holds a {spec.name!r} model, not {model!r}; drop --model or use another --out")
+    if info.get("data_fingerprint") not in (None, ds.fingerprint()):
+        raise ConfigError(f"the model in {str(model_dir)!r} was trained on other data; use the same --dataset or another --out")
+    trained_with = Preprocess.from_dict(info.get("preprocess"))
+    if trained_with != ds.preprocess:
+        raise ConfigError(
+            f"the model in {str(model_dir)!r} was trained with preprocessing {trained_with.to_dict()}, not "
+            f"{ds.preprocess.to_dict()}; drop --mean/--std/--grey-to-rgb (the recorded one is used) or use another --out")
+    check_model(net, ds.image_shape, ds.num_classes, name=spec.name)
+    return net, spec.name, {**info, "preprocess": trained_with.to_dict()}
+
+
+def describe_layers(model: str, dataset: str, *, data_root: str | None = None, image_size: int | None = None,
+                    preprocess: Preprocess | None = None) -> list[LayerInfo]:
+    """Every tappable layer of ``model`` (zoo name, ``package.module:factory`` or a saved model dir) for ``dataset``'s inputs."""
+    ds = load_dataset(dataset, root=data_root, image_size=image_size).with_preprocess(preprocess)
+    if Path(model).is_dir():
+        net, _, _ = load_model(model)
+    else:
+        net = build_model(spec_for(model, ds))
+    c, h, w = ds.image_shape
+    return list_layers(net, torch.zeros(1, c, h, w))
+
+
+def resolve_taps(net: nn.Module, model_name: str, taps: str) -> list[tuple[str, str]]:
+    """(label, layer) pairs: ``published`` gives the study's L1..L7; anything else goes to the selector."""
+    if taps == "published":
+        pub = published_taps(model_name)
+        if pub is None:
+            raise ConfigError(f"model {model_name!r} has no published taps; choose layers with --taps (names, indices, glob or all)")
+        return pub
+    layers = select_layers(net, taps)
+    return [(f"L{i}", name) for i, name in enumerate(layers, start=1)]
+
+
+def report_for(out_dir: Path, ds: ImageDataset, splits: Splits, model_name: str, net: nn.Module, info: dict[str, Any],
+                config: dict[str, Any], command: list[str]) -> dict[str, Any]:
+    known = int(round(config.get("known_fraction", 0.5) * len(splits.members)))
+    dataset = {"name": ds.name, "members": len(splits.members), "external": len(splits.external),
+               "test": len(splits.test), "seed": splits.seed, "fingerprint": ds.fingerprint(),
+               "known_members": known, "heldout_members": len(splits.members) - known}
+    check = info.get("check")
+    if check is None:  # the gate measured both before the audit; measure them here otherwise
+        check = check_model_accuracy(net, ds, splits.members, splits.test, allow_weak_model=True).to_dict()
+        check["weak_model_allowed"] = False
+    mdl = {"name": model_name, "task_accuracy": check["test_accuracy"], "train_accuracy": check["members_accuracy"],
+           "fingerprint": model_fingerprint(net), "epochs": info.get("train", {}).get("epochs"),
+           "preprocess": ds.preprocess_record, "chance_accuracy": check["chance"]}
+    if check.get("weak_model_allowed"):
+        mdl["weak_model_allowed"] = True  # --allow-weak-model: the audit went on with a model near chance
+    return new_report(dataset=dataset, model=mdl, config=config, command=command)
+
+
+def model_spec(out_dir: str | Path, ds: ImageDataset, model: str | None, weights: str | None) -> ModelSpec:
+    """The architecture of the audited model (for reference models): the user's or the saved one."""
+    if weights is not None and model is not None:
+        return spec_for(model, ds)
+    meta = json.loads((Path(out_dir) / "model" / "model.json").read_text())
+    return ModelSpec.from_dict(meta["spec"])

@@ -1,0 +1,355 @@
+"""Verdicts: "were these samples used to train this model?" (``mintaudit test``), per sample and for the set."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from mintaudit._io import atomic_write_json
+from mintaudit.data import ImageDataset, Splits, load_dataset
+from mintaudit.errors import ConfigError
+from mintaudit.preprocess import DEFAULT_PREPROCESS
+from mintaudit.models import model_fingerprint
+from mintaudit.passive import SweepConfig, audit_tap, mint_scores, passive_split
+from mintaudit.report import load_report, write_report
+from mintaudit.signals import extract_signals
+from mintaudit.taps import select_layers
+
+from mintaudit.workdir.audit import detector_protocol
+from mintaudit.workdir.model import report_for, resolve_model
+
+__all__ = ["QUERY_ROLES", "null_split", "verdict"]
+
+
+QUERY_ROLES = ("heldout-members", "test")
+
+
+"""Split roles ``verdict`` accepts as ``query`` (besides files of indices and new data sets)."""
+
+
+_NULL_SOURCE = ("non-member test samples: a seeded half of the test split, never used to train the model, fit the "
+                "MINT model, choose its layer or set a threshold")
+
+
+def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split the non-member test samples into the null reference and the ``test`` query pool.
+
+    Args:
+        splits: the work directory's splits.
+        fraction: the share of the test split that forms the null reference.
+        seed: the draw is ``numpy.random.default_rng([seed, 1])``: fixed for a work directory.
+
+    Returns:
+        (null, test_pool): sorted int64 pool indices, disjoint, together the test split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"the null reference's fraction of the test split must lie in (0, 1); given {fraction}")
+    test = np.random.default_rng([seed, 1]).permutation(splits.test)
+    k = int(round(fraction * len(test)))
+    if k == 0 or k == len(test):
+        raise ConfigError(f"{len(test)} test samples cannot be split into a null reference and a query pool; "
+                          "use more --test samples")
+    return np.sort(test[:k]), np.sort(test[k:])
+
+
+def verdict(
+    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, query: str, method: str = "passive-mint",
+    layer: str | None = None, fuse_outputs: bool = False, fdr: float = 0.05, alpha: float = 0.05,
+    decision: str = "mann-whitney", model: str | None = None, weights: str | None = None,
+    config: SweepConfig | None = None, null_fraction: float = 0.5, command: list[str] | None = None,
+    show_progress: bool | None = None, allow_weak_model: bool = False, setup: str = "middle",
+) -> dict[str, Any]:
+    """Were the ``query`` samples, or some of them, used to train the audited model? Test it and write the verdict.
+
+    The query's membership scores are compared with a *null reference*: a seeded half of the
+    non-member test split (:func:`null_split`), never used to fit the MINT model, choose its
+    layer or set a threshold, and never overlapping the query (refused). Each query sample gets
+    a conformal p-value and flags under Benjamini-Hochberg at ``fdr`` and at the plain level
+    ``alpha``; the whole set gets the dataset-level test
+    (:func:`mintaudit.evaluation.dataset_test`) and its one-sentence verdict. Valid when query
+    samples that are not members are exchangeable with the null reference.
+
+    Writes ``OUT/verdict.csv`` (sample_id, score, p_value, flagged_bh, flagged_alpha, n_null),
+    the verdict into ``OUT/report.json`` (made when missing) and ``OUT/report.html``.
+
+    Args:
+        query: ``heldout-members`` (members the MINT model never saw: a positive control),
+            ``test`` (the test split's non-null half: a negative control), a file of pool
+            indices (``.txt`` / ``.csv``, one per line, first column; or ``.npy``), or new
+            samples as ``npz:PATH`` / ``folder:PATH`` (same image shape and classes).
+        method: ``passive-mint`` (a MINT model on ``layer``), ``loss`` (minus the loss) or
+            ``amint`` (the membership probability of the delivered aMINT model
+            ``OUT/amint/<setup>``; ``heldout-members`` are then training members its head saw,
+            as in the published protocol).
+        layer: the passive-MINT tap (name, index, glob) or ``outputs`` (output signals only);
+            default: the report's passive-MINT result with the best *validation* AUC (measured
+            on the auditor's MINT-training data, never on the null), else ``outputs``.
+        fuse_outputs: with an explicit ``layer``, also feed the output signals.
+        fdr, alpha, decision: see :func:`~mintaudit.evaluation.sample_decisions` and
+            :func:`~mintaudit.evaluation.dataset_test`.
+        config: the passive split and MINT model options (same as the sweep's, so the saved
+            or refitted MINT model is the one the sweep measured).
+        null_fraction: the share of the test split forming the null reference.
+        setup: with ``amint``, which delivered model (the folder name under ``OUT/amint``).
+
+    Returns:
+        The verdict dict stored as ``report["verdict"]``.
+    """
+    from mintaudit.evaluation.statistics import DECISIONS
+
+    config = config or SweepConfig()
+    if method not in ("passive-mint", "loss", "amint"):
+        raise ConfigError(f"--method must be passive-mint, loss or amint; given {method!r}")
+    if decision not in DECISIONS:
+        raise ConfigError(f"--decision must be one of {', '.join(DECISIONS)}; given {decision!r}")
+    if not (0.0 < fdr <= 1.0 and 0.0 < alpha < 1.0):
+        raise ConfigError(f"--fdr must lie in (0, 1] and --alpha in (0, 1); given {fdr} and {alpha}; e.g. 0.05")
+    if method != "passive-mint" and (layer is not None or fuse_outputs):
+        raise ConfigError(f"--layer and --fuse-outputs apply to --method passive-mint only; drop them for {method}")
+    if layer is None and fuse_outputs:
+        raise ConfigError("--fuse-outputs needs --layer; without --layer the report's best result decides")
+    out = Path(out_dir)
+    split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
+    null_idx, test_pool = null_split(splits, fraction=null_fraction, seed=config.seed)
+    q_ds, q_ids, q_info = _resolve_query(query, ds, split, test_pool)
+    _refuse_overlap(q_ds, q_ids, ds, null_idx, "the null reference",
+                    "the null must never contain query samples; use --query test for non-members outside it")
+    if method == "amint":
+        from mintaudit.active.train import membership_scores
+        from mintaudit.active.workflow import load_delivered
+
+        if model is not None or weights is not None:
+            raise ConfigError("--model and --weights do not apply to --method amint; it reads OUT/amint/SETUP")
+        amodel, meta = load_delivered(out, ds, splits, setup)
+        _refuse_overlap(q_ds, q_ids, ds, splits.external, "the external samples the aMINT head was trained on",
+                        "their scores are pushed towards 'non-member'; query other samples")
+        if q_info["source"] == "heldout-members":
+            q_info = {**q_info, "description": "training members; the aMINT head was trained on them too (the "
+                      "published protocol): a positive control"}
+        null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
+        about = {"method": "amint", "signal": "activations", "layer": "+".join(meta["taps"]),
+                 "detector": f"amint-head ({setup})"}
+        net, name, info = amodel.backbone, meta["backbone"]["name"], {}
+        return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx,
+                               null_scores, q_scores, about, fdr=fdr, alpha=alpha, decision=decision,
+                               null_fraction=null_fraction)
+    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+    if method == "passive-mint":
+        _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
+                        "the MINT model's training data (known members and external samples)",
+                        "their scores say nothing about membership; query other samples, or use --method loss")
+
+    layer_name, fuse = _verdict_layer(out, net, layer, fuse_outputs) if method == "passive-mint" else (None, False)
+    layers = [layer_name] if layer_name is not None else []
+    base_idx = np.unique(split.all_indices())
+    cache = _find_cache(out / "cache", net, ds, layers, base_idx) or extract_signals(
+        net, ds, base_idx, layers, out / "cache", batch_size=config.batch_size, dtype=config.dtype,  # type: ignore[arg-type]
+        show_progress=show_progress)
+    if q_ds is not ds:
+        q_cache = extract_signals(net, q_ds, q_ids, layers, out / "cache", batch_size=config.batch_size,
+                                  dtype=config.dtype, show_progress=show_progress)  # type: ignore[arg-type]
+    elif np.isin(q_ids, cache.indices).all():
+        q_cache = cache
+    else:
+        q_cache = _find_cache(out / "cache", net, ds, layers, q_ids) or extract_signals(
+            net, ds, np.sort(q_ids), layers, out / "cache", batch_size=config.batch_size, dtype=config.dtype,  # type: ignore[arg-type]
+            show_progress=show_progress)
+
+    if method == "loss":
+        def score(c: Any, ids: np.ndarray) -> np.ndarray:  # in float64 from the logits: no ties at zero loss
+            from mintaudit.attacks.scores import loss_scores
+
+            o, rows = c.outputs(), c.rows(ids)
+            return loss_scores(o["logits"][rows].astype(np.float64), o["labels"][rows])
+        about = {"method": "loss", "signal": "outputs", "layer": "outputs", "detector": "none (minus the loss)"}
+    else:
+        det = _verdict_detector(out, net, ds, splits, split, cache, layer_name, fuse, config, show_progress)
+
+        def score(c: Any, ids: np.ndarray) -> np.ndarray:
+            return mint_scores(det, c, layer_name, fuse, ids)
+        signal = "outputs" if layer_name is None else ("activations+outputs" if fuse else "activations")
+        about = {"method": "passive-mint", "signal": signal, "layer": layer_name or "outputs", "detector": det.kind_}
+
+    null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
+    return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx, null_scores,
+                           q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
+
+
+def _finish_verdict(
+    out: Path, ds: ImageDataset, splits: Splits, net: nn.Module, name: str, info: dict[str, Any], config: SweepConfig,
+    command: list[str] | None, q_ids: np.ndarray, q_info: dict[str, Any], null_idx: np.ndarray,
+    null_scores: np.ndarray, q_scores: np.ndarray, about: dict[str, Any], *, fdr: float, alpha: float, decision: str,
+    null_fraction: float,
+) -> dict[str, Any]:
+    """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
+    from mintaudit.evaluation.statistics import dataset_test, sample_decisions
+    from mintaudit.report.schema import set_verdict
+
+    per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
+    test = dataset_test(q_scores, null_scores, alpha=alpha, decision=decision)  # type: ignore[arg-type]
+    csv_path = _write_verdict_csv(out / "verdict.csv", q_ids, q_scores, per_sample)
+    result = {
+        **test.to_dict(), **about,
+        "query": {**q_info, "n": int(len(q_ids))},
+        "null_reference": {"source": _NULL_SOURCE, "n": int(len(null_idx)), "fraction_of_test": null_fraction,
+                           "seed": config.seed},
+        "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
+        "command": " ".join(command or sys.argv),
+    }
+    report_path = out / "report.json"
+    report = load_report(report_path) if report_path.is_file() else report_for(
+        out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    set_verdict(report, result)
+    write_report(report, out)
+    return result
+
+
+def _resolve_query(
+    query: str, ds: ImageDataset, split: Any, test_pool: np.ndarray
+) -> tuple[ImageDataset, np.ndarray, dict[str, Any]]:
+    """(the data set the query lives in, its sample ids there, a description) of ``--query``."""
+    if query == "heldout-members":
+        return ds, split.heldout_members, {"source": "heldout-members", "kind": "split", "truth": "members",
+                                           "description": "training members the MINT model never saw; a positive control"}
+    if query == "test":
+        return ds, test_pool, {"source": "test", "kind": "split", "truth": "non-members",
+                               "description": "non-member test samples outside the null reference; a negative control"}
+    if query.lower().startswith(("npz:", "folder:")):
+        q_ds = load_dataset(query)
+        if q_ds.image_shape != ds.image_shape or q_ds.num_classes > ds.num_classes:
+            raise ConfigError(f"--query {query!r} holds {q_ds.num_classes} classes of {q_ds.image_shape} images; the "
+                              f"audited data has {ds.num_classes} classes of {ds.image_shape}: give samples of the same kind")
+        return q_ds, np.arange(len(q_ds), dtype=np.int64), {
+            "source": query, "kind": "dataset", "truth": None, "description": "new samples (sample_id = their row)"}
+    path = Path(query)
+    if not path.is_file():
+        raise ConfigError(f"--query {query!r} is neither a split role ({', '.join(QUERY_ROLES)}), nor a file of pool "
+                          "indices (.txt/.csv one per line, .npy), nor new samples (npz:PATH, folder:PATH)")
+    return ds, _read_indices(path, len(ds)), {"source": str(path), "kind": "indices", "truth": None,
+                                              "description": "pool indices from a file"}
+
+
+def _read_indices(path: Path, n_pool: int) -> np.ndarray:
+    """Pool indices from a ``.npy`` array or a text / CSV file (first column; a header line is skipped)."""
+    from mintaudit.errors import CorruptFileError, SplitError
+
+    if path.suffix.lower() == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise CorruptFileError(f"{str(path)!r} is not a readable .npy array of indices ({e}); save one with numpy.save") from e
+    else:
+        cells = [line.split(",")[0].strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        cells = [c for c in cells if c]
+        if cells and not cells[0].removeprefix("-").isdecimal():
+            cells = cells[1:]  # a header
+        bad = next((c for c in cells if not c.removeprefix("-").isdecimal()), None)
+        if bad is not None:
+            raise CorruptFileError(f"{str(path)!r}: {bad!r} is not a sample index; write one integer pool index per line")
+        ints = [int(c) for c in cells]
+        huge = next((v for v in ints if not 0 <= v < n_pool), None)  # before int64, which a 20-digit index overflows
+        if huge is not None:
+            raise SplitError(f"{str(path)!r} holds index {huge}; the pool has {n_pool} samples (valid: 0 to {n_pool - 1})")
+        values = np.array(ints, dtype=np.int64)
+    values = np.asarray(values)
+    if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
+        raise SplitError(f"{str(path)!r} must hold a non-empty 1-D list of integer pool indices; "
+                         f"given {values.dtype} of shape {values.shape}")
+    values = values.astype(np.int64)
+    if values.min() < 0 or values.max() >= n_pool:
+        raise SplitError(f"{str(path)!r} holds indices in [{values.min()}, {values.max()}]; the pool has {n_pool} "
+                         f"samples (valid: 0 to {n_pool - 1})")
+    if len(np.unique(values)) != len(values):
+        raise SplitError(f"{str(path)!r} repeats {len(values) - len(np.unique(values))} indices; list each sample once")
+    return values
+
+
+def _refuse_overlap(q_ds: ImageDataset, q_ids: np.ndarray, ds: ImageDataset, other: np.ndarray, what: str,
+                    fix: str) -> None:
+    """SplitError when query samples are among ``other`` (pool indices; by image content for new samples)."""
+    from mintaudit.errors import SplitError
+
+    if q_ds is ds:
+        shared = np.intersect1d(q_ids, other)
+    else:
+        keys = {ds.images[i].tobytes() for i in other}
+        shared = np.array([i for i in q_ids if q_ds.images[i].tobytes() in keys], dtype=np.int64)
+    if len(shared):
+        examples = ", ".join(str(i) for i in shared[:5]) + (", ..." if len(shared) > 5 else "")
+        raise SplitError(f"--query shares {len(shared)} sample(s) with {what} ({examples}); {fix}")
+
+
+def _verdict_layer(out: Path, net: nn.Module, layer: str | None, fuse_outputs: bool) -> tuple[str | None, bool]:
+    """(tap or None for the output signals alone, fuse outputs?) of a passive-MINT verdict."""
+    if layer == "outputs":
+        return None, True
+    if layer is not None:
+        return select_layers(net, layer)[0], bool(fuse_outputs)
+    report_path = out / "report.json"
+    results = load_report(report_path)["results"] if report_path.is_file() else []
+    fitted = [r for r in results if r.get("method") == "passive-mint"
+              and isinstance((r.get("fit") or {}).get("val_auc"), (int, float))]
+    if not fitted:
+        return None, True
+    best = max(fitted, key=lambda r: r["fit"]["val_auc"])
+    if best.get("layer") in (None, "outputs"):
+        return None, True
+    return str(best["layer"]), best.get("signal") == "activations+outputs"
+
+
+def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str], indices: np.ndarray) -> Any:
+    """An existing activation cache under ``root`` of this model and data holding ``layers`` and ``indices``, or None."""
+    from mintaudit.errors import CacheError
+    from mintaudit.signals import SignalCache
+
+    model_fp, data_fp = model_fingerprint(net), ds.fingerprint()
+    for manifest in sorted(Path(root).glob("*/manifest.json")):
+        if manifest.parent.name.startswith("."):
+            continue
+        try:
+            cache = SignalCache.open(manifest.parent)
+        except CacheError:
+            continue
+        m = cache.manifest
+        if (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp) or \
+                m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])) or \
+                m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess_record:
+            continue
+        if np.isin(indices, cache.indices).all():
+            return cache
+    return None
+
+
+def _verdict_detector(out: Path, net: nn.Module, ds: ImageDataset, splits: Splits, split: Any, cache: Any,
+                      layer: str | None, fuse: bool, config: SweepConfig, show_progress: bool | None) -> Any:
+    """The MINT model of ``layer``: the one saved in ``OUT/detectors`` when fitted on the same protocol, else fitted now (and saved)."""
+    import dataclasses
+
+    from mintaudit.detectors import MintDetector
+
+    det_dir = out / "detectors" / ("outputs" if layer is None else layer + ("+outputs" if fuse else ""))
+    protocol = detector_protocol(net, ds, splits, config, layer, fuse)
+    try:
+        if json.loads((det_dir / "protocol.json").read_text()) == json.loads(json.dumps(protocol)):
+            return MintDetector.load(det_dir)
+    except (OSError, ValueError):
+        pass
+    quick = dataclasses.replace(config, n_bootstrap=0)
+    _, det = audit_tap(cache, split, layer, quick, fuse_outputs=fuse, show_progress=show_progress)
+    det.save(det_dir)
+    atomic_write_json(det_dir / "protocol.json", protocol)
+    return det
+
+
+def _write_verdict_csv(path: Path, ids: np.ndarray, scores: np.ndarray, d: Any) -> Path:
+    from mintaudit._io import atomic_write_text
+
+    lines = ["sample_id,score,p_value,flagged_bh,flagged_alpha,n_null"]
+    lines += [f"{int(i)},{s:.9g},{p:.9g},{int(b)},{int(a)},{d.n_null}"
+              for i, s, p, b, a in zip(ids, scores, d.p_values, d.flagged_bh, d.flagged_alpha)]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
