@@ -72,6 +72,7 @@ def render_html(report: dict[str, Any]) -> str:
         '<div class="kv">' + _kv_table("Data", dataset) + _kv_table("Model", model) + "</div>",
         _reading_guide(),
         _results_table(results, names),
+        _dp_section(report, results, names),
         _active_section(results),
         _best(results, names),
         _roc_section(results, names),
@@ -294,6 +295,47 @@ def _eps_cell(result: dict[str, Any]) -> str:
     about = (f'<span class="ci">&delta;={delta:.0e}, {100 * conf:g}%</span>'
              if is_number(delta) and is_number(conf) else "")
     return f'<td class="num"{note}>{bound["epsilon"]:.2f}{about}</td>'
+
+
+def _dp_section(report: dict[str, Any], results: list[dict[str, Any]], names: list[str]) -> str:
+    """The DP-SGD claim (model.json's accountant epsilon) beside the measured lower bounds, and the one-run audit."""
+    claim = (report.get("model") or {}).get("dp")
+    audit = report.get("dp_audit")
+    rows = []
+    if isinstance(claim, dict):
+        bounds = [(r["epsilon_lower_bound"]["epsilon"], n) for r, n in zip(results, names)
+                  if isinstance(r.get("epsilon_lower_bound"), dict) and is_number(r["epsilon_lower_bound"].get("epsilon"))]
+        top = max(bounds, key=lambda b: b[0]) if bounds else None
+        spent = claim.get("epsilon_spent")
+        verdict = ""
+        if top is not None and is_number(spent):
+            verdict = (" (consistent with the claim: the bound is below it)" if top[0] <= spent
+                       else " (<b>above the claim</b>: the claimed epsilon cannot hold)")
+        rows.append(
+            f"<tr><th>Audited model (DP-SGD, {escape(str(claim.get('accountant')))} accountant)</th>"
+            f"<td class='num'>{fmt(spent, 3)}<span class='ci'>target {escape(str(claim.get('epsilon_target')))}, "
+            f"&delta;={escape(str(claim.get('delta')))}, clip {escape(str(claim.get('max_grad_norm')))}</span></td>"
+            f"<td class='num'>{fmt(top[0], 2) if top else DASH}<span class='ci'>"
+            f"{escape(top[1]) + ', the largest of ' + str(len(bounds)) + ' results' if top else 'no bound measured'}"
+            f"</span></td><td>{verdict}</td></tr>")
+    if isinstance(audit, dict):
+        aclaim = (audit.get("model") or {}).get("dp")
+        spent = aclaim.get("epsilon_spent") if isinstance(aclaim, dict) else None
+        note = ""
+        if is_number(spent) and is_number(audit.get("epsilon")):
+            note = ("consistent with the claim" if audit["epsilon"] <= spent else "<b>above the claim</b>")
+        rows.append(
+            f"<tr><th>One-run canary audit ({escape(str(audit.get('method')))}, {escape(str(audit.get('m')))} canaries, "
+            f"{escape(str(audit.get('correct')))} of {escape(str(audit.get('guesses')))} guesses right)</th>"
+            f"<td class='num'>{fmt(spent, 3) if is_number(spent) else 'no DP'}</td>"
+            f"<td class='num'>{fmt(audit.get('epsilon'), 2)}<span class='ci'>&delta;={escape(str(audit.get('delta')))}, "
+            f"{escape(str(audit.get('confidence')))} confidence</span></td><td>{note}</td></tr>")
+    if not rows:
+        return ""
+    return ("<section><h2>Differential privacy: claimed and measured &epsilon;</h2><table><tr><th></th>"
+            "<th>Claimed &epsilon; (accountant)</th><th>Measured &epsilon; lower bound</th><th></th></tr>"
+            f"{''.join(rows)}</table><p class='muted small'>A lower bound above the accountant's epsilon would "
+            "contradict the DP claim; one below it is consistent with it (it does not prove it).</p></section>")
 
 
 def _active_section(results: list[dict[str, Any]]) -> str:
