@@ -422,6 +422,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         from mintaudit.dp import dp_config
 
         dp = dp_config(args.dp_epsilon, args.dp_delta, args.max_grad_norm)  # checked before anything is written
+        if dp is not None and getattr(args, "resume", False):
+            raise ConfigError("--resume does not apply to DP-SGD training (no checkpoints are written); drop --resume")
     guesses = None
     if args.verb == "audit-dp":
         from mintaudit.canary import check_audit

@@ -184,9 +184,12 @@ def rebuild_dp_model(model: nn.Module, record: dict[str, Any]) -> nn.Module:
 
 @contextlib.contextmanager
 def _quiet_opacus() -> Iterator[None]:
-    """Opacus' UserWarnings silenced (secure RNG off, the accountant's alpha range): the record says what matters."""
+    """Opacus' UserWarnings silenced (secure RNG off, the accountant's alpha range, hooks on the first layer): the
+    record says what matters."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"opacus(\.|$)")
+        # torch's note on the first layer's hook (the images need no gradient): expected with per-sample gradients
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
         yield
 
 
