@@ -166,7 +166,7 @@ def _audit(tmp_path, *extra):
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--canaries", "4"], ["4 canaries cannot give a positive epsilon bound", "at least 6", "--canaries 6 or more"]),
+    (["--canaries", "4"], ["4 canaries cannot give a positive epsilon bound", "at least 8", "--canaries 8 or more"]),
     (["--canaries", "50", "--guesses", "30,30"], ["60 guesses, more than the 50 canaries"]),
     (["--canaries", "50", "--guesses", "2,1"], ["3 guesses (k+ + k-) cannot give a positive", "at least 5"]),
     (["--guesses", "ten,ten"], ["--guesses takes two whole numbers"]),
@@ -187,3 +187,10 @@ def test_bad_audit_options(refused, tmp_path, extra, words):
 def test_more_canaries_than_external_samples(refused, tmp_path):
     line = refused(_audit(tmp_path, "--canaries", "151"), allow_new=("splits.json",))
     assert "--canaries 151 exceeds the 150 external samples" in line
+
+
+def test_audit_dp_help_has_an_example(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["audit-dp", "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "Examples:" in text and "mintaudit audit-dp --dataset" in text and "--canaries" in text

@@ -17,7 +17,8 @@ numeric procedure, a bisection on this p-value). With ``delta = 0`` the tail is 
 binomial one of randomised response.
 
 Choosing ``(k+, k-)``: either fixed in advance (``guesses``), or the best of a small grid
-(:func:`guess_grid`: ``k+ = k-``, ``r`` = 2%, 5%, 10%, 20%, 50% and 100% of ``m``), each
+(:func:`guess_grid`: ``k+ = k- = k``, ``k+ = 0`` and ``k- = 0``, with ``k`` = 1%, 2.5%, 5%, 10%, 25%
+and 50% of ``m``), each
 evaluated at ``(1 - confidence) / len(grid)`` (Bonferroni), so the best one still holds at
 ``confidence``.
 
@@ -90,12 +91,14 @@ def epsilon_one_run(m: int, r: int, v: int, *, delta: float = 0.0, confidence: f
 
 
 def guess_grid(m: int) -> list[tuple[int, int]]:
-    """The ``(k+, k-)`` pairs tried when none is fixed: ``k+ = k- = round(f m / 2)`` for f in :data:`GRID_FRACTIONS`."""
+    """The ``(k+, k-)`` pairs tried when none is fixed: with ``k = round(f m / 2)`` for f in :data:`GRID_FRACTIONS`,
+    ``(k, k)``, ``(0, k)`` (only "out" guesses: the highest-loss canaries are the surest non-members) and ``(k, 0)``."""
     out: list[tuple[int, int]] = []
     for f in GRID_FRACTIONS:
         k = max(1, int(round(f * m / 2)))
-        if 2 * k <= m and (k, k) not in out:
-            out.append((k, k))
+        for pair in ((k, k), (0, k), (k, 0)):
+            if sum(pair) <= m and pair not in out:
+                out.append(pair)
     return out
 
 
