@@ -168,7 +168,7 @@ def _audit(tmp_path, *extra):
 @pytest.mark.parametrize("extra, words", [
     (["--canaries", "4"], ["4 canaries cannot give a positive epsilon bound", "at least 8", "--canaries 8 or more"]),
     (["--canaries", "50", "--guesses", "30,30"], ["60 guesses, more than the 50 canaries"]),
-    (["--canaries", "50", "--guesses", "2,1"], ["3 guesses (k+ + k-) cannot give a positive", "at least 5"]),
+    (["--canaries", "50", "--guesses", "2,1"], ["3 guesses (k+ + k-) cannot give a positive", "at least 5", "make k+ + k- at least 5"]),
     (["--guesses", "ten,ten"], ["--guesses takes two whole numbers"]),
     (["--guesses", "0,0"], ["--guesses takes K+,K-"]),
     (["--confidence", "1"], ["--confidence must be", "(0, 1)"]),

@@ -24,7 +24,7 @@ evaluated at ``(1 - confidence) / len(grid)`` (Bonferroni), so the best one stil
 
 Example:
     >>> round(epsilon_one_run(m=10, r=10, v=10, delta=0.0, confidence=0.95), 3)
-    1.051
+    1.052
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ def check_audit(m: int, *, guesses: tuple[int, int] | None, confidence: float, d
     have = m if guesses is None else sum(guesses)
     what = "canaries" if guesses is None else "guesses (k+ + k-)"
     if have < need:
+        fix = f"use --canaries {need} or more" if guesses is None else f"make k+ + k- at least {need} in --guesses"
         raise ConfigError(f"{have} {what} cannot give a positive epsilon bound at confidence {confidence:g} (delta "
-                          f"{delta:g}): even all-right guesses need at least {need}; use --canaries {need} or more"
-                          + ("" if guesses is None else " and guess more"))
+                          f"{delta:g}): even all-right guesses need at least {need}; {fix}")
 
 
 @dataclass(frozen=True)
