@@ -243,6 +243,11 @@ RANGES: dict[str, _Range] = {
     "known_fraction": _share("0.5"),
     "fdr": _Range("float", 0.0, 1.0, open_low=True, example="0.05"),  # 1 flags every p-value, as the library allows
     "alpha": _share("0.05"),
+    "dp_epsilon": _Range("float", 0.0, open_low=True, example="8"),
+    "dp_delta": _share("1e-5"),
+    "max_grad_norm": _Range("float", 0.0, open_low=True, example="1"),
+    "canaries": _count(1, "1000"),
+    "confidence": _share("0.95"),
 }
 
 

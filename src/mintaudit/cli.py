@@ -72,6 +72,14 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    "(default: %(default)s)")
 
 
+def _add_dp(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("differential privacy (DP-SGD through Opacus: pip install 'mintaudit[dp]')")
+    g.add_argument("--dp-epsilon", type=float, help="train with DP-SGD to this epsilon for the whole run (the accountant "
+                   "picks the noise; Poisson-sampled batches; BatchNorm replaced by GroupNorm, said in model.json)")
+    g.add_argument("--dp-delta", type=float, help="the delta of --dp-epsilon, in (0, 1); below 1 / members, e.g. 1e-5")
+    g.add_argument("--max-grad-norm", type=float, help="per-sample gradient clipping norm of DP-SGD (default: 1)")
+
+
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("MINT model")
     g.add_argument("--detector", choices=["auto", "mlp", "cnn"], default="auto",
@@ -125,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/model/checkpoint.pt")
+    _add_dp(p)
     _add_device(p)
 
     p = verb("layers", "List every tappable layer of a model: index, name, type, output shape.",
@@ -306,6 +315,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples for 95%% intervals (default: the profile's)")
     _add_device(p)
 
+    p = verb("audit-dp", "The one-run privacy audit (Steinke, Nasr, Jagielski 2023): draw canaries from the external "
+             "samples, train once on the members plus each canary with probability 1/2 (plain or DP-SGD), score the "
+             "canaries, guess the top k+ 'in' and the bottom k- 'out', and bound epsilon from the right guesses; writes "
+             "OUT/audit-dp.json and the dp_audit section of OUT/report.json.",
+             "mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --epochs 10 --out runs/onerun\n"
+             "  mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --dp-epsilon 8 --dp-delta 1e-5 --out runs/onerun-dp")
+    _add_data(p)
+    p.add_argument("--model", default="objcls-cnn", help="zoo name or package.module:factory (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=15, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")
+    g = p.add_argument_group("the audit")
+    g.add_argument("--canaries", type=int, default=1000, help="m: canaries drawn from the external samples (default: "
+                   "%(default)s)")
+    g.add_argument("--method", choices=["loss", "passive-mint"], default="loss",
+                   help="canary score: minus the loss, or a MINT model on the output signals (default: %(default)s)")
+    g.add_argument("--confidence", type=float, default=0.95, help="probability that the bound holds (default: %(default)s)")
+    g.add_argument("--guesses", metavar="K+,K-", help="guess the top K+ 'in' and the bottom K- 'out', fixed in advance "
+                   "(default: the best of a small grid, Bonferroni-corrected)")
+    _add_dp(p)
+    _add_device(p)
+
     p = verb("splits", "Make (when missing) and show OUT/splits.json: sizes and per-class counts of members, external "
              "and test samples; roles can come from list files.",
              "mintaudit splits --dataset fashion-mnist --members-file trained_on.txt --out runs/mine\n"
@@ -386,6 +418,24 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return _factors(args, command, show)
     if args.verb == "test" and not args.query:
         raise ConfigError("test needs --query: heldout-members, test, a file of pool indices, or npz:PATH; see 'mintaudit test --help'")
+    dp = None
+    if args.verb in ("train", "audit-dp"):
+        from mintaudit.dp import dp_config
+
+        dp = dp_config(args.dp_epsilon, args.dp_delta, args.max_grad_norm)  # checked before anything is written
+        if dp is not None and getattr(args, "resume", False):
+            raise ConfigError("--resume does not apply to DP-SGD training (no checkpoints are written); drop --resume")
+    guesses = None
+    if args.verb == "audit-dp":
+        from mintaudit.canary import check_audit
+
+        if args.guesses:
+            try:
+                kp, kn = (int(v) for v in args.guesses.split(","))
+            except ValueError:
+                raise ConfigError(f"--guesses takes two whole numbers K+,K-, got {args.guesses!r}; e.g. --guesses 50,50") from None
+            guesses = (kp, kn)
+        check_audit(args.canaries, guesses=guesses, confidence=args.confidence, delta=dp.delta if dp else 1e-5)
     out = Path(args.out)
     atomic_write_json(out / f"{args.verb}.config.json", {"command": command, **_resolved(args)})
     if args.verb == "demo":
@@ -401,10 +451,29 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     if args.verb == "train":
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed)
-        _, info = pipeline.train_model(out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show)
+        _, info = pipeline.train_model(out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show,
+                                       dp=dp)
         print(f"trained {args.model} on {len(splits.members)} members in {info['seconds']:.1f} s: "
               f"train accuracy {info['train_accuracy']:.3f}, test accuracy {info['task_accuracy']:.3f}")
+        if "dp" in info:
+            d = info["dp"]
+            print(f"DP-SGD: epsilon spent {d['epsilon_spent']:.3f} (target {d['epsilon_target']:g}, delta {d['delta']:g}, "
+                  f"{d['accountant']} accountant), noise multiplier {d['noise_multiplier']:.3f}, clipping norm "
+                  f"{d['max_grad_norm']:g}; replaced: {', '.join(d['replaced']) or 'nothing'}")
         print(f"wrote {out / 'model'}")
+        return 0
+    if args.verb == "audit-dp":
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed)
+        a = pipeline.audit_dp(out, ds, splits, canaries=args.canaries, method=args.method, model=args.model, config=cfg,
+                              dp=dp, confidence=args.confidence, guesses=guesses, command=command, show_progress=show)
+        claim = a["model"]["dp"]
+        print(f"one-run audit ({a['method']}): {a['m']} canaries ({a['included']} trained on), {a['guesses']} guesses "
+              f"(k+ {a['k_pos']}, k- {a['k_neg']}; {a['chosen']}), {a['correct']} right")
+        print(f"  epsilon lower bound {a['epsilon']:.3f} at confidence {a['confidence']:g}, delta {a['delta']:g}"
+              + (f"; DP-SGD claim: epsilon {claim['epsilon_spent']:.3f} (accountant {claim['accountant']})" if claim
+                 else "; trained without DP"))
+        print(f"  task accuracy {a['model']['task_accuracy']:.3f}")
+        print(f"wrote {out / 'audit-dp.json'}, {out / 'report.json'} and {out / 'report.html'}")
         return 0
     if args.verb == "extract":
         path = pipeline.extract(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps,

@@ -20,6 +20,7 @@ from mintaudit.workdir.model import spec_for, train_model, resolve_model, descri
 from mintaudit.workdir.audit import extract, fit_tap, sweep, sweep_model, gradient_sweep, render, detector_protocol, attack
 from mintaudit.workdir.verdict import QUERY_ROLES, null_split, verdict
 from mintaudit.workdir.demo import DEMO_ATTACKS, demo
+from mintaudit.workdir.dpaudit import AUDIT_DP_METHODS, audit_dp
 
 __all__ = [
     "default_sizes",
@@ -45,4 +46,6 @@ __all__ = [
     "verdict",
     "DEMO_ATTACKS",
     "demo",
+    "AUDIT_DP_METHODS",
+    "audit_dp",
 ]

@@ -377,6 +377,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
         raise CorruptFileError(f"{str(meta_path)!r} is not valid JSON ({e}); re-save the model") from e
     spec = ModelSpec.from_dict(meta.get("spec", {}))
     model = build_model(spec)
+    if isinstance(meta.get("dp"), dict):  # trained with DP-SGD: the architecture Opacus' fix made (see mintaudit.dp)
+        from mintaudit.dp import rebuild_dp_model
+
+        model = rebuild_dp_model(model, meta["dp"])
     load_weights(model, meta_path.parent / "model.safetensors")
     model.eval()
     return model, spec, meta

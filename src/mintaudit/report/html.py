@@ -57,6 +57,7 @@ def render_html(report: dict[str, Any]) -> str:
         model=_kv_rows(model),
         protocols=list(_PROTOCOL_TEXT.items()),
         results=_results_rows(results, names),
+        dp=_dp_rows(report, results, names),
         thresholds=_thresholds(results, names),
         active=_active_rows(results),
         best=_best(results, names),
@@ -223,6 +224,45 @@ def _eps_cell(result: dict[str, Any]) -> dict[str, Any]:
     shown = is_number(delta) and is_number(conf)
     return {"value": f"{bound['epsilon']:.2f}", "note": note,
             "delta": f"{delta:.0e}" if shown else None, "confidence": f"{100 * conf:g}" if shown else None}
+
+
+def _dp_rows(report: dict[str, Any], results: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """The DP-SGD claim (model.json's accountant epsilon) beside the measured lower bounds, and the one-run audit."""
+    claim = (report.get("model") or {}).get("dp")
+    audit = report.get("dp_audit")
+    rows: list[dict[str, Any]] = []
+    if isinstance(claim, dict):
+        bounds = [(r["epsilon_lower_bound"]["epsilon"], n) for r, n in zip(results, names)
+                  if isinstance(r.get("epsilon_lower_bound"), dict) and is_number(r["epsilon_lower_bound"].get("epsilon"))]
+        top = max(bounds, key=lambda b: b[0]) if bounds else None
+        spent = claim.get("epsilon_spent")
+        verdict, above = "", False
+        if top is not None and is_number(spent):
+            above = top[0] > spent
+            verdict = "above the claim: the claimed epsilon cannot hold" if above else \
+                "consistent with the claim: the bound is below it"
+        rows.append({
+            "label": f"Audited model (DP-SGD, {claim.get('accountant')} accountant)",
+            "claimed": fmt(spent, 3),
+            "claimed_detail": f"target {claim.get('epsilon_target')}, δ={claim.get('delta')}, clip {claim.get('max_grad_norm')}",
+            "measured": fmt(top[0], 2) if top else DASH,
+            "measured_detail": f"{top[1]}, the largest of {len(bounds)} results" if top else "no bound measured",
+            "verdict": verdict, "above": above})
+    if isinstance(audit, dict):
+        aclaim = (audit.get("model") or {}).get("dp")
+        spent = aclaim.get("epsilon_spent") if isinstance(aclaim, dict) else None
+        verdict, above = "", False
+        if is_number(spent) and is_number(audit.get("epsilon")):
+            above = audit["epsilon"] > spent
+            verdict = "above the claim" if above else "consistent with the claim"
+        rows.append({
+            "label": f"One-run canary audit ({audit.get('method')}, {audit.get('m')} canaries, "
+                     f"{audit.get('correct')} of {audit.get('guesses')} guesses right)",
+            "claimed": fmt(spent, 3) if is_number(spent) else "no DP", "claimed_detail": "",
+            "measured": fmt(audit.get("epsilon"), 2),
+            "measured_detail": f"δ={audit.get('delta')}, {audit.get('confidence')} confidence",
+            "verdict": verdict, "above": above})
+    return rows
 
 
 def _active_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from mintaudit.report._format import fmt, interval, metric
 
-__all__ = ["format_table"]
+__all__ = ["format_table", "dp_lines"]
 
 _MAX_NAME = 32
 _SHORT_PROTOCOL = {"heldout-members": "heldout", "training-members": "training"}
@@ -28,7 +28,7 @@ def format_table(report: dict[str, Any]) -> str:
     """
     results = [r for r in report.get("results") or [] if isinstance(r, dict)]
     if not results:
-        return "(no results)"
+        return "\n".join(["(no results)", *dp_lines(report, [])])
     rows = [("result", "layer", "signal", "method", "protocol", "acc", "auc [95% CI]", "tpr@1%", "eps LB", "n (m/nm)")]
     for r in results:
         ci = interval(r, "auc")
@@ -58,4 +58,32 @@ def format_table(report: dict[str, Any]) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += dp_lines(report, results)
     return "\n".join(lines)
+
+
+def dp_lines(report: dict[str, Any], results: list[dict[str, Any]] | None = None) -> list[str]:
+    """The DP-SGD claim beside the measured epsilon lower bounds (none when the model was trained without DP
+    and no one-run audit was made).
+
+    Example:
+        >>> dp_lines({"model": {}})
+        []
+    """
+    results = [r for r in (results if results is not None else report.get("results") or []) if isinstance(r, dict)]
+    claim = (report.get("model") or {}).get("dp")
+    lines = []
+    bounds = [b["epsilon"] for r in results if isinstance(b := r.get("epsilon_lower_bound"), dict)
+              and isinstance(b.get("epsilon"), (int, float))]
+    if isinstance(claim, dict):
+        measured = f"largest measured lower bound {max(bounds):.2f} over {len(bounds)} results" if bounds else "no measured bound"
+        lines.append(f"DP-SGD claim: epsilon {fmt(claim.get('epsilon_spent'), 3)} (target {claim.get('epsilon_target')}, "
+                     f"delta {claim.get('delta')}, {claim.get('accountant')} accountant); {measured}")
+    audit = report.get("dp_audit")
+    if isinstance(audit, dict):
+        aclaim = (audit.get("model") or {}).get("dp")
+        beside = (f"; its model's DP-SGD claim: epsilon {fmt(aclaim.get('epsilon_spent'), 3)}" if isinstance(aclaim, dict)
+                  else "; its model was trained without DP")
+        lines.append(f"one-run audit ({audit.get('method')}, {audit.get('m')} canaries): epsilon lower bound "
+                     f"{fmt(audit.get('epsilon'), 3)} at confidence {audit.get('confidence')}{beside}")
+    return lines

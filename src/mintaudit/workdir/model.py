@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +20,7 @@ from mintaudit.taps import LayerInfo, list_layers, select_layers
 from mintaudit.training import TrainConfig, train_classifier
 
 
-__all__ = ["spec_for", "train_model", "resolve_model", "describe_layers", "resolve_taps", "report_for", "model_spec"]
+__all__ = ["spec_for", "train_model", "train_fresh", "resolve_model", "describe_layers", "resolve_taps", "report_for", "model_spec"]
 
 
 def spec_for(name: str, ds: ImageDataset, kwargs: dict[str, Any] | None = None) -> ModelSpec:
@@ -37,33 +38,58 @@ def train_model(
     config: TrainConfig | None = None,
     resume: bool = False,
     show_progress: bool | None = None,
+    dp: Any = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train the audited model on the members and save it under ``out_dir/model``.
+
+    With ``dp`` (a :class:`mintaudit.dp.DPConfig`) it trains with DP-SGD through Opacus
+    (BatchNorm replaced by GroupNorm, no checkpoints) and ``info["dp"]`` records the target and
+    the accountant's epsilon and the replaced layers (see :mod:`mintaudit.dp`).
 
     Returns:
         (the trained model in eval mode, its info: accuracies, history, config).
     """
     config = config or TrainConfig()
     spec = spec_for(model, ds, model_kwargs)
-    torch.manual_seed(config.seed)  # the seed fixes the initial weights too
-    net = build_model(spec)
-    check_model(net, ds.image_shape, ds.num_classes, name=model)
     model_dir = Path(out_dir) / "model"
-    result = train_classifier(
-        net, ds, splits.members, config, test_indices=splits.test, checkpoint_dir=model_dir,
-        resume=resume, show_progress=show_progress,
-    )
-    info = {
-        "train": config.to_dict(),
-        "train_accuracy": result.train_accuracy,
-        "task_accuracy": result.test_accuracy,
-        "seconds": round(result.seconds, 2),
-        "history": result.history,
-        "data_fingerprint": ds.fingerprint(),
-        "splits_fingerprint": splits.fingerprint(),
-        "preprocess": ds.preprocess.to_dict(),
-    }
+    net, info = train_fresh(spec, ds, splits.members, config, dp=dp, test_indices=splits.test, checkpoint_dir=model_dir,
+                            resume=resume, show_progress=show_progress)
+    info = {**info, "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint()}
+    if "dp" in info:  # keep the order of model.json's keys as before: dp last
+        info["dp"] = info.pop("dp")
     save_model(net, spec, model_dir, info)
+    return net, info
+
+
+def train_fresh(
+    spec: ModelSpec, ds: ImageDataset, indices: np.ndarray, config: TrainConfig, *, dp: Any = None,
+    test_indices: np.ndarray | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
+    show_progress: bool | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``spec`` under the seed (it fixes the initial weights too), check it, and train it on ``indices``.
+
+    Plain training (checkpoints in ``checkpoint_dir``, exact ``resume``), or DP-SGD when ``dp`` is given.
+    Returns the model in eval mode and its info (config, accuracies, history, preprocessing, and ``dp``).
+    """
+    torch.manual_seed(config.seed)
+    net = build_model(spec)
+    check_model(net, ds.image_shape, ds.num_classes, name=spec.name)
+    dp_record = None
+    if dp is not None:
+        from mintaudit.dp import make_private_ready, train_dp
+
+        if resume:
+            raise ConfigError("--resume does not apply to DP-SGD training (no checkpoints are written); drop --resume")
+        net, replaced = make_private_ready(net)
+        result, dp_record = train_dp(net, ds, indices, config, dp, test_indices=test_indices, show_progress=show_progress)
+        dp_record["replaced"] = replaced
+    else:
+        result = train_classifier(net, ds, indices, config, test_indices=test_indices, checkpoint_dir=checkpoint_dir,
+                                  resume=resume, show_progress=show_progress)
+    net.eval()
+    info = {"train": config.to_dict(), "train_accuracy": result.train_accuracy, "task_accuracy": result.test_accuracy,
+            "seconds": round(result.seconds, 2), "history": result.history, "preprocess": ds.preprocess.to_dict(),
+            **({"dp": dp_record} if dp_record is not None else {})}
     return net, info
 
 
@@ -156,6 +182,8 @@ def report_for(out_dir: Path, ds: ImageDataset, splits: Splits, model_name: str,
     mdl = {"name": model_name, "task_accuracy": check["test_accuracy"], "train_accuracy": check["members_accuracy"],
            "fingerprint": model_fingerprint(net), "epochs": info.get("train", {}).get("epochs"),
            "preprocess": ds.preprocess_record, "chance_accuracy": check["chance"]}
+    if isinstance(info.get("dp"), dict):
+        mdl["dp"] = info["dp"]  # the DP-SGD claim (model.json), beside every result's measured epsilon lower bound
     if check.get("weak_model_allowed"):
         mdl["weak_model_allowed"] = True  # --allow-weak-model: the audit went on with a model near chance
     return new_report(dataset=dataset, model=mdl, config=config, command=command)
