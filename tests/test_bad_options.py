@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from mintaudit.cli import _apply_config, build_parser, main
+from mintaudit.cli import build_parser, main
+from mintaudit.cli_args import apply_config as _apply_config
 from mintaudit.errors import ConfigError
 
 SIZES = ["--members", "20", "--external", "20", "--test", "20"]

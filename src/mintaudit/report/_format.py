@@ -6,6 +6,7 @@ tolerates both and formats them as a dash.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from typing import Any
@@ -59,3 +60,16 @@ def result_names(results: list[dict[str, Any]]) -> list[str]:
         ]
     counts = Counter(names)
     return [f"{n} #{i + 1}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+def value_text(v: Any) -> str:
+    """A report value as text: numbers rounded, containers as compact JSON."""
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else DASH
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=str)
+    return DASH if v is None else str(v)
+
+
+
+def kv_rows(items: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(k), value_text(v)) for k, v in items.items()]

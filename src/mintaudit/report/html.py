@@ -13,15 +13,15 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from markupsafe import Markup
 
-from mintaudit.report._format import DASH, fmt, interval, is_number, metric, pct, result_names
+from mintaudit.report._format import kv_rows, value_text, DASH, fmt, interval, is_number, metric, pct, result_names
 from mintaudit.report._jinja import render_page
+from mintaudit.report.figures import MEMBER, NONMEMBER, figure
 from mintaudit.report.svg import GREY, Plot, series_style
+from mintaudit.report.verdict_html import verdict_view
 
 __all__ = ["render_html"]
 
-_MEMBER, _NONMEMBER = "#0072B2", "#E69F00"  # Okabe-Ito blue / orange
 # What each protocol means, in the reading guide and the figure captions; its order is the order
 # of the figures. It covers the schema's PROTOCOLS (tests/report/test_templates.py checks it);
 # this module does not import the schema, whose write_report imports it.
@@ -52,9 +52,9 @@ def render_html(report: dict[str, Any]) -> str:
     return render_page(
         "report.html.j2",
         title=f"Membership audit: {model.get('name', 'model')} on {dataset.get('name', 'data')}",
-        verdict=_verdict(report.get("verdict")),
-        data=_kv_rows(dataset),
-        model=_kv_rows(model),
+        verdict=verdict_view(report.get("verdict")),
+        data=kv_rows(dataset),
+        model=kv_rows(model),
         protocols=list(_PROTOCOL_TEXT.items()),
         results=_results_rows(results, names),
         dp=_dp_rows(report, results, names),
@@ -63,13 +63,13 @@ def render_html(report: dict[str, Any]) -> str:
         best=_best(results, names),
         roc=_roc_figures(results, names),
         histograms=_histogram_figures(results, names),
-        member_color=_MEMBER,
-        nonmember_color=_NONMEMBER,
+        member_color=MEMBER,
+        nonmember_color=NONMEMBER,
         depth=_depth_figures(results, names),
         slices=_slices(results, names),
         command=str(report.get("command") or DASH),
         config=json.dumps(report.get("config") or {}, indent=2, sort_keys=True, default=str),
-        provenance=[(label, _value(report.get(key))) for label, key in (
+        provenance=[(label, value_text(report.get(key))) for label, key in (
             ("Schema", "schema"), ("mintaudit version", "mintaudit_version"), ("Created (UTC)", "created"))],
         dash=DASH,
     )
@@ -77,124 +77,6 @@ def render_html(report: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # text sections
-
-
-def _value(v: Any) -> str:
-    """A report value as text: numbers rounded, containers as compact JSON."""
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else DASH
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, default=str)
-    return DASH if v is None else str(v)
-
-
-def _kv_rows(items: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(str(k), _value(v)) for k, v in items.items()]
-
-
-def _verdict(verdict: Any) -> dict[str, Any] | None:
-    """The verdict first, in words (a badge and the one-sentence conclusion), then the evidence."""
-    if verdict is None:
-        return None
-    if not isinstance(verdict, dict) or not isinstance(verdict.get("sentence"), str):
-        if isinstance(verdict, dict):
-            return {"kind": "table", "rows": _kv_rows(verdict)}
-        return {"kind": "text", "text": _value(verdict)}
-    v = verdict
-    n, m = v.get("n_query"), v.get("n_null")
-    query, null = v.get("query") or {}, v.get("null_reference") or {}
-    scored = _scored_by(v)
-    out: dict[str, Any] = {
-        "kind": "sentence", "reject": v.get("reject") is True, "sentence": v["sentence"],
-        "question": None, "null": None, "mann_whitney": None, "binomial": None, "fraction": None,
-        "per_sample": None, "error_rate": str(v.get("error_rate") or ""), "assumption": str(v.get("assumption") or ""),
-        "decide": {"p": _p(v.get("p_value"), m), "decision": str(v.get("decision") or ""), "alpha": _value(v.get("alpha"))},
-        "figure": _verdict_figure(v),
-    }
-    if query or scored:
-        about = query.get("description") or query.get("source")
-        out["question"] = {"n": _value(n), "about": str(about) if about else "", "by": scored}
-    if null:
-        out["null"] = {"n": _value(null.get("n", m)), "source": str(null.get("source") or "held-out non-members")}
-    mw = v.get("mann_whitney") or {}
-    if mw:
-        out["mann_whitney"] = {"auc": fmt(mw.get("auc")), "p": _p(mw.get("p_value"), m)}
-    b = v.get("binomial") or {}
-    if b:
-        out["binomial"] = {
-            "exceedances": _value(b.get("exceedances")), "n": _value(n), "null_rate": pct(b.get("null_rate")),
-            "threshold": fmt(b.get("threshold"), 4), "expected": fmt(b.get("expected_under_null"), 1),
-            "p": _p(b.get("p_value"), m), "p_binomtest": _p(b.get("p_value_binomtest"), m),
-        }
-    f = v.get("member_fraction") or {}
-    if is_number(f.get("estimate")):
-        ci = f.get("ci95") or [None, None]
-        out["fraction"] = {"estimate": pct(f["estimate"]), "lo": pct(ci[0]), "hi": pct(ci[1]),
-                           "assumes": str(f.get("assumes", ""))}
-    s = v.get("per_sample") or {}
-    if s:
-        out["per_sample"] = {
-            "n_flagged_bh": _value(s.get("n_flagged_bh")), "n": _value(n), "fdr": pct(s.get("fdr")),
-            "n_flagged_alpha": _value(s.get("n_flagged_alpha")), "alpha": _value(s.get("alpha")),
-            "expected_false_flags": fmt(s.get("expected_false_flags_alpha"), 1), "n_null": _value(m),
-            "smallest": fmt(s.get("smallest_possible_p_value"), 5), "bh_resolution": _bh_resolution(s, n),
-            "csv": str(s["csv"]) if s.get("csv") else "",
-        }
-    return out
-
-
-def _p(p: Any, n_null: Any) -> str:
-    """A p-value with the null reference's size beside it."""
-    if not is_number(p):
-        return DASH
-    size = f" (n_null = {n_null:,})" if is_number(n_null) else ""
-    return f"p = {p:.3g}{size}"
-
-
-def _bh_resolution(s: dict[str, Any], n: Any) -> str:
-    """A warning when the null is too small for Benjamini-Hochberg to flag a lone sample."""
-    lone, smallest, fdr = s.get("bh_lone_threshold"), s.get("smallest_possible_p_value"), s.get("fdr")
-    if not (is_number(lone) and is_number(smallest) and is_number(fdr) and is_number(n)) or smallest <= lone:
-        return ""
-    return (
-        f" With {n} queries, Benjamini-Hochberg flags a lone sample only if its p-value is at most {fdr:g}/{n} = "
-        f"{lone:.2g}, below the smallest possible p-value: a null reference of at least {math.ceil(n / fdr) - 1:,} "
-        "non-members is needed to flag single samples."
-    )
-
-
-def _scored_by(v: dict[str, Any]) -> str:
-    method, layer, signal, detector = (v.get(k) for k in ("method", "layer", "signal", "detector"))
-    if method == "loss":
-        return "the LOSS attack (minus the loss on the true label)"
-    if method == "passive-mint":
-        model = f", {detector} MINT model" if detector else ""
-        if layer in (None, "outputs"):
-            return f"passive MINT on the output signals{model}"
-        return f"passive MINT on the {signal or 'activations'} of layer {layer}{model}"
-    return ", ".join(str(x) for x in (method, layer, signal) if x)
-
-
-def _verdict_figure(v: dict[str, Any]) -> dict[str, Any] | None:
-    h = v.get("histogram")
-    if not isinstance(h, dict) or not h.get("edges"):
-        return None
-    edges = h["edges"]
-    shares = {}
-    for key in ("null", "query"):
-        counts = h.get(key) or []
-        total = sum(counts) or 1
-        shares[key] = [c / total for c in counts]
-    top = max([*shares["null"], *shares["query"], 0.01]) * 1.05
-    plot = Plot((edges[0], edges[-1]), (0.0, top), width=420, height=220, title="Query scores against the null reference",
-                x_label="membership score", y_label="share of samples")
-    plot.steps(edges, shares["null"], color=_NONMEMBER, label="null reference (non-members)")
-    plot.steps(edges, shares["query"], color=_MEMBER, label="query samples")
-    b = v.get("binomial") or {}
-    if is_number(b.get("threshold")) and edges[0] <= b["threshold"] <= edges[-1]:
-        plot.vline(b["threshold"], label="exceedance threshold")
-    return _figure(plot, "Each side as a share of its own size. Under the null hypothesis the two shapes "
-                   "differ only by chance; members push the query shape to the right.")
 
 
 _TABLE_METRICS = (("accuracy",), ("precision",), ("recall",), ("auc",), ("tpr_at_fpr", "0.01"), ("tpr_at_fpr", "0.001"))
@@ -294,7 +176,7 @@ def _results_rows(results: list[dict[str, Any]], names: list[str]) -> list[dict[
             "method": str(r.get("method") or DASH), "detector": str(r.get("detector") or DASH),
             "protocol": str(r.get("protocol") or DASH),
             "metrics": [_cell(r, *key) for key in _TABLE_METRICS], "eps": _eps_cell(r),
-            "members": f"{_value(r.get('n_members'))} / {_value(r.get('n_nonmembers'))}",
+            "members": f"{value_text(r.get('n_members'))} / {value_text(r.get('n_nonmembers'))}",
         })
     return rows
 
@@ -369,11 +251,6 @@ def _by_protocol(
         yield protocol, [(r, n) for r, n in zip(results, names) if str(r.get("protocol")) == protocol]
 
 
-def _figure(plot: Plot, caption: str) -> dict[str, Any]:
-    """A plot for the template's ``figure`` macro: svg.py's SVG (it escapes its own text) and a caption."""
-    return {"svg": Markup(plot.render()), "caption": caption}  # noqa: S704 - SVG built and escaped by svg.py
-
-
 def _roc_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     index = {id(r): i for i, r in enumerate(results)}
     figures = []
@@ -391,7 +268,7 @@ def _roc_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict[s
             color, dash = series_style(index[id(r)])
             plot.line([a for a, _ in pts], [b for _, b in pts], color=color, dash=dash,
                       label=f"{name} (AUC {fmt(metric(r, 'auc'))})")
-        figures.append(_figure(plot, f"Protocol {protocol}: {_PROTOCOL_TEXT.get(protocol, '')}."))
+        figures.append(figure(plot, f"Protocol {protocol}: {_PROTOCOL_TEXT.get(protocol, '')}."))
     return figures
 
 
@@ -405,13 +282,13 @@ def _histogram_figures(results: list[dict[str, Any]], names: list[str]) -> list[
         top = max([*members, *nonmembers, 1]) * 1.05
         plot = Plot((edges[0], edges[-1]), (0.0, top), width=300, height=200,
                     title=f"{name}: AUC {fmt(metric(r, 'auc'))}", x_label="membership score", y_label="samples")
-        plot.steps(edges, nonmembers, color=_NONMEMBER)
-        plot.steps(edges, members, color=_MEMBER)
+        plot.steps(edges, nonmembers, color=NONMEMBER)
+        plot.steps(edges, members, color=MEMBER)
         threshold = r.get("threshold")
         if is_number(threshold) and edges[0] <= threshold <= edges[-1]:
             plot.vline(threshold)
         about = (r.get("method"), r.get("layer"), r.get("detector"), r.get("protocol"))
-        figures.append(_figure(plot, " · ".join(str(v) for v in about if v)))
+        figures.append(figure(plot, " · ".join(str(v) for v in about if v)))
     return figures
 
 
@@ -446,7 +323,7 @@ def _depth_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict
                     color, _ = series_style(len(series) + j)
                     name = str(r.get("label") or r.get("method"))
                     plot.hline(value, color=color, dash="6 4", label=f"{name} ({r.get('method')}, no depth)", text=name)
-            figures.append(_figure(plot, f"{title} with 95% intervals, protocol {protocol}."))
+            figures.append(figure(plot, f"{title} with 95% intervals, protocol {protocol}."))
     return figures
 
 
@@ -487,11 +364,11 @@ def _slice_plot(result: dict[str, Any], name: str, parts: list[tuple[str, str, d
                 title=name, x_label="slice", y_label="AUC", x_ticks=[(x, t) for x, (t, _, _) in zip(xs, parts)])
     plot.hline(0.5, color="#aaa", dash="2 3")
     if is_number(metric(result, "auc")):
-        plot.hline(metric(result, "auc"), color=_NONMEMBER, dash="6 4", text="all")
+        plot.hline(metric(result, "auc"), color=NONMEMBER, dash="6 4", text="all")
     cis = [(x, interval(p, "auc")) for x, (_, _, p) in zip(xs, parts) if interval(p, "auc")]
-    plot.error_bars([x for x, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=_MEMBER)
+    plot.error_bars([x for x, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=MEMBER)
     pts = [(x, metric(p, "auc")) for x, (_, _, p) in zip(xs, parts) if is_number(metric(p, "auc"))]
-    plot.points([x for x, _ in pts], [y for _, y in pts], color=_MEMBER)
+    plot.points([x for x, _ in pts], [y for _, y in pts], color=MEMBER)
     return plot
 
 
@@ -502,7 +379,7 @@ def _slices(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any] |
         return None
     tables = [
         {"name": n, "rows": [
-            {"text": text, "members": f"{_value(p.get('n_members'))} / {_value(p.get('n_nonmembers'))}",
+            {"text": text, "members": f"{value_text(p.get('n_members'))} / {value_text(p.get('n_nonmembers'))}",
              "metrics": [_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01"))],
              "eps": _eps_cell(p)}
             for _, text, p in parts
@@ -510,7 +387,7 @@ def _slices(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any] |
         for r, n, parts in sliced
     ]
     return {
-        "figures": [_figure(_slice_plot(r, n, parts), f"{r.get('method')} · {r.get('protocol')}") for r, n, parts in sliced],
+        "figures": [figure(_slice_plot(r, n, parts), f"{r.get('method')} · {r.get('protocol')}") for r, n, parts in sliced],
         "tables": tables,
         "missing": ", ".join(n for r, n in zip(results, names) if not isinstance(r.get("slices"), dict)),
     }
