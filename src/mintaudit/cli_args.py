@@ -109,6 +109,16 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     g.add_argument("--float16", action="store_true", help="store activations as float16 (half the disk)")
 
 
+def _add_training(p: argparse.ArgumentParser) -> None:
+    """The audited model and how it is trained (train, audit-dp): defaults from TrainConfig."""
+    d = _defaults()
+    p.add_argument("--model", default="objcls-cnn", help="zoo name or package.module:factory (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.T.epochs, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.T.batch_size, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.T.lr, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.T.weight_decay, help="(default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (also used to document the options)."""
     d = _defaults()
@@ -145,11 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("train", "Train an audited model on the members of the split (checkpoint each epoch).",
              "mintaudit train --dataset fashion-mnist --model objcls-cnn --epochs 15 --out runs/fm")
     _add_data(p)
-    p.add_argument("--model", default="objcls-cnn", help="zoo name or package.module:factory (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.T.epochs, help="(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.T.batch_size, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=d.T.lr, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.T.weight_decay, help="(default: %(default)s)")
+    _add_training(p)
     p.add_argument("--resume", action="store_true", help="continue from OUT/model/checkpoint.pt")
     _add_dp(p)
     _add_device(p)
@@ -340,11 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
              "mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --epochs 10 --out runs/onerun\n"
              "  mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --dp-epsilon 8 --dp-delta 1e-5 --out runs/onerun-dp")
     _add_data(p)
-    p.add_argument("--model", default="objcls-cnn", help="zoo name or package.module:factory (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.T.epochs, help="(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.T.batch_size, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=d.T.lr, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.T.weight_decay, help="(default: %(default)s)")
+    _add_training(p)
     g = p.add_argument_group("the audit")
     g.add_argument("--canaries", type=int, default=1000, help="m: canaries drawn from the external samples (default: "
                    "%(default)s)")

@@ -1,12 +1,4 @@
-"""What makes a model auditable: the factors study, re-exported from :mod:`mintaudit.studies.factors`.
-
-The study lives beside the work-directory layer, in :mod:`mintaudit.studies.factors`; this module
-keeps ``from mintaudit.factors import factors_config, run_factors`` working.
-
-Example:
-    >>> from mintaudit.factors import factors_config, run_factors
-    >>> doc = run_factors("runs/factors-tiny", factors_config("tiny"))  # doctest: +SKIP
-"""
+"""The factors study: re-exported from :mod:`mintaudit.studies.factors`, where it lives (``mintaudit factors``, older imports)."""
 
 from __future__ import annotations
 
