@@ -2,32 +2,7 @@
 
 from __future__ import annotations
 
-from mintaudit.studies.factors import (
-    AMINT_FACTORS,
-    FACTORS,
-    PROFILES,
-    SCHEMA,
-    BaseConfig,
-    FactorsConfig,
-    factors_config,
-    format_factors_table,
-    member_pool,
-    model_key,
-    parse_grid,
-    run_factors,
-)
+from mintaudit.studies import factors as _study
+from mintaudit.studies.factors import *  # noqa: F403 - the study's public names, under the old path
 
-__all__ = [
-    "FACTORS",
-    "AMINT_FACTORS",
-    "PROFILES",
-    "SCHEMA",
-    "BaseConfig",
-    "FactorsConfig",
-    "factors_config",
-    "parse_grid",
-    "member_pool",
-    "model_key",
-    "run_factors",
-    "format_factors_table",
-]
+__all__ = list(_study.__all__)
