@@ -269,7 +269,9 @@ class Origin:
 
 
 def check_values(values: Mapping[str, Any], origin: Origin) -> None:
-    """Refuse a value outside its option's range (see :data:`RANGES`); ``None`` means 'not given'."""
+    """Refuse a value outside its option's range (see :data:`RANGES`), and a bad tap storage option; ``None`` means
+    'not given'."""
+    _check_tap_storage(values, origin)
     for dest, rule in RANGES.items():
         v = values.get(dest)
         if v is None:
@@ -278,6 +280,22 @@ def check_values(values: Mapping[str, Any], origin: Origin) -> None:
         if not ok or not rule.holds(v):
             raise ConfigError(f"{origin.label(dest)} must be {rule.describe()}, got {v!r}; e.g. "
                               f"{origin.example(dest, rule.example)}")
+
+
+def _check_tap_storage(values: Mapping[str, Any], origin: Origin) -> None:
+    """--tap-budget and --tap-mode parse, and --detector cnn is not asked to read a pooled tap."""
+    if values.get("tap_budget") is None and values.get("tap_mode") is None:
+        return
+    from mintaudit.signals.reduce import parse_tap_budget, parse_tap_modes
+
+    if values.get("tap_budget") is not None:
+        parse_tap_budget(values["tap_budget"], name=origin.label("tap_budget"))
+    if values.get("tap_mode") is not None:
+        from mintaudit.passive import check_detector_modes
+
+        default, per = parse_tap_modes(values["tap_mode"], name=origin.label("tap_mode"))
+        if values.get("detector") is not None:
+            check_detector_modes(values["detector"], [m for m in (default, *per.values()) if m])
 
 
 # ---------------------------------------------------------------------------------------------

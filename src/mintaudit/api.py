@@ -34,6 +34,7 @@ from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
 from mintaudit.workdir.audit import sweep_model
 from mintaudit.report import write_report
+from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
 from mintaudit.taps import select_layers
 
 __all__ = ["audit", "AuditResult", "ResultRow"]
@@ -99,6 +100,8 @@ def audit(
     work_dir: str | Path | None = None,
     allow_weak_model: bool = False,
     show_progress: bool | None = None,
+    tap_mode: str | dict[str, str] | None = None,
+    tap_budget: int | str | None = None,
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
@@ -115,6 +118,10 @@ def audit(
         fusion, known_fraction, detector, n_bootstrap, seed, batch_size: as ``mintaudit sweep``.
         work_dir: where the signal cache lives (and is reused); default a temporary folder, removed after.
         allow_weak_model: audit even a model at chance on its members (the report says so).
+        tap_mode: what each tap stores: ``"full"``, ``"pooled"`` (per-channel mean and max), ``"grid:4"``, or per
+            tap (``{"layer3": "grid:4"}`` or ``"layer3=grid:4,fc=full"``); None lets ``tap_budget`` pick.
+        tap_budget: bytes per sample per tap (an int, or ``"64K"``, ``"1M"``); default 512 KiB
+            (:data:`mintaudit.signals.DEFAULT_TAP_BUDGET`). A reduced tap's rows carry ``tap_mode``.
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
@@ -145,8 +152,10 @@ def audit(
         tap_pairs = [(f"L{i}", layer) for i, layer in enumerate(layers, start=1)]
         if not tap_pairs and fusion == "none":
             raise ConfigError("no taps and fusion 'none' leave nothing to audit; give taps=[...] or fusion='outputs'")
+        budget = DEFAULT_TAP_BUDGET if tap_budget is None else parse_tap_budget(tap_budget, name="tap_budget")
         config = SweepConfig(detector=detector or DetectorConfig(seed=seed), fusion=fusion, known_fraction=known_fraction,
-                             n_bootstrap=n_bootstrap, batch_size=batch_size, seed=seed)
+                             n_bootstrap=n_bootstrap, batch_size=batch_size, seed=seed,
+                             tap_mode=_mode_text(tap_mode), tap_budget=budget)
         info = {"check": check.to_dict()}
         with tempfile.TemporaryDirectory(prefix="mintaudit-") as tmp:
             root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp) / "cache"
@@ -156,6 +165,15 @@ def audit(
     finally:
         model.train(was_training)
     return AuditResult(check, [ResultRow.from_dict(r) for r in report["results"]], report)
+
+
+def _mode_text(tap_mode: str | dict[str, str] | None) -> str | None:
+    """A tap_mode mapping as the ``layer=mode,...`` text SweepConfig keeps (a config is plain JSON)."""
+    if tap_mode is None or isinstance(tap_mode, str):
+        return tap_mode
+    if not isinstance(tap_mode, dict):
+        raise ConfigError(f"tap_mode must be a mode string or a dict layer -> mode, given {type(tap_mode).__name__}")
+    return ",".join(f"{layer}={mode}" for layer, mode in tap_mode.items())
 
 
 def _logit_width(model: nn.Module, x: np.ndarray) -> int:

@@ -26,6 +26,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from mintaudit.detectors import DetectorConfig
     from mintaudit.errors import ConfigError
     from mintaudit.passive import SweepConfig
+    from mintaudit.signals import parse_tap_budget
     from mintaudit.report import format_table
     from mintaudit.training import TrainConfig
 
@@ -111,7 +112,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     if args.verb == "extract":
         path = pipeline.extract(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps,
-                                dtype="float16" if args.float16 else "float32", show_progress=show)
+                                dtype="float16" if args.float16 else "float32", show_progress=show,
+                                tap_mode=args.tap_mode, tap_budget=parse_tap_budget(args.tap_budget))
         print(f"signals cached in {path}")
         return 0
     if args.verb == "attack":
@@ -134,6 +136,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         detector=DetectorConfig(kind=args.detector, pooling=args.pooling, epochs=args.mint_epochs, seed=args.seed),
         fusion=getattr(args, "fusion", "none"), known_fraction=args.known_fraction, n_bootstrap=args.bootstrap,
         dtype="float16" if args.float16 else "float32", seed=args.seed,
+        tap_mode=args.tap_mode, tap_budget=parse_tap_budget(args.tap_budget),
     )
     if args.verb == "fit":
         if not args.layer:
@@ -165,8 +168,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.signal == "gradients":
         from mintaudit.gradient import GradientSweepConfig
 
-        if args.fusion != "none" or args.taps != "published" or args.float16:
-            raise ConfigError("--fusion, --taps and --float16 apply to --signal activations; gMINT chooses layers with --setups")
+        if args.fusion != "none" or args.taps != "published" or args.float16 or args.tap_mode is not None:
+            raise ConfigError("--fusion, --taps, --float16 and --tap-mode apply to --signal activations; gMINT chooses "
+                              "layers with --setups")
         grad_cfg = GradientSweepConfig(detector=sweep_cfg.detector, reductions=args.reductions, known_fraction=args.known_fraction,
                                        protocols=args.protocols, n_bootstrap=args.bootstrap, seed=args.seed)
         report = pipeline.gradient_sweep(out, ds, splits, model=args.model, weights=args.weights, setups=args.setups,

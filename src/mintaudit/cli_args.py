@@ -107,6 +107,21 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
                    help="share of members the auditor knows (MINT training); the rest are held out (default: %(default)s)")
     g.add_argument("--bootstrap", type=int, default=d.S.n_bootstrap, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
     g.add_argument("--float16", action="store_true", help="store activations as float16 (half the disk)")
+    _add_tap_storage(p)
+
+
+def _add_tap_storage(p: argparse.ArgumentParser) -> None:
+    """--tap-mode and --tap-budget: what each tap stores (mintaudit.signals.reduce); defaults from SweepConfig."""
+    d = _defaults()
+    g = p.add_argument_group("tap storage (what the signal cache keeps of each tap, reduced on the model's device)")
+    g.add_argument("--tap-mode", default=d.S.tap_mode, metavar="MODE",
+                   help="full, pooled (per-channel mean and max, 2C values; read by the mlp detector), or grid:K (K x K "
+                   "average pooling), for all taps, or per tap as LAYER=MODE,LAYER=MODE; e.g. --tap-mode pooled or "
+                   "--tap-mode block1.relu1=grid:4,fc_relu=full (default: the budget picks)")
+    g.add_argument("--tap-budget", default=d.S.tap_budget, metavar="BYTES",
+                   help="bytes per sample per tap at the storage dtype, e.g. 65536, 64K, 1M: with no --tap-mode, a tap "
+                   "is stored full if it fits, else as the largest grid:K (K >= 2) that fits, else pooled, else grid:1 "
+                   "(default: %(default)s = 512K, which keeps every objcls-cnn and tiny-cnn tap full up to 64 px)")
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -167,14 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, sizes=False)
 
     p = verb("extract", "Extract taps and output signals of every split sample into the on-disk cache.",
-             "mintaudit extract --out runs/fm --dataset fashion-mnist --taps 'block1.*,fc_relu'")
+             "mintaudit extract --out runs/fm --dataset fashion-mnist --taps 'block1.*,fc_relu'\n"
+             "  mintaudit extract --out runs/big --dataset folder:photos --model resnet50 --taps layer2,layer3 --tap-budget 64K")
     _add_data(p)
     _add_model(p)
     p.add_argument("--taps", default="published", help="published (L1..L7), all, names, indices or globs, comma-separated")
     p.add_argument("--float16", action="store_true", help="store activations as float16")
+    _add_tap_storage(p)
 
     p = verb("fit", "Fit a passive MINT model on one tap, save it, and add its result to OUT/report.json.",
-             "mintaudit fit --out runs/fm --dataset fashion-mnist --layer block1.relu2 --detector cnn")
+             "mintaudit fit --out runs/fm --dataset fashion-mnist --layer block1.relu2 --detector cnn\n"
+             "  mintaudit fit --out runs/fm --dataset fashion-mnist --layer block1.relu2 --tap-mode pooled --detector mlp")
     _add_data(p)
     _add_model(p)
     _add_gate(p)
@@ -184,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("sweep", "Passive MINT on every tap (the study's sweep) plus the LOSS baseline; writes the reports.",
              "mintaudit sweep --out runs/fm --dataset fashion-mnist --fusion both\n"
-             "  mintaudit sweep --out runs/fm --dataset fashion-mnist --signal gradients --budgets 1,0.1,0.01")
+             "  mintaudit sweep --out runs/fm --dataset fashion-mnist --signal gradients --budgets 1,0.1,0.01\n"
+             "  mintaudit sweep --out runs/fm --dataset fashion-mnist --tap-mode pooled   (2C values per tap, mlp)")
     _add_data(p)
     _add_model(p)
     _add_gate(p)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,13 +24,23 @@ from mintaudit._progress import progress
 from mintaudit.attacks.loss import loss_audit, loss_result
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.splits import PassiveSplit, Splits, passive_split
-from mintaudit.detectors import Detector, DetectorConfig, DetectorFactory, MintDetector
+from mintaudit.detectors import DETECTOR_KINDS, Detector, DetectorConfig, DetectorFactory, MintDetector, detector_kind
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import Evaluation, SampleInfo, evaluate_scores
 from mintaudit.results import Result
-from mintaudit.signals import RowView, SignalCache, extract_signals, output_features, sample_infos
+from mintaudit.signals import (
+    DEFAULT_TAP_BUDGET,
+    RowView,
+    SignalCache,
+    extract_signals,
+    output_features,
+    parse_tap_modes,
+    plan_tap_modes,
+    sample_infos,
+)
 
-__all__ = ["PassiveSplit", "SweepConfig", "passive_split", "audit_tap", "mint_scores", "loss_baseline", "run_sweep"]
+__all__ = ["PassiveSplit", "SweepConfig", "check_detector_modes", "extract_taps", "passive_split", "audit_tap", "mint_scores",
+           "loss_baseline", "run_sweep"]
 
 Fusion = Literal["none", "outputs", "both"]
 
@@ -46,13 +56,36 @@ class SweepConfig:
     batch_size: int = 256
     dtype: Literal["float32", "float16"] = "float32"
     seed: int = 0
+    tap_mode: str | None = None
+    tap_budget: int = DEFAULT_TAP_BUDGET
 
     def __post_init__(self) -> None:
         if self.fusion not in ("none", "outputs", "both"):
             raise ConfigError(f"fusion must be one of none, outputs, both; got {self.fusion!r}")
+        if isinstance(self.tap_budget, bool) or not isinstance(self.tap_budget, int) or self.tap_budget < 1:
+            raise ConfigError(f"tap_budget must be a whole number of bytes >= 1, got {self.tap_budget!r}; e.g. 65536")
+        default, per = parse_tap_modes(self.tap_mode)
+        check_detector_modes(self.detector.kind, [m for m in (default, *per.values()) if m])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options; the tap storage ones only when not the defaults (so earlier configs read the same)."""
+        d = asdict(self)
+        if self.tap_mode is None:
+            del d["tap_mode"]
+        if self.tap_budget == DEFAULT_TAP_BUDGET:
+            del d["tap_budget"]
+        return d
+
+
+def check_detector_modes(kind: str, modes: Sequence[str]) -> None:
+    """Refuse a detector kind that reads maps (``cnn``) on a ``pooled`` tap, which holds vectors (N, 2C).
+
+    Raises:
+        ConfigError: naming the fix (``--detector mlp`` or ``--tap-mode grid:k``).
+    """
+    if "pooled" in modes and kind != "auto" and kind in DETECTOR_KINDS and detector_kind(kind).maps:
+        raise ConfigError(f"the {kind} detector reads activation maps, and a pooled tap stores vectors (2 values per "
+                          "channel); use --detector mlp (or auto), or keep maps with --tap-mode grid:k (e.g. grid:4)")
 
 
 def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold: float, cfg: SweepConfig,
@@ -96,6 +129,9 @@ def audit_tap(
     """
     if layer is None and not fuse_outputs:
         raise ConfigError("audit_tap needs a layer, or fuse_outputs=True to audit the outputs alone")
+    mode = cache.tap_mode(layer) if layer is not None else "full"
+    if detector is None:
+        check_detector_modes(config.detector.kind, [mode])
     out = cache.outputs()
     feats = output_features(out["logits"], out["labels"])
     fit_rows = cache.rows(np.concatenate([split.known_members, split.external]))
@@ -104,6 +140,8 @@ def audit_tap(
     X = cache.activations(layer) if layer is not None else feats
     extra = feats if (fuse_outputs and layer is not None) else None
     t0 = time.perf_counter()
+    if mode.startswith("grid:") and config.detector.kind == "mlp":  # the mlp reads a grid as it is, flattened
+        config = replace(config, detector=replace(config.detector, pooling="flatten"))
     det = _detector(detector, config, show_progress)
     det.fit(RowView(X, fit_rows), y, None if extra is None else extra[fit_rows])
     scores_m = _prob(det.decision_function(RowView(X, member_rows), None if extra is None else extra[member_rows]))
@@ -122,6 +160,7 @@ def audit_tap(
         fit={"seconds": round(time.perf_counter() - t0, 2), "best_epoch": getattr(det, "best_epoch_", None),
              "val_auc": getattr(det, "val_auc_", None),
              "n_known_members": len(split.known_members), "n_external": len(split.external)},
+        extra={"tap_mode": mode} if mode != "full" else {},
     )
     return result, det
 
@@ -176,6 +215,19 @@ def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) 
     return loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed)
 
 
+def extract_taps(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, layers: Sequence[str],
+                 cache_root: str | Path, config: SweepConfig, *, show_progress: bool | None = None) -> SignalCache:
+    """The signal cache of ``layers`` under ``config`` (batch size, dtype, tap modes and budget).
+
+    Each tap's storage mode is settled first, from one sample's forward pass, and checked against
+    the detector (``cnn`` refuses ``pooled``), so a refused mode or budget writes nothing.
+    """
+    modes = plan_tap_modes(model, dataset, indices, list(layers), config.tap_mode, config.tap_budget, config.dtype)
+    check_detector_modes(config.detector.kind, list(modes.values()))
+    return extract_signals(model, dataset, indices, list(layers), cache_root, batch_size=config.batch_size,
+                           dtype=config.dtype, show_progress=show_progress, tap_mode=modes, tap_budget=config.tap_budget)
+
+
 def run_sweep(
     model: nn.Module,
     dataset: ImageDataset,
@@ -195,7 +247,8 @@ def run_sweep(
         cache_root: where the signal cache lives (reused when model, data and indices match).
         config: sweep options; ``fusion`` = ``none`` (activations only), ``outputs`` (activations
             fused with output signals) or ``both`` (each tap twice), plus an outputs-only row
-            whenever fusion is asked for.
+            whenever fusion is asked for; ``tap_mode`` / ``tap_budget``: what each tap stores
+            (:mod:`mintaudit.signals.reduce`; a reduced tap's rows carry ``tap_mode``).
 
     Returns:
         :class:`~mintaudit.results.Result` values (``to_dict()`` gives the report rows): per tap
@@ -203,10 +256,8 @@ def run_sweep(
     """
     config = config or SweepConfig()
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
-    cache = extract_signals(
-        model, dataset, np.unique(split.all_indices()), [layer for _, layer in taps], cache_root,
-        batch_size=config.batch_size, dtype=config.dtype, show_progress=show_progress,
-    )
+    cache = extract_taps(model, dataset, np.unique(split.all_indices()), [layer for _, layer in taps], cache_root, config,
+                         show_progress=show_progress)
     fuse_settings = {"none": [False], "outputs": [True], "both": [False, True]}[config.fusion]
     jobs: list[tuple[str | None, str | None, int | None, bool]] = [
         (label, layer, depth, fuse)

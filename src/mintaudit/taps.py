@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -166,12 +166,18 @@ class Recorder:
         model: the model; nothing is written onto it.
         layers: qualified layer names (see :func:`select_layers`).
         detach: False keeps the graph (for training through the taps, e.g. active MINT).
+        reduce: layer -> a function of its detached output returning what is kept (e.g.
+            :func:`mintaudit.signals.reduce.reduce_activations` with a mode), run inside the hook
+            on the output's device: the full output is then never cloned (only a result that
+            shares its memory is copied).
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], *, detach: bool = True) -> None:
+    def __init__(self, model: nn.Module, layers: Sequence[str], *, detach: bool = True,
+                 reduce: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:
         self.model = model
         self.layers = list(layers)
         self.detach = detach
+        self.reduce = dict(reduce or {})
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._outputs: dict[str, torch.Tensor] = {}
 
@@ -208,8 +214,16 @@ class Recorder:
     def _hook(self, name: str):  # noqa: ANN202 - a torch hook
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             tensor = _first_tensor(output)
-            if tensor is not None:
+            if tensor is None:
+                return
+            fn = self.reduce.get(name)
+            if fn is None:
                 self._outputs[name] = tensor.detach().clone() if self.detach else tensor
+                return
+            kept = fn(tensor.detach() if self.detach else tensor)
+            if self.detach and kept.device.type != "meta" and kept.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
+                kept = kept.clone()  # a reduction that returned (a view of) the output itself
+            self._outputs[name] = kept
 
         return hook
 

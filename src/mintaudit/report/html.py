@@ -172,7 +172,9 @@ def _results_rows(results: list[dict[str, Any]], names: list[str]) -> list[dict[
     for r, name in zip(results, names):
         layer = r.get("layer")
         rows.append({
-            "best": id(r) in best, "name": name, "layer": str(layer) if layer and str(layer) != name else "",
+            "best": id(r) in best, "name": name,
+            "layer": " ".join(t for t in (str(layer) if layer and str(layer) != name else "",
+                                          f"({r['tap_mode']})" if r.get("tap_mode") else "") if t),
             "method": str(r.get("method") or DASH), "detector": str(r.get("detector") or DASH),
             "protocol": str(r.get("protocol") or DASH),
             "metrics": [_cell(r, *key) for key in _TABLE_METRICS], "eps": _eps_cell(r),

@@ -35,10 +35,11 @@ def format_table(report: dict[str, Any]) -> str:
         protocol = str(r.get("protocol", "-"))
         name = str(r.get("label") or r.get("layer") or r.get("method") or "?")
         layer = str(r.get("layer") or "-")
+        mode = f" [{r['tap_mode']}]" if r.get("tap_mode") else ""  # a reduced tap's storage mode
         rows.append(
             (
                 name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 1] + "…",
-                layer if len(layer) <= _MAX_NAME else layer[: _MAX_NAME - 1] + "…",
+                (layer if len(layer) <= _MAX_NAME else layer[: _MAX_NAME - 1] + "…") + mode,
                 f"{r.get('signal', '-')} ({r.get('detector', '-')})",
                 str(r.get("method", "-")),
                 _SHORT_PROTOCOL.get(protocol, protocol),

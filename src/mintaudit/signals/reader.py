@@ -106,6 +106,17 @@ class SignalCache:
     def layers(self) -> list[str]:
         return list(self.manifest["layers"])
 
+    @property
+    def tap_modes(self) -> dict[str, str]:
+        """layer -> what its array holds: ``full`` (the whole output), ``pooled`` or ``grid:k``
+        (see :mod:`mintaudit.signals.reduce`); caches written before modes existed are all ``full``."""
+        reduced = self.manifest.get("tap_modes") or {}
+        return {layer: str(reduced.get(layer, "full")) for layer in self.layers}
+
+    def tap_mode(self, layer: str) -> str:
+        """The storage mode of ``layer`` (``full``, ``pooled``, ``grid:k``)."""
+        return self.tap_modes.get(layer, "full")
+
     def _layer_array(self, layer: str, kind: SignalKind) -> np.ndarray:
         if self.signal != kind:
             other = "gradients" if kind == "activations" else "activations"

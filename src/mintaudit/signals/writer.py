@@ -24,8 +24,9 @@ import hashlib
 import math
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from mintaudit.errors import CacheError, SignalError
 from mintaudit.models.registry import model_fingerprint
 from mintaudit.signals.outputs import true_label_loss
 from mintaudit.signals.reader import SIGNALS_SCHEMA, SignalCache, SignalKind
+from mintaudit.signals.reduce import DEFAULT_TAP_BUDGET, plan_tap_modes, reducers
 from mintaudit.taps import Recorder
 
 __all__ = ["BatchFn", "extract_signals", "stream_signals"]
@@ -143,13 +145,16 @@ class _CacheWriter:
         self._pending: deque[Future[None]] = deque()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mintaudit-cache")
 
-    def submit(self, blocks: dict[str, np.ndarray], row: int) -> None:
-        """Queue one batch: file name -> rows (B, ...) from ``row`` on; waits while ``depth`` batches are queued."""
+    def submit(self, blocks: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]], row: int) -> None:
+        """Queue one batch: file name -> rows (B, ...) from ``row`` on, or a function returning them, called by the
+        writer thread (e.g. after waiting for a device-to-host copy); waits while ``depth`` batches are queued."""
         while len(self._pending) >= self._depth:
             self._pending.popleft().result()
         self._pending.append(self._thread.submit(self._write, blocks, row))
 
-    def _write(self, blocks: dict[str, np.ndarray], row: int) -> None:
+    def _write(self, blocks: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]], row: int) -> None:
+        if callable(blocks):
+            blocks = blocks()
         if self._check is not None:
             self._check(blocks, row)
         for name, block in blocks.items():
@@ -220,7 +225,8 @@ def stream_signals(
         producer: a context manager yielding the :data:`BatchFn`; entered once for the pass,
             so hooks it holds live only while the cache is written.
         signal: what the per-layer arrays are (recorded in the manifest, part of the key).
-        key_extra: further strings the cache key depends on (the signal's options).
+        key_extra: further strings the cache key depends on (the signal's options; for activations, the taps'
+            storage modes other than full, so that full caches keep the key they always had).
         manifest_extra: further manifest entries.
         batch_size: samples per batch.
         dtype: storage dtype of the per-layer arrays.
@@ -243,7 +249,7 @@ def stream_signals(
         raise SignalError("no samples to extract: indices is empty; give at least one pool index")
     model_fp = model_fingerprint(model)
     # activation caches keep the key they always had; any other signal adds its name and options
-    extra = () if signal == "activations" else (f"signal={signal}", *key_extra)
+    extra = tuple(key_extra) if signal == "activations" else (f"signal={signal}", *key_extra)
     if compute != "float32":
         extra = (*extra, f"compute={compute}")
     if not dataset.preprocess.is_default:  # the model's input transform: default caches keep their keys
@@ -303,12 +309,10 @@ def stream_signals(
                                 raise SignalError(f"layer {name!r} produced no tensor output; choose another layer")
                         open_files({"logits.npy": (n, logits.shape[1]), "loss.npy": (n,),
                                     **{_file_name(name, signal): (n, *arrays[name].shape[1:]) for name in layers}})
-                    # checked and written in the background while the next batch computes (fresh tensors)
-                    files[0].submit({
-                        **{_file_name(name, signal): arrays[name].numpy() for name in layers},
-                        "logits.npy": logits.numpy(),
-                        "loss.npy": true_label_loss(logits.numpy(), y.numpy()),
-                    }, pos)
+                    # checked and written in the background while the next batch computes (fresh tensors); a
+                    # producer whose tensors are still arriving (CUDA copies to pinned memory) has them awaited there
+                    files[0].submit(partial(_host_blocks, getattr(run, "pending", _nothing)(), logits, arrays, y,
+                                            {name: _file_name(name, signal) for name in layers}), pos)
                     pos += len(y)
                 if not files:  # more ranks than samples: this one had none
                     open_files(None)
@@ -342,26 +346,61 @@ def stream_signals(
     return SignalCache.open(target)
 
 
+def _nothing() -> Callable[[], None] | None:
+    return None
+
+
+def _host_blocks(wait: Callable[[], None] | None, logits: torch.Tensor, arrays: dict[str, torch.Tensor],
+                 y: torch.Tensor, names: dict[str, str]) -> dict[str, np.ndarray]:
+    """One batch's file blocks, made by the writer thread once its tensors are on the host (``wait``)."""
+    if wait is not None:
+        wait()
+    out = logits.numpy()
+    return {**{names[k]: arrays[k].numpy() for k in names}, "logits.npy": out, "loss.npy": true_label_loss(out, y.numpy())}
+
+
 @contextlib.contextmanager
-def _recorded(model: nn.Module, layers: list[str], device: torch.device):  # noqa: ANN202 - a generator context manager
+def _recorded(model: nn.Module, layers: list[str], device: torch.device,  # noqa: ANN202 - a generator context manager
+              modes: dict[str, str] | None = None):
     """Yield a batch function returning the logits and the taps' activations (hooks live inside).
 
-    On a CUDA ``device`` the batch runs there (bfloat16 autocast, channels-last) and comes back
-    as float32 CPU tensors in the usual (B, C, H, W) layout.
+    Taps whose mode is not ``full`` are reduced inside the hook, on ``device`` (the full map is
+    never cloned). On a CUDA ``device`` the batch runs there (bfloat16 autocast, channels-last);
+    its outputs are copied, float32 in the usual (B, C, H, W) layout, into pinned host memory
+    without blocking, and the function's ``pending()`` hands the writer thread the wait for that
+    copy, so that the copy and the disk writes overlap the next batch's forward.
     """
-    with Recorder(model, layers) as rec:
+    with Recorder(model, layers, reduce=reducers(modes or {})) as rec:
+        event: list[Any] = []
 
         @torch.no_grad()
         def run(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            if device.type == "cpu":
-                logits = model(x)
-                return logits, rec.pop()
+            if device.type != "cuda":
+                logits = model(to_device(x, device)) if device.type != "cpu" else model(x)
+                return logits.cpu(), {k: v.cpu() for k, v in rec.pop().items()}
             with autocast(device):
                 logits = model(to_device(x, device))
-            out = rec.pop()
-            return logits.float().cpu(), {k: v.float().contiguous().cpu() for k, v in out.items()}
+            out = {k: _pinned_copy(v) for k, v in rec.pop().items()}
+            host = _pinned_copy(logits)
+            done = torch.cuda.Event()
+            done.record()
+            event[:] = [done]
+            return host, out
 
+        def pending() -> Callable[[], None] | None:
+            """The wait for the last batch's copies to the host (None when nothing is in flight)."""
+            return event.pop().synchronize if event else None
+
+        run.pending = pending  # type: ignore[attr-defined]
         yield run
+
+
+def _pinned_copy(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as float32 in contiguous layout, copied from the device into pinned host memory without blocking."""
+    src = t.float().contiguous()
+    dst = torch.empty(src.shape, dtype=torch.float32, pin_memory=True)
+    dst.copy_(src, non_blocking=True)
+    return dst
 
 
 def extract_signals(
@@ -375,6 +414,8 @@ def extract_signals(
     dtype: Literal["float32", "float16"] = "float32",
     show_progress: bool | None = None,
     device: str | torch.device | None = None,
+    tap_mode: str | Mapping[str, str] | None = None,
+    tap_budget: int | None = None,
 ) -> SignalCache:
     """Extract ``layers`` and the output signals of ``model`` for ``indices`` into a cache.
 
@@ -395,6 +436,11 @@ def extract_signals(
             set by :func:`mintaudit._tensor.use_device`, else the model's). On CUDA they run in
             bfloat16 autocast (recorded in the cache's key and manifest); the model is handed
             back where it was.
+        tap_mode: what each tap stores (:mod:`mintaudit.signals.reduce`): ``full``, ``pooled``,
+            ``grid:k`` for all, ``layer=mode`` pairs, or a mapping; None: the budget picks.
+        tap_budget: bytes per sample per tap, at ``dtype`` (default
+            :data:`~mintaudit.signals.reduce.DEFAULT_TAP_BUDGET`, which keeps the zoo's CNNs full).
+            Modes other than ``full`` are part of the key and the manifest (``cache.tap_modes``).
 
     Returns:
         The :class:`SignalCache` (``signal == "activations"``), reused as is when an identical
@@ -402,6 +448,8 @@ def extract_signals(
 
     Raises:
         SignalError: an activation or output is NaN or infinite.
+        ConfigError: a bad mode, a per-tap mode for a layer not in ``layers``, or a budget below
+            one value per channel of some tap (nothing is written).
     """
     layers = list(layers)
     distributed.init()
@@ -412,8 +460,12 @@ def extract_signals(
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
     try:
+        modes = plan_tap_modes(model, dataset, indices, layers, tap_mode, tap_budget, dtype, dev)
+        reduced = {layer: mode for layer, mode in modes.items() if mode != "full"}
         return stream_signals(
-            model, dataset, indices, layers, cache_root, _recorded(model, layers, dev), signal="activations",
+            model, dataset, indices, layers, cache_root, _recorded(model, layers, dev, modes), signal="activations",
+            key_extra=[f"tap_mode={layer}={mode}" for layer, mode in reduced.items()],
+            manifest_extra={"tap_modes": reduced, "tap_budget": tap_budget or DEFAULT_TAP_BUDGET} if reduced else None,
             batch_size=batch_size, dtype=dtype, compute=compute, show_progress=show_progress,
         )
     finally:
@@ -421,3 +473,4 @@ def extract_signals(
             model.to(memory_format=torch.contiguous_format)
         if dev != home:
             model.to(home)
+

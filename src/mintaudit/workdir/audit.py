@@ -17,7 +17,7 @@ from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import model_fingerprint
-from mintaudit.passive import SweepConfig, audit_tap, passive_split, run_sweep
+from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report, write_report
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
@@ -30,13 +30,17 @@ __all__ = ["extract", "fit_tap", "sweep", "sweep_model", "gradient_sweep", "rend
 def extract(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
     taps: str = "published", batch_size: int = 256, dtype: str = "float32", show_progress: bool | None = None,
+    tap_mode: str | None = None, tap_budget: int | None = None,
 ) -> Path:
-    """Extract the taps and output signals of every split sample into ``out_dir/cache``; return the cache path."""
+    """Extract the taps and output signals of every split sample into ``out_dir/cache``; return the cache path.
+
+    ``tap_mode`` / ``tap_budget``: what each tap stores (see :mod:`mintaudit.signals.reduce`).
+    """
     net, name, _ = resolve_model(out_dir, ds, model=model, weights=weights)
     layers = [layer for _, layer in resolve_taps(net, name, taps)]
     idx = np.unique(np.concatenate([splits.members, splits.external, splits.test]))
     cache = extract_signals(net, ds, idx, layers, Path(out_dir) / "cache", batch_size=batch_size, dtype=dtype,  # type: ignore[arg-type]
-                            show_progress=show_progress)
+                            show_progress=show_progress, tap_mode=tap_mode, tap_budget=tap_budget)
     return cache.path
 
 
@@ -55,8 +59,8 @@ def fit_tap(
                           "fit takes one: give its full name, or use 'mintaudit sweep --taps' for several")
     layer_name = matched[0]
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
-    cache = extract_signals(net, ds, np.unique(split.all_indices()), [layer_name], out / "cache",
-                            batch_size=config.batch_size, dtype=config.dtype, show_progress=show_progress)
+    cache = extract_taps(net, ds, np.unique(split.all_indices()), [layer_name], out / "cache", config,
+                         show_progress=show_progress)
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
     det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
     atomic_write_json(det_dir / "protocol.json", detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
@@ -96,8 +100,8 @@ def sweep_model(
     The one path of ``mintaudit sweep`` and of :func:`mintaudit.audit` on the user's own data.
     """
     results = run_sweep(net, ds, splits, tap_pairs, cache_root, config, show_progress=show_progress)
-    report = report_for(Path(cache_root).parent, ds, splits, name, net, info, {**config.to_dict(), **(run_config or {})},
-                         command or sys.argv)
+    run_config = {**config.to_dict(), "tap_budget": config.tap_budget, **(run_config or {})}
+    report = report_for(Path(cache_root).parent, ds, splits, name, net, info, run_config, command or sys.argv)
     for r in results:
         add_result(report, r)
     return report
@@ -169,7 +173,8 @@ def detector_protocol(net: nn.Module, ds: ImageDataset, splits: Splits, config: 
     return {"schema": "mintaudit/detector-protocol@1", "model_fingerprint": model_fingerprint(net),
             "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint(),
             "known_fraction": config.known_fraction, "seed": config.seed, "dtype": config.dtype,
-            "detector": asdict(config.detector), "layer": layer, "fuse_outputs": fuse}
+            "detector": asdict(config.detector), "layer": layer, "fuse_outputs": fuse,
+            **{k: v for k, v in config.to_dict().items() if k in ("tap_mode", "tap_budget")}}
 
 
 def attack(
