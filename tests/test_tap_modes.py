@@ -244,3 +244,20 @@ def test_modes_parse_and_normalise():
     assert parse_tap_mode(" Grid:03 ") == "grid:3" and parse_tap_mode("POOLED") == "pooled"
     with pytest.raises(ConfigError, match="unknown tap mode"):
         parse_tap_mode("mean")
+
+
+def test_the_api_takes_a_tap_mode_and_a_budget(tiny_model, toy_dataset, tmp_path):
+    import mintaudit
+
+    x, y = toy_dataset.batch(np.arange(120)), torch.from_numpy(toy_dataset.labels)
+    parts = {role: (x[i::3], y[i::3]) for i, role in enumerate(("members", "external", "test"))}
+    detector = DetectorConfig(epochs=1)
+    result = mintaudit.audit(tiny_model, **parts, taps=["relu1", "relu2"], fusion="none", detector=detector,
+                             n_bootstrap=0, allow_weak_model=True, tap_mode={"relu1": "pooled"}, tap_budget="256",
+                             work_dir=tmp_path, show_progress=False)
+    rows = {r.layer: r.to_dict() for r in result.rows}
+    assert rows["relu1"]["tap_mode"] == "pooled" and rows["relu2"]["tap_mode"] == "grid:2"  # 16 x 2 x 2 x 4 = 256 bytes
+    assert result.report["config"]["tap_budget"] == 256
+    with pytest.raises(ConfigError, match="not a selected tap"):
+        mintaudit.audit(tiny_model, **parts, taps=["relu1"], fusion="none", detector=detector, n_bootstrap=0,
+                        allow_weak_model=True, tap_mode="relu2=pooled", work_dir=tmp_path, show_progress=False)

@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from mintaudit.detectors import DetectorConfig
     from mintaudit.errors import ConfigError
     from mintaudit.passive import SweepConfig
-    from mintaudit.signals import parse_tap_budget
+    from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
     from mintaudit.report import format_table
     from mintaudit.training import TrainConfig
 
@@ -136,7 +136,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         detector=DetectorConfig(kind=args.detector, pooling=args.pooling, epochs=args.mint_epochs, seed=args.seed),
         fusion=getattr(args, "fusion", "none"), known_fraction=args.known_fraction, n_bootstrap=args.bootstrap,
         dtype="float16" if args.float16 else "float32", seed=args.seed,
-        tap_mode=args.tap_mode, tap_budget=parse_tap_budget(args.tap_budget),
+        tap_mode=getattr(args, "tap_mode", None),
+        tap_budget=parse_tap_budget(getattr(args, "tap_budget", None) or DEFAULT_TAP_BUDGET),
     )
     if args.verb == "fit":
         if not args.layer:

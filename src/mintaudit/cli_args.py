@@ -107,7 +107,6 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
                    help="share of members the auditor knows (MINT training); the rest are held out (default: %(default)s)")
     g.add_argument("--bootstrap", type=int, default=d.S.n_bootstrap, help="bootstrap resamples for 95%% intervals (default: %(default)s)")
     g.add_argument("--float16", action="store_true", help="store activations as float16 (half the disk)")
-    _add_tap_storage(p)
 
 
 def _add_tap_storage(p: argparse.ArgumentParser) -> None:
@@ -199,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="the tap (required): a name, an index, or a glob matching one layer")
     p.add_argument("--fuse-outputs", action="store_true", help="also feed the output signals (loss, confidence...)")
     _add_sweep(p)
+    _add_tap_storage(p)
 
     p = verb("sweep", "Passive MINT on every tap (the study's sweep) plus the LOSS baseline; writes the reports.",
              "mintaudit sweep --out runs/fm --dataset fashion-mnist --fusion both\n"
@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", choices=["none", "outputs", "both"], default="none",
                    help="fuse output signals into the MINT model (default: %(default)s)")
     _add_sweep(p)
+    _add_tap_storage(p)
     g = p.add_argument_group("gradient MINT (gMINT)")
     g.add_argument("--signal", choices=["activations", "gradients"], default="activations",
                    help="AAD: tap activations (passive MINT) or per-sample weight gradients (gMINT) (default: %(default)s)")

@@ -276,7 +276,8 @@ class MintDetector(ClassifierMixin, BaseEstimator):
             raise SignalError(f"X has {len(X)} rows but y has {len(y)} and extra {len(extra)}")
         kind = cfg.kind if cfg.kind != "auto" else ("cnn" if X.ndim == 4 else "mlp")
         if detector_kind(kind).maps and X.ndim != 4:
-            raise ConfigError(f"the {kind} detector reads activation maps (N, C, H, W); got {X.shape}: use kind='mlp'")
+            raise ConfigError(f"the {kind} detector reads activation maps (N, C, H, W); got {X.shape} (a pooled tap "
+                              "stores vectors): use kind='mlp' (--detector mlp), or store maps (--tap-mode grid:k)")
         self.config_, self.kind_, self.classes_ = cfg, kind, classes
         self.input_shape_ = tuple(int(d) for d in X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
