@@ -261,3 +261,12 @@ def test_the_api_takes_a_tap_mode_and_a_budget(tiny_model, toy_dataset, tmp_path
     with pytest.raises(ConfigError, match="not a selected tap"):
         mintaudit.audit(tiny_model, **parts, taps=["relu1"], fusion="none", detector=detector, n_bootstrap=0,
                         allow_weak_model=True, tap_mode="relu2=pooled", work_dir=tmp_path, show_progress=False)
+
+
+def test_yaml_keys_take_the_same_values_and_are_named_in_errors(workdir, tmp_path, refused):
+    common = _copy(workdir, tmp_path)
+    (tmp_path / "c.yaml").write_text("tap-mode: grid:0\ntap-budget: 64K\n")
+    line = refused(["sweep", *common, "--config", "c.yaml"])
+    assert "c.yaml': tap-mode: tap mode 'grid:0' has no cells" in line, line
+    (tmp_path / "c.yaml").write_text("tap_mode: pooled\ntap_budget: 65536\ndetector: cnn\n")
+    assert "use --detector mlp" in refused(["sweep", *common, "--config", "c.yaml"])

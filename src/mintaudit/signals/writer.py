@@ -50,7 +50,9 @@ __all__ = ["BatchFn", "extract_signals", "stream_signals"]
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """``(x (B, C, H, W), y (B,)) -> (logits (B, K), {layer: float tensor (B, ...)})``, all detached CPU tensors
-that the function does not change afterwards (they are written to disk in the background)."""
+that the function does not change afterwards (they are written to disk in the background). A function whose
+tensors may still be arriving (non-blocking copies to pinned memory) has a ``pending()`` attribute: called
+right after a batch, it returns the wait for that batch's copies (or None), which the writer thread runs first."""
 
 _PREFIX: dict[str, str] = {"activations": "act_", "gradients": "grad_"}
 
@@ -375,11 +377,13 @@ def _recorded(model: nn.Module, layers: list[str], device: torch.device,  # noqa
 
         @torch.no_grad()
         def run(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            if device.type != "cuda":
-                logits = model(to_device(x, device)) if device.type != "cpu" else model(x)
-                return logits.cpu(), {k: v.cpu() for k, v in rec.pop().items()}
+            if device.type == "cpu":
+                logits = model(x)
+                return logits, rec.pop()
             with autocast(device):
                 logits = model(to_device(x, device))
+            if device.type != "cuda":
+                return logits.float().cpu(), {k: v.float().contiguous().cpu() for k, v in rec.pop().items()}
             out = {k: _pinned_copy(v) for k, v in rec.pop().items()}
             host = _pinned_copy(logits)
             done = torch.cuda.Event()
