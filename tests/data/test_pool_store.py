@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -219,9 +220,6 @@ def test_bad_store_is_refused(folder: Path, tmp_path: Path, capsys, refused, dam
     store = _built(folder, out, capsys)
     damage(folder, store)
     line = refused(_splits(folder, out))
-    assert line.startswith("mintaudit: error: ")
-    import re
-
     assert re.search(message, line), line
 
 

@@ -17,7 +17,8 @@ from mintaudit.data.pool import PathLike, check_image_size, make_pool
 from mintaudit.data.store import MANIFEST_FILE, PoolStore, file_list, locked, write_store
 from mintaudit.errors import CorruptFileError, DataError, DataNotFoundError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image", "read_gtsrb", "read_image_folder", "read_tiny_imagenet", "resize_images"]
+__all__ = ["IMAGE_EXTENSIONS", "load_image", "read_gtsrb", "read_image_folder", "read_tiny_imagenet", "resize_images",
+           "stored_pool"]
 
 #: File extensions :func:`read_image_folder` picks up (compared case-insensitively).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
