@@ -32,6 +32,7 @@ from torch import nn
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
 from mintaudit.attacks.registry import ATTACKS, AttackContext, AttackScores, attack_spec
 from mintaudit.data._base import ImageDataset
+from mintaudit.data.store import hflip
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import evaluate_scores
 from mintaudit.evaluation.metrics import best_threshold
@@ -63,7 +64,7 @@ class AttackConfig:
 
 
 def _flip_dataset(ds: ImageDataset) -> ImageDataset:
-    return ImageDataset(ds.name + "+hflip", np.ascontiguousarray(ds.images[:, :, ::-1]), ds.labels, ds.num_classes,
+    return ImageDataset(ds.name + "+hflip", hflip(ds.images), ds.labels, ds.num_classes,  # lazy: flipped per batch
                         ds.official_test, ds.class_names, preprocess=ds.preprocess)
 
 

@@ -14,9 +14,11 @@ from mintaudit.data.formats import (
 )
 from mintaudit.data.registry import DATASET_NAMES, DATASET_PREFIXES, dataset_help, load_dataset, register_dataset, unregister_dataset
 from mintaudit.data.splits import Splits, make_splits
+from mintaudit.data.store import PoolStore
 
 __all__ = [
     "ImageDataset",
+    "PoolStore",
     "load_dataset",
     "DATASET_NAMES",
     "DATASET_PREFIXES",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mintaudit.data.store import PoolArray
 from mintaudit.errors import DataError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 
@@ -24,7 +25,9 @@ class ImageDataset:
 
     Attributes:
         name: registry name (``"fashion-mnist"``, ``"folder:/data/x"``...).
-        images: uint8 array (N, H, W, C), C in {1, 3}.
+        images: uint8 array (N, H, W, C), C in {1, 3}: an ndarray, or a
+            :class:`~mintaudit.data.store.PoolArray` read on demand (a pool store on disk, a lazy
+            view), indexed like an array; :meth:`batch` and :meth:`fingerprint` never load it whole.
         labels: int64 array (N,), values in [0, num_classes).
         num_classes: number of classes.
         official_test: bool array (N,); True for samples of the official test split.
@@ -42,7 +45,7 @@ class ImageDataset:
     """
 
     name: str
-    images: np.ndarray
+    images: np.ndarray | PoolArray
     labels: np.ndarray
     num_classes: int
     official_test: np.ndarray | None = None
@@ -53,7 +56,7 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
-        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[3] not in (1, 3):
+        if not isinstance(images, (np.ndarray, PoolArray)) or images.ndim != 4 or images.shape[3] not in (1, 3):
             shape = getattr(images, "shape", None)
             raise DataError(
                 f"data set {self.name!r}: images must be an array (N, H, W, C) with C = 1 or 3, "
@@ -117,11 +120,26 @@ class ImageDataset:
         return self.preprocess(self.images[indices], device)
 
     def fingerprint(self) -> str:
-        """A SHA-256 (16 hex digits) of shapes, images, labels and the official split."""
+        """A SHA-256 (16 hex digits) of shapes, images, labels and the official split.
+
+        A pool store answers with the fingerprint it recorded while it was written (same labels);
+        other lazy pools are hashed batch by batch. Either way it equals the in-memory pool's.
+        """
         if not self._fingerprint:
+            images = self.images
+            recorded = None
+            if isinstance(images, PoolArray):
+                recorded = images.recorded_fingerprint(self.num_classes, self.labels, self.official_test)
+            if recorded is not None:
+                self._fingerprint.append(recorded)
+                return recorded
             h = hashlib.sha256()
-            h.update(repr((self.images.shape, self.num_classes)).encode())
-            h.update(np.ascontiguousarray(self.images).data)
+            h.update(repr((tuple(images.shape), self.num_classes)).encode())
+            if isinstance(images, PoolArray):
+                for rows in images.batches():
+                    h.update(rows.data)
+            else:
+                h.update(np.ascontiguousarray(images).data)
             h.update(np.ascontiguousarray(self.labels).data)
             if self.official_test is not None:
                 h.update(np.packbits(self.official_test).data)

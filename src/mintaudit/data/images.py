@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -14,9 +14,11 @@ from tqdm import tqdm
 
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.pool import PathLike, check_image_size, make_pool
+from mintaudit.data.store import MANIFEST_FILE, PoolStore, file_list, locked, write_store
 from mintaudit.errors import CorruptFileError, DataError, DataNotFoundError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image", "read_gtsrb", "read_image_folder", "read_tiny_imagenet", "resize_images"]
+__all__ = ["IMAGE_EXTENSIONS", "load_image", "read_gtsrb", "read_image_folder", "read_tiny_imagenet", "resize_images",
+           "stored_pool"]
 
 #: File extensions :func:`read_image_folder` picks up (compared case-insensitively).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
@@ -92,6 +94,124 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+# --------------------------------------------------------------------------- pool stores
+
+_STORE_ROWS = 256  # images decoded per batch written to a store
+
+
+def _store_shape(paths: Sequence[Path], size: int | None, mode: Literal["L", "RGB"] | None) -> tuple[int, int, int, int]:
+    """(N, H, W, C) of the decoded images, from their headers only (nothing is decoded)."""
+    if not paths:
+        raise DataError("no image files to read; check the folder and its annotation files")
+    channels, first = (3 if mode == "RGB" else 1 if mode == "L" else None), None
+    colour = False
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                dims, colour = img.size, colour or img.mode not in _GREY_MODES
+        except (FileNotFoundError, *_PIL_ERRORS):
+            load_image(path, size, mode)  # raises the error a decode would
+            raise
+        if size is None and first is not None and dims != first[1]:
+            (w0, h0), (w1, h1) = first[1], dims
+            raise DataError(
+                f"images differ in size: {first[0]} is {w0}x{h0} but {path} is {w1}x{h1}; "
+                "pass image_size (CLI --image-size) to resize them all to one square size"
+            )
+        first = first or (path, dims)
+    w, h = (size, size) if size is not None else first[1]
+    return (len(paths), h, w, channels or (3 if colour else 1))
+
+
+def _decode_batches(paths: Sequence[Path], shape: tuple[int, ...], size: int | None,
+                    mode: Literal["L", "RGB"] | None) -> Iterator[np.ndarray]:
+    """The images decoded ``_STORE_ROWS`` at a time into uint8 (B, H, W, C); grey ones replicated to RGB slots."""
+    for start in range(0, len(paths), _STORE_ROWS):
+        chunk = paths[start : start + _STORE_ROWS]
+        out = np.empty((len(chunk), *shape[1:]), dtype=np.uint8)
+        for j, path in enumerate(chunk):
+            array = load_image(path, size, mode)
+            if array.shape[:2] != out.shape[1:3] or array.shape[2] > out.shape[3]:
+                raise DataError(f"{path} changed while the pool store was being built (now {array.shape}); run again")
+            out[j] = array
+        yield out
+
+
+def _changes(old: list[list[object]], new: list[list[object]]) -> tuple[int, int, int]:
+    """(added, removed, modified) files between two :func:`file_list` records."""
+    before = {str(r[0]): tuple(r[1:]) for r in old if isinstance(r, list) and r}
+    after = {str(r[0]): tuple(r[1:]) for r in new}
+    common = before.keys() & after.keys()
+    return len(after.keys() - before.keys()), len(before.keys() - after.keys()), sum(before[k] != after[k] for k in common)
+
+
+def stored_pool(
+    store: Path,
+    root: Path,
+    parts: Sequence[tuple[Sequence[Path], np.ndarray]],
+    *,
+    name: str,
+    size: int | None,
+    mode: Literal["L", "RGB"] | None,
+    with_test: bool,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    extra_files: Sequence[Path] = (),
+) -> ImageDataset:
+    """The pool of image files ``parts`` (train[, test]) read through the store in ``store``: opened when its
+    sources are unchanged, built (decoded once, in batches) when the folder does not exist or is empty.
+
+    Raises:
+        DataError: the files changed since the store was built, or ``store`` is a folder of something else.
+        CorruptFileError: the store is damaged (see :meth:`PoolStore.open`).
+    """
+    paths = [p for part, _ in parts for p in part]
+    labels = np.concatenate([np.asarray(y, dtype=np.int64) for _, y in parts])
+    official = None
+    if with_test:
+        official = np.zeros(len(labels), dtype=bool)
+        official[len(labels) - len(parts[-1][1]) :] = True
+    try:
+        files = file_list(root, [*paths, *extra_files])
+    except FileNotFoundError as exc:
+        raise DataNotFoundError(f"{exc.filename}: image file missing (listed in an annotation file?); "
+                                "unzip the archive again") from None
+    source = {"root": str(root.resolve()), "image_size": size, "mode": mode}
+    with locked(store.parent):
+        pool = _open_or_build(store, root, paths, labels, official, files, source, name=name, size=size, mode=mode,
+                              num_classes=num_classes, class_names=class_names)
+    return ImageDataset(name, pool, labels, num_classes, official_test=official,
+                        class_names=tuple(class_names) if class_names is not None else None,
+                        sources=tuple(sources) if sources is not None else None)
+
+
+def _open_or_build(store: Path, root: Path, paths: Sequence[Path], labels: np.ndarray, official: np.ndarray | None,
+                   files: list[list[object]], source: dict[str, object], *, name: str, size: int | None,
+                   mode: Literal["L", "RGB"] | None, num_classes: int, class_names: Sequence[str] | None) -> PoolStore:
+    if (store / MANIFEST_FILE).is_file():
+        pool = PoolStore.open(store)
+        if pool.manifest.get("source") != source:
+            raise DataError(f"pool store {str(store)!r} was built from {pool.manifest.get('source')}, not {source}; "
+                            "give another store folder, or delete this one to rebuild it")
+        added, removed, modified = _changes(pool.manifest.get("files") or [], files)
+        if added or removed or modified or pool.shape[0] != len(paths):
+            raise DataError(
+                f"{root} changed since its pool store {str(store)!r} was built ({added} files added, {removed} "
+                f"removed, {modified} modified); it is not rebuilt silently, as a work directory's splits and models "
+                "index the old pool: restore the files, or delete the store folder to rebuild it (and use a new "
+                "--out, or delete splits.json, to split the new pool)")
+    elif store.exists() and (not store.is_dir() or any(store.iterdir())):
+        raise DataError(f"pool store {str(store)!r} exists but holds no {MANIFEST_FILE}; give an empty or new folder")
+    else:
+        shape = _store_shape(paths, size, mode)
+        pool = write_store(store, _decode_batches(paths, shape, size, mode), shape, labels=labels,
+                           num_classes=num_classes, official_test=official,
+                           manifest={"name": name, "source": source, "class_names": list(class_names or []),
+                                     "files": files})
+    return pool
+
+
 # --------------------------------------------------------------------------- GTSRB
 
 
@@ -118,7 +238,7 @@ def _gtsrb_base(root: Path) -> Path:
     )
 
 
-def read_gtsrb(root: PathLike, image_size: int = 32) -> ImageDataset:
+def read_gtsrb(root: PathLike, image_size: int = 32, *, store: PathLike | None = None) -> ImageDataset:
     """Read the German Traffic Sign Recognition Benchmark in its official layout.
 
     Training: ``GTSRB/Final_Training/Images/<5-digit class>/*.ppm`` with ``GT-<class>.csv``.
@@ -129,6 +249,8 @@ def read_gtsrb(root: PathLike, image_size: int = 32) -> ImageDataset:
     Args:
         root: the folder containing ``GTSRB/``, or ``GTSRB/`` itself.
         image_size: side of the square output images.
+        store: a pool store folder to decode into and read from (see :func:`read_image_folder`);
+            None decodes into memory.
 
     Returns:
         An ImageDataset ``"gtsrb"`` of RGB images (N, image_size, image_size, 3), with
@@ -145,17 +267,19 @@ def read_gtsrb(root: PathLike, image_size: int = 32) -> ImageDataset:
     base = _gtsrb_base(Path(root))
     train_paths: list[Path] = []
     train_labels: list[int] = []
+    notes: list[Path] = []  # annotation files: a store is refused when one changes
     for class_dir in sorted(d for d in (base / "Final_Training" / "Images").iterdir() if d.is_dir()):
         gt = class_dir / f"GT-{class_dir.name}.csv"
         if gt.is_file():
             rows = _read_gt_csv(gt)
+            notes.append(gt)
         else:  # no annotation file: the folder name is the class id
             rows = [(p.name, int(class_dir.name)) for p in sorted(class_dir.glob("*.ppm")) if class_dir.name.isdigit()]
         train_paths += [class_dir / name for name, _ in rows]
         train_labels += [label for _, label in rows]
     if not train_paths:
         raise DataError(f"GTSRB: no images under {base / 'Final_Training' / 'Images'}; unzip the training set there")
-    parts = [(_stack_images(train_paths, image_size, "RGB"), np.asarray(train_labels, dtype=np.int64))]
+    named = [(train_paths, np.asarray(train_labels, dtype=np.int64))]
 
     test_dir = base / "Final_Test" / "Images"
     if test_dir.is_dir():
@@ -169,15 +293,20 @@ def read_gtsrb(root: PathLike, image_size: int = 32) -> ImageDataset:
             )
         else:
             rows = _read_gt_csv(gt)
-            images = _stack_images([test_dir / name for name, _ in rows], image_size, "RGB")
-            parts.append((images, np.asarray([label for _, label in rows], dtype=np.int64)))
+            notes.append(gt)
+            named.append(([test_dir / name for name, _ in rows], np.asarray([label for _, label in rows], np.int64)))
+    if store is not None:
+        k = int(max(int(y.max()) for _, y in named)) + 1
+        return stored_pool(Path(store), base.parent, named, name="gtsrb", size=image_size, mode="RGB",
+                           with_test=len(named) == 2, num_classes=k, extra_files=notes)
+    parts = [(_stack_images(paths, image_size, "RGB"), y) for paths, y in named]
     return make_pool("gtsrb", parts, with_test=len(parts) == 2)
 
 
 # --------------------------------------------------------------------------- generic trees
 
 
-def read_image_folder(root: PathLike, image_size: int | None = None) -> ImageDataset:
+def read_image_folder(root: PathLike, image_size: int | None = None, *, store: PathLike | None = None) -> ImageDataset:
     """Read a folder with one sub-folder of images per class.
 
     Classes are the sorted sub-folder names (hidden ones skipped); images are the files with an
@@ -188,17 +317,23 @@ def read_image_folder(root: PathLike, image_size: int | None = None) -> ImageDat
         root: the folder holding the class sub-folders.
         image_size: resize (bilinear) every image to this square size; required when the
             images differ in size.
+        store: a pool store folder (:mod:`mintaudit.data.store`): the images are decoded once, in
+            batches, into ``store/pool.u8`` and read from there batch by batch, so the pool need not fit
+            in memory; reused while the folder's files (path, size, mtime) are unchanged, refused when
+            they changed. None (the default) decodes the whole folder into memory.
 
     Returns:
         An ImageDataset ``"folder:<root>"`` (no official test), class names = folder names.
 
     Raises:
         DataNotFoundError: ``root`` is not a folder.
-        DataError: no class sub-folders, an empty class, or mixed sizes without image_size.
-        CorruptFileError: an image Pillow cannot decode.
+        DataError: no class sub-folders, an empty class, mixed sizes without image_size, or files
+            changed since ``store`` was built.
+        CorruptFileError: an image Pillow cannot decode, or a damaged store.
 
     Example:
         >>> ds = read_image_folder("my_images/", image_size=64)  # doctest: +SKIP
+        >>> big = read_image_folder("imagenet/train", image_size=224, store="runs/a/cache/pools/in")  # doctest: +SKIP
     """
     check_image_size(image_size)
     root = Path(root)
@@ -221,6 +356,11 @@ def read_image_folder(root: PathLike, image_size: int | None = None) -> ImageDat
             )
         paths += found
         labels += [label] * len(found)
+    names = [p.relative_to(root).as_posix() for p in paths]  # member lists may name files
+    if store is not None:
+        return stored_pool(Path(store), root, [(paths, np.asarray(labels, dtype=np.int64))], name=f"folder:{root}",
+                           size=image_size, mode=None, with_test=False, num_classes=len(classes),
+                           class_names=[d.name for d in classes], sources=names)
     images = _stack_images(paths, image_size, None)
     return make_pool(
         f"folder:{root}",
@@ -228,11 +368,11 @@ def read_image_folder(root: PathLike, image_size: int | None = None) -> ImageDat
         with_test=False,
         num_classes=len(classes),
         class_names=[d.name for d in classes],
-        sources=[p.relative_to(root).as_posix() for p in paths],  # member lists may name files
+        sources=names,
     )
 
 
-def read_tiny_imagenet(root: PathLike) -> ImageDataset:
+def read_tiny_imagenet(root: PathLike, image_size: int | None = None, *, store: PathLike | None = None) -> ImageDataset:
     """Read Tiny ImageNet (``tiny-imagenet-200/``): 200 classes of 64x64 RGB images.
 
     Classes are the sorted ids of ``wnids.txt``; ``train/<wnid>/images/*.JPEG`` is the training
@@ -240,9 +380,12 @@ def read_tiny_imagenet(root: PathLike) -> ImageDataset:
 
     Args:
         root: ``tiny-imagenet-200/`` itself or the folder containing it.
+        image_size: resize (bilinear) to this square size; None keeps 64.
+        store: a pool store folder to decode into and read from (see :func:`read_image_folder`);
+            None decodes into memory.
 
     Returns:
-        An ImageDataset ``"tiny-imagenet"`` uint8 (N, 64, 64, 3), class names = wnids.
+        An ImageDataset ``"tiny-imagenet"`` uint8 (N, S, S, 3) (S = image_size, default 64), class names = wnids.
 
     Raises:
         DataNotFoundError: no ``wnids.txt``.
@@ -279,7 +422,12 @@ def read_tiny_imagenet(root: PathLike) -> ImageDataset:
             val.append((base / "val" / "images" / fields[0], index[fields[1]]))
         if val:
             pairs.append(val)
-    parts = [
-        (_stack_images([p for p, _ in pair], 64, "RGB"), np.asarray([y for _, y in pair], np.int64)) for pair in pairs
-    ]
+    check_image_size(image_size)
+    size = image_size or 64
+    named = [([p for p, _ in pair], np.asarray([y for _, y in pair], np.int64)) for pair in pairs]
+    if store is not None:
+        notes = [base / "wnids.txt", *([annotations] if annotations.is_file() else [])]
+        return stored_pool(Path(store), base.parent, named, name="tiny-imagenet", size=size, mode="RGB",
+                           with_test=len(named) == 2, num_classes=len(wnids), class_names=wnids, extra_files=notes)
+    parts = [(_stack_images(paths, size, "RGB"), y) for paths, y in named]
     return make_pool("tiny-imagenet", parts, with_test=len(parts) == 2, num_classes=len(wnids), class_names=wnids)

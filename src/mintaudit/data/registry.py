@@ -36,6 +36,7 @@ from mintaudit.data.formats import (
     resize_images,
 )
 from mintaudit.data.pool import as_labels, canonical_images, check_image_size, make_pool
+from mintaudit.data.store import store_folder
 from mintaudit.errors import ConfigError, CorruptFileError, DataError, DataNotFoundError
 
 __all__ = [
@@ -50,7 +51,8 @@ __all__ = [
 
 #: reader(name, where, image_size) -> ImageDataset, or None when the folder does not hold the data set.
 #: ``where`` is a folder searched (named data sets), the PATH after ``name:`` (prefixes), or None
-#: (embedded data sets, ``files=None``).
+#: (embedded data sets, ``files=None``). A reader registered with ``stores=True`` is also given
+#: ``pool_cache=`` (a folder, or None): where to keep its pool store (:mod:`mintaudit.data.store`).
 Reader = Callable[[str, "Path | str | None", "int | None"], "ImageDataset | None"]
 
 
@@ -64,19 +66,22 @@ class DatasetEntry:
         files: what the reader looks for in a folder, for messages and ``--help``; None for an
             embedded data set.
         prefix: ``name:PATH`` is read from PATH, instead of searching folders for ``name``.
+        stores: the reader takes ``pool_cache=`` and decodes into a pool store there.
     """
 
     name: str
     reader: Reader
     files: str | None
     prefix: bool = False
+    stores: bool = False
 
 
 _REGISTRY: Registry[DatasetEntry] = Registry("data set")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 
-def register_dataset(name: str, reader: Reader, *, files: str | None, prefix: bool = False) -> Reader:
+def register_dataset(name: str, reader: Reader, *, files: str | None, prefix: bool = False,
+                     stores: bool = False) -> Reader:
     """Register a data set (or, with ``prefix=True``, a format read as ``name:PATH``); returns ``reader``.
 
     Args:
@@ -84,6 +89,8 @@ def register_dataset(name: str, reader: Reader, *, files: str | None, prefix: bo
         reader: ``reader(name, where, image_size)``, see :data:`Reader`.
         files: what a folder must hold, e.g. ``"train_32x32.mat and test_32x32.mat"`` (None: embedded).
         prefix: read ``name:PATH`` from PATH (``where`` is the PATH string).
+        stores: the reader also takes ``pool_cache=`` (a folder or None) and, given a folder, keeps
+            its decoded pool in a store there (see :func:`load_dataset`).
 
     Raises:
         ConfigError: the name is taken or malformed.
@@ -92,7 +99,7 @@ def register_dataset(name: str, reader: Reader, *, files: str | None, prefix: bo
         raise ConfigError(f"data set name must be lower case letters, digits and - . + (no '_' or ':'); given {name!r}")
     if not callable(reader):
         raise ConfigError(f"register_dataset({name!r}): reader must be callable; given {type(reader).__name__}")
-    _REGISTRY.add(name, DatasetEntry(name, reader, files, bool(prefix)))
+    _REGISTRY.add(name, DatasetEntry(name, reader, files, bool(prefix), bool(stores)))
     return reader
 
 
@@ -235,16 +242,24 @@ def _load_svhn(name: str, d: Path, image_size: int | None) -> ImageDataset | Non
     return make_pool(name, [read_svhn_mat(p) for p in hit], with_test=True, num_classes=10, class_names=_DIGITS)
 
 
-def _load_gtsrb(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+def _store(pool_cache: Path | None, reader: str, where: Path, image_size: int | None) -> Path | None:
+    return None if pool_cache is None else store_folder(pool_cache, reader, where, image_size)
+
+
+def _load_gtsrb(name: str, d: Path, image_size: int | None, pool_cache: Path | None = None) -> ImageDataset | None:
     if not any((base / "Final_Training" / "Images").is_dir() for base in (d / "GTSRB", d)):
         return None
-    return read_gtsrb(d, image_size or 32)
+    return read_gtsrb(d, image_size or 32, store=_store(pool_cache, name, d, image_size or 32))
 
 
-def _load_tiny(name: str, d: Path, image_size: int | None) -> ImageDataset | None:
+def _load_tiny(name: str, d: Path, image_size: int | None, pool_cache: Path | None = None) -> ImageDataset | None:
     if not any((base / "wnids.txt").is_file() for base in (d / "tiny-imagenet-200", d)):
         return None
-    return read_tiny_imagenet(d)
+    return read_tiny_imagenet(d, image_size, store=_store(pool_cache, name, d, image_size or 64))
+
+
+def _load_folder(name: str, where: str, image_size: int | None, pool_cache: Path | None = None) -> ImageDataset:
+    return read_image_folder(where, image_size, store=_store(pool_cache, name, Path(where), image_size))
 
 
 def _search_dirs(name: str, root: str | Path | None) -> list[Path]:
@@ -271,10 +286,10 @@ for _name in ("fashion-mnist", "mnist", "kmnist"):
 register_dataset("cifar10", _load_cifar10, files="cifar-10-batches-bin/ or cifar-10-batches-py/")
 register_dataset("cifar100", _load_cifar100, files="cifar-100-binary/ or cifar-100-python/")
 register_dataset("svhn", _load_svhn, files="train_32x32.mat and test_32x32.mat")
-register_dataset("gtsrb", _load_gtsrb, files="GTSRB/Final_Training/Images/")
-register_dataset("tiny-imagenet", _load_tiny, files="tiny-imagenet-200/wnids.txt")
-register_dataset("folder", lambda name, where, image_size: read_image_folder(str(where), image_size),
-                 files="one sub-folder of images per class", prefix=True)
+register_dataset("gtsrb", _load_gtsrb, files="GTSRB/Final_Training/Images/", stores=True)
+register_dataset("tiny-imagenet", _load_tiny, files="tiny-imagenet-200/wnids.txt", stores=True)
+register_dataset("folder", _load_folder, files="one sub-folder of images per class", prefix=True,  # type: ignore[arg-type]
+                 stores=True)
 register_dataset("npz", lambda name, where, image_size: read_npz(str(where)), files="an .npz of images and labels",
                  prefix=True)
 
@@ -287,7 +302,8 @@ def _unknown(name: str) -> DataError:
 
 
 def load_dataset(
-    name: str, *, root: str | Path | None = None, image_size: int | None = None
+    name: str, *, root: str | Path | None = None, image_size: int | None = None,
+    pool_cache: str | Path | None = None,
 ) -> ImageDataset:
     """Load a data set by name, from local files only.
 
@@ -298,6 +314,12 @@ def load_dataset(
         root: a folder to look in first, before ``$MINTAUDIT_DATA/<name>`` and system folders.
         image_size: resize every image (bilinear) to this square size. GTSRB defaults to 32;
             image folders with mixed sizes need it; other data sets keep their native size.
+        pool_cache: a folder for pool stores (a work directory's ``cache/pools``): image folders,
+            GTSRB and Tiny ImageNet are then decoded once into a store there
+            (``<pool_cache>/<reader>-<digest of path and size>/``) and read batch by batch, so the pool
+            need not fit in memory; the store is reused while the files are unchanged and refused
+            when they changed. None decodes into memory. IDX, CIFAR, SVHN and npz files are single
+            arrays already and are read into memory either way.
 
     Returns:
         An ImageDataset: images uint8 (N, H, W, C), labels int64 (N,); where the data set has an
@@ -319,14 +341,15 @@ def load_dataset(
         prefix, path = key.split(":", 1)
         if not path:
             raise DataError(f"data set {name!r}: a path must follow {prefix}:, e.g. {prefix}:/data/my_set")
-        return _resized(_read(_REGISTRY.get(prefix.lower()), prefix.lower(), path, image_size), image_size)
+        entry = _REGISTRY.get(prefix.lower())
+        return _resized(_read(entry, prefix.lower(), path, image_size, pool_cache), image_size)
     key = key.lower().replace("_", "-")
     if key not in DATASET_NAMES:
         raise _unknown(name)
     entry = _REGISTRY.get(key)
     if entry.files is None:  # embedded
-        return _resized(_read(entry, key, None, image_size), image_size)
-    loader, expects = entry.reader, entry.files
+        return _resized(_read(entry, key, None, image_size, None), image_size)
+    expects = entry.files
     if root is not None and not Path(root).expanduser().is_dir():
         raise DataNotFoundError(
             f"data root {str(root)!r} is not a folder; pass an existing folder holding {expects} "
@@ -334,7 +357,7 @@ def load_dataset(
         )
     dirs = _search_dirs(key, root)
     for d in dirs:
-        if d.is_dir() and (dataset := loader(key, d, image_size)) is not None:
+        if d.is_dir() and (dataset := _call(entry, key, d, image_size, pool_cache)) is not None:
             return _resized(dataset, image_size)
     where = (
         f"looked for {expects} in {', '.join(map(str, dirs))}"
@@ -348,8 +371,19 @@ def load_dataset(
     )
 
 
-def _read(entry: DatasetEntry, name: str, where: str | None, image_size: int | None) -> ImageDataset:
-    dataset = entry.reader(name, where, image_size)
+def _call(entry: DatasetEntry, name: str, where: Path | str | None, image_size: int | None,
+          pool_cache: str | Path | None) -> ImageDataset | None:
+    if entry.stores:
+        return entry.reader(name, where, image_size, pool_cache=None if pool_cache is None else Path(pool_cache))  # type: ignore[call-arg]
+    return entry.reader(name, where, image_size)
+
+
+def _read(entry: DatasetEntry, name: str, where: str | None, image_size: int | None,
+          pool_cache: str | Path | None) -> ImageDataset:
+    return _checked(_call(entry, name, where, image_size, pool_cache), name)
+
+
+def _checked(dataset: object, name: str) -> ImageDataset:
     if not isinstance(dataset, ImageDataset):
         raise DataError(f"the reader of data set {name!r} returned {type(dataset).__name__}, not an ImageDataset; "
                         "fix the reader registered with register_dataset")

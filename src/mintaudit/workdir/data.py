@@ -13,7 +13,7 @@ from mintaudit.errors import ConfigError, DataNotFoundError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 
 
-__all__ = ["default_sizes", "prepare_data", "describe_splits"]
+__all__ = ["default_sizes", "pool_cache", "prepare_data", "describe_splits"]
 
 
 _DEFAULT_CAP = 5000
@@ -59,8 +59,10 @@ def prepare_data(
 
     The data set comes back as the audited model's view: read through ``preprocess``, else the
     one recorded with the model trained in ``out_dir``, else the default (mean 0.5 / std 0.5).
+    Image folders, GTSRB and Tiny ImageNet are decoded once into a pool store under
+    ``out_dir/cache/pools/`` (:func:`pool_cache`) and read from it batch by batch.
     """
-    ds = load_dataset(dataset, root=data_root, image_size=image_size)
+    ds = load_dataset(dataset, root=data_root, image_size=image_size, pool_cache=pool_cache(out_dir))
     ds = ds.with_preprocess(preprocess or _recorded_preprocess(out_dir))
     files = {"members": members_file, "external": external_file, "test": test_file}
     given = {role: read_sample_list(f, ds, role=role) for role, f in files.items() if f is not None}
@@ -101,6 +103,11 @@ def prepare_data(
     )
     splits.save(path)
     return ds, splits
+
+
+def pool_cache(out_dir: str | Path) -> Path | None:
+    """Where the work directory ``out_dir`` keeps its pool stores: ``out_dir/cache/pools``."""
+    return Path(out_dir) / "cache" / "pools"
 
 
 def _recorded_preprocess(out_dir: str | Path) -> Preprocess:
