@@ -195,3 +195,26 @@ def test_refusals(work, refused, tmp_path, extra, needle):
     line = refused(["test", *work["base"], *extra])
     assert needle in line
     assert _files(work["out"]) == before  # nothing trained or written in the work directory
+
+
+@pytest.mark.parametrize("recorded", [True, False])  # False: a report written before --population was recorded
+def test_reference_models_on_the_unused_population_are_found(tmp_path, recorded):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "data.npz", x=rng.integers(0, 256, (200, 8, 8), dtype=np.uint8), y=np.arange(200) % 3)
+    out = tmp_path / "run"
+    base = ["--dataset", f"npz:{tmp_path / 'data.npz'}", "--out", str(out), "--quiet", "--allow-weak-model"]
+    assert main(["train", *base[:-1], "--model", "tiny-cnn", "--members", "60", "--external", "40", "--test", "60",
+                 "--epochs", "1"]) == 0
+    assert main(["attack", *base, "--methods", "rmia", "--reference", "2", "--reference-epochs", "1", "--bootstrap",
+                 "0", "--population", "unused"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["attack_population"] == "unused"
+    if not recorded:
+        del report["config"]["attack_population"]
+        (out / "report.json").write_text(json.dumps(report))
+    models = _files(out / "cache" / "attacks" / "reference")
+    assert main(["test", *base, "--query", "heldout-members"]) == 0
+    v = _verdict(out)
+    assert v["method"] == v["choice"]["chosen"] and "rmia" in [c["method"] for c in v["choice"]["candidates"]]
+    assert main(["test", *base, "--query", "heldout-members", "--method", "rmia"]) == 0
+    assert _files(out / "cache" / "attacks" / "reference") == models  # read, never trained

@@ -20,13 +20,18 @@ from torch import nn
 
 from mintaudit.attacks.registry import ATTACKS, AttackScores
 from mintaudit.attacks.run import AttackConfig, attack_scores
-from mintaudit.data import ImageDataset
+from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import auc_score
 from mintaudit.passive import PassiveSplit
 from mintaudit.training import TrainConfig
+from mintaudit.workdir.audit import reference_population
+from mintaudit.workdir.model import model_spec
 
-__all__ = ["attack_candidates", "attack_config_of", "calibration_auc", "choose_method", "report_attacks", "score_attack"]
+__all__ = [
+    "attack_candidates", "attack_config_of", "calibration_auc", "choose_default", "choose_method", "report_attacks",
+    "score_attack",
+]
 
 
 def calibration_auc(scores: AttackScores) -> float:
@@ -51,29 +56,33 @@ def report_attacks(report: dict[str, Any]) -> list[str]:
 
 
 def score_attack(
-    method: str, out: Path, net: nn.Module, spec: Any, ds: ImageDataset, split: PassiveSplit, report: dict[str, Any],
-    *, extra: np.ndarray | None = None, show_progress: bool | None = None,
+    method: str, out: Path, net: nn.Module, spec: Any, ds: ImageDataset, splits: Splits, split: PassiveSplit,
+    report: dict[str, Any], *, extra: np.ndarray | None = None, show_progress: bool | None = None,
 ) -> AttackScores:
     """``method``'s scores on the passive-MINT sets (and ``extra``), as ``mintaudit attack`` computed them.
 
     Reads the reference models ``mintaudit attack`` cached under ``OUT/cache/attacks`` with the
-    options it recorded in the report; never trains one.
+    options (and ``--population``) it recorded in the report; when the population is not
+    recorded (older reports), ``external`` then ``unused`` are tried. Never trains a model.
 
     Raises:
         ConfigError: the attack's reference models are not in the cache (run ``mintaudit attack`` first).
     """
     config = attack_config_of(report)
-    try:
-        return attack_scores(net, spec, ds, split, [method], out / "cache" / "attacks", config,
-                             signals_root=out / "cache", show_progress=show_progress, extra=extra,
-                             train_references=False)[method]
-    except ConfigError as e:
-        if "not in the cache" not in str(e):
-            raise
-        raise ConfigError(f"--method {method} needs its {config.n_reference} reference model(s) in "
-                          f"{str(out / 'cache' / 'attacks')!r}, and they are not there; run 'mintaudit attack --out "
-                          f"{out} --dataset DATA --methods {method} --reference {config.n_reference}' first (or use --method "
-                          "passive-mint or loss)") from None
+    recorded = (report.get("config") or {}).get("attack_population")
+    for population in [recorded] if recorded in ("external", "unused") else ["external", "unused"]:
+        try:
+            pop = reference_population(ds, splits, population, config.seed)
+            return attack_scores(net, spec, ds, split, [method], out / "cache" / "attacks", config, population=pop,
+                                 signals_root=out / "cache", show_progress=show_progress, extra=extra,
+                                 train_references=False)[method]
+        except ConfigError as e:
+            if "not in the cache" not in str(e) and "no unused training samples" not in str(e):
+                raise
+    raise ConfigError(f"--method {method} needs its {config.n_reference} reference model(s) in "
+                      f"{str(out / 'cache' / 'attacks')!r}, and they are not there; run 'mintaudit attack --out "
+                      f"{out} --dataset DATA --methods {method} --reference {config.n_reference}' first (or use "
+                      "--method passive-mint or loss)")
 
 
 def choose_method(
@@ -140,7 +149,7 @@ def choose_method(
 
 
 def attack_candidates(
-    out: Path, net: nn.Module, spec: Any, ds: ImageDataset, split: PassiveSplit, report: dict[str, Any],
+    out: Path, net: nn.Module, spec: Any, ds: ImageDataset, splits: Splits, split: PassiveSplit, report: dict[str, Any],
     *, show_progress: bool | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, AttackScores]]:
     """(validation AUC, why not scored, scores) of each attack with a row in the report, scored without training.
@@ -153,13 +162,41 @@ def attack_candidates(
     scores: dict[str, AttackScores] = {}
     for name in report_attacks(report):
         try:
-            sc = score_attack(name, out, net, spec, ds, split, report, show_progress=show_progress)
+            sc = score_attack(name, out, net, spec, ds, splits, split, report, show_progress=show_progress)
         except ConfigError as e:
             unavailable[name] = ("reference models not in the cache" if "reference model" in str(e)
                                  else str(e).split(";")[0])
             continue
         scores[name], aucs[name] = sc, calibration_auc(sc)
     return aucs, unavailable, scores
+
+
+def choose_default(
+    out: Path, net: nn.Module, ds: ImageDataset, splits: Splits, split: PassiveSplit, report: dict[str, Any], *,
+    other_data: bool = False, model: str | None = None, weights: str | None = None,
+    show_progress: bool | None = None,
+) -> tuple[str, str | None, dict[str, Any], dict[str, AttackScores]]:
+    """``mintaudit test``'s default: (method, layer, the choice record, the attacks' scores) for the work directory.
+
+    Scores every attack with a row in ``report`` that can be scored without training
+    (:func:`attack_candidates`), then :func:`choose_method`. ``other_data``: the query comes
+    from another data set, which only LOSS (and passive MINT) can score.
+    """
+    names = report_attacks(report)
+    aucs: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    scores: dict[str, AttackScores] = {}
+    if other_data:
+        unavailable = {n: "scores samples of the audited data set only" for n in names if n != "loss"}
+        names = [n for n in names if n == "loss"]
+    if names:
+        spec = model_spec(out, ds, model, weights)
+        sub = {**report, "results": [r for r in report.get("results") or []
+                                     if r.get("method") == "passive-mint" or r.get("attack") in names]}
+        aucs, missing, scores = attack_candidates(out, net, spec, ds, splits, split, sub, show_progress=show_progress)
+        unavailable.update(missing)
+    method, layer, why = choose_method(report, aucs, unavailable=unavailable)
+    return method, layer, why, scores
 
 
 def _label(c: dict[str, Any]) -> str:

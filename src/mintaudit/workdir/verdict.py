@@ -22,7 +22,7 @@ from mintaudit.taps import select_layers
 
 from mintaudit.attacks.registry import ATTACKS
 from mintaudit.workdir.audit import detector_protocol
-from mintaudit.workdir.choice import attack_candidates, choose_method, report_attacks, score_attack
+from mintaudit.workdir.choice import choose_default, score_attack
 from mintaudit.workdir.model import model_spec, report_for, resolve_model
 
 __all__ = ["QUERY_ROLES", "null_split", "verdict"]
@@ -151,8 +151,9 @@ def verdict(
     report = load_report(report_path) if report_path.is_file() else {"results": []}
     attack_done: dict[str, Any] = {}
     if method is None:
-        method, layer_name, choice, attack_done = _default_method(out, net, ds, split, report, q_ds is not ds, model,
-                                                                  weights, show_progress)
+        method, layer_name, choice, attack_done = choose_default(out, net, ds, splits, split, report,
+                                                                 other_data=q_ds is not ds, model=model,
+                                                                 weights=weights, show_progress=show_progress)
         fuse = layer_name is None or choice["signal"] == "activations+outputs"
     else:
         choice = {"chosen": method, "given": True, "sentence": f"Method given with --method {method}."}
@@ -202,28 +203,6 @@ def verdict(
                            q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
 
 
-def _default_method(
-    out: Path, net: nn.Module, ds: ImageDataset, split: Any, report: dict[str, Any], other_data: bool,
-    model: str | None, weights: str | None, show_progress: bool | None,
-) -> tuple[str, str | None, dict[str, Any], dict[str, Any]]:
-    """(method, layer, choice record, the attacks' scores) of a verdict without --method or --layer."""
-    names = report_attacks(report)
-    aucs: dict[str, float] = {}
-    unavailable: dict[str, str] = {}
-    scores: dict[str, Any] = {}
-    if other_data:  # only LOSS scores samples of another data set
-        unavailable = {n: "scores samples of the audited data set only" for n in names if n != "loss"}
-        names = [n for n in names if n == "loss"]
-    if names:
-        spec = model_spec(out, ds, model, weights)
-        sub = {**report, "results": [r for r in report.get("results") or []
-                                     if r.get("method") == "passive-mint" or r.get("attack") in names]}
-        aucs, missing, scores = attack_candidates(out, net, spec, ds, split, sub, show_progress=show_progress)
-        unavailable.update(missing)
-    method, layer, why = choose_method(report, aucs, unavailable=unavailable)
-    return method, layer, why, scores
-
-
 def _attack_verdict(
     out: Path, ds: ImageDataset, splits: Splits, net: nn.Module, name: str, info: dict[str, Any], config: SweepConfig,
     command: list[str] | None, q_ds: ImageDataset, q_ids: np.ndarray, q_info: dict[str, Any], null_idx: np.ndarray,
@@ -241,7 +220,7 @@ def _attack_verdict(
     inside = np.isin(q_ids, scored).all()
     if scores is None or not inside:
         spec = model_spec(out, ds, model, weights)
-        scores = score_attack(method, out, net, spec, ds, split, report, extra=None if inside else q_ids,
+        scores = score_attack(method, out, net, spec, ds, splits, split, report, extra=None if inside else q_ids,
                               show_progress=show_progress)
     pool = dict(zip(scored.tolist(), np.r_[scores.members, scores.nonmembers].tolist()))
     null_scores = np.array([pool[i] for i in null_idx.tolist()], dtype=np.float64)
