@@ -3,17 +3,19 @@
 
 Reuses the audited model, splits and signal cache that ``benchmarks/passive_sweep.py`` made in
 --out (objcls-cnn, 15 epochs; 5,000 members / 5,000 external / 5,000 non-member test samples),
-and never writes there. Scores are computed once:
+and never writes there (run ``benchmarks/compare.py`` first for the attacks with reference models:
+their rows and cached reference models are then candidates too). Scores are computed once:
 
-- passive MINT: the tap chosen as ``mintaudit test`` chooses it by default, by the best
-  *validation* AUC of the sweep's MINT models (measured on the auditor's MINT-training data, never
-  on the test split), refitted here on the known members and external samples; also the
-  outputs-only MINT model (the sweep's best held-out AUC);
+- the default method of ``mintaudit test``: :func:`mintaudit.workdir.choice.choose_default` on
+  the report, the same call and the same scores as ``mintaudit test`` without ``--method``: the
+  MINT row or attack (whose reference models are cached, or that needs none) with the best
+  *validation* AUC on the auditor's own data (known members against external samples), never on
+  the test split; an attack's scores are ``attack_scores``' on the held-out members and the test split;
+- passive MINT on the tap with the best validation AUC among the MINT rows, refitted here on the
+  known members and external samples; also the outputs-only MINT model;
 - the LOSS attack, and the best of the attacks that need no reference model (LOSS, confidence,
   entropy, modified entropy), chosen by its AUC on the calibration sets (known members against
-  external samples, never the test split). The attacks with reference models (calibrated loss,
-  Shokri, LiRA, RMIA) are left out: on this 2-core machine one reference model of this size did
-  not finish in 14 minutes (see the README). aMINT does not exist yet.
+  external samples, never the test split).
 
 Then, in each repetition, the 5,000 non-member test samples are split at random into a null
 reference (2,500) and a query pool (2,500); a query set of n samples mixes held-out members (the
@@ -27,8 +29,8 @@ method. Member fraction 0% measures the false-positive rate.
     python benchmarks/power.py                  # 1,000 repetitions per cell, 2-4 minutes on 2 cores
     python benchmarks/power.py --reps 200
 
-Ends with one line (passive MINT on the tap ``mintaudit test`` chooses by default, Mann-Whitney U):
-RESULT null_reject_rate=<x> power_n100_full=<x> power_n100_half=<x>
+Ends with one line (the method ``mintaudit test`` chooses by default, Mann-Whitney U):
+RESULT null_reject_rate=<x> power_n100_full=<x> power_n100_half=<x> default_method=<name>
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from mintaudit.models import published_taps
 from mintaudit.passive import SweepConfig, audit_tap, passive_split
 from mintaudit.pipeline import prepare_data, resolve_model
 from mintaudit.signals import extract_signals, output_features
+from mintaudit.workdir.choice import choose_default
 
 SIZES = (10, 30, 100, 300)
 FRACTIONS = (0.0, 0.1, 0.5, 1.0)
@@ -83,6 +86,7 @@ def best_by_validation(report_path: Path) -> tuple[str | None, bool, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench-passive", help="the passive sweep's work directory (read only)")
+    ap.add_argument("--dataset", default="fashion-mnist", help="the sweep's data set (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=1000, help="repetitions per cell (default: %(default)s)")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--fdr", type=float, default=0.05)
@@ -91,7 +95,7 @@ def main() -> None:
     t0 = time.perf_counter()
     out = Path(args.out)
 
-    ds, splits = prepare_data("fashion-mnist", out)
+    ds, splits = prepare_data(args.dataset, out)
     net, name, _ = resolve_model(out, ds)
     split = passive_split(splits, known_fraction=0.5, seed=0)
     layers = [layer for _, layer in published_taps(name)]
@@ -100,9 +104,23 @@ def main() -> None:
 
     members, test = split.heldout_members, splits.test
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    report = json.loads((out / "report.json").read_text())
+    t = time.perf_counter()
+    method, d_layer, why, attack_done = choose_default(out, net, ds, splits, split, report, show_progress=False)
+    print(f"default method in {time.perf_counter() - t:.0f} s: {why['sentence']}")
     layer, fuse, label = best_by_validation(out / "report.json")
     cfg = SweepConfig(detector=DetectorConfig(seed=0), n_bootstrap=0)
-    for key, (lay, fu) in {f"passive MINT, {label}": (layer, fuse), "passive MINT, outputs only": (None, True)}.items():
+    if method not in ("passive-mint", "loss"):  # a registry attack: its own scores, as mintaudit test reads them
+        sc = attack_done[method]
+        assert np.array_equal(split.test, test)
+        scores[f"{method} (the default: best validation AUC {why['val_auc']:.3f})"] = (sc.members, sc.nonmembers)
+    mint_rows = {f"passive MINT, {label}": (layer, fuse), "passive MINT, outputs only": (None, True)}
+    if method == "passive-mint":
+        d_fuse = d_layer is None or why["signal"] == "activations+outputs"
+        mint_rows = {f"passive MINT, {d_layer or 'outputs'} (the default: best validation AUC "
+                     f"{why['val_auc'] if why['val_auc'] is None else round(why['val_auc'], 3)})": (d_layer, d_fuse),
+                     **{k: v for k, v in mint_rows.items() if v != (d_layer, d_fuse)}}
+    for key, (lay, fu) in mint_rows.items():
         t = time.perf_counter()
         _, det = audit_tap(cache, split, lay, cfg, fuse_outputs=fu, show_progress=False)
         scores[key] = (mint_scores(det, cache, lay, fu, members), mint_scores(det, cache, lay, fu, test))
@@ -117,11 +135,16 @@ def main() -> None:
     print("reference-free attacks, calibration AUC (known members vs external): "
           + ", ".join(f"{k} {v:.4f}" for k, v in calib_auc.items()))
     best = max(calib_auc, key=calib_auc.get)
-    for name_ in dict.fromkeys([best, "loss"]):
+    for name_ in dict.fromkeys(["loss", best] if method == "loss" else [best, "loss"]):
         key = "LOSS attack" if name_ == "loss" else f"{name_} attack (best by calibration AUC)"
         if name_ == best == "loss":
             key = "LOSS attack (best by calibration AUC)"
+        if name_ == method == "loss":
+            key += " (the default)"
         scores[key] = (free[name_][cache.rows(members)], free[name_][cache.rows(test)])
+    if method == "loss":  # the default first
+        first = next(k for k in scores if k.endswith("(the default)"))
+        scores = {first: scores[first], **{k: v for k, v in scores.items() if k != first}}
     for key, (m, n) in scores.items():
         auc = auc_score(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n])
         print(f"  {key}: AUC held-out members vs all test non-members {auc:.3f} ({len(m)} vs {len(n)})")
@@ -133,7 +156,8 @@ def main() -> None:
     rejections = {k: {d: {} for d in ("mann-whitney", "bonferroni", "binomial")} for k in keys}
     bh = {k: {} for k in keys}
     t_sim = time.perf_counter()
-    for n in SIZES:
+    sizes = tuple(n for n in SIZES if n <= min(len(members), len(test) - n_null))  # all of them on Fashion-MNIST
+    for n in sizes:
         for frac in FRACTIONS:
             n_mem = int(round(frac * n))
             for k in keys:
@@ -171,7 +195,7 @@ def main() -> None:
         print("| method | query size | 0% (null) | 10% | 50% | 100% |")
         print("|---|---|---|---|---|---|")
         for k in keys:
-            for n in SIZES:
+            for n in sizes:
                 cells = " | ".join(f"{rejections[k][d][(n, f)] / R:.3f}" for f in FRACTIONS)
                 print(f"| {k} | {n} | {cells} |")
         print()
@@ -180,20 +204,20 @@ def main() -> None:
     print("| method | query size | " + " | ".join(f"{int(100 * f)}% members" for f in FRACTIONS) + " |")
     print("|---|---|" + "---|" * len(FRACTIONS))
     for k in keys:
-        for n in SIZES:
+        for n in sizes:
             cells = " | ".join(
                 f"{bh[k][(n, f)][0] / R:.3f} / {bh[k][(n, f)][1] / R:.3f} / {bh[k][(n, f)][2] / R:.2f}" for f in FRACTIONS
             )
             print(f"| {k} | {n} | {cells} |")
 
     main_key = keys[0]
-    null_rate = sum(rejections[main_key]["mann-whitney"][(n, 0.0)] for n in SIZES) / (R * len(SIZES))
-    null_all = {k: sum(rejections[k]["mann-whitney"][(n, 0.0)] for n in SIZES) / (R * len(SIZES)) for k in keys}
-    print(f"\nfalse-positive rate of the default test over {R * len(SIZES)} null query sets per method (all sizes): "
+    null_rate = sum(rejections[main_key]["mann-whitney"][(n, 0.0)] for n in sizes) / (R * len(sizes))
+    null_all = {k: sum(rejections[k]["mann-whitney"][(n, 0.0)] for n in sizes) / (R * len(sizes)) for k in keys}
+    print(f"\nfalse-positive rate of the default test over {R * len(sizes)} null query sets per method (all sizes): "
           + ", ".join(f"{k} {v:.4f}" for k, v in null_all.items()))
     print(f"torch threads {torch.get_num_threads()}; total {time.perf_counter() - t0:.0f} s")
     print(f"RESULT null_reject_rate={null_rate:.4f} power_n100_full={rejections[main_key]['mann-whitney'][(100, 1.0)] / R:.4f} "
-          f"power_n100_half={rejections[main_key]['mann-whitney'][(100, 0.5)] / R:.4f}")
+          f"power_n100_half={rejections[main_key]['mann-whitney'][(100, 0.5)] / R:.4f} default_method={method}")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(v["sentence"])
         print(f"  scores: {v['method']} ({v['layer']}, {v['signal']}); {v['n_query']} queries ({v['query']['source']}) "
               f"against a null reference of {v['n_null']} held-out non-members")
+        if (v.get("choice") or {}).get("sentence") and not v["choice"].get("given"):
+            print(f"  {v['choice']['sentence']}")
         print(f"  deciding p = {v['p_value']:.3g} ({v['decision']}, alpha {v['alpha']:g}; null reference: {v['n_null']})")
         print(f"  Mann-Whitney: query-vs-null AUC {mw['auc']:.3f}, p = {mw['p_value']:.3g} (null reference: {v['n_null']})")
         print(f"  exceedances: {b['exceedances']} of {b['n']} above the null's top {100 * b['null_rate']:.1f}% "

@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("test", "Were these samples used to train the model? Per-sample p-values and flags, and a dataset-level verdict.",
              "mintaudit test --out runs/fm --dataset fashion-mnist --query heldout-members\n"
              "  mintaudit test --out runs/fm --dataset fashion-mnist --query suspects.txt --method loss --fdr 0.1\n"
+             "  mintaudit attack --out runs/fm --dataset fashion-mnist --methods rmia --reference 8 && "
+             "mintaudit test --out runs/fm --dataset fashion-mnist --query suspects.txt --method rmia\n"
              "  mintaudit test --out runs/amint --dataset fashion-mnist --query suspects.txt --method amint --setup entry")
     _add_data(p)
     _add_model(p)
@@ -232,13 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("the test")
     g.add_argument("--query", help="(required) heldout-members, test (non-members outside the null reference), a file of "
                    "pool indices (.txt/.csv one per line, .npy), or new samples as npz:PATH / folder:PATH")
-    g.add_argument("--method", choices=["passive-mint", "loss", "amint"], default="passive-mint",
-                   help="membership score: a passive MINT model, minus the loss, or the delivered aMINT model's "
-                   "membership probability (OUT/amint/SETUP) (default: %(default)s)")
+    g.add_argument("--method", default=None,
+                   help="membership score: passive-mint (a MINT model), amint (the delivered aMINT model's membership "
+                   "probability, OUT/amint/SETUP), or any attack of 'mintaudit attack' (loss, rmia, lira, ...; those "
+                   "with reference models read the ones 'mintaudit attack' cached, never train them) (default: the "
+                   "report's MINT row or attack with the best validation AUC on the auditor's own data, known members "
+                   "vs external samples; the verdict names it and the candidates)")
     g.add_argument("--setup", default="middle", help="with --method amint: which delivered model, the folder name under "
                    "OUT/amint (default: %(default)s)")
-    g.add_argument("--layer", help="passive-mint tap, or 'outputs' (default: the report's result with the best validation "
-                   "AUC, else outputs)")
+    g.add_argument("--layer", help="passive-mint tap, or 'outputs'; implies --method passive-mint (default: chosen with "
+                   "the method; with --method passive-mint, its report row with the best validation AUC, else outputs)")
     g.add_argument("--fuse-outputs", action="store_true", help="with --layer: also feed the output signals")
     g.add_argument("--fdr", type=float, default=0.05, help="false discovery rate of the per-sample flags (default: %(default)s)")
     g.add_argument("--alpha", type=float, default=0.05, help="level of the dataset-level test and of the plain per-sample "

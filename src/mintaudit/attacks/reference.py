@@ -56,6 +56,7 @@ def train_reference_models(
     cache_root: str | Path,
     *,
     show_progress: bool | None = None,
+    train: bool = True,
 ) -> ReferenceSet:
     """Train (or load from the cache) ``n_models`` reference models on halves of ``population``.
 
@@ -67,6 +68,7 @@ def train_reference_models(
         n_models: how many models.
         config: training options; model r uses seed ``config.seed + r``.
         cache_root: folder of the model cache.
+        train: False to refuse (ConfigError) instead of training a model that is not cached.
 
     Returns:
         The :class:`ReferenceSet`, models in eval mode.
@@ -85,6 +87,9 @@ def train_reference_models(
         half = np.sort(perm[: len(perm) // 2] if r % 2 == 0 else perm[len(perm) // 2 :])
         if (folder / "model.json").is_file():
             model, _, _ = load_model(folder)
+        elif not train:
+            raise ConfigError(f"reference model {r + 1} of {n_models} is not in the cache {str(cache_root)!r}; "
+                              "train them with 'mintaudit attack' first")
         else:
             torch.manual_seed(cfg.seed)
             model = build_model(spec)

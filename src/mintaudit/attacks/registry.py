@@ -62,6 +62,7 @@ class AttackScores:
     info: dict[str, Any]
     member_info: SampleInfo | None = None  # labels and target-model correctness, for slices
     nonmember_info: SampleInfo | None = None
+    extra: np.ndarray | None = None  # scores of attack_scores(extra=...), in its order
 
 
 @dataclass

@@ -80,6 +80,8 @@ def attack_scores(
     population: np.ndarray | None = None,
     signals_root: str | Path | None = None,
     show_progress: bool | None = None,
+    extra: np.ndarray | None = None,
+    train_references: bool = True,
 ) -> dict[str, AttackScores]:
     """Per-sample scores of ``methods`` on the passive-MINT sets (see the module docstring).
 
@@ -94,6 +96,11 @@ def attack_scores(
         signals_root: the folder of the audited model's signal caches (default
             ``cache_root / "signals"``); give a work directory's ``cache`` so that LOSS reads the
             outputs cache the sweeps use.
+        extra: pool indices scored in addition (``mintaudit test`` on a query file); their scores
+            are :attr:`AttackScores.extra`, in this order. They sit beside the scored non-members,
+            never among RMIA's population samples or any reference model's training data.
+        train_references: False to refuse (ConfigError) rather than train reference models
+            missing from the cache.
 
     Returns:
         method name -> :class:`AttackScores` (LOSS: calibrated on known members vs all external samples).
@@ -110,8 +117,13 @@ def attack_scores(
         if len(leaked):
             raise ConfigError(f"the reference population shares {len(leaked)} samples with the members or the scored "
                               "non-members; give population data disjoint from both")
-    scored = np.concatenate([members, nonmembers, known, calib_ext])  # all rows we score
-    n_m, n_n, n_k = len(members), len(nonmembers), len(known)
+    base = np.concatenate([members, nonmembers, known, calib_ext])
+    x = np.zeros(0, np.int64) if extra is None else np.asarray(extra, dtype=np.int64).reshape(-1)
+    if len(x) and "lira-online" in methods and not np.isin(x, base).all():
+        raise ConfigError("lira-online scores only the samples its reference models were trained around; "
+                          "use another attack for these samples")
+    scored = np.concatenate([members, nonmembers, x, known, calib_ext])  # all rows we score
+    n_m, n_n, n_k, n_x = len(members), len(nonmembers), len(known), len(x)
     cache_root = Path(cache_root)
     signals = Path(signals_root) if signals_root is not None else cache_root / "signals"
 
@@ -124,14 +136,15 @@ def attack_scores(
 
     def reference(kind: str) -> tuple[ReferenceSet, np.ndarray]:
         if kind not in refs:
-            population = ref_pop if kind == "offline" else np.unique(np.concatenate([ref_pop, scored]))
+            population = ref_pop if kind == "offline" else np.unique(np.concatenate([ref_pop, base]))
             ref_set = train_reference_models(spec, dataset, population, config.n_reference, config.reference_train,
-                                             cache_root / "reference" / kind, show_progress=show_progress)
+                                             cache_root / "reference" / kind, show_progress=show_progress,
+                                             train=train_references)
             rl = np.stack([reference_logits(ref_set, v, scored, cache_root / "signals") for v in views], 1)
             refs[kind] = (ref_set, rl.astype(np.float64))  # logits (R, A, N, K)
         return refs[kind]
 
-    ctx = AttackContext(model, dataset, split, scored, n_m, n_n, n_k, ref_pop, calib_ext, views, config, cache_root,
+    ctx = AttackContext(model, dataset, split, scored, n_m, n_n + n_x, n_k, ref_pop, calib_ext, views, config, cache_root,
                         signals, show_progress, target_logits, reference)
     if any(attack_spec(m).result is None for m in methods):
         ctx.logits  # noqa: B018 (the target first, as always; LOSS alone reads its own cache)
@@ -141,13 +154,22 @@ def attack_scores(
         t0 = time.perf_counter()
         got = entry.score(ctx)
         if isinstance(got, AttackScores):  # an attack with its own sets (LOSS)
+            if n_x:
+                raise ConfigError(f"attack {method!r} scores only its own sets, not extra samples; use another attack")
             out[method] = got
             continue
         s, info = got if isinstance(got, tuple) else (got, {})
         info = dict(info)
         info["n_reference"] = config.n_reference if entry.needs_references else 0
         info["seconds"] = round(time.perf_counter() - t0, 2)
-        out[method] = ctx.to_scores(np.asarray(s, dtype=np.float64), info)
+        s = np.asarray(s, dtype=np.float64)
+        if not n_x:
+            out[method] = ctx.to_scores(s, info)
+            continue
+        a, b = n_m + n_n, n_m + n_n + n_x  # the extra rows sit right after the scored non-members
+        out[method] = AttackScores(s[:n_m], s[n_m:a], s[b:b + n_k], s[b + n_k:], info,
+                                   ctx.sample_info.take(np.arange(n_m)), ctx.sample_info.take(np.arange(n_m, a)),
+                                   extra=s[a:b])
     return out
 
 

@@ -30,6 +30,7 @@ def verdict_view(verdict: Any) -> dict[str, Any] | None:
         "per_sample": None, "error_rate": str(v.get("error_rate") or ""), "assumption": str(v.get("assumption") or ""),
         "decide": {"p": _p(v.get("p_value"), m), "decision": str(v.get("decision") or ""), "alpha": value_text(v.get("alpha"))},
         "figure": _verdictfigure(v),
+        "choice": _choice(v.get("choice")),
     }
     if query or scored:
         about = query.get("description") or query.get("source")
@@ -83,6 +84,13 @@ def _bh_resolution(s: dict[str, Any], n: Any) -> str:
     )
 
 
+def _choice(c: Any) -> str:
+    """How the method was chosen: one sentence (empty when it was given with --method)."""
+    if not isinstance(c, dict) or c.get("given") or not isinstance(c.get("sentence"), str):
+        return ""
+    return c["sentence"]
+
+
 def _scored_by(v: dict[str, Any]) -> str:
     method, layer, signal, detector = (v.get(k) for k in ("method", "layer", "signal", "detector"))
     if method == "loss":
@@ -92,6 +100,8 @@ def _scored_by(v: dict[str, Any]) -> str:
         if layer in (None, "outputs"):
             return f"passive MINT on the output signals{model}"
         return f"passive MINT on the {signal or 'activations'} of layer {layer}{model}"
+    if method != "amint" and isinstance(method, str) and detector and "attack" in str(detector):
+        return f"the {detector}"
     return ", ".join(str(x) for x in (method, layer, signal) if x)
 
 

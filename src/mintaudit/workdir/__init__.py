@@ -10,6 +10,7 @@ MINT, gMINT, attacks, aMINT scoring, the verdict's statistics) and below the com
 - :mod:`~mintaudit.workdir.model`: the audited model (trained here or the user's), the sanity gate, the report header;
 - :mod:`~mintaudit.workdir.audit`: extract, fit, sweep, gMINT sweep, attack, re-render;
 - :mod:`~mintaudit.workdir.verdict`: ``mintaudit test``;
+- :mod:`~mintaudit.workdir.choice`: ``mintaudit test``'s default method, by validation AUC (also ``benchmarks/power.py``);
 - :mod:`~mintaudit.workdir.demo`: ``mintaudit demo``.
 
 ``mintaudit.pipeline`` re-exports all of it under the names it always had.

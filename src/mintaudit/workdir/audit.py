@@ -24,7 +24,8 @@ from mintaudit.taps import select_layers
 
 from mintaudit.workdir.model import model_spec, report_for, resolve_model, resolve_taps
 
-__all__ = ["extract", "fit_tap", "sweep", "sweep_model", "gradient_sweep", "render", "detector_protocol", "attack"]
+__all__ = ["extract", "fit_tap", "sweep", "sweep_model", "gradient_sweep", "render", "detector_protocol", "attack",
+           "reference_population"]
 
 
 def extract(
@@ -177,6 +178,23 @@ def detector_protocol(net: nn.Module, ds: ImageDataset, splits: Splits, config: 
             **{k: v for k, v in config.to_dict().items() if k in ("tap_mode", "tap_budget")}}
 
 
+def reference_population(ds: ImageDataset, splits: Splits, population: str, seed: int) -> np.ndarray | None:
+    """The reference models' population of ``mintaudit attack --population``: None for ``external`` (half the
+    external samples), else a seeded sample, twice the members, of the training samples no split uses."""
+    if population != "unused":
+        return None
+    taken = np.zeros(len(ds), dtype=bool)
+    taken[np.concatenate([splits.members, splits.external, splits.test])] = True
+    if ds.official_test is not None:
+        taken |= ds.official_test
+    unused = np.flatnonzero(~taken)
+    if len(unused) < 2:
+        raise ConfigError("no unused training samples for reference models; use --population external")
+    # twice the members, so that each reference model (trained on a half) sees as many samples as the audited one
+    size = min(len(unused), 2 * len(splits.members))
+    return np.sort(np.random.default_rng(seed).choice(unused, size=size, replace=False))
+
+
 def attack(
     out_dir: str | Path, ds: ImageDataset, splits: Splits, *, methods: list[str], model: str | None = None,
     weights: str | None = None, config: AttackConfig | None = None, known_fraction: float = 0.5,
@@ -196,18 +214,7 @@ def attack(
     net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
     spec = model_spec(out, ds, model, weights)
     split = passive_split(splits, known_fraction=known_fraction, seed=config.seed)
-    pop = None
-    if population == "unused":
-        taken = np.zeros(len(ds), dtype=bool)
-        taken[np.concatenate([splits.members, splits.external, splits.test])] = True
-        if ds.official_test is not None:
-            taken |= ds.official_test
-        unused = np.flatnonzero(~taken)
-        if len(unused) < 2:
-            raise ConfigError("no unused training samples for reference models; use --population external")
-        # twice the members, so that each reference model (trained on a half) sees as many samples as the audited one
-        size = min(len(unused), 2 * len(splits.members))
-        pop = np.sort(np.random.default_rng(config.seed).choice(unused, size=size, replace=False))
+    pop = reference_population(ds, splits, population, config.seed)
     # the audited model's signals in out/cache, where the sweeps keep theirs: LOSS reads the same outputs cache
     results = run_attacks(net, spec, ds, split, methods, out / "cache" / "attacks", config, population=pop,
                           signals_root=out / "cache", show_progress=show_progress)
@@ -218,5 +225,6 @@ def attack(
     for r in results:
         add_result(report, r)
     report.setdefault("config", {})["attacks"] = config.to_dict()
+    report["config"]["attack_population"] = population
     write_report(report, out)
     return report

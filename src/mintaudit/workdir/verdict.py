@@ -20,8 +20,10 @@ from mintaudit.report import load_report, write_report
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 
+from mintaudit.attacks.registry import ATTACKS
 from mintaudit.workdir.audit import detector_protocol
-from mintaudit.workdir.model import report_for, resolve_model
+from mintaudit.workdir.choice import choose_default, score_attack
+from mintaudit.workdir.model import model_spec, report_for, resolve_model
 
 __all__ = ["QUERY_ROLES", "null_split", "verdict"]
 
@@ -58,7 +60,7 @@ def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple
 
 
 def verdict(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, query: str, method: str = "passive-mint",
+    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, query: str, method: str | None = None,
     layer: str | None = None, fuse_outputs: bool = False, fdr: float = 0.05, alpha: float = 0.05,
     decision: str = "mann-whitney", model: str | None = None, weights: str | None = None,
     config: SweepConfig | None = None, null_fraction: float = 0.5, command: list[str] | None = None,
@@ -82,13 +84,17 @@ def verdict(
             ``test`` (the test split's non-null half: a negative control), a file of pool
             indices (``.txt`` / ``.csv``, one per line, first column; or ``.npy``), or new
             samples as ``npz:PATH`` / ``folder:PATH`` (same image shape and classes).
-        method: ``passive-mint`` (a MINT model on ``layer``), ``loss`` (minus the loss) or
-            ``amint`` (the membership probability of the delivered aMINT model
-            ``OUT/amint/<setup>``; ``heldout-members`` are then training members its head saw,
-            as in the published protocol).
+        method: ``passive-mint`` (a MINT model on ``layer``), ``loss`` (minus the loss), any
+            attack of the registry (:data:`mintaudit.attacks.ATTACKS`: ``rmia``, ``lira``, ...;
+            its scores as ``mintaudit attack`` computes them, from the reference models it
+            cached; never trained here) or ``amint`` (the membership probability of the
+            delivered aMINT model ``OUT/amint/<setup>``; ``heldout-members`` are then training
+            members its head saw, as in the published protocol). Default (``None``, no
+            ``layer``): the row of the report with the best *validation* AUC, measured on the
+            auditor's own data only (:func:`~mintaudit.workdir.choice.choose_method`); the
+            verdict's ``choice`` records it, its candidates and their validation AUCs.
         layer: the passive-MINT tap (name, index, glob) or ``outputs`` (output signals only);
-            default: the report's passive-MINT result with the best *validation* AUC (measured
-            on the auditor's MINT-training data, never on the null), else ``outputs``.
+            implies ``method="passive-mint"``; default: chosen as above.
         fuse_outputs: with an explicit ``layer``, also feed the output signals.
         fdr, alpha, decision: see :func:`~mintaudit.evaluation.sample_decisions` and
             :func:`~mintaudit.evaluation.dataset_test`.
@@ -103,13 +109,15 @@ def verdict(
     from mintaudit.evaluation.statistics import DECISIONS
 
     config = config or SweepConfig()
-    if method not in ("passive-mint", "loss", "amint"):
-        raise ConfigError(f"--method must be passive-mint, loss or amint; given {method!r}")
+    if method is not None and method not in ("passive-mint", "amint") and method not in ATTACKS:
+        raise ConfigError(f"--method must be passive-mint, amint or an attack ({', '.join(ATTACKS)}); given {method!r}")
+    if method is None and layer is not None:
+        method = "passive-mint"
     if decision not in DECISIONS:
         raise ConfigError(f"--decision must be one of {', '.join(DECISIONS)}; given {decision!r}")
     if not (0.0 < fdr <= 1.0 and 0.0 < alpha < 1.0):
         raise ConfigError(f"--fdr must lie in (0, 1] and --alpha in (0, 1); given {fdr} and {alpha}; e.g. 0.05")
-    if method != "passive-mint" and (layer is not None or fuse_outputs):
+    if method not in (None, "passive-mint") and (layer is not None or fuse_outputs):
         raise ConfigError(f"--layer and --fuse-outputs apply to --method passive-mint only; drop them for {method}")
     if layer is None and fuse_outputs:
         raise ConfigError("--fuse-outputs needs --layer; without --layer the report's best result decides")
@@ -139,12 +147,26 @@ def verdict(
                                null_scores, q_scores, about, fdr=fdr, alpha=alpha, decision=decision,
                                null_fraction=null_fraction)
     net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+    report_path = out / "report.json"
+    report = load_report(report_path) if report_path.is_file() else {"results": []}
+    attack_done: dict[str, Any] = {}
+    if method is None:
+        method, layer_name, choice, attack_done = choose_default(out, net, ds, splits, split, report,
+                                                                 other_data=q_ds is not ds, model=model,
+                                                                 weights=weights, show_progress=show_progress)
+        fuse = layer_name is None or choice["signal"] == "activations+outputs"
+    else:
+        choice = {"chosen": method, "given": True, "sentence": f"Method given with --method {method}."}
+    if method not in ("passive-mint", "loss"):  # a registry attack
+        return _attack_verdict(out, ds, splits, net, name, info, config, command, q_ds, q_ids, q_info, null_idx,
+                               split, report, method, choice, attack_done.get(method), model, weights, show_progress,
+                               fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
     if method == "passive-mint":
         _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
                         "the MINT model's training data (known members and external samples)",
                         "their scores say nothing about membership; query other samples, or use --method loss")
-
-    layer_name, fuse = _verdict_layer(out, net, layer, fuse_outputs) if method == "passive-mint" else (None, False)
+    if choice.get("given"):
+        layer_name, fuse = _verdict_layer(out, net, layer, fuse_outputs) if method == "passive-mint" else (None, False)
     layers = [layer_name] if layer_name is not None else []
     base_idx = np.unique(split.all_indices())
     cache = _find_cache(out / "cache", net, ds, layers, base_idx) or extract_signals(
@@ -174,8 +196,38 @@ def verdict(
             return mint_scores(det, c, layer_name, fuse, ids)
         signal = "outputs" if layer_name is None else ("activations+outputs" if fuse else "activations")
         about = {"method": "passive-mint", "signal": signal, "layer": layer_name or "outputs", "detector": det.kind_}
+    about["choice"] = choice
 
     null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
+    return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx, null_scores,
+                           q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
+
+
+def _attack_verdict(
+    out: Path, ds: ImageDataset, splits: Splits, net: nn.Module, name: str, info: dict[str, Any], config: SweepConfig,
+    command: list[str] | None, q_ds: ImageDataset, q_ids: np.ndarray, q_info: dict[str, Any], null_idx: np.ndarray,
+    split: Any, report: dict[str, Any], method: str, choice: dict[str, Any], scores: Any, model: str | None,
+    weights: str | None, show_progress: bool | None, *, fdr: float, alpha: float, decision: str, null_fraction: float,
+) -> dict[str, Any]:
+    """The verdict scored by the registry attack ``method``, from the reference models ``mintaudit attack`` cached."""
+    if q_ds is not ds:
+        raise ConfigError(f"--method {method} scores samples of the audited data set only (its scores are calibrated "
+                          "on them); for new samples (npz:/folder:) use --method passive-mint or loss")
+    _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
+                    "the attack's calibration and reference data (known members and external samples)",
+                    "their scores say nothing about membership; query other samples, or use --method loss")
+    scored = np.concatenate([split.heldout_members, split.test])
+    inside = np.isin(q_ids, scored).all()
+    if scores is None or not inside:
+        spec = model_spec(out, ds, model, weights)
+        scores = score_attack(method, out, net, spec, ds, splits, split, report, extra=None if inside else q_ids,
+                              show_progress=show_progress)
+    pool = dict(zip(scored.tolist(), np.r_[scores.members, scores.nonmembers].tolist()))
+    null_scores = np.array([pool[i] for i in null_idx.tolist()], dtype=np.float64)
+    q_scores = (np.array([pool[i] for i in q_ids.tolist()], dtype=np.float64) if inside
+                else np.asarray(scores.extra, dtype=np.float64))
+    about = {"method": method, "signal": "outputs", "layer": "outputs", "choice": choice,
+             "detector": f"{method} attack ({scores.info.get('n_reference', 0)} reference models)"}
     return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx, null_scores,
                            q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
 
