@@ -240,6 +240,26 @@ def test_a_pooled_sweep_reports_its_modes_and_budget(workdir, tmp_path, monkeypa
     assert "(pooled)" in (tmp_path / "run" / "report.html").read_text()
 
 
+def test_the_verdict_reads_the_tap_as_the_sweep_stored_it(workdir, tmp_path, monkeypatch):
+    """`test --tap-mode pooled` reuses the sweep's pooled cache; with the default budget it extracts the full map."""
+    from mintaudit.cli import main
+    from mintaudit.signals import SignalCache
+
+    common = _copy(workdir, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", *common, "--taps", "relu1", "--tap-mode", "pooled"]) == 0
+    caches = lambda: {p.parent for p in (tmp_path / "run" / "cache").glob("*/manifest.json")}  # noqa: E731
+    before = caches()
+    query = ["test", *common, "--query", "heldout-members", "--layer", "relu1"]
+    assert main([*query, "--tap-mode", "pooled"]) == 0
+    assert caches() == before  # the pooled cache was reused, nothing extracted again
+    verdict = json.loads((tmp_path / "run" / "report.json").read_text())["verdict"]
+    assert verdict["n_query"] > 0
+    assert main(query) == 0  # the default budget keeps relu1 full: a full cache is made for it
+    new = caches() - before
+    assert new and all(SignalCache.open(c).tap_mode("relu1") == "full" for c in new if "relu1" in SignalCache.open(c).layers)
+
+
 def test_modes_parse_and_normalise():
     assert parse_tap_mode(" Grid:03 ") == "grid:3" and parse_tap_mode("POOLED") == "pooled"
     with pytest.raises(ConfigError, match="unknown tap mode"):

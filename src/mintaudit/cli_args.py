@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_model(p)
     _add_gate(p)
+    _add_tap_storage(p)
     g = p.add_argument_group("the test")
     g.add_argument("--query", help="(required) heldout-members, test (non-members outside the null reference), a file of "
                    "pool indices (.txt/.csv one per line, .npy), or new samples as npz:PATH / folder:PATH")

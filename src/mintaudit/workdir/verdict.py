@@ -17,7 +17,7 @@ from mintaudit.preprocess import DEFAULT_PREPROCESS
 from mintaudit.models import model_fingerprint
 from mintaudit.passive import SweepConfig, audit_tap, mint_scores, passive_split
 from mintaudit.report import load_report, write_report
-from mintaudit.signals import extract_signals
+from mintaudit.signals import extract_signals, plan_tap_modes
 from mintaudit.taps import select_layers
 
 from mintaudit.attacks.registry import ATTACKS
@@ -169,18 +169,19 @@ def verdict(
         layer_name, fuse = _verdict_layer(out, net, layer, fuse_outputs) if method == "passive-mint" else (None, False)
     layers = [layer_name] if layer_name is not None else []
     base_idx = np.unique(split.all_indices())
-    cache = _find_cache(out / "cache", net, ds, layers, base_idx) or extract_signals(
-        net, ds, base_idx, layers, out / "cache", batch_size=config.batch_size, dtype=config.dtype,  # type: ignore[arg-type]
-        show_progress=show_progress)
+    # the tap is stored as the sweep stored it (same --tap-mode / --tap-budget): a cache of another mode is not reused
+    modes = plan_tap_modes(net, ds, base_idx, layers, config.tap_mode, config.tap_budget, config.dtype)
+    store = {"batch_size": config.batch_size, "dtype": config.dtype, "show_progress": show_progress,
+             "tap_mode": modes or None, "tap_budget": config.tap_budget}
+    cache = _find_cache(out / "cache", net, ds, layers, base_idx, modes) or extract_signals(
+        net, ds, base_idx, layers, out / "cache", **store)  # type: ignore[arg-type]
     if q_ds is not ds:
-        q_cache = extract_signals(net, q_ds, q_ids, layers, out / "cache", batch_size=config.batch_size,
-                                  dtype=config.dtype, show_progress=show_progress)  # type: ignore[arg-type]
+        q_cache = extract_signals(net, q_ds, q_ids, layers, out / "cache", **store)  # type: ignore[arg-type]
     elif np.isin(q_ids, cache.indices).all():
         q_cache = cache
     else:
-        q_cache = _find_cache(out / "cache", net, ds, layers, q_ids) or extract_signals(
-            net, ds, np.sort(q_ids), layers, out / "cache", batch_size=config.batch_size, dtype=config.dtype,  # type: ignore[arg-type]
-            show_progress=show_progress)
+        q_cache = _find_cache(out / "cache", net, ds, layers, q_ids, modes) or extract_signals(
+            net, ds, np.sort(q_ids), layers, out / "cache", **store)  # type: ignore[arg-type]
 
     if method == "loss":
         def score(c: Any, ids: np.ndarray) -> np.ndarray:  # in float64 from the logits: no ties at zero loss
@@ -354,8 +355,9 @@ def _verdict_layer(out: Path, net: nn.Module, layer: str | None, fuse_outputs: b
     return str(best["layer"]), best.get("signal") == "activations+outputs"
 
 
-def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str], indices: np.ndarray) -> Any:
-    """An existing activation cache under ``root`` of this model and data holding ``layers`` and ``indices``, or None."""
+def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str], indices: np.ndarray,
+                modes: dict[str, str]) -> Any:
+    """An existing activation cache under ``root`` of this model and data holding ``layers`` (stored in ``modes``) and ``indices``, or None."""
     from mintaudit.errors import CacheError
     from mintaudit.signals import SignalCache
 
@@ -371,6 +373,8 @@ def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str],
         if (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp) or \
                 m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])) or \
                 m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess_record:
+            continue
+        if any(cache.tap_mode(layer) != modes[layer] for layer in layers):
             continue
         if np.isin(indices, cache.indices).all():
             return cache
