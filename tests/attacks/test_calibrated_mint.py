@@ -24,6 +24,8 @@ from mintaudit.data import ImageDataset, make_splits
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.models import ModelSpec, build_model
 from mintaudit.passive import passive_split
+from mintaudit.signals import extract_signals
+from mintaudit.signals.outputs import true_label_loss
 from mintaudit.report import add_result, new_report
 from mintaudit.training import TrainConfig, train_classifier
 
@@ -82,6 +84,38 @@ def test_row_is_fitted_on_the_passive_sets_only_and_reproducible(small_setup, tm
     again = attack_scores(model, spec, ds, split, ["calibrated-mint"], tmp_path, CFG, show_progress=False)
     np.testing.assert_array_equal(again["calibrated-mint"].members, sc.members)
     np.testing.assert_array_equal(again["calibrated-mint"].nonmembers, sc.nonmembers)
+
+
+def _losses(model, ds, ids, root):
+    out = extract_signals(model, ds, ids, [], root, show_progress=False).outputs()
+    return true_label_loss(out["logits"], out["labels"])
+
+
+@pytest.mark.parametrize("unused", [False, True], ids=["population-external", "population-unused"])
+def test_mint_model_is_fitted_on_known_members_vs_unreferenced_external_samples(small_setup, tmp_path, monkeypatch,
+                                                                                unused):
+    ds, spec, model, split = small_setup
+    fitted = {}
+    real_fit = MintDetector.fit
+
+    def spy(self, X, y, extra=None):
+        fitted["X"], fitted["y"] = np.array(X), np.array(y)
+        return real_fit(self, X, y, extra)
+
+    monkeypatch.setattr(MintDetector, "fit", spy)
+    taken = np.r_[split.heldout_members, split.known_members, split.external, split.test]
+    population = np.setdiff1d(np.arange(len(ds)), taken) if unused else None  # the 10 samples no split uses
+    sc = attack_scores(model, spec, ds, split, ["calibrated-mint"], tmp_path, CFG, population=population,
+                       show_progress=False)["calibrated-mint"]
+    loss = fitted["X"][:, FEATURES.index("loss")]
+    scored = _losses(model, ds, np.r_[split.heldout_members, split.test], tmp_path / "s")
+    assert not np.isin(loss, scored).any()  # no held-out member, no test non-member
+    known = _losses(model, ds, split.known_members, tmp_path / "s")
+    np.testing.assert_array_equal(np.sort(loss[fitted["y"] == 1]), np.sort(known))
+    external = _losses(model, ds, split.external, tmp_path / "s")
+    neg = loss[fitted["y"] == 0]
+    assert np.isin(neg, external).all() and len(neg) == (len(split.external) if unused else len(split.external) // 2)
+    assert sc.info["n_external"] == len(neg)
 
 
 def test_validation_rows_are_the_detectors_own():
