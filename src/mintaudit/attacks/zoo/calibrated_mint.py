@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from mintaudit.attacks.reference import reference_logits
@@ -167,8 +168,7 @@ def calibrated_mint(ctx: AttackContext) -> AttackScores:
     val_auc = {k: float(auc_score(y[val], f(Xf[val]))) for k, f in decide.items()}
     kind = max(val_auc, key=lambda k: (val_auc[k], k == "mlp"))  # a tie keeps the MLP
     n = len(ctx.scored)
-    s = 1.0 / (1.0 + np.exp(-decide[kind](X[:n])))
-    vs = 1.0 / (1.0 + np.exp(-decide[kind](Xf[val])))
+    s, vs = expit(decide[kind](X[:n])), expit(decide[kind](Xf[val]))
     info = {"val_auc": val_auc[kind], "detector": kind, "val_auc_by_detector": val_auc,
             "best_epoch": mlp.best_epoch_ if kind == "mlp" else None, "features": list(FEATURES), **about,
             "n_reference": ctx.config.n_reference, "seconds": round(time.perf_counter() - t0, 2),
