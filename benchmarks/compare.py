@@ -11,7 +11,13 @@ as many samples as the audited model did.
     python benchmarks/passive_sweep.py            # first: the model and the MINT rows
     python benchmarks/compare.py --reference 8
 
-Ends with one line: RESULT <method>_auc=<x> <method>_tpr1=<x> ... for every method it ran.
+Calibrated MINT (``calibrated-mint``, our reconstruction: a MINT model on the output signals fused
+with reference-calibrated ones) runs with the attacks, on the same reference models. The best MINT
+row is chosen among ALL MINT rows (passive MINT on activations, activations + outputs, outputs, and
+calibrated MINT) by the MINT model's validation AUC, never by the scored side.
+
+Ends with one line: RESULT <method>_auc=<x> <method>_tpr1=<x> ... for every method it ran, then
+best_mint_auc=<x> best_mint_tpr1=<x> (the best MINT row's scored AUC and TPR at 1% FPR).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from mintaudit.attacks.run import AttackConfig
 from mintaudit.pipeline import attack, prepare_data, resolve_model
 from mintaudit.training import TrainConfig
 
-OFFLINE = ["loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "rmia"]
+OFFLINE = ["loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "rmia",
+           "calibrated-mint"]
+REFERENCE_METHODS = ("calibrated-loss", "shokri", "lira", "rmia", "calibrated-mint")
 
 
 def _row(name: str, r: dict, seconds: float | None) -> str:
@@ -58,7 +66,7 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    offline_refs = [m for m in methods if m in ("calibrated-loss", "shokri", "lira", "rmia")]
+    offline_refs = [m for m in methods if m in REFERENCE_METHODS]
     if offline_refs:  # train (or load) the reference models once, timed on their own
         attack(args.out, ds, splits, methods=[offline_refs[0]], config=cfg, population=args.population, command=["compare.py"])
         timings["reference models (offline)"] = time.perf_counter() - t0
@@ -80,6 +88,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     results = report["results"]
     keyed: dict[str, dict] = {}
+    mint_rows: list[tuple[str, dict]] = []  # every MINT row, for the best one by validation AUC
     for kind, signal in (("passive-mint", "activations"), ("passive-mint", "activations+outputs"), ("passive-mint", "outputs"),
                          ("gmint", "gradients")):
         rows = [r for r in results if r["method"] == kind and r["signal"] == signal]
@@ -89,14 +98,27 @@ def main() -> None:
             name = f"{kind} {signal} (best: {best.get('label')})"
             print(_row(name, best, best.get("fit", {}).get("seconds")))
             keyed[f"{kind}_{signal}".replace("-", "_").replace("+", "_")] = best
+            if kind == "passive-mint":
+                mint_rows += [(f"{kind} {signal} ({r.get('label')})", r) for r in rows]
     for r in results:
         if r.get("attack"):
-            print(_row(r["attack"], r, r["fit"].get("seconds")))
+            name = f"{r['attack']} ({r['signal']}, {r['detector']})" if r["method"] == "calibrated-mint" else r["attack"]
+            print(_row(name, r, r["fit"].get("seconds")))
             keyed[r["attack"].replace("-", "_")] = r
+            if r["method"] == "calibrated-mint":
+                mint_rows.append((name, r))
+    best_mint = None
+    if mint_rows:  # chosen by the MINT model's validation AUC, never by the scored side
+        best_name, best_mint = max(mint_rows, key=lambda nr: nr[1].get("fit", {}).get("val_auc") or float("-inf"))
+        print(f"\nbest MINT row by validation AUC: {best_name}, val_auc {best_mint['fit']['val_auc']:.4f}")
+        for n, r in sorted(mint_rows, key=lambda nr: -(nr[1].get("fit", {}).get("val_auc") or float("-inf")))[:5]:
+            print(f"  val_auc {r['fit'].get('val_auc') or float('nan'):.4f}  scored AUC {r['metrics']['auc']:.4f}  {n}")
     print("\nseconds: MINT rows = fitting the MINT model; attacks = scoring with reference models already trained "
           "(their training time is listed above)")
-    print("RESULT " + " ".join(f"{k}_auc={r['metrics']['auc']:.4f} {k}_tpr1={r['metrics']['tpr_at_fpr']['0.01']:.4f}"
-                               for k, r in keyed.items()))
+    best = [] if best_mint is None else [f"best_mint_auc={best_mint['metrics']['auc']:.4f}",
+                                         f"best_mint_tpr1={best_mint['metrics']['tpr_at_fpr']['0.01']:.4f}"]
+    print("RESULT " + " ".join([*(f"{k}_auc={r['metrics']['auc']:.4f} {k}_tpr1={r['metrics']['tpr_at_fpr']['0.01']:.4f}"
+                                  for k, r in keyed.items()), *best]))
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def test_the_confidence_attack_is_one_file_of_the_attack_zoo():
     assert (spec.method, spec.needs_references, spec.label) == ("confidence", False, "confidence")
     assert [attack_spec(a).method for a in ("modified-entropy", "lira-online")] == ["entropy", "lira"]
     assert [a for a in ATTACKS if attack_spec(a).needs_references] == ["calibrated-loss", "shokri", "lira", "lira-online",
-                                                                        "rmia"]
+                                                                        "rmia", "calibrated-mint"]
 
 
 # ---------------------------------------------------------------------------------------------- data sets

@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate(p)
     p.add_argument("--methods", default="loss,entropy,rmia",
                    help="comma-separated: loss, confidence, entropy, modified-entropy, calibrated-loss, shokri, lira, "
-                        "lira-online, rmia (default: %(default)s)")
+                        "lira-online, rmia, calibrated-mint (a MINT model on reference-calibrated output signals; e.g. "
+                        "--methods rmia,calibrated-mint --reference 8) (default: %(default)s)")
     p.add_argument("--reference", type=int, default=d.A.n_reference, help="reference (shadow) models per kind (default: %(default)s)")
     p.add_argument("--reference-epochs", type=int, default=d.A.reference_train.epochs, help="training epochs of each reference model (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.A.reference_train.batch_size, help="reference-model batch size (default: %(default)s)")

@@ -8,7 +8,8 @@ an attack is one file (see ``docs/extending.md``; the built-ins live in
 A score function takes an :class:`AttackContext` (the target model's logits on the scored rows,
 their labels, the reference models on demand, the options) and returns float scores over
 ``ctx.scored`` (higher = more likely a member), optionally with a dict of fit details for the
-report row's ``fit``.
+report row's ``fit``. A ``"row"`` entry of that dict, if any, is not part of ``fit``: it sets the
+row's ``signal``, ``detector`` and ``threshold_source`` (``calibrated-mint``, a MINT model).
 
 Example:
     >>> @register_attack("max-logit", method="confidence")  # doctest: +SKIP

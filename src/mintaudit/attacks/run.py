@@ -212,12 +212,14 @@ def run_attacks(
         calib = np.r_[sc.calibration_members, sc.calibration_nonmembers]
         calib_y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
         thr = float(best_threshold(calib_y, calib))
+        # an attack may name its row's signal, detector and threshold source in info["row"] (calibrated-mint)
+        row = {"signal": "outputs", "detector": "threshold",
+               "threshold_source": "known members vs half of the external samples", **sc.info.get("row", {})}
         results.append(Result.from_evaluation(
             evaluate_scores(sc.members, sc.nonmembers, threshold=thr, n_bootstrap=config.n_bootstrap,
                             seed=config.seed, member_info=sc.member_info, nonmember_info=sc.nonmember_info),
-            method=entry.method, signal="outputs", protocol="heldout-members", layer="outputs", label=entry.label,
-            attack=method, detector="threshold", threshold_source="known members vs half of the external samples",
-            fit=sc.info,
+            method=entry.method, protocol="heldout-members", layer="outputs", label=entry.label, attack=method,
+            fit={k: v for k, v in sc.info.items() if k != "row"}, **row,
         ))
     return results
 

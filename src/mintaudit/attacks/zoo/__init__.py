@@ -7,6 +7,6 @@ lists them; every other module of this folder is imported after them, in name or
 import importlib
 import pkgutil
 
-_BUILTIN = ("loss", "confidence", "entropy", "calibrated_loss", "shokri", "lira", "rmia")
+_BUILTIN = ("loss", "confidence", "entropy", "calibrated_loss", "shokri", "lira", "rmia", "calibrated_mint")
 for _name in (*_BUILTIN, *sorted({m.name for m in pkgutil.iter_modules(__path__)} - set(_BUILTIN))):
     importlib.import_module(f"{__name__}.{_name}")
