@@ -26,7 +26,7 @@ from mintaudit.training import (
     run_signature, start_training, write_checkpoint,
 )
 
-__all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "train_active", "membership_scores", "task_accuracy",
+__all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "scheduled_lr", "train_active", "membership_scores", "task_accuracy",
            "task_correct"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -42,6 +42,9 @@ class ActiveConfig:
             external samples, drawn afresh every epoch).
         batch_size: members per step (64 as published); the same number of external samples.
         lr: Adam learning rate (1e-4 as published).
+        lr_schedule: ``constant`` (as published) or ``cosine``: the learning rate of every
+            parameter falls from ``lr`` to 0 along a half cosine over the ``epochs`` (step by
+            step), so the head settles on the members it memorises instead of wandering.
         weight_decay: Adam's L2 term.
         lambda_task, lambda_mint: weights of the two losses.
         normalisation: divide each loss by its value on the first batch (``first-batch``, as in
@@ -64,6 +67,7 @@ class ActiveConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
     lambda_task: float = 1.0
     lambda_mint: float = 1.0
@@ -78,6 +82,8 @@ class ActiveConfig:
 
     def __post_init__(self) -> None:
         check_schedule(self.epochs, self.batch_size, self.lr)
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 (0 disables early stopping), got {self.patience}")
         if self.normalisation not in ("first-batch", "none", "ema"):
@@ -90,6 +96,19 @@ class ActiveConfig:
             raise ConfigError("lambda_task must be >= 0 and lambda_mint > 0")
         if not 0.0 <= self.mint_grad_scale <= 1.0:
             raise ConfigError(f"mint_grad_scale must lie in [0, 1], got {self.mint_grad_scale}")
+
+
+def scheduled_lr(config: ActiveConfig, epoch: int, step: int, n_steps: int) -> float:
+    """The learning rate of step ``step`` (of ``n_steps``) in epoch ``epoch`` (0-based) under ``config.lr_schedule``.
+
+    Example:
+        >>> scheduled_lr(ActiveConfig(epochs=2, lr=1e-3, lr_schedule="cosine"), 1, 0, 10)
+        0.0005
+    """
+    if config.lr_schedule == "constant":
+        return config.lr
+    done = (epoch * n_steps + step) / max(config.epochs * n_steps, 1)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 @dataclass
@@ -289,6 +308,8 @@ def train_active(
     bad_epochs, start_epoch = 0, 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     run = run_signature(config, members=members, external=external, val_members=val_members, val_external=val_external)
+    if config.lr_schedule != "constant":  # the schedule's length is part of the run: a longer resume would change it
+        run["schedule_epochs"] = config.epochs
     state = read_checkpoint(ckpt_path, model, opt, gen, run, config.epochs) if resume else None
     if state is not None:
         try:
@@ -318,6 +339,9 @@ def train_active(
         bar = progress(range(n_steps), total=n_steps, desc=f"aMINT epoch {epoch + 1}/{config.epochs}",
                        enabled=show, unit="step")
         for step in bar:
+            if config.lr_schedule != "constant":  # from (epoch, step) alone: a resumed run gets the same rates
+                for group in opt.param_groups:
+                    group["lr"] = scheduled_lr(config, epoch, step, n_steps)
             m_idx = mine_m[step * b : (step + 1) * b]
             e_idx = mine_e[step * b : step * b + len(m_idx)]
             xm, xe = dataset.batch(m_idx, dev), dataset.batch(e_idx, dev)
