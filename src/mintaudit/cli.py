@@ -271,6 +271,7 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
             train=ActiveConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                                lambda_task=args.lambda_task, lambda_mint=args.lambda_mint,
                                normalisation=args.normalisation, mint_grad_scale=args.mint_grad_scale,
+                               lr_schedule=args.lr_schedule,
                                augment=args.augment, patience=args.patience, seed=args.seed),
             val_members=args.val_members, val_external=args.val_external, n_bootstrap=args.bootstrap,
         )

@@ -77,3 +77,25 @@ def test_cosine_resume_equals_uninterrupted_run_and_refuses_another_length(toy_d
     with pytest.raises(ConfigError, match="schedule_epochs"):
         _train(_active(), toy_dataset, ActiveConfig(epochs=4, batch_size=8, lr=1e-2, patience=0, lr_schedule="cosine"),
                checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("given, expected", [([], "constant"), (["--lr-schedule", "cosine"], "cosine")])
+def test_the_cli_passes_the_schedule(given, expected, tmp_path, monkeypatch):
+    """`mintaudit active train --lr-schedule` reaches ActiveConfig (the run itself is stopped at the call)."""
+    import mintaudit.active.workflow as workflow
+    from mintaudit.cli import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(out, ds, splits, config, **kwargs):
+        seen["schedule"] = config.train.lr_schedule
+        raise Stop
+
+    monkeypatch.setattr(workflow, "active_train", spy)
+    with pytest.raises(Stop):
+        main(["active", "train", "--out", str(tmp_path / "run"), "--dataset", "digits", "--members", "300",
+              "--external", "400", "--test", "300", "--quiet", "--epochs", "1", *given])
+    assert seen["schedule"] == expected
