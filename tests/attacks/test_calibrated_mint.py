@@ -20,26 +20,13 @@ from mintaudit.attacks.zoo.calibrated_mint import (
     validation_rows,
 )
 from mintaudit.cli import main
-from mintaudit.data import ImageDataset, make_splits
 from mintaudit.detectors import DetectorConfig, MintDetector
-from mintaudit.models import ModelSpec, build_model
-from mintaudit.passive import passive_split
 from mintaudit.signals import extract_signals
 from mintaudit.signals.outputs import true_label_loss
 from mintaudit.report import add_result, new_report
-from mintaudit.training import TrainConfig, train_classifier
+from mintaudit.training import TrainConfig
 
 CFG = AttackConfig(n_reference=2, reference_train=TrainConfig(epochs=1, batch_size=16), n_bootstrap=50)
-
-
-@pytest.fixture
-def small_setup(toy_dataset):
-    ds = ImageDataset("toy", toy_dataset.images, toy_dataset.labels, 3)  # no official test
-    splits = make_splits(ds, members=40, external=40, test=30, seed=0)
-    spec = ModelSpec("tiny-cnn", 1, 3, (8, 8))
-    model = build_model(spec)
-    train_classifier(model, ds, splits.members, TrainConfig(epochs=2, batch_size=16), show_progress=False)
-    return ds, spec, model, passive_split(splits, seed=0)
 
 
 def test_calibrated_signals_equal_a_direct_computation():

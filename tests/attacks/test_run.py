@@ -8,23 +8,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mintaudit.attacks.run import ATTACKS, AttackConfig, attack_scores, run_attacks
-from mintaudit.data import ImageDataset, make_splits
+from mintaudit.data import make_splits
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import evaluate_scores
 from mintaudit.models import ModelSpec, build_model
 from mintaudit.passive import PassiveSplit, passive_split
 from mintaudit.report import add_result, new_report
 from mintaudit.training import TrainConfig, train_classifier
-
-
-@pytest.fixture
-def small_setup(toy_dataset):
-    ds = ImageDataset("toy", toy_dataset.images, toy_dataset.labels, 3)  # no official test
-    splits = make_splits(ds, members=40, external=40, test=30, seed=0)
-    spec = ModelSpec("tiny-cnn", 1, 3, (8, 8))
-    model = build_model(spec)
-    train_classifier(model, ds, splits.members, TrainConfig(epochs=2, batch_size=16), show_progress=False)
-    return ds, spec, model, passive_split(splits, seed=0)
 
 
 def test_every_attack_gives_a_valid_result_with_sklearn_auc(small_setup, tmp_path):
