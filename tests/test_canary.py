@@ -13,6 +13,7 @@ from mintaudit.canary import (check_audit, draw_canaries, epsilon_one_run, guess
                               p_value)
 from mintaudit.cli import main
 from mintaudit.errors import ConfigError
+from pools import learnable_npz
 
 
 def _tail(r: int, v: int, q: float) -> float:
@@ -116,14 +117,8 @@ def test_check_audit():
 # the verb
 
 
-def _npz(tmp_path, n=300, size=8):
-    path = tmp_path / "data.npz"
-    if not path.exists():
-        rng = np.random.default_rng(0)
-        y = np.arange(n) % 3
-        x = np.clip(rng.normal(60 + 70 * y[:, None, None], 30, (n, size, size)), 0, 255).astype(np.uint8)
-        np.savez(path, x=x, y=y)
-    return f"npz:{path}"
+def _npz(tmp_path):
+    return learnable_npz(tmp_path, 300)
 
 
 SIZES = ["--members", "60", "--external", "150", "--test", "60"]

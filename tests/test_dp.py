@@ -6,27 +6,20 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from mintaudit.cli import main
+from pools import learnable_npz
 
 pytest.importorskip("opacus")
 
 SIZES = ["--members", "60", "--external", "40", "--test", "40"]
 
 
-def _npz(tmp_path, n=180, size=8):
-    """A learnable 8x8 pool: the class sets the mean brightness of the image."""
-    path = tmp_path / "data.npz"
-    if not path.exists():
-        rng = np.random.default_rng(0)
-        y = np.arange(n) % 3
-        x = np.clip(rng.normal(60 + 70 * y[:, None, None], 30, (n, size, size)), 0, 255).astype(np.uint8)
-        np.savez(path, x=x, y=y)
-    return f"npz:{path}"
+def _npz(tmp_path):
+    return learnable_npz(tmp_path, 180)
 
 
 def test_dp_training_records_the_accountant_and_the_replacements(tmp_path, capsys):
