@@ -81,16 +81,22 @@ def main() -> None:
         t_active.append(time.perf_counter() - t0)
     mp, ma = statistics.median(t_plain), statistics.median(t_active)
     head, backbone, paper_head = _params(active.head), _params(active.backbone), _params(paper.head)
-    print(f"{args.backbone}, {args.setup} taps {', '.join(taps)}, {args.channels}x{args.image_size}x{args.image_size}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} steps of 128 images")
+    print(
+        f"{args.backbone}, {args.setup} taps {', '.join(taps)}, {args.channels}x{args.image_size}x{args.image_size}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} steps of 128 images"
+    )
     print("| step | ms | images/s |")
     print("|---|---|---|")
     print(f"| plain (128 images) | {1000 * mp:.1f} | {128 / mp:.0f} |")
     print(f"| aMINT (64 members + 64 external) | {1000 * ma:.1f} | {128 / ma:.0f} |")
     print(f"step ratio aMINT / plain: {ma / mp:.2f}")
-    print(f"parameters: backbone {backbone:,}; default head {head:,} ({head / backbone:.2f}x); "
-          f"paper head {paper_head:,} ({paper_head / backbone:.2f}x)")
-    print(f"RESULT step_ratio={ma / mp:.3f} head_params={head} backbone_params={backbone} paper_head_params={paper_head}")
+    print(
+        f"parameters: backbone {backbone:,}; default head {head:,} ({head / backbone:.2f}x); "
+        f"paper head {paper_head:,} ({paper_head / backbone:.2f}x)"
+    )
+    print(
+        f"RESULT step_ratio={ma / mp:.3f} head_params={head} backbone_params={backbone} paper_head_params={paper_head}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,17 @@ from mintaudit.attacks.run import AttackConfig
 from mintaudit.pipeline import attack, prepare_data, resolve_model
 from mintaudit.training import TrainConfig
 
-OFFLINE = ["loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "rmia",
-           "calibrated-mint"]
+OFFLINE = [
+    "loss",
+    "confidence",
+    "entropy",
+    "modified-entropy",
+    "calibrated-loss",
+    "shokri",
+    "lira",
+    "rmia",
+    "calibrated-mint",
+]
 REFERENCE_METHODS = ("calibrated-loss", "shokri", "lira", "rmia", "calibrated-mint")
 
 
@@ -43,8 +52,10 @@ def _row(name: str, r: dict, seconds: float | None) -> str:
         return f"{v:.3f} [{lo:.3f}-{hi:.3f}]"
 
     t = "-" if seconds is None else f"{seconds:.0f}"
-    return (f"| {name} | {f('accuracy')} | {f('auc')} | {f('tpr_at_fpr', '0.01')} | {f('tpr_at_fpr', '0.001')} | "
-            f"{r['n_members']}/{r['n_nonmembers']} | {t} |")
+    return (
+        f"| {name} | {f('accuracy')} | {f('auc')} | {f('tpr_at_fpr', '0.01')} | {f('tpr_at_fpr', '0.001')} | "
+        f"{r['n_members']}/{r['n_nonmembers']} | {t} |"
+    )
 
 
 def main() -> None:
@@ -53,35 +64,61 @@ def main() -> None:
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--reference", type=int, default=8, help="reference models (paired halves)")
     ap.add_argument("--reference-epochs", type=int, default=15)
-    ap.add_argument("--methods", default=",".join(OFFLINE),
-                    help="default: the offline attacks; lira-online trains its own models on about twice the data")
+    ap.add_argument(
+        "--methods",
+        default=",".join(OFFLINE),
+        help="default: the offline attacks; lira-online trains its own models on about twice the data",
+    )
     ap.add_argument("--population", choices=["unused", "external"], default="unused")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     ds, splits = prepare_data(args.dataset, args.out, seed=args.seed)
     resolve_model(args.out, ds)  # fails with the fix (run passive_sweep.py first) when there is no model
-    cfg = AttackConfig(n_reference=args.reference, seed=args.seed,
-                       reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=64, seed=args.seed))
+    cfg = AttackConfig(
+        n_reference=args.reference,
+        seed=args.seed,
+        reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=64, seed=args.seed),
+    )
     methods = [m for m in args.methods.split(",") if m]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     offline_refs = [m for m in methods if m in REFERENCE_METHODS]
     if offline_refs:  # train (or load) the reference models once, timed on their own
-        attack(args.out, ds, splits, methods=[offline_refs[0]], config=cfg, population=args.population, command=["compare.py"])
+        attack(
+            args.out,
+            ds,
+            splits,
+            methods=[offline_refs[0]],
+            config=cfg,
+            population=args.population,
+            command=["compare.py"],
+        )
         timings["reference models (offline)"] = time.perf_counter() - t0
     if "lira-online" in methods:
         t1 = time.perf_counter()
-        attack(args.out, ds, splits, methods=["lira-online"], config=cfg, population=args.population, command=["compare.py"])
+        attack(
+            args.out,
+            ds,
+            splits,
+            methods=["lira-online"],
+            config=cfg,
+            population=args.population,
+            command=["compare.py"],
+        )
         timings["reference models (online) + lira-online"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    report = attack(args.out, ds, splits, methods=methods, config=cfg, population=args.population, command=["compare.py"])
+    report = attack(
+        args.out, ds, splits, methods=methods, config=cfg, population=args.population, command=["compare.py"]
+    )
     timings["scoring all attacks (models cached)"] = time.perf_counter() - t1
 
     m = report["model"]
-    print(f"\n{args.dataset}: objcls-cnn, train accuracy {m['train_accuracy']:.3f}, test accuracy {m['task_accuracy']:.3f}; "
-          f"{report['dataset']['heldout_members']} held-out members vs non-member test samples (balanced); "
-          f"{args.reference} reference models x {args.reference_epochs} epochs on population '{args.population}'")
+    print(
+        f"\n{args.dataset}: objcls-cnn, train accuracy {m['train_accuracy']:.3f}, test accuracy {m['task_accuracy']:.3f}; "
+        f"{report['dataset']['heldout_members']} held-out members vs non-member test samples (balanced); "
+        f"{args.reference} reference models x {args.reference_epochs} epochs on population '{args.population}'"
+    )
     for k, v in timings.items():
         print(f"  {k}: {v:.0f} s")
     print("\n| method | accuracy | AUC | TPR@1% FPR | TPR@0.1% FPR | n (m/nm) | seconds |")
@@ -89,8 +126,12 @@ def main() -> None:
     results = report["results"]
     keyed: dict[str, dict] = {}
     mint_rows: list[tuple[str, dict]] = []  # every MINT row, for the best one by validation AUC
-    for kind, signal in (("passive-mint", "activations"), ("passive-mint", "activations+outputs"), ("passive-mint", "outputs"),
-                         ("gmint", "gradients")):
+    for kind, signal in (
+        ("passive-mint", "activations"),
+        ("passive-mint", "activations+outputs"),
+        ("passive-mint", "outputs"),
+        ("gmint", "gradients"),
+    ):
         rows = [r for r in results if r["method"] == kind and r["signal"] == signal]
         if rows:
             # the tap is chosen by the MINT model's validation AUC, never by the scored (test) side
@@ -102,7 +143,9 @@ def main() -> None:
                 mint_rows += [(f"{kind} {signal} ({r.get('label')})", r) for r in rows]
     for r in results:
         if r.get("attack"):
-            name = f"{r['attack']} ({r['signal']}, {r['detector']})" if r["method"] == "calibrated-mint" else r["attack"]
+            name = (
+                f"{r['attack']} ({r['signal']}, {r['detector']})" if r["method"] == "calibrated-mint" else r["attack"]
+            )
             print(_row(name, r, r["fit"].get("seconds")))
             keyed[r["attack"].replace("-", "_")] = r
             if r["method"] == "calibrated-mint":
@@ -113,12 +156,30 @@ def main() -> None:
         print(f"\nbest MINT row by validation AUC: {best_name}, val_auc {best_mint['fit']['val_auc']:.4f}")
         for n, r in sorted(mint_rows, key=lambda nr: -(nr[1].get("fit", {}).get("val_auc") or float("-inf")))[:5]:
             print(f"  val_auc {r['fit'].get('val_auc') or float('nan'):.4f}  scored AUC {r['metrics']['auc']:.4f}  {n}")
-    print("\nseconds: MINT rows = fitting the MINT model; attacks = scoring with reference models already trained "
-          "(their training time is listed above)")
-    best = [] if best_mint is None else [f"best_mint_auc={best_mint['metrics']['auc']:.4f}",
-                                         f"best_mint_tpr1={best_mint['metrics']['tpr_at_fpr']['0.01']:.4f}"]
-    print("RESULT " + " ".join([*(f"{k}_auc={r['metrics']['auc']:.4f} {k}_tpr1={r['metrics']['tpr_at_fpr']['0.01']:.4f}"
-                                  for k, r in keyed.items()), *best]))
+    print(
+        "\nseconds: MINT rows = fitting the MINT model; attacks = scoring with reference models already trained "
+        "(their training time is listed above)"
+    )
+    best = (
+        []
+        if best_mint is None
+        else [
+            f"best_mint_auc={best_mint['metrics']['auc']:.4f}",
+            f"best_mint_tpr1={best_mint['metrics']['tpr_at_fpr']['0.01']:.4f}",
+        ]
+    )
+    print(
+        "RESULT "
+        + " ".join(
+            [
+                *(
+                    f"{k}_auc={r['metrics']['auc']:.4f} {k}_tpr1={r['metrics']['tpr_at_fpr']['0.01']:.4f}"
+                    for k, r in keyed.items()
+                ),
+                *best,
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -77,13 +77,25 @@ def main() -> None:
     if ds.official_test is not None:
         taken |= ds.official_test
     canaries, included = draw_canaries(np.flatnonzero(~taken), args.canaries, seed=args.seed)
-    splits = Splits(base.dataset, base.data_fingerprint, base.seed,
-                    members=np.concatenate([base.members, canaries[included]]), external=base.external, test=base.test)
-    print(f"{ds.name}: {len(base.members)} members + {int(included.sum())} of {len(canaries)} canaries trained on; "
-          f"{len(base.external)} external, {len(base.test)} test", flush=True)
+    splits = Splits(
+        base.dataset,
+        base.data_fingerprint,
+        base.seed,
+        members=np.concatenate([base.members, canaries[included]]),
+        external=base.external,
+        test=base.test,
+    )
+    print(
+        f"{ds.name}: {len(base.members)} members + {int(included.sum())} of {len(canaries)} canaries trained on; "
+        f"{len(base.external)} external, {len(base.test)} test",
+        flush=True,
+    )
 
-    settings = [("inf", None, args.epochs, args.lr), ("8", DPConfig(8.0, DELTA), args.dp_epochs, args.dp_lr),
-                ("1", DPConfig(1.0, DELTA), args.dp_epochs, args.dp_lr)]
+    settings = [
+        ("inf", None, args.epochs, args.lr),
+        ("8", DPConfig(8.0, DELTA), args.dp_epochs, args.dp_lr),
+        ("1", DPConfig(1.0, DELTA), args.dp_epochs, args.dp_lr),
+    ]
     rows = []
     for name, dp, epochs, lr in settings:
         t = time.perf_counter()
@@ -98,36 +110,56 @@ def main() -> None:
         scores = loss_scores(_logits(net, ds, canaries), ds.labels[canaries])
         onerun = one_run_bound(scores, included, delta=DELTA, confidence=0.95, seed=args.seed)
         claim = info.get("dp") or {}
-        row = {"setting": name, "accountant_eps": claim.get("epsilon_spent"), "task_accuracy": info["task_accuracy"],
-               "train_accuracy": info["train_accuracy"], "seconds_train": round(t_train, 1),
-               "seconds": round(time.perf_counter() - t, 1), "onerun": onerun.to_dict()}
+        row = {
+            "setting": name,
+            "accountant_eps": claim.get("epsilon_spent"),
+            "task_accuracy": info["task_accuracy"],
+            "train_accuracy": info["train_accuracy"],
+            "seconds_train": round(t_train, 1),
+            "seconds": round(time.perf_counter() - t, 1),
+            "onerun": onerun.to_dict(),
+        }
         for key, method in (("loss", "loss"), ("mint", "passive-mint")):
             r = by[method]
-            row[key] = {"auc": r["metrics"]["auc"], "tpr_at_1pct": r["metrics"]["tpr_at_fpr"]["0.01"],
-                        "eps_lb": r["epsilon_lower_bound"]["epsilon"]}
+            row[key] = {
+                "auc": r["metrics"]["auc"],
+                "tpr_at_1pct": r["metrics"]["tpr_at_fpr"]["0.01"],
+                "eps_lb": r["epsilon_lower_bound"]["epsilon"],
+            }
         rows.append(row)
-        print(f"  eps {name}: trained in {t_train:.0f} s, accuracy {row['task_accuracy']:.3f}, accountant eps "
-              f"{row['accountant_eps'] if claim else 'none'}; one-run {onerun.epsilon:.3f} ({onerun.correct}/"
-              f"{onerun.guesses} right)", flush=True)
+        print(
+            f"  eps {name}: trained in {t_train:.0f} s, accuracy {row['task_accuracy']:.3f}, accountant eps "
+            f"{row['accountant_eps'] if claim else 'none'}; one-run {onerun.epsilon:.3f} ({onerun.correct}/"
+            f"{onerun.guesses} right)",
+            flush=True,
+        )
 
     (out / "dp_audit.json").write_text(json.dumps(rows, indent=2))
-    head = (f"{'model':<8} {'acct eps':>8} {'task acc':>8} | {'LOSS auc':>8} {'tpr@1%':>7} {'eps LB':>6} | "
-            f"{'MINT auc':>8} {'tpr@1%':>7} {'eps LB':>6} | {'1-run LB':>8} {'right/guesses':>13}")
+    head = (
+        f"{'model':<8} {'acct eps':>8} {'task acc':>8} | {'LOSS auc':>8} {'tpr@1%':>7} {'eps LB':>6} | "
+        f"{'MINT auc':>8} {'tpr@1%':>7} {'eps LB':>6} | {'1-run LB':>8} {'right/guesses':>13}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         acct = f"{r['accountant_eps']:.3f}" if r["accountant_eps"] is not None else "inf"
-        print(f"{'eps ' + r['setting']:<8} {acct:>8} {r['task_accuracy']:>8.3f} | {r['loss']['auc']:>8.3f} "
-              f"{r['loss']['tpr_at_1pct']:>7.3f} {r['loss']['eps_lb']:>6.2f} | {r['mint']['auc']:>8.3f} "
-              f"{r['mint']['tpr_at_1pct']:>7.3f} {r['mint']['eps_lb']:>6.2f} | {r['onerun']['epsilon']:>8.3f} "
-              f"{str(r['onerun']['correct']) + '/' + str(r['onerun']['guesses']):>13}")
+        print(
+            f"{'eps ' + r['setting']:<8} {acct:>8} {r['task_accuracy']:>8.3f} | {r['loss']['auc']:>8.3f} "
+            f"{r['loss']['tpr_at_1pct']:>7.3f} {r['loss']['eps_lb']:>6.2f} | {r['mint']['auc']:>8.3f} "
+            f"{r['mint']['tpr_at_1pct']:>7.3f} {r['mint']['eps_lb']:>6.2f} | {r['onerun']['epsilon']:>8.3f} "
+            f"{str(r['onerun']['correct']) + '/' + str(r['onerun']['guesses']):>13}"
+        )
     lb = {r["setting"]: max(r["loss"]["eps_lb"], r["mint"]["eps_lb"], r["onerun"]["epsilon"]) for r in rows}
     acc = {r["setting"]: r["task_accuracy"] for r in rows}
     ok = all(lb[r["setting"]] <= r["accountant_eps"] for r in rows if r["accountant_eps"] is not None) and lb["inf"] > 0
-    print(f"every DP bound <= the accountant's epsilon and the non-private bound > 0: {'yes' if ok else 'NO'}; "
-          f"total {time.perf_counter() - t0:.0f} s")
-    print(f"RESULT eps_inf_lb={lb['inf']:.3f} eps8_lb={lb['8']:.3f} eps1_lb={lb['1']:.3f} eps8_acc={acc['8']:.3f} "
-          f"eps1_acc={acc['1']:.3f} onerun_inf_lb={rows[0]['onerun']['epsilon']:.3f}")
+    print(
+        f"every DP bound <= the accountant's epsilon and the non-private bound > 0: {'yes' if ok else 'NO'}; "
+        f"total {time.perf_counter() - t0:.0f} s"
+    )
+    print(
+        f"RESULT eps_inf_lb={lb['inf']:.3f} eps8_lb={lb['8']:.3f} eps1_lb={lb['1']:.3f} eps8_acc={acc['8']:.3f} "
+        f"eps1_acc={acc['1']:.3f} onerun_inf_lb={rows[0]['onerun']['epsilon']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,10 @@ def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: list[st
         err = float((a - b).abs().max())
         if err > 1e-5:
             raise SystemExit(f"batched and loop gradients differ by {err:.2e} (> 1e-5): not timing a wrong result")
-    t = {name: _best(fn, repeats, x.device) for name, fn in (("batched", batched), ("loop", loop), ("backward", backward))}
+    t = {
+        name: _best(fn, repeats, x.device)
+        for name, fn in (("batched", batched), ("loop", loop), ("backward", backward))
+    }
     n = len(x)
     return {**t, "n": n, "speedup": t["loop"] / t["batched"], "ratio": t["batched"] / t["backward"]}
 
@@ -88,14 +91,23 @@ def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
     print(f"{'':<10} {'':<36} {'(sample/s)':>11} {'(sample/s)':>11} {'(floor)':>11} {'vs loop':>8} {'ratio':>9}")
     for setup, r in rows.items():
         n = r["n"]
-        print(f"{setup:<10} {r['layers']:<36} {n / r['loop']:>11.0f} {n / r['batched']:>11.0f} {n / r['backward']:>11.0f} "
-              f"{r['speedup']:>7.2f}x {r['ratio']:>8.2f}x")
+        print(
+            f"{setup:<10} {r['layers']:<36} {n / r['loop']:>11.0f} {n / r['batched']:>11.0f} {n / r['backward']:>11.0f} "
+            f"{r['speedup']:>7.2f}x {r['ratio']:>8.2f}x"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--setup", choices=SETUPS, default="combined", help="the setup the RESULT line reports (default: %(default)s)")
-    ap.add_argument("--batch-size", type=int, default=128, help="samples per batch, as extract_gradients uses (default: %(default)s)")
+    ap.add_argument(
+        "--setup", choices=SETUPS, default="combined", help="the setup the RESULT line reports (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=128,
+        help="samples per batch, as extract_gradients uses (default: %(default)s)",
+    )
     ap.add_argument("--image-size", type=int, default=28)
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -111,8 +123,15 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     b, s = args.batch_size, args.image_size
-    print(f"per-sample gradients of the loss on the true label, eval mode, batch {b}, reduction mean; "
-          f"torch {torch.__version__}, " + (f"{torch.cuda.get_device_name(device)}, float32 (TF32 off)" if device.type == "cuda" else f"{torch.get_num_threads()} threads, CPU"))
+    print(
+        f"per-sample gradients of the loss on the true label, eval mode, batch {b}, reduction mean; "
+        f"torch {torch.__version__}, "
+        + (
+            f"{torch.cuda.get_device_name(device)}, float32 (TF32 off)"
+            if device.type == "cuda"
+            else f"{torch.get_num_threads()} threads, CPU"
+        )
+    )
 
     model = ObjClsCNN(1, 10, s).eval().to(device)
     x = torch.from_numpy(rng.uniform(-1, 1, (b, 1, s, s)).astype(np.float32)).to(device)
@@ -126,13 +145,17 @@ def main() -> None:
     tiny = TinyCNN(1, 10).eval().to(device)
     xt = torch.from_numpy(rng.uniform(-1, 1, (b, 1, 8, 8)).astype(np.float32)).to(device)
     layers = gradient_layers(tiny, "combined")
-    _table("tiny-cnn (the tests' CNN), 8x8x1 inputs: the loop is dominated by per-call overhead",
-           {"combined": {**_measure(tiny, xt, y, layers, args.repeats), "layers": "+".join(layers)}})
+    _table(
+        "tiny-cnn (the tests' CNN), 8x8x1 inputs: the loop is dominated by per-call overhead",
+        {"combined": {**_measure(tiny, xt, y, layers, args.repeats), "layers": "+".join(layers)}},
+    )
 
     main_row = rows[args.setup]
-    print(f"\nobjcls-cnn {args.setup}: batched {1e3 * main_row['batched'] / b:.2f} ms/sample, loop "
-          f"{1e3 * main_row['loop'] / b:.2f} ms/sample, one batched backward {1e3 * main_row['backward'] / b:.2f} ms/sample; "
-          f"the floor is {main_row['loop'] / main_row['backward']:.2f}x faster than the loop on this device")
+    print(
+        f"\nobjcls-cnn {args.setup}: batched {1e3 * main_row['batched'] / b:.2f} ms/sample, loop "
+        f"{1e3 * main_row['loop'] / b:.2f} ms/sample, one batched backward {1e3 * main_row['backward'] / b:.2f} ms/sample; "
+        f"the floor is {main_row['loop'] / main_row['backward']:.2f}x faster than the loop on this device"
+    )
     print(f"RESULT speedup_vs_loop={main_row['speedup']:.2f} ratio_vs_backward={main_row['ratio']:.2f}")
 
 

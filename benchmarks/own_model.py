@@ -37,8 +37,12 @@ EXAMPLE = ROOT / "examples" / "own_model"
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(EXAMPLE), str(ROOT / "src"),
-                                                                   os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(EXAMPLE), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
 
 
@@ -57,18 +61,53 @@ def main() -> None:
     t0 = time.perf_counter()
 
     if not (own / "metrics.json").is_file():
-        p = _run([str(EXAMPLE / "train.py"), "--dataset", "fashion-mnist", "--members", str(args.members),
-                  "--test", str(args.test), "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(own)])
+        p = _run(
+            [
+                str(EXAMPLE / "train.py"),
+                "--dataset",
+                "fashion-mnist",
+                "--members",
+                str(args.members),
+                "--test",
+                str(args.test),
+                "--epochs",
+                str(args.epochs),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(own),
+            ]
+        )
         if p.returncode:
             sys.exit(p.stderr)
     measured = json.loads((own / "metrics.json").read_text())
     t_train = time.perf_counter() - t0
     print(f"the owner's script: train accuracy {measured['train_accuracy']:.4f}, test {measured['test_accuracy']:.4f}")
 
-    sweep = ["-m", "mintaudit.cli", "sweep", "--dataset", "fashion-mnist", "--model", "model:build",
-             "--weights", str(own / "model.safetensors"), "--members-file", str(own / "members.txt"),
-             "--test-file", str(own / "test.txt"), "--external", str(args.external), "--taps", args.taps,
-             "--fusion", "both", "--seed", str(args.seed), "--quiet"]
+    sweep = [
+        "-m",
+        "mintaudit.cli",
+        "sweep",
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        "model:build",
+        "--weights",
+        str(own / "model.safetensors"),
+        "--members-file",
+        str(own / "members.txt"),
+        "--test-file",
+        str(own / "test.txt"),
+        "--external",
+        str(args.external),
+        "--taps",
+        args.taps,
+        "--fusion",
+        "both",
+        "--seed",
+        str(args.seed),
+        "--quiet",
+    ]
     blind = _run([*sweep, "--out", str(out / "blind")])
     refused = blind.returncode == 2 and not (out / "blind" / "report.json").exists()
     print(f"default normalisation: exit {blind.returncode}: {blind.stderr.strip()}")
@@ -100,36 +139,56 @@ def main() -> None:
     net = build(1, 10)
     net.load_state_dict(load_file(str(own / "model.safetensors")))
     t2 = time.perf_counter()
-    result = mintaudit.audit(net, members=loader("members"), external=loader("external"), test=loader("test"),
-                             taps=args.taps.split(","), fusion="both", seed=args.seed, work_dir=api_dir, name="model:build")
+    result = mintaudit.audit(
+        net,
+        members=loader("members"),
+        external=loader("external"),
+        test=loader("test"),
+        taps=args.taps.split(","),
+        fusion="both",
+        seed=args.seed,
+        work_dir=api_dir,
+        name="model:build",
+    )
     result.write(api_dir)
     t_api = time.perf_counter() - t2
 
     rows = list(zip(cli["results"], result.report["results"]))
     same_rows = len(cli["results"]) == len(result.report["results"]) and all(
-        (a["method"], a["layer"], a["signal"]) == (b["method"], b["layer"], b["signal"]) for a, b in rows)
+        (a["method"], a["layer"], a["signal"]) == (b["method"], b["layer"], b["signal"]) for a, b in rows
+    )
     diff = max(abs(a["metrics"][k] - b["metrics"][k]) for a, b in rows for k in ("auc", "accuracy"))
     # equal means equal: the same rows with the same figures, to the last bit (the pool's batches and the
     # DataLoader's tensors have the same values and the same memory layout, so every activation is the same)
     equal = same_rows and diff == 0.0
     print(f"{'row':<32} {'CLI AUC':>8} {'API AUC':>8}")
     for a, b in rows:
-        print(f"{a['method'] + ' ' + a['layer'] + ' ' + a['signal']:<32} {a['metrics']['auc']:>8.4f} {b['metrics']['auc']:>8.4f}")
+        print(
+            f"{a['method'] + ' ' + a['layer'] + ' ' + a['signal']:<32} {a['metrics']['auc']:>8.4f} {b['metrics']['auc']:>8.4f}"
+        )
     m = cli["model"]
     mint = [r for r in cli["results"] if r["method"] == "passive-mint"]
     best = max(mint, key=lambda r: r["fit"]["val_auc"])
     top = max(mint, key=lambda r: r["metrics"]["auc"])
     loss = next(r for r in cli["results"] if r["method"] == "loss")
-    print(f"\nreport: train accuracy {m['train_accuracy']:.4f}, task accuracy {m['task_accuracy']:.4f} (the script measured "
-          f"{measured['train_accuracy']:.4f} / {measured['test_accuracy']:.4f}); default normalisation refused: {refused}")
-    print(f"best MINT by validation AUC: {best['layer']} {best['signal']} AUC {best['metrics']['auc']:.4f} {best['ci95']['auc']}"
-          f" (highest held-out: {top['layer']} {top['signal']} {top['metrics']['auc']:.4f}); LOSS {loss['metrics']['auc']:.4f}")
-    print(f"largest CLI-API difference in AUC or accuracy: {diff:.5f}; bit-identical rows: "
-          f"{sum(a['metrics'] == b['metrics'] for a, b in rows)} of {len(rows)}")
+    print(
+        f"\nreport: train accuracy {m['train_accuracy']:.4f}, task accuracy {m['task_accuracy']:.4f} (the script measured "
+        f"{measured['train_accuracy']:.4f} / {measured['test_accuracy']:.4f}); default normalisation refused: {refused}"
+    )
+    print(
+        f"best MINT by validation AUC: {best['layer']} {best['signal']} AUC {best['metrics']['auc']:.4f} {best['ci95']['auc']}"
+        f" (highest held-out: {top['layer']} {top['signal']} {top['metrics']['auc']:.4f}); LOSS {loss['metrics']['auc']:.4f}"
+    )
+    print(
+        f"largest CLI-API difference in AUC or accuracy: {diff:.5f}; bit-identical rows: "
+        f"{sum(a['metrics'] == b['metrics'] for a, b in rows)} of {len(rows)}"
+    )
     print(f"seconds: training {t_train:.0f}, CLI audit {t_cli:.0f}, API audit {t_api:.0f}")
-    print(f"RESULT task_accuracy={m['task_accuracy']:.4f} loss_auc={loss['metrics']['auc']:.4f} "
-          f"best_mint_auc={best['metrics']['auc']:.4f} cli_equals_api={int(equal)} max_diff={diff:.5f} "
-          f"default_refused={int(refused)}")
+    print(
+        f"RESULT task_accuracy={m['task_accuracy']:.4f} loss_auc={loss['metrics']['auc']:.4f} "
+        f"best_mint_auc={best['metrics']['auc']:.4f} cli_equals_api={int(equal)} max_diff={diff:.5f} "
+        f"default_refused={int(refused)}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,35 +41,53 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    ds, splits = prepare_data(args.dataset, args.out, members=args.members, external=args.external,
-                              test=args.test, seed=args.seed)
+    ds, splits = prepare_data(
+        args.dataset, args.out, members=args.members, external=args.external, test=args.test, seed=args.seed
+    )
     try:
         resolve_model(args.out, ds)
         print(f"reusing the model in {args.out}/model")
     except Exception:
-        train_model(args.out, ds, splits, model="objcls-cnn",
-                    config=TrainConfig(epochs=args.epochs, batch_size=64, seed=args.seed))
+        train_model(
+            args.out,
+            ds,
+            splits,
+            model="objcls-cnn",
+            config=TrainConfig(epochs=args.epochs, batch_size=64, seed=args.seed),
+        )
     t_train = time.perf_counter() - t0
-    cfg = SweepConfig(detector=DetectorConfig(kind=args.detector, seed=args.seed), fusion=args.fusion,
-                      dtype="float16" if args.float16 else "float32", seed=args.seed)
+    cfg = SweepConfig(
+        detector=DetectorConfig(kind=args.detector, seed=args.seed),
+        fusion=args.fusion,
+        dtype="float16" if args.float16 else "float32",
+        seed=args.seed,
+    )
     report = sweep(args.out, ds, splits, taps="published", config=cfg, command=["benchmarks/passive_sweep.py"])
     t_all = time.perf_counter() - t0
 
     m = report["model"]
-    print(f"\n{args.dataset}: {len(splits.members)} members ({report['dataset']['known_members']} known to the auditor, "
-          f"{report['dataset']['heldout_members']} held out), {len(splits.external)} external, {len(splits.test)} test; "
-          f"objcls-cnn {m['epochs']} epochs: train accuracy {m['train_accuracy']:.3f}, test accuracy {m['task_accuracy']:.3f}")
+    print(
+        f"\n{args.dataset}: {len(splits.members)} members ({report['dataset']['known_members']} known to the auditor, "
+        f"{report['dataset']['heldout_members']} held out), {len(splits.external)} external, {len(splits.test)} test; "
+        f"objcls-cnn {m['epochs']} epochs: train accuracy {m['train_accuracy']:.3f}, test accuracy {m['task_accuracy']:.3f}"
+    )
     print(f"torch threads {torch.get_num_threads()}; training {t_train:.0f} s, total {t_all:.0f} s\n")
     print(format_table(report))
     mint = [r for r in report["results"] if r["method"] == "passive-mint"]
     best = max(mint, key=lambda r: r["metrics"]["auc"])
     loss = next(r for r in report["results"] if r["method"] == "loss")
-    name = best["label"] + ("+outputs" if best["signal"] == "activations+outputs" and best["label"] != "outputs" else "")
-    print(f"\nbest passive MINT: {name} ({best['layer']}, {best['signal']}) AUC {best['metrics']['auc']:.3f} "
-          f"{best['ci95']['auc']}, precision {best['metrics']['precision']:.3f}; LOSS AUC {loss['metrics']['auc']:.3f} "
-          f"{loss['ci95']['auc']}; published: 70-80% precision, best tap L7 with AUC 0.72")
-    print(f"RESULT best_layer={name} best_auc={best['metrics']['auc']:.4f} best_accuracy={best['metrics']['accuracy']:.4f} "
-          f"loss_auc={loss['metrics']['auc']:.4f}")
+    name = best["label"] + (
+        "+outputs" if best["signal"] == "activations+outputs" and best["label"] != "outputs" else ""
+    )
+    print(
+        f"\nbest passive MINT: {name} ({best['layer']}, {best['signal']}) AUC {best['metrics']['auc']:.3f} "
+        f"{best['ci95']['auc']}, precision {best['metrics']['precision']:.3f}; LOSS AUC {loss['metrics']['auc']:.3f} "
+        f"{loss['ci95']['auc']}; published: 70-80% precision, best tap L7 with AUC 0.72"
+    )
+    print(
+        f"RESULT best_layer={name} best_auc={best['metrics']['auc']:.4f} best_accuracy={best['metrics']['accuracy']:.4f} "
+        f"loss_auc={loss['metrics']['auc']:.4f}"
+    )
 
 
 if __name__ == "__main__":

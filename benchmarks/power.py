@@ -117,9 +117,11 @@ def main() -> None:
     mint_rows = {f"passive MINT, {label}": (layer, fuse), "passive MINT, outputs only": (None, True)}
     if method == "passive-mint":
         d_fuse = d_layer is None or why["signal"] == "activations+outputs"
-        mint_rows = {f"passive MINT, {d_layer or 'outputs'} (the default: best validation AUC "
-                     f"{why['val_auc'] if why['val_auc'] is None else round(why['val_auc'], 3)})": (d_layer, d_fuse),
-                     **{k: v for k, v in mint_rows.items() if v != (d_layer, d_fuse)}}
+        mint_rows = {
+            f"passive MINT, {d_layer or 'outputs'} (the default: best validation AUC "
+            f"{why['val_auc'] if why['val_auc'] is None else round(why['val_auc'], 3)})": (d_layer, d_fuse),
+            **{k: v for k, v in mint_rows.items() if v != (d_layer, d_fuse)},
+        }
     for key, (lay, fu) in mint_rows.items():
         t = time.perf_counter()
         _, det = audit_tap(cache, split, lay, cfg, fuse_outputs=fu, show_progress=False)
@@ -127,13 +129,19 @@ def main() -> None:
         print(f"fitted {key} in {time.perf_counter() - t:.0f} s (validation AUC {det.val_auc_:.3f})")
     outputs = cache.outputs()
     logits, labels = outputs["logits"].astype(np.float64), outputs["labels"]
-    free = {"loss": attacks.loss_scores(logits, labels), "confidence": attacks.confidence_scores(logits),
-            "entropy": attacks.entropy_scores(logits), "modified-entropy": attacks.modified_entropy_scores(logits, labels)}
+    free = {
+        "loss": attacks.loss_scores(logits, labels),
+        "confidence": attacks.confidence_scores(logits),
+        "entropy": attacks.entropy_scores(logits),
+        "modified-entropy": attacks.modified_entropy_scores(logits, labels),
+    }
     calib_y = np.r_[np.ones(len(split.known_members)), np.zeros(len(split.external))]
     calib_rows = cache.rows(np.concatenate([split.known_members, split.external]))
     calib_auc = {k: auc_score(calib_y, s[calib_rows]) for k, s in free.items()}
-    print("reference-free attacks, calibration AUC (known members vs external): "
-          + ", ".join(f"{k} {v:.4f}" for k, v in calib_auc.items()))
+    print(
+        "reference-free attacks, calibration AUC (known members vs external): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in calib_auc.items())
+    )
     best = max(calib_auc, key=calib_auc.get)
     for name_ in dict.fromkeys(["loss", best] if method == "loss" else [best, "loss"]):
         key = "LOSS attack" if name_ == "loss" else f"{name_} attack (best by calibration AUC)"
@@ -185,11 +193,15 @@ def main() -> None:
     sim_s = time.perf_counter() - t_sim
 
     R = args.reps
-    print(f"\n{R} repetitions per cell; null reference {n_null} non-members redrawn each repetition; "
-          f"alpha {args.alpha}, BH q {args.fdr}; simulation {sim_s:.0f} s\n")
-    titles = {"mann-whitney": "the dataset-level test, deciding by Mann-Whitney U (the default)",
-              "bonferroni": "the Bonferroni combination of Mann-Whitney U and the exact binomial exceedance test",
-              "binomial": "the exact binomial exceedance test alone"}
+    print(
+        f"\n{R} repetitions per cell; null reference {n_null} non-members redrawn each repetition; "
+        f"alpha {args.alpha}, BH q {args.fdr}; simulation {sim_s:.0f} s\n"
+    )
+    titles = {
+        "mann-whitney": "the dataset-level test, deciding by Mann-Whitney U (the default)",
+        "bonferroni": "the Bonferroni combination of Mann-Whitney U and the exact binomial exceedance test",
+        "binomial": "the exact binomial exceedance test alone",
+    }
     for d, title in titles.items():
         print(f"Rejection rate of {title} (member fraction 0% = false-positive rate):\n")
         print("| method | query size | 0% (null) | 10% | 50% | 100% |")
@@ -199,25 +211,32 @@ def main() -> None:
                 cells = " | ".join(f"{rejections[k][d][(n, f)] / R:.3f}" for f in FRACTIONS)
                 print(f"| {k} | {n} | {cells} |")
         print()
-    print(f"Per-sample Benjamini-Hochberg at q = {args.fdr}: share of members flagged / mean false-discovery "
-          "proportion / mean Storey estimate of the member fraction:\n")
+    print(
+        f"Per-sample Benjamini-Hochberg at q = {args.fdr}: share of members flagged / mean false-discovery "
+        "proportion / mean Storey estimate of the member fraction:\n"
+    )
     print("| method | query size | " + " | ".join(f"{int(100 * f)}% members" for f in FRACTIONS) + " |")
     print("|---|---|" + "---|" * len(FRACTIONS))
     for k in keys:
         for n in sizes:
             cells = " | ".join(
-                f"{bh[k][(n, f)][0] / R:.3f} / {bh[k][(n, f)][1] / R:.3f} / {bh[k][(n, f)][2] / R:.2f}" for f in FRACTIONS
+                f"{bh[k][(n, f)][0] / R:.3f} / {bh[k][(n, f)][1] / R:.3f} / {bh[k][(n, f)][2] / R:.2f}"
+                for f in FRACTIONS
             )
             print(f"| {k} | {n} | {cells} |")
 
     main_key = keys[0]
     null_rate = sum(rejections[main_key]["mann-whitney"][(n, 0.0)] for n in sizes) / (R * len(sizes))
     null_all = {k: sum(rejections[k]["mann-whitney"][(n, 0.0)] for n in sizes) / (R * len(sizes)) for k in keys}
-    print(f"\nfalse-positive rate of the default test over {R * len(sizes)} null query sets per method (all sizes): "
-          + ", ".join(f"{k} {v:.4f}" for k, v in null_all.items()))
+    print(
+        f"\nfalse-positive rate of the default test over {R * len(sizes)} null query sets per method (all sizes): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in null_all.items())
+    )
     print(f"torch threads {torch.get_num_threads()}; total {time.perf_counter() - t0:.0f} s")
-    print(f"RESULT null_reject_rate={null_rate:.4f} power_n100_full={rejections[main_key]['mann-whitney'][(100, 1.0)] / R:.4f} "
-          f"power_n100_half={rejections[main_key]['mann-whitney'][(100, 0.5)] / R:.4f} default_method={method}")
+    print(
+        f"RESULT null_reject_rate={null_rate:.4f} power_n100_full={rejections[main_key]['mann-whitney'][(100, 1.0)] / R:.4f} "
+        f"power_n100_half={rejections[main_key]['mann-whitney'][(100, 0.5)] / R:.4f} default_method={method}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -139,8 +138,22 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run_child(args: argparse.Namespace, root: Path, work: Path, *, time_it: bool) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", str(root), "--work", str(work), "--threads", str(args.threads),
-           "--batch", str(args.batch), "--repeats", str(args.repeats), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(root),
+        "--work",
+        str(work),
+        "--threads",
+        str(args.threads),
+        "--batch",
+        str(args.batch),
+        "--repeats",
+        str(args.repeats),
+        "--seed",
+        str(args.seed),
+    ]
     if args.device:
         cmd += ["--device", args.device]
     if time_it:
@@ -182,13 +195,18 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         r = rows[n]
-        print(f"N={n}: pool store built in {r['pool_seconds']:.1f} s, peak RSS after the pool {r['pool_rss_mib']:.0f} MiB, "
-              f"after extraction {r['rss_mib']:.0f} MiB; extraction {r['extract_s']:.1f} s", flush=True)
+        print(
+            f"N={n}: pool store built in {r['pool_seconds']:.1f} s, peak RSS after the pool {r['pool_rss_mib']:.0f} MiB, "
+            f"after extraction {r['rss_mib']:.0f} MiB; extraction {r['extract_s']:.1f} s",
+            flush=True,
+        )
     small, large = rows[args.n], rows[4 * args.n]
     ratio = small["extract_s"] / small["bare_s"]
     mem = large["rss_mib"] / small["rss_mib"]
-    print(f"\nresnet50 at {SIZE} px, 3 channels, {args.threads} torch threads, batch {args.batch}, "
-          f"device {args.device or 'cpu'}; default tap budget")
+    print(
+        f"\nresnet50 at {SIZE} px, 3 channels, {args.threads} torch threads, batch {args.batch}, "
+        f"device {args.device or 'cpu'}; default tap budget"
+    )
     print("| tap | mode | bytes per sample stored | full map | share |")
     print("|---|---|---|---|---|")
     for layer in TAPS:
@@ -197,15 +215,21 @@ def main() -> None:
     print("\n| measurement | N | 4N | ratio |")
     print("|---|---|---|---|")
     print(f"| images | {args.n} | {4 * args.n} | 4 |")
-    print(f"| peak RSS after opening/building the pool store (MiB) | {small['pool_rss_mib']:.0f} | "
-          f"{large['pool_rss_mib']:.0f} | {large['pool_rss_mib'] / small['pool_rss_mib']:.2f} |")
+    print(
+        f"| peak RSS after opening/building the pool store (MiB) | {small['pool_rss_mib']:.0f} | "
+        f"{large['pool_rss_mib']:.0f} | {large['pool_rss_mib'] / small['pool_rss_mib']:.2f} |"
+    )
     print(f"| peak RSS of the whole run (MiB) | {small['rss_mib']:.0f} | {large['rss_mib']:.0f} | {mem:.2f} |")
     print(f"| bare forward, N images (s) | {small['bare_s']:.2f} | | |")
-    print(f"| extraction of {len(TAPS)} taps + outputs, N images (s) | {small['extract_s']:.2f} | "
-          f"{large['extract_s']:.2f} | {ratio:.2f} x forward |")
+    print(
+        f"| extraction of {len(TAPS)} taps + outputs, N images (s) | {small['extract_s']:.2f} | "
+        f"{large['extract_s']:.2f} | {ratio:.2f} x forward |"
+    )
     print(f"total {time.perf_counter() - t_start:.0f} s")
-    print(f"RESULT bytes_per_sample={max(small['bytes_per_sample'].values())} memory_ratio={mem:.3f} "
-          f"extract_ratio={ratio:.3f} pool_rss_mib={large['pool_rss_mib']:.0f}")
+    print(
+        f"RESULT bytes_per_sample={max(small['bytes_per_sample'].values())} memory_ratio={mem:.3f} "
+        f"extract_ratio={ratio:.3f} pool_rss_mib={large['pool_rss_mib']:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -93,8 +93,15 @@ def _bare_forward(model: nn.Module, ds: ImageDataset, idx: np.ndarray, device: t
     return time.perf_counter() - t0
 
 
-def _extraction(model: nn.Module, ds: ImageDataset, idx: np.ndarray, layers: list[str], root: Path,
-                device: torch.device, tap_mode: str | None = None) -> float:
+def _extraction(
+    model: nn.Module,
+    ds: ImageDataset,
+    idx: np.ndarray,
+    layers: list[str],
+    root: Path,
+    device: torch.device,
+    tap_mode: str | None = None,
+) -> float:
     """Seconds for ``extract_signals`` of ``layers`` (stored as ``tap_mode``; None: the default budget's pick)
     into a fresh cache under ``root`` (then deleted)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -102,8 +109,9 @@ def _extraction(model: nn.Module, ds: ImageDataset, idx: np.ndarray, layers: lis
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fc_relu, a vector, is stored full whatever the mode
             t0 = time.perf_counter()
-            cache = extract_signals(model, ds, idx, layers, root, batch_size=BATCH, show_progress=False, device=device,
-                                    tap_mode=tap_mode)
+            cache = extract_signals(
+                model, ds, idx, layers, root, batch_size=BATCH, show_progress=False, device=device, tap_mode=tap_mode
+            )
             seconds = time.perf_counter() - t0
         assert int(cache.manifest["n"]) == len(idx)
         assert set(cache.tap_modes.values()) <= {tap_mode or "full", "full"}  # fc_relu, a vector, stays full
@@ -147,8 +155,18 @@ def _child_memory(n: int, cache_dir: str, device: str) -> dict[str, Any]:
 
 def _memory_in_subprocess(n: int, device: str, threads: int, root: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mintaudit-throughput-", dir=root) as tmp:
-        cmd = [sys.executable, __file__, "--child-memory", str(n), "--cache-dir", str(Path(tmp) / "cache"),
-               "--device", device, "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child-memory",
+            str(n),
+            "--cache-dir",
+            str(Path(tmp) / "cache"),
+            "--device",
+            device,
+            "--threads",
+            str(threads),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"memory subprocess for n={n} failed:\n{done.stderr[-3000:]}")
@@ -217,8 +235,10 @@ def _machine(device: torch.device) -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"{cpu} ({os.cpu_count()} logical CPUs){gpu}; {torch.get_num_threads()} torch threads; "
-            f"torch {torch.__version__}; Python {platform.python_version()}; {platform.system()} {platform.release()}")
+    return (
+        f"{cpu} ({os.cpu_count()} logical CPUs){gpu}; {torch.get_num_threads()} torch threads; "
+        f"torch {torch.__version__}; Python {platform.python_version()}; {platform.system()} {platform.release()}"
+    )
 
 
 def main() -> None:
@@ -250,10 +270,12 @@ def main() -> None:
     per_sample = _cache_bytes(_model(ds), ds, layers)
     per_sample_pooled = _cache_bytes(_model(ds), ds, layers, "pooled")
     print(f"machine: {_machine(device)}")
-    print(f"data: {ds.name} {'x'.join(map(str, ds.image_shape))}, N = {args.n}; model {MODEL}, taps "
-          f"{', '.join(layers)}; batch {BATCH}; cache {per_sample / 1024:.0f} KiB per sample "
-          f"({per_sample * args.n / 2**20:.0f} MiB at N; pooled {per_sample_pooled / 1024:.1f} KiB) under "
-          f"{args.cache_root or tempfile.gettempdir()}")
+    print(
+        f"data: {ds.name} {'x'.join(map(str, ds.image_shape))}, N = {args.n}; model {MODEL}, taps "
+        f"{', '.join(layers)}; batch {BATCH}; cache {per_sample / 1024:.0f} KiB per sample "
+        f"({per_sample * args.n / 2**20:.0f} MiB at N; pooled {per_sample_pooled / 1024:.1f} KiB) under "
+        f"{args.cache_root or tempfile.gettempdir()}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="mintaudit-throughput-", dir=args.cache_root) as tmp:
         _bare_forward(model, ds, idx[: 2 * BATCH], device)  # warm-up
@@ -274,25 +296,35 @@ def main() -> None:
     print("| measurement | time | samples/s | ratio |")
     print("|---|---|---|---|")
     print(f"| bare forward, {args.n} samples | {bare:.2f} s | {args.n / bare:,.0f} | 1 |")
-    print(f"| extraction of {len(layers)} taps + outputs to disk, {args.n} samples | {extract:.2f} s | "
-          f"{args.n / extract:,.0f} | {extract / bare:.2f} (target <= 1.10) |")
-    print(f"| extraction, the same taps pooled (2C values each; fc_relu full) + outputs, {args.n} samples | "
-          f"{pooled:.2f} s | {args.n / pooled:,.0f} | {pooled / bare:.2f} (target <= 1.2) |")
+    print(
+        f"| extraction of {len(layers)} taps + outputs to disk, {args.n} samples | {extract:.2f} s | "
+        f"{args.n / extract:,.0f} | {extract / bare:.2f} (target <= 1.10) |"
+    )
+    print(
+        f"| extraction, the same taps pooled (2C values each; fc_relu full) + outputs, {args.n} samples | "
+        f"{pooled:.2f} s | {args.n / pooled:,.0f} | {pooled / bare:.2f} (target <= 1.2) |"
+    )
     print(f"| plain step, 128 images | {1000 * plain_s:.1f} ms | {128 / plain_s:,.0f} | 1 |")
-    print(f"| aMINT step, 64 members + 64 external | {1000 * active_s:.1f} ms | {128 / active_s:,.0f} | "
-          f"{active_s / plain_s:.2f} |")
+    print(
+        f"| aMINT step, 64 members + 64 external | {1000 * active_s:.1f} ms | {128 / active_s:,.0f} | "
+        f"{active_s / plain_s:.2f} |"
+    )
     print()
     print("| extraction in a fresh process | peak resident | before extracting | growth | cache written |")
     print("|---|---|---|---|---|")
     for m in mem:
-        print(f"| N = {m['n']} | {m['peak_bytes'] / mib:.0f} MiB | {m['before_bytes'] / mib:.0f} MiB | "
-              f"{(m['peak_bytes'] - m['before_bytes']) / mib:.0f} MiB | {per_sample * m['n'] / mib:.0f} MiB |")
+        print(
+            f"| N = {m['n']} | {m['peak_bytes'] / mib:.0f} MiB | {m['before_bytes'] / mib:.0f} MiB | "
+            f"{(m['peak_bytes'] - m['before_bytes']) / mib:.0f} MiB | {per_sample * m['n'] / mib:.0f} MiB |"
+        )
     memory_ratio = mem[1]["peak_bytes"] / mem[0]["peak_bytes"]
     print(f"peak memory ratio 4N / N: {memory_ratio:.2f} (target <= 1.2)")
     print(f"extraction ratios: full maps {extract / bare:.2f}, pooled {pooled / bare:.2f}")
-    print(f"RESULT extract_ratio={extract / bare:.3f} memory_ratio={memory_ratio:.3f} "
-          f"amint_step_ratio={active_s / plain_s:.3f} extract_per_s={args.n / extract:.1f} "
-          f"extract_ratio_pooled={pooled / bare:.3f}")
+    print(
+        f"RESULT extract_ratio={extract / bare:.3f} memory_ratio={memory_ratio:.3f} "
+        f"amint_step_ratio={active_s / plain_s:.3f} extract_per_s={args.n / extract:.1f} "
+        f"extract_ratio_pooled={pooled / bare:.3f}"
+    )
 
 
 if __name__ == "__main__":

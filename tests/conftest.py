@@ -76,7 +76,6 @@ def tiny_model():
     return TinyCNN(1, 3).eval()
 
 
-
 @pytest.fixture(scope="session")
 def fashion_mnist():
     """Real Fashion-MNIST (Debian's dataset-fashion-mnist or $MINTAUDIT_DATA); skips the test when absent."""

@@ -54,8 +54,7 @@ _CASES = {
         ["returned shape (2, 5)", "expected (B, 3) logits", "one float score per class"],
     ),
     "fails-on-the-input-size": (
-        "def build(in_channels, num_classes):\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(10, num_classes))\n",
+        "def build(in_channels, num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(10, num_classes))\n",
         ["fails on a batch of shape (2, 1, 8, 8)", "RuntimeError", "--image-size"],
     ),
     "tuple-output": (
@@ -128,8 +127,22 @@ def test_malicious_pt_through_the_cli_is_one_line_and_does_not_run(pool, tmp_pat
 
     state = build_model(ModelSpec("tiny-cnn", 1, 3, (8, 8))).state_dict()
     torch.save({**state, "x": Evil()}, tmp_path / "w.pt")
-    line = refused(["extract", "--dataset", data, "--model", "tiny-cnn", "--weights", tmp_path / "w.pt",
-                    "--splits", splits, "--out", tmp_path / "run", "--quiet"])
+    line = refused(
+        [
+            "extract",
+            "--dataset",
+            data,
+            "--model",
+            "tiny-cnn",
+            "--weights",
+            tmp_path / "w.pt",
+            "--splits",
+            splits,
+            "--out",
+            tmp_path / "run",
+            "--quiet",
+        ]
+    )
     assert not marker.exists()
     assert "system" in line and "trusted environment" in line and ".safetensors" in line
     assert "weights_only" not in line and "safe_globals" not in line
@@ -137,15 +150,31 @@ def test_malicious_pt_through_the_cli_is_one_line_and_does_not_run(pool, tmp_pat
 
 def test_a_good_user_model_trains_and_its_weights_extract(pool, tmp_path, monkeypatch, capsys):
     data, splits = pool
-    (tmp_path / "usermod_good.py").write_text(_HEAD + textwrap.dedent("""
+    (tmp_path / "usermod_good.py").write_text(
+        _HEAD
+        + textwrap.dedent("""
         def build(in_channels, num_classes):
             return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, 8), nn.ReLU(), nn.Linear(8, num_classes))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "usermod_good", raising=False)
     out = tmp_path / "run"
     common = ["--dataset", data, "--model", "usermod_good:build", "--splits", str(splits), "--quiet"]
     assert main(["train", *common, "--epochs", "1", "--out", str(out)]) == 0, capsys.readouterr().err
-    assert main(["extract", *common, "--weights", str(out / "model" / "model.safetensors"), "--taps", "all",
-                 "--out", str(tmp_path / "x")]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "extract",
+                *common,
+                "--weights",
+                str(out / "model" / "model.safetensors"),
+                "--taps",
+                "all",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert (tmp_path / "x" / "cache").is_dir()

@@ -112,9 +112,9 @@ CONFIG = [
     ("train", "model: true\n", "model must be a string, got the boolean true"),
     ("train", "batch_size: true\n", "batch_size must be a whole number, got the boolean true"),
     ("train", "batch-size: 0\n", "batch-size must be"),
-    ("train", "resume: \"no\"\n", "resume must be true or false"),
+    ("train", 'resume: "no"\n', "resume must be true or false"),
     ("train", "resume: 1\n", "resume must be true or false"),
-    ("train", "debug: \"yes\"\n", "debug must be true or false"),
+    ("train", 'debug: "yes"\n', "debug must be true or false"),
     ("train", "lr: [0.1]\n", "lr must be a number"),
     ("train", "lr: .nan\n", "lr must be a finite number > 0, got nan"),
     ("train", "lr: fast\n", "lr must be a number, got 'fast'"),
@@ -125,8 +125,11 @@ CONFIG = [
     ("train", "epochs: [1\n", "c.yaml, line 2, column 1: expected ',' or ']'"),
     ("train", "epochs: 1\n  lr: 2\n", "c.yaml, line 2, column"),
     ("train", "- epochs\n", "not a mapping"),
-    ("train", "epochs: !!python/object/apply:os.system [echo]\n", "c.yaml, line 1, column 9: could not determine a "
-     "constructor"),
+    (
+        "train",
+        "epochs: !!python/object/apply:os.system [echo]\n",
+        "c.yaml, line 1, column 9: could not determine a constructor",
+    ),
     ("train", "epochs: 1\x00\n", "unacceptable character #x0000"),
     ("train", "epochs: 1\n\tlr: 2\n", "c.yaml, line 2, column 1"),
     ("sweep", "detector: svm\n", "detector must be one of auto, mlp, cnn, got 'svm'"),
@@ -203,17 +206,21 @@ def _query(tmp_path):
 
 PATHS = [
     ("out is a file", lambda t: _argv(t, "train", out=str(_file(t))), "is a file, not a directory"),
-    ("out under a file", lambda t: _argv(t, "train", out=str(_file(t) / "run")),
-     "which is a file"),
+    ("out under a file", lambda t: _argv(t, "train", out=str(_file(t) / "run")), "which is a file"),
     ("sweep out is a file", lambda t: _argv(t, "sweep", out=str(_file(t))), "is a file"),
-    ("active out under a file", lambda t: _argv(t, "active train", out=str(_file(t) / "x")),
-     "which is a file"),
+    ("active out under a file", lambda t: _argv(t, "active train", out=str(_file(t) / "x")), "which is a file"),
     ("factors out is a file", lambda t: _argv(t, "factors", out=str(_file(t))), "is a file"),
-    ("splits is a directory", lambda t: _argv(t, "train") + ["--splits", str(_dir(t))],
-     "--splits '%s' is a directory, not a file"),
+    (
+        "splits is a directory",
+        lambda t: _argv(t, "train") + ["--splits", str(_dir(t))],
+        "--splits '%s' is a directory, not a file",
+    ),
     ("splits does not exist", lambda t: _argv(t, "train") + ["--splits", str(t / "splits.jsno")], "does not exist"),
-    ("weights is a directory", lambda t: _argv(t, "sweep") + ["--model", "tiny-cnn", "--weights", str(_dir(t))],
-     "--weights '%s' is a directory"),
+    (
+        "weights is a directory",
+        lambda t: _argv(t, "sweep") + ["--model", "tiny-cnn", "--weights", str(_dir(t))],
+        "--weights '%s' is a directory",
+    ),
     ("data-root does not exist", lambda t: _argv(t, "layers") + ["--data-root", str(t / "nowhere")], "does not exist"),
     ("data-root is a file", lambda t: _argv(t, "layers") + ["--data-root", str(_file(t))], "is a file"),
     ("config is a directory", lambda t: _argv(t, "train") + ["--config", str(_dir(t))], "is a directory"),
@@ -264,8 +271,20 @@ def test_query_file_with_impossible_indices(refused, tmp_path, text, expect):
     data = _npz(tmp_path)
     make_splits(load_dataset(data), members=20, external=20, test=20).save(tmp_path / "run" / "splits.json")
     (tmp_path / "idx.txt").write_text(text, encoding="utf-8")
-    line = refused(["test", "--dataset", data, "--out", str(tmp_path / "run"), "--query", str(tmp_path / "idx.txt"),
-                    "--method", "loss", "--quiet"])
+    line = refused(
+        [
+            "test",
+            "--dataset",
+            data,
+            "--out",
+            str(tmp_path / "run"),
+            "--query",
+            str(tmp_path / "idx.txt"),
+            "--method",
+            "loss",
+            "--quiet",
+        ]
+    )
     assert expect in line
 
 

@@ -9,8 +9,15 @@ import math
 import numpy as np
 import pytest
 
-from mintaudit.canary import (check_audit, draw_canaries, epsilon_one_run, guess_grid, min_canaries, one_run_bound,
-                              p_value)
+from mintaudit.canary import (
+    check_audit,
+    draw_canaries,
+    epsilon_one_run,
+    guess_grid,
+    min_canaries,
+    one_run_bound,
+    p_value,
+)
 from mintaudit.cli import main
 from mintaudit.errors import ConfigError
 from pools import learnable_npz
@@ -32,15 +39,23 @@ def _p_direct(m: int, r: int, v: int, eps: float, delta: float) -> float:
     return min(_tail(r, v, q) + 2 * m * delta * alpha, 1.0)
 
 
-@pytest.mark.parametrize("m, r, v, eps, delta", [(10, 10, 10, 1.0, 0.0), (50, 20, 15, 0.5, 0.0), (50, 20, 15, 0.5, 1e-3),
-                                                 (200, 40, 30, 2.0, 1e-5), (30, 30, 0, 1.0, 1e-2)])
+@pytest.mark.parametrize(
+    "m, r, v, eps, delta",
+    [
+        (10, 10, 10, 1.0, 0.0),
+        (50, 20, 15, 0.5, 0.0),
+        (50, 20, 15, 0.5, 1e-3),
+        (200, 40, 30, 2.0, 1e-5),
+        (30, 30, 0, 1.0, 1e-2),
+    ],
+)
 def test_p_value_is_the_papers(m, r, v, eps, delta):
     assert p_value(m, r, v, eps, delta) == pytest.approx(_p_direct(m, r, v, eps, delta), rel=1e-9, abs=1e-15)
 
 
 def test_all_right_guesses_by_hand():
     # r = v = 10, delta 0: q^10 = 0.05  ->  eps = logit(0.05 ** 0.1)
-    q = 0.05 ** 0.1
+    q = 0.05**0.1
     assert epsilon_one_run(10, 10, 10, delta=0.0, confidence=0.95) == pytest.approx(math.log(q / (1 - q)), abs=1e-5)
 
 
@@ -73,7 +88,9 @@ def _randomised_response(eps: float, m: int, rng: np.random.Generator) -> tuple[
 def test_randomised_response_bound_exceeds_the_true_eps_at_most_5_percent(eps):
     rng = np.random.default_rng(int(eps * 10))
     m, runs = 500, 200
-    fixed = [one_run_bound(*_randomised_response(eps, m, rng), delta=0.0, guesses=(50, 50)).epsilon for _ in range(runs)]
+    fixed = [
+        one_run_bound(*_randomised_response(eps, m, rng), delta=0.0, guesses=(50, 50)).epsilon for _ in range(runs)
+    ]
     assert np.mean(np.array(fixed) > eps) <= 0.08  # 5% expected at most; 16 of 200 leaves room for the draw
     assert np.mean(fixed) > 0.3 * eps  # and the audit has power: the bound is clearly positive
     if eps == 2.0:  # the grid with its Bonferroni correction stays valid too
@@ -127,8 +144,25 @@ SIZES = ["--members", "60", "--external", "150", "--test", "60"]
 @pytest.mark.parametrize("method", ["loss", "passive-mint"])
 def test_audit_dp_writes_the_bound(tmp_path, capsys, method):
     out = tmp_path / "run"
-    code = main(["audit-dp", "--dataset", _npz(tmp_path), *SIZES, "--model", "tiny-cnn", "--epochs", "2",
-                 "--canaries", "100", "--method", method, "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "audit-dp",
+            "--dataset",
+            _npz(tmp_path),
+            *SIZES,
+            "--model",
+            "tiny-cnn",
+            "--epochs",
+            "2",
+            "--canaries",
+            "100",
+            "--method",
+            method,
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     doc = json.loads((out / "audit-dp.json").read_text())
@@ -146,9 +180,32 @@ def test_audit_dp_writes_the_bound(tmp_path, capsys, method):
 def test_audit_dp_under_dp_stays_below_the_accountant(tmp_path, capsys):
     pytest.importorskip("opacus")
     out = tmp_path / "run"
-    assert main(["audit-dp", "--dataset", _npz(tmp_path), *SIZES, "--model", "tiny-cnn", "--epochs", "1",
-                 "--batch-size", "32", "--canaries", "100", "--dp-epsilon", "1", "--dp-delta", "1e-5", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "audit-dp",
+                "--dataset",
+                _npz(tmp_path),
+                *SIZES,
+                "--model",
+                "tiny-cnn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--canaries",
+                "100",
+                "--dp-epsilon",
+                "1",
+                "--dp-delta",
+                "1e-5",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "audit-dp.json").read_text())
     claim = doc["model"]["dp"]
     assert claim["epsilon_spent"] <= 1.05 and doc["epsilon"] <= claim["epsilon_spent"] and doc["delta"] == 1e-5
@@ -156,23 +213,43 @@ def test_audit_dp_under_dp_stays_below_the_accountant(tmp_path, capsys):
 
 
 def _audit(tmp_path, *extra):
-    return ["audit-dp", "--dataset", _npz(tmp_path), *SIZES, "--model", "tiny-cnn", "--epochs", "1",
-            "--out", str(tmp_path / "run"), *extra]
+    return [
+        "audit-dp",
+        "--dataset",
+        _npz(tmp_path),
+        *SIZES,
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--canaries", "4"], ["4 canaries cannot give a positive epsilon bound", "at least 8", "--canaries 8 or more"]),
-    (["--canaries", "50", "--guesses", "30,30"], ["60 guesses, more than the 50 canaries"]),
-    (["--canaries", "50", "--guesses", "2,1"], ["3 guesses (k+ + k-) cannot give a positive", "at least 5", "make k+ + k- at least 5"]),
-    (["--guesses", "ten,ten"], ["--guesses takes two whole numbers"]),
-    (["--guesses", "0,0"], ["--guesses takes K+,K-"]),
-    (["--confidence", "1"], ["--confidence must be", "(0, 1)"]),
-    (["--confidence", "0"], ["--confidence must be"]),
-    (["--canaries", "0"], ["--canaries must be"]),
-    (["--dp-epsilon", "1"], ["--dp-epsilon needs --dp-delta"]),
-    (["--dp-epsilon", "1", "--dp-delta", "2"], ["--dp-delta must be", "(0, 1)"]),
-    (["--dp-epsilon", "1", "--dp-delta", "1e-5", "--max-grad-norm", "0"], ["--max-grad-norm must be"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (
+            ["--canaries", "4"],
+            ["4 canaries cannot give a positive epsilon bound", "at least 8", "--canaries 8 or more"],
+        ),
+        (["--canaries", "50", "--guesses", "30,30"], ["60 guesses, more than the 50 canaries"]),
+        (
+            ["--canaries", "50", "--guesses", "2,1"],
+            ["3 guesses (k+ + k-) cannot give a positive", "at least 5", "make k+ + k- at least 5"],
+        ),
+        (["--guesses", "ten,ten"], ["--guesses takes two whole numbers"]),
+        (["--guesses", "0,0"], ["--guesses takes K+,K-"]),
+        (["--confidence", "1"], ["--confidence must be", "(0, 1)"]),
+        (["--confidence", "0"], ["--confidence must be"]),
+        (["--canaries", "0"], ["--canaries must be"]),
+        (["--dp-epsilon", "1"], ["--dp-epsilon needs --dp-delta"]),
+        (["--dp-epsilon", "1", "--dp-delta", "2"], ["--dp-delta must be", "(0, 1)"]),
+        (["--dp-epsilon", "1", "--dp-delta", "1e-5", "--max-grad-norm", "0"], ["--max-grad-norm must be"]),
+    ],
+)
 def test_bad_audit_options(refused, tmp_path, extra, words):
     line = refused(_audit(tmp_path, *extra))
     for w in words:

@@ -50,8 +50,24 @@ def trained(tmp_path, capsys):
     """A tiny-cnn trained for one epoch on a 60-sample npz data set, in a work directory."""
     data = _npz(tmp_path)
     out = tmp_path / "run"
-    args = ["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
-            "--epochs", "1", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        data,
+        "--model",
+        "tiny-cnn",
+        "--members",
+        "20",
+        "--external",
+        "20",
+        "--test",
+        "20",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     capsys.readouterr()
     return data, out
@@ -59,17 +75,36 @@ def trained(tmp_path, capsys):
 
 def test_unknown_layer(trained, capsys):
     data, out = trained
-    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu", "--quiet", "--allow-weak-model"])
+    line = _error(
+        capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu", "--quiet", "--allow-weak-model"]
+    )
     assert "no layer 'relu'" in line and "Closest: relu" in line and "relu1" in line
     assert not (out / "report.json").exists() and not (out / "detectors").exists()
 
 
 def test_sizes_larger_than_the_data_and_empty_split(tmp_path, capsys):
     data = _npz(tmp_path)
-    line = _error(capsys, ["train", "--dataset", data, "--members", "50", "--external", "50", "--test", "50",
-                           "--out", str(tmp_path / "r")])
+    line = _error(
+        capsys,
+        [
+            "train",
+            "--dataset",
+            data,
+            "--members",
+            "50",
+            "--external",
+            "50",
+            "--test",
+            "50",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     assert "has 60 samples" in line and "ask for fewer" in line
-    _error(capsys, ["train", "--dataset", data, "--members", "0", "--external", "5", "--test", "5", "--out", str(tmp_path / "r")])
+    _error(
+        capsys,
+        ["train", "--dataset", data, "--members", "0", "--external", "5", "--test", "5", "--out", str(tmp_path / "r")],
+    )
     assert not (tmp_path / "r" / "splits.json").exists()
 
 
@@ -91,13 +126,43 @@ def test_overlapping_splits_refused(trained, capsys):
 
 def test_weights_that_do_not_fit_and_pickle_as_safetensors(trained, tmp_path, capsys):
     data, out = trained
-    line = _error(capsys, ["sweep", "--dataset", data, "--out", str(tmp_path / "x"), "--model", "objcls-cnn",
-                           "--weights", str(out / "model" / "model.safetensors"), "--splits", str(out / "splits.json"), "--quiet"])
+    line = _error(
+        capsys,
+        [
+            "sweep",
+            "--dataset",
+            data,
+            "--out",
+            str(tmp_path / "x"),
+            "--model",
+            "objcls-cnn",
+            "--weights",
+            str(out / "model" / "model.safetensors"),
+            "--splits",
+            str(out / "splits.json"),
+            "--quiet",
+        ],
+    )
     assert "do not fit the architecture" in line
     fake = tmp_path / "evil.safetensors"
     fake.write_bytes(pickle.dumps({"w": 1}))
-    line = _error(capsys, ["sweep", "--dataset", data, "--out", str(tmp_path / "y"), "--model", "tiny-cnn",
-                           "--weights", str(fake), "--splits", str(out / "splits.json"), "--quiet"])
+    line = _error(
+        capsys,
+        [
+            "sweep",
+            "--dataset",
+            data,
+            "--out",
+            str(tmp_path / "y"),
+            "--model",
+            "tiny-cnn",
+            "--weights",
+            str(fake),
+            "--splits",
+            str(out / "splits.json"),
+            "--quiet",
+        ],
+    )
     assert "pickle" in line
     assert not (tmp_path / "y" / "report.json").exists()
 
@@ -110,9 +175,25 @@ def test_nan_weights_give_a_signal_error_and_no_cache(trained, tmp_path, capsys)
     state = load_file(str(out / "model" / "model.safetensors"))
     state["conv1.weight"][0, 0, 0, 0] = float("nan")
     save_file(state, str(tmp_path / "nan.safetensors"))
-    line = _error(capsys, ["extract", "--dataset", data, "--out", str(tmp_path / "z"), "--model", "tiny-cnn",
-                           "--weights", str(tmp_path / "nan.safetensors"), "--taps", "relu1",
-                           "--splits", str(out / "splits.json"), "--quiet"])
+    line = _error(
+        capsys,
+        [
+            "extract",
+            "--dataset",
+            data,
+            "--out",
+            str(tmp_path / "z"),
+            "--model",
+            "tiny-cnn",
+            "--weights",
+            str(tmp_path / "nan.safetensors"),
+            "--taps",
+            "relu1",
+            "--splits",
+            str(out / "splits.json"),
+            "--quiet",
+        ],
+    )
     assert "NaN" in line
     assert not any((tmp_path / "z" / "cache").glob("*/manifest.json"))
     del torch
@@ -122,7 +203,9 @@ def test_truncated_idx_file(tmp_path, capsys):
     root = tmp_path / "mnist"
     root.mkdir()
     for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
-        (root / name).write_bytes(b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\x00" * 100)
+        (root / name).write_bytes(
+            b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\x00" * 100
+        )
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
         (root / name).write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x00" * 10)
     line = _error(capsys, ["layers", "objcls-cnn", "--dataset", "mnist", "--data-root", str(root)])
@@ -164,8 +247,23 @@ def test_parser_lists_all_verbs():
 
 def test_attack_verb_adds_rows_and_replaces_its_own(trained, capsys):
     data, out = trained
-    args = ["attack", "--dataset", data, "--out", str(out), "--methods", "loss,entropy,rmia", "--reference", "2",
-            "--reference-epochs", "1", "--bootstrap", "50", "--quiet", "--allow-weak-model"]
+    args = [
+        "attack",
+        "--dataset",
+        data,
+        "--out",
+        str(out),
+        "--methods",
+        "loss,entropy,rmia",
+        "--reference",
+        "2",
+        "--reference-epochs",
+        "1",
+        "--bootstrap",
+        "50",
+        "--quiet",
+        "--allow-weak-model",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     assert main(args[:6] + ["loss"] + args[7:]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -177,5 +275,7 @@ def test_attack_verb_adds_rows_and_replaces_its_own(trained, capsys):
 
 def test_fit_refuses_a_glob_matching_several_layers(trained, capsys):
     data, out = trained
-    line = _error(capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu*", "--quiet", "--allow-weak-model"])
+    line = _error(
+        capsys, ["fit", "--dataset", data, "--out", str(out), "--layer", "relu*", "--quiet", "--allow-weak-model"]
+    )
     assert "matches 2 layers" in line

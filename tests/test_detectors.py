@@ -67,11 +67,14 @@ def test_contract_errors():
     with pytest.raises(ConfigError, match="kind"):
         DetectorConfig(kind="svm")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="cnn detector reads activation maps"):
-        MintDetector.from_config(DetectorConfig(kind="cnn")).fit(np.zeros((10, 3), np.float32), np.r_[np.ones(5), np.zeros(5)])
+        MintDetector.from_config(DetectorConfig(kind="cnn")).fit(
+            np.zeros((10, 3), np.float32), np.r_[np.ones(5), np.zeros(5)]
+        )
     with pytest.raises(SignalError, match="both classes"):
         MintDetector().fit(np.zeros((10, 3), np.float32), np.ones(10))
     det = MintDetector.from_config(DetectorConfig(epochs=1), show_progress=False).fit(
-        np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32), np.r_[np.ones(10), np.zeros(10)])
+        np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32), np.r_[np.ones(10), np.zeros(10)]
+    )
     with pytest.raises(SignalError, match="per-sample shape"):
         det.decision_function(np.zeros((2, 4), np.float32))
 

@@ -43,7 +43,16 @@ def _free_port() -> int:
 def _torchrun(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``torchrun --nproc-per-node 2 ARGS`` on CPU, one thread per process; fail with its output."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [str(TORCHRUN), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), *args]
+    cmd = [
+        str(TORCHRUN),
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        *args,
+    ]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"torchrun failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return done
@@ -189,8 +198,28 @@ def test_train_then_extract_under_torchrun_equals_one_process(tmp_path):
 
     out = tmp_path / "run"
     cli = ["-m", "mintaudit.cli"]
-    done = _torchrun([*cli, "train", "--dataset", "digits", "--members", "151", "--external", "100", "--test", "50",
-                      "--model", "tiny-cnn", "--epochs", "1", "--quiet", "--out", str(out)], cwd=tmp_path)
+    done = _torchrun(
+        [
+            *cli,
+            "train",
+            "--dataset",
+            "digits",
+            "--members",
+            "151",
+            "--external",
+            "100",
+            "--test",
+            "50",
+            "--model",
+            "tiny-cnn",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert done.stdout.count("trained tiny-cnn") == 1  # rank 0 prints, rank 1 is quiet
     net, spec, info = load_model(out / "model")  # loads in one process
     assert len(info["history"]) == 1 and (out / "model" / "checkpoint.pt").is_file()
@@ -220,9 +249,31 @@ def test_active_train_under_torchrun_delivers_a_model_that_loads(tmp_path):
     from mintaudit.data import load_dataset
 
     out = tmp_path / "amint"
-    _torchrun(["-m", "mintaudit.cli", "active", "train", "--dataset", "digits", "--members", "200", "--external", "300",
-               "--test", "200", "--epochs", "1", "--no-plain", "--quiet", "--bootstrap", "20", "--out", str(out)],
-              cwd=tmp_path)
+    _torchrun(
+        [
+            "-m",
+            "mintaudit.cli",
+            "active",
+            "train",
+            "--dataset",
+            "digits",
+            "--members",
+            "200",
+            "--external",
+            "300",
+            "--test",
+            "200",
+            "--epochs",
+            "1",
+            "--no-plain",
+            "--quiet",
+            "--bootstrap",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     model, meta = load_active(out / "amint" / "middle")
     ckpt = torch.load(out / "checkpoints" / "amint-middle" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1

@@ -26,9 +26,29 @@ def test_dp_training_records_the_accountant_and_the_replacements(tmp_path, capsy
     from mintaudit.models import load_model
 
     out = tmp_path / "run"
-    code = main(["train", "--dataset", _npz(tmp_path), *SIZES, "--model", "objcls-cnn", "--epochs", "2",
-                 "--batch-size", "16", "--dp-epsilon", "4", "--dp-delta", "1e-5", "--max-grad-norm", "0.5",
-                 "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            _npz(tmp_path),
+            *SIZES,
+            "--model",
+            "objcls-cnn",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--dp-epsilon",
+            "4",
+            "--dp-delta",
+            "1e-5",
+            "--max-grad-norm",
+            "0.5",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     meta = json.loads((out / "model" / "model.json").read_text())
@@ -71,24 +91,80 @@ def test_dp_training_is_seeded(tmp_path):
 def test_later_audits_show_the_claim_beside_the_measured_bound(tmp_path, capsys):
     out = tmp_path / "run"
     data = _npz(tmp_path)
-    assert main(["train", "--dataset", data, *SIZES, "--model", "objcls-cnn", "--epochs", "1", "--batch-size", "16",
-                 "--dp-epsilon", "8", "--dp-delta", "1e-5", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                *SIZES,
+                "--model",
+                "objcls-cnn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--dp-epsilon",
+                "8",
+                "--dp-delta",
+                "1e-5",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["attack", "--dataset", data, "--methods", "loss", "--bootstrap", "0", "--allow-weak-model", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "attack",
+                "--dataset",
+                data,
+                "--methods",
+                "loss",
+                "--bootstrap",
+                "0",
+                "--allow-weak-model",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     claim = json.loads((out / "model" / "model.json").read_text())["dp"]
     assert report["model"]["dp"] == claim
     assert report["results"] and "epsilon_lower_bound" in report["results"][0]
-    assert f"DP-SGD claim: epsilon {claim['epsilon_spent']:.3f}" in printed and "largest measured lower bound" in printed
+    assert (
+        f"DP-SGD claim: epsilon {claim['epsilon_spent']:.3f}" in printed and "largest measured lower bound" in printed
+    )
     html = (out / "report.html").read_text()
     assert "Claimed &epsilon; (accountant)" in html and f"{claim['epsilon_spent']:.3f}" in html
 
 
 def test_the_plain_path_records_no_dp(tmp_path):
-    assert main(["train", "--dataset", _npz(tmp_path), *SIZES, "--model", "tiny-cnn", "--epochs", "1", "--quiet",
-                 "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                _npz(tmp_path),
+                *SIZES,
+                "--model",
+                "tiny-cnn",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert "dp" not in meta and (tmp_path / "run" / "model" / "checkpoint.pt").is_file()
 
@@ -110,24 +186,38 @@ def unfixable(in_channels: int, num_classes: int) -> nn.Module:
 
 
 def _train(tmp_path, *extra):
-    return ["train", "--dataset", _npz(tmp_path), *SIZES, "--model", "tiny-cnn", "--epochs", "1",
-            "--out", str(tmp_path / "run"), *extra]
+    return [
+        "train",
+        "--dataset",
+        _npz(tmp_path),
+        *SIZES,
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--dp-epsilon", "8"], ["--dp-epsilon needs --dp-delta", "--dp-delta 1e-5"]),
-    (["--dp-delta", "1e-5"], ["--dp-delta needs --dp-epsilon"]),
-    (["--max-grad-norm", "1"], ["--max-grad-norm applies to DP-SGD", "--dp-epsilon"]),
-    (["--dp-epsilon", "8", "--dp-delta", "0"], ["--dp-delta must be", "(0, 1)"]),
-    (["--dp-epsilon", "8", "--dp-delta", "1"], ["--dp-delta must be", "(0, 1)"]),
-    (["--dp-epsilon", "8", "--dp-delta", "1.5"], ["--dp-delta must be", "(0, 1)"]),
-    (["--dp-epsilon", "8", "--dp-delta=-1e-5"], ["--dp-delta must be"]),
-    (["--dp-epsilon", "0", "--dp-delta", "1e-5"], ["--dp-epsilon must be", "> 0"]),
-    (["--dp-epsilon", "nan", "--dp-delta", "1e-5"], ["--dp-epsilon must be"]),
-    (["--dp-epsilon", "8", "--dp-delta", "1e-5", "--max-grad-norm", "0"], ["--max-grad-norm must be", "> 0"]),
-    (["--dp-epsilon", "8", "--dp-delta", "1e-5", "--max-grad-norm=-1"], ["--max-grad-norm must be"]),
-    (["--dp-epsilon", "8", "--dp-delta", "1e-5", "--resume"], ["--resume does not apply to DP-SGD"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--dp-epsilon", "8"], ["--dp-epsilon needs --dp-delta", "--dp-delta 1e-5"]),
+        (["--dp-delta", "1e-5"], ["--dp-delta needs --dp-epsilon"]),
+        (["--max-grad-norm", "1"], ["--max-grad-norm applies to DP-SGD", "--dp-epsilon"]),
+        (["--dp-epsilon", "8", "--dp-delta", "0"], ["--dp-delta must be", "(0, 1)"]),
+        (["--dp-epsilon", "8", "--dp-delta", "1"], ["--dp-delta must be", "(0, 1)"]),
+        (["--dp-epsilon", "8", "--dp-delta", "1.5"], ["--dp-delta must be", "(0, 1)"]),
+        (["--dp-epsilon", "8", "--dp-delta=-1e-5"], ["--dp-delta must be"]),
+        (["--dp-epsilon", "0", "--dp-delta", "1e-5"], ["--dp-epsilon must be", "> 0"]),
+        (["--dp-epsilon", "nan", "--dp-delta", "1e-5"], ["--dp-epsilon must be"]),
+        (["--dp-epsilon", "8", "--dp-delta", "1e-5", "--max-grad-norm", "0"], ["--max-grad-norm must be", "> 0"]),
+        (["--dp-epsilon", "8", "--dp-delta", "1e-5", "--max-grad-norm=-1"], ["--max-grad-norm must be"]),
+        (["--dp-epsilon", "8", "--dp-delta", "1e-5", "--resume"], ["--resume does not apply to DP-SGD"]),
+    ],
+)
 def test_bad_dp_options(refused, tmp_path, extra, words):
     line = refused(_train(tmp_path, *extra))
     for w in words:

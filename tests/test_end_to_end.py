@@ -60,8 +60,15 @@ def test_demo_on_the_embedded_digits(tmp_path):
 def test_overfit_fashion_mnist_audit_lands_in_band(tmp_path, fashion_mnist):
     """objcls-cnn without dropout, 300 Fashion-MNIST members, trained to 100% training accuracy."""
     ds, splits = prepare_data("fashion-mnist", tmp_path, members=300, external=300, test=300, seed=0)
-    _, info = train_model(tmp_path, ds, splits, model="objcls-cnn", model_kwargs={"dropout": 0.0},
-                          config=TrainConfig(epochs=25, batch_size=32), show_progress=False)
+    _, info = train_model(
+        tmp_path,
+        ds,
+        splits,
+        model="objcls-cnn",
+        model_kwargs={"dropout": 0.0},
+        config=TrainConfig(epochs=25, batch_size=32),
+        show_progress=False,
+    )
     assert info["train_accuracy"] >= 0.99 and 0.65 <= info["task_accuracy"] <= 0.85
     cfg = SweepConfig(detector=DetectorConfig(epochs=30), fusion="both", n_bootstrap=300)
     report = sweep(tmp_path, ds, splits, config=cfg, show_progress=False)

@@ -65,7 +65,9 @@ def test_grid_runs_end_to_end_and_writes_table_and_plots(tiny_run):
     assert html.count("<svg") == len(FACTORS)  # one plot per factor
     for factor in FACTORS:  # and each alone, as a standalone SVG document
         svg = (out / "plots" / f"{factor}.svg").read_text()
-        assert svg.startswith("<?xml") and 'xmlns="http://www.w3.org/2000/svg"' in svg and svg.rstrip().endswith("</svg>")
+        assert (
+            svg.startswith("<?xml") and 'xmlns="http://www.w3.org/2000/svg"' in svg and svg.rstrip().endswith("</svg>")
+        )
     assert "<table" in html and "Effects in brief" in html and "task accuracy" in html
     assert "<script" not in html and not re.search(r'(src|href)="https?:', html)
     for name in ("Epochs", "Members per class", "Dropout", "Weight decay", "Data augmentation", "Label smoothing"):
@@ -109,14 +111,17 @@ def test_member_pool_is_stratified_and_nested():
     assert np.array_equal(pool.members, again.members) and np.array_equal(pool.test, again.test)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: factors_config("tiny", factors="epoch"), "did you mean epochs"),
-    (lambda: factors_config("tiny", factors="colour"), "unknown factor 'colour'"),
-    (lambda: factors_config("nope"), "unknown profile"),
-    (lambda: parse_grid(["dropout=0.3,2"]), "dropout"),
-    (lambda: parse_grid(["epochs"]), "FACTOR=V1,V2"),
-    (lambda: factors_config("tiny", grid=["augment=on"]), "at least two values"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: factors_config("tiny", factors="epoch"), "did you mean epochs"),
+        (lambda: factors_config("tiny", factors="colour"), "unknown factor 'colour'"),
+        (lambda: factors_config("nope"), "unknown profile"),
+        (lambda: parse_grid(["dropout=0.3,2"]), "dropout"),
+        (lambda: parse_grid(["epochs"]), "FACTOR=V1,V2"),
+        (lambda: factors_config("tiny", grid=["augment=on"]), "at least two values"),
+    ],
+)
 def test_bad_factors_are_refused(call, match):
     with pytest.raises(ConfigError, match=match):
         call()
@@ -188,8 +193,9 @@ def test_augment_is_a_flip_and_a_padded_crop():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
     padded_flipped = torch.nn.functional.pad(x.flip(3), (2, 2, 2, 2), value=-1.0)
     for i in range(len(x)):
-        candidates = [p[i, :, dy : dy + 7, dx : dx + 9] for p in (padded, padded_flipped)
-                      for dy in range(5) for dx in range(5)]
+        candidates = [
+            p[i, :, dy : dy + 7, dx : dx + 9] for p in (padded, padded_flipped) for dy in range(5) for dx in range(5)
+        ]
         assert any(torch.equal(out[i], c) for c in candidates)
     assert torch.equal(out, augment(x, augment_generator(0, 0, 0)))  # a function of (seed, epoch, step)
     assert not torch.equal(out, augment(x, augment_generator(0, 0, 1)))

@@ -187,8 +187,12 @@ def test_setups_and_layer_selection(small_cnn):
     big = ObjClsCNN(1, 10, 28)
     assert weighted_layers(small_cnn) == LAYERS
     presets = {s: gradient_layers(big, s) for s in ("entry", "middle", "output", "combined")}
-    assert presets == {"entry": ["block1.conv1"], "middle": ["block2.conv2"], "output": ["head"],
-                       "combined": ["block1.conv1", "block2.conv2", "head"]}
+    assert presets == {
+        "entry": ["block1.conv1"],
+        "middle": ["block2.conv2"],
+        "output": ["head"],
+        "combined": ["block1.conv1", "block2.conv2", "head"],
+    }
     assert gradient_layers(big, "block1.*") == ["block1.conv1", "block1.conv2"]  # a glob keeps weighted layers
     assert gradient_layers(small_cnn, "fc,0") == ["fc", "conv1"]
     with pytest.raises(LayerNotFoundError, match="owns no weight matrix or kernel"):
@@ -204,7 +208,13 @@ def test_setups_and_layer_selection(small_cnn):
 
 def test_options_are_validated():
     assert parse_budgets("1,0.1,0.01") == [1.0, 0.1, 0.01] and parse_budgets("100%,2.5%") == [1.0, 0.025]
-    for bad, words in (("0", "(0, 1]"), ("1.5", "(0, 1]"), ("ten", "not a number"), ("0.1,0.1", "twice"), ("", "at least one")):
+    for bad, words in (
+        ("0", "(0, 1]"),
+        ("1.5", "(0, 1]"),
+        ("ten", "not a number"),
+        ("0.1,0.1", "twice"),
+        ("", "at least one"),
+    ):
         with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("]", r"\]")):
             parse_budgets(bad)
     with pytest.raises(ConfigError, match="unknown gradient reduction 'median'"):
@@ -213,7 +223,10 @@ def test_options_are_validated():
         GradientSweepConfig(detector=DetectorConfig(kind="cnn"))
     with pytest.raises(ConfigError, match="protocols"):
         GradientSweepConfig(protocols="heldout")
-    assert GradientSweepConfig(protocols="training-members,heldout-members").protocols == ("heldout-members", "training-members")
+    assert GradientSweepConfig(protocols="training-members,heldout-members").protocols == (
+        "heldout-members",
+        "training-members",
+    )
 
 
 def test_budgets_subsample_only_the_training_side(toy_dataset):
@@ -238,17 +251,31 @@ def test_budgets_subsample_only_the_training_side(toy_dataset):
 
 def test_sweep_results_and_the_same_loss_baseline_as_passive_mint(tiny_model, toy_dataset, tmp_path):
     splits = make_splits(toy_dataset, members=30, external=30, test=30, seed=0)
-    cfg = GradientSweepConfig(detector=DetectorConfig(epochs=2, hidden=16), n_bootstrap=20,
-                              protocols=("heldout-members", "training-members"))
-    results = [r.to_dict() for r in run_gradient_sweep(tiny_model, toy_dataset, splits, ["entry", "combined"], [1.0, 0.5],
-                                                       tmp_path, cfg, show_progress=False)]
+    cfg = GradientSweepConfig(
+        detector=DetectorConfig(epochs=2, hidden=16), n_bootstrap=20, protocols=("heldout-members", "training-members")
+    )
+    results = [
+        r.to_dict()
+        for r in run_gradient_sweep(
+            tiny_model, toy_dataset, splits, ["entry", "combined"], [1.0, 0.5], tmp_path, cfg, show_progress=False
+        )
+    ]
     gm = [r for r in results if r["method"] == "gmint"]
-    assert [(r["label"], r["protocol"]) for r in gm][:2] == [("Entry 100%", "heldout-members"), ("Entry 100%", "training-members")]
+    assert [(r["label"], r["protocol"]) for r in gm][:2] == [
+        ("Entry 100%", "heldout-members"),
+        ("Entry 100%", "training-members"),
+    ]
     assert [r["label"] for r in gm[::2]] == ["Entry 100%", "Entry 50%", "Combined 100%", "Combined 50%"]
     first = gm[0]
     assert {k: first[k] for k in ("signal", "layer", "setup", "budget", "reduction", "detector", "threshold")} == {
-        "signal": "gradients", "layer": "conv1", "setup": "entry", "budget": 1.0, "reduction": "mean",
-        "detector": "mlp", "threshold": 0.5}
+        "signal": "gradients",
+        "layer": "conv1",
+        "setup": "entry",
+        "budget": 1.0,
+        "reduction": "mean",
+        "detector": "mlp",
+        "threshold": 0.5,
+    }
     assert gm[4]["layer"] == "conv1+conv2+fc" and gm[4]["fit"]["n_features"] == 8 + 16 + 3
     held = [r for r in gm if r["protocol"] == "heldout-members"]
     assert all(r["n_members"] == r["n_nonmembers"] == 15 for r in held)  # evaluation sets never budgeted
@@ -275,12 +302,59 @@ def test_cli_sweep_gradients_end_to_end(tmp_path, capsys):
     from mintaudit.cli import main
 
     data, out = _npz(tmp_path), tmp_path / "run"
-    base = ["--dataset", data, "--out", str(out), "--quiet", "--mint-epochs", "2", "--bootstrap", "20", "--allow-weak-model"]
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
-                 "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    base = [
+        "--dataset",
+        data,
+        "--out",
+        str(out),
+        "--quiet",
+        "--mint-epochs",
+        "2",
+        "--bootstrap",
+        "20",
+        "--allow-weak-model",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "20",
+                "--external",
+                "20",
+                "--test",
+                "20",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["sweep", *base, "--taps", "relu2"]) == 0  # passive MINT first: gMINT joins its report
-    assert main(["sweep", *base, "--signal", "gradients", "--setups", "entry,combined", "--budgets", "1,0.5",
-                 "--reductions", "mean,l2"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                *base,
+                "--signal",
+                "gradients",
+                "--setups",
+                "entry,combined",
+                "--budgets",
+                "1,0.5",
+                "--reductions",
+                "mean,l2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Combined 50%" in printed and "gmint" in printed
     report = json.loads((out / "report.json").read_text())

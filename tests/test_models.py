@@ -88,12 +88,14 @@ def test_weights_that_do_not_fit(tmp_path):
 
 
 def test_user_factory(tmp_path, monkeypatch):
-    (tmp_path / "usermodels.py").write_text(textwrap.dedent("""
+    (tmp_path / "usermodels.py").write_text(
+        textwrap.dedent("""
         import torch
         def make(num_classes, in_channels):
             return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * 64, num_classes))
         not_callable = 3
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     m = build_model(ModelSpec("usermodels:make", 1, 4, (8, 8)))
     assert m(torch.zeros(1, 1, 8, 8)).shape == (1, 4)
@@ -109,8 +111,13 @@ def test_user_factory(tmp_path, monkeypatch):
 def test_check_model_restores_every_mode_and_changes_nothing():
     from mintaudit.models import check_model
 
-    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 6), torch.nn.BatchNorm1d(6), torch.nn.Dropout(0.5),
-                            torch.nn.Linear(6, 3))
+    m = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 6),
+        torch.nn.BatchNorm1d(6),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(6, 3),
+    )
     m.train()
     m[3].eval()  # a mixed state: model.train(was_training) would not restore it
     before = {k: v.clone() for k, v in m.state_dict().items()}
@@ -118,7 +125,9 @@ def test_check_model_restores_every_mode_and_changes_nothing():
     assert [mod.training for mod in m.modules()] == [True, True, True, True, False, True]
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # eval mode: BN stats untouched
     assert all(p.grad is None for p in m.parameters())
-    with pytest.raises(ModelError, match=r"model 'Sequential' returned shape \(2, 3\) for a batch of 2, expected \(B, 4\)"):
+    with pytest.raises(
+        ModelError, match=r"model 'Sequential' returned shape \(2, 3\) for a batch of 2, expected \(B, 4\)"
+    ):
         check_model(m, (1, 8, 8), 4)
     with pytest.raises(ModelError, match=r"fails on a batch of shape \(2, 3, 8, 8\)"):
         check_model(m, (3, 8, 8), 3)

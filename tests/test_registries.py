@@ -19,8 +19,22 @@ from torch import nn
 
 from mintaudit.attacks import ATTACKS, attack_spec, register_attack, unregister_attack
 from mintaudit.cli import build_parser, main
-from mintaudit.data import DATASET_NAMES, DATASET_PREFIXES, ImageDataset, load_dataset, register_dataset, unregister_dataset
-from mintaudit.detectors import DETECTOR_KINDS, Detector, DetectorConfig, MintDetector, register_detector, unregister_detector
+from mintaudit.data import (
+    DATASET_NAMES,
+    DATASET_PREFIXES,
+    ImageDataset,
+    load_dataset,
+    register_dataset,
+    unregister_dataset,
+)
+from mintaudit.detectors import (
+    DETECTOR_KINDS,
+    Detector,
+    DetectorConfig,
+    MintDetector,
+    register_detector,
+    unregister_detector,
+)
 from mintaudit.errors import ConfigError, DataError, DataNotFoundError, EvaluationError, ModelError
 from mintaudit.models import (
     ACTIVE_TAPS,
@@ -64,8 +78,24 @@ def _npz(tmp_path, n=60, size=8):
 def trained(tmp_path, capsys):
     """A tiny-cnn trained for one epoch on a 60-sample npz data set, in a work directory."""
     data, out = _npz(tmp_path), tmp_path / "run"
-    args = ["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
-            "--epochs", "1", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        data,
+        "--model",
+        "tiny-cnn",
+        "--members",
+        "20",
+        "--external",
+        "20",
+        "--test",
+        "20",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     capsys.readouterr()
     return data, out
@@ -91,14 +121,34 @@ def attack_file(tmp_path):
 
 
 def _row(method):
-    return {"method": method, "signal": "outputs", "protocol": "heldout-members", "n_members": 1, "n_nonmembers": 1,
-            "metrics": {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "auc": 0.5, "tpr_at_fpr": {}}, "ci95": {}}
+    return {
+        "method": method,
+        "signal": "outputs",
+        "protocol": "heldout-members",
+        "n_members": 1,
+        "n_nonmembers": 1,
+        "metrics": {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "auc": 0.5, "tpr_at_fpr": {}},
+        "ci95": {},
+    }
 
 
-def test_an_attack_in_one_file_is_runnable_from_the_cli_and_accepted_by_the_report(trained, attack_file, refused, capsys):
+def test_an_attack_in_one_file_is_runnable_from_the_cli_and_accepted_by_the_report(
+    trained, attack_file, refused, capsys
+):
     data, out = trained
-    args = ["attack", "--dataset", data, "--out", str(out), "--methods", "max-logit,confidence", "--bootstrap", "20",
-            "--quiet", "--allow-weak-model"]
+    args = [
+        "attack",
+        "--dataset",
+        data,
+        "--out",
+        str(out),
+        "--methods",
+        "max-logit,confidence",
+        "--bootstrap",
+        "20",
+        "--quiet",
+        "--allow-weak-model",
+    ]
     line = refused(args)  # not registered yet: refused, listing the registered attacks
     assert "unknown attack(s) max-logit" in line and "confidence" in line and "lira-online" in line
     with pytest.raises(EvaluationError, match="must be one of"):
@@ -110,8 +160,12 @@ def test_an_attack_in_one_file_is_runnable_from_the_cli_and_accepted_by_the_repo
     rows = {r["attack"]: r for r in json.loads((out / "report.json").read_text())["results"]}
     assert set(rows) == {"max-logit", "confidence"}
     mine = rows["max-logit"]
-    assert (mine["method"], mine["label"], mine["detector"], mine["fit"]["n_reference"]) == ("max-logit", "max logit",
-                                                                                              "threshold", 0)
+    assert (mine["method"], mine["label"], mine["detector"], mine["fit"]["n_reference"]) == (
+        "max-logit",
+        "max logit",
+        "threshold",
+        0,
+    )
     assert mine["n_members"] == rows["confidence"]["n_members"] > 0  # the same scored sets as every attack
     add_result(new_report(dataset={}, model={}, config={}, command="t"), _row("max-logit"))  # accepted now
 
@@ -121,8 +175,14 @@ def test_the_confidence_attack_is_one_file_of_the_attack_zoo():
     assert spec.score.__module__ == "mintaudit.attacks.zoo.confidence"
     assert (spec.method, spec.needs_references, spec.label) == ("confidence", False, "confidence")
     assert [attack_spec(a).method for a in ("modified-entropy", "lira-online")] == ["entropy", "lira"]
-    assert [a for a in ATTACKS if attack_spec(a).needs_references] == ["calibrated-loss", "shokri", "lira", "lira-online",
-                                                                        "rmia", "calibrated-mint"]
+    assert [a for a in ATTACKS if attack_spec(a).needs_references] == [
+        "calibrated-loss",
+        "shokri",
+        "lira",
+        "lira-online",
+        "rmia",
+        "calibrated-mint",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- data sets
@@ -155,7 +215,7 @@ def test_a_registered_data_set_is_loadable_by_name_and_listed(toy_set, tmp_path,
         load_dataset("toy-set", root=tmp_path)  # the file is in tmp_path/root
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
-    assert "tiny-imagenet,toy-set,folder:PATH" in "".join(capsys.readouterr().out.split())  # argparse wraps at '-' 
+    assert "tiny-imagenet,toy-set,folder:PATH" in "".join(capsys.readouterr().out.split())  # argparse wraps at '-'
     assert main(["layers", "tiny-cnn", "--dataset", "toy-set", "--data-root", str(toy_set)]) == 0
     assert "relu1" in capsys.readouterr().out
 
@@ -193,8 +253,16 @@ class _TwoConv(nn.Module):
 
 @pytest.fixture
 def two_conv():
-    register_model("two-conv", _TwoConv, taps={"published": ["act1", "act2"], "entry": ["act1"],
-                                               "middle": ["act1", "act2"], "output": ["act2", "head.1"]})
+    register_model(
+        "two-conv",
+        _TwoConv,
+        taps={
+            "published": ["act1", "act2"],
+            "entry": ["act1"],
+            "middle": ["act1", "act2"],
+            "output": ["act2", "head.1"],
+        },
+    )
     yield
     unregister_model("two-conv")
 
@@ -203,8 +271,11 @@ def test_a_registered_model_gives_its_published_and_amint_taps(two_conv, capsys)
     model = build_model(ModelSpec("two-conv", 1, 3, (8, 8)))
     assert isinstance(model, _TwoConv) and "two-conv" in MODEL_NAMES
     assert published_taps("two-conv") == [("L1", "act1"), ("L2", "act2")]
-    assert {s: active_taps("two-conv", s, model) for s in ("entry", "middle", "output")} == ACTIVE_TAPS["two-conv"] == {
-        "entry": ["act1"], "middle": ["act1", "act2"], "output": ["act2", "head.1"]}
+    assert (
+        {s: active_taps("two-conv", s, model) for s in ("entry", "middle", "output")}
+        == ACTIVE_TAPS["two-conv"]
+        == {"entry": ["act1"], "middle": ["act1", "act2"], "output": ["act2", "head.1"]}
+    )
     assert main(["layers", "two-conv", "--dataset", "digits"]) == 0
     assert "act2" in capsys.readouterr().out
 
@@ -219,11 +290,14 @@ def test_a_model_without_amint_taps_has_no_preset():
         unregister_model("plain")
 
 
-@pytest.mark.parametrize("taps, message", [
-    ({"middle": ["relu1"]}, "need all of entry, middle, output"),
-    ({"late": ["relu1"]}, "unknown tap key"),
-    ({"entry": "relu1", "middle": ["relu1"], "output": ["relu2"]}, "non-empty list of layer names"),
-])
+@pytest.mark.parametrize(
+    "taps, message",
+    [
+        ({"middle": ["relu1"]}, "need all of entry, middle, output"),
+        ({"late": ["relu1"]}, "unknown tap key"),
+        ({"entry": "relu1", "middle": ["relu1"], "output": ["relu2"]}, "non-empty list of layer names"),
+    ],
+)
 def test_malformed_taps_are_refused(taps, message):
     with pytest.raises(ConfigError, match=message):
         register_model("bad-taps", TinyCNN, taps=taps)
@@ -254,7 +328,9 @@ class _MeanDetector:
 @pytest.fixture
 def cache_and_split(tmp_path, toy_dataset, tiny_model):
     split = PassiveSplit(np.arange(0, 30), np.arange(30, 60), np.arange(60, 90), np.arange(90, 120))
-    return extract_signals(tiny_model, toy_dataset, np.arange(120), ["relu2"], tmp_path / "cache", show_progress=False), split
+    return extract_signals(
+        tiny_model, toy_dataset, np.arange(120), ["relu2"], tmp_path / "cache", show_progress=False
+    ), split
 
 
 @pytest.mark.parametrize("given", ["factory", "instance"])
@@ -301,36 +377,48 @@ def test_a_registered_detector_kind_fits_saves_and_loads(tmp_path):
 # ---------------------------------------------------------------------------------------------- duplicates, unknowns
 
 
-@pytest.mark.parametrize("register", [
-    lambda: register_attack("confidence")(lambda ctx: ctx.logits.max(1)),
-    lambda: register_dataset("mnist", _read_toy, files="toy.npz"),
-    lambda: register_dataset("npz", _read_toy, files="x", prefix=True),
-    lambda: register_model("tiny-cnn", TinyCNN),
-    lambda: register_detector("mlp")(lambda in_dim, in_channels, config: (nn.Identity(), in_dim)),
-], ids=["attack", "dataset", "prefix", "model", "detector"])
+@pytest.mark.parametrize(
+    "register",
+    [
+        lambda: register_attack("confidence")(lambda ctx: ctx.logits.max(1)),
+        lambda: register_dataset("mnist", _read_toy, files="toy.npz"),
+        lambda: register_dataset("npz", _read_toy, files="x", prefix=True),
+        lambda: register_model("tiny-cnn", TinyCNN),
+        lambda: register_detector("mlp")(lambda in_dim, in_channels, config: (nn.Identity(), in_dim)),
+    ],
+    ids=["attack", "dataset", "prefix", "model", "detector"],
+)
 def test_a_duplicate_name_is_refused(register):
     with pytest.raises(ConfigError, match="is already registered; pick another name"):
         register()
 
 
-@pytest.mark.parametrize("register, message", [
-    (lambda: register_attack("a,b"), "no comma or space"),
-    (lambda: register_dataset("my_set", _read_toy, files="x"), "no '_' or ':'"),
-    (lambda: register_model("pkg.mod:fn", TinyCNN), "no ':'"),
-    (lambda: register_detector("auto"), "'auto' is reserved"),
-], ids=["attack", "dataset", "model", "detector"])
+@pytest.mark.parametrize(
+    "register, message",
+    [
+        (lambda: register_attack("a,b"), "no comma or space"),
+        (lambda: register_dataset("my_set", _read_toy, files="x"), "no '_' or ':'"),
+        (lambda: register_model("pkg.mod:fn", TinyCNN), "no ':'"),
+        (lambda: register_detector("auto"), "'auto' is reserved"),
+    ],
+    ids=["attack", "dataset", "model", "detector"],
+)
 def test_a_malformed_name_is_refused(register, message):
     with pytest.raises(ConfigError, match=message):
         register()
 
 
-@pytest.mark.parametrize("lookup, error, listed", [
-    (lambda: attack_spec("lyra"), ConfigError, ["loss", "confidence", "rmia"]),
-    (lambda: load_dataset("fashion-mnst"), DataError, ["digits", "fashion-mnist", "folder:PATH", "npz:PATH"]),
-    (lambda: build_model(ModelSpec("tiny-cn", 1, 3, (8, 8))), ModelError, ["tiny-cnn", "objcls-cnn", "vit"]),
-    (lambda: DetectorConfig(kind="svm"), ConfigError, ["auto", "mlp", "cnn"]),
-    (lambda: active_taps("resnet5", "middle"), ConfigError, ["mobilenet", "resnet50", "tiny-cnn"]),
-], ids=["attack", "dataset", "model", "detector", "taps"])
+@pytest.mark.parametrize(
+    "lookup, error, listed",
+    [
+        (lambda: attack_spec("lyra"), ConfigError, ["loss", "confidence", "rmia"]),
+        (lambda: load_dataset("fashion-mnst"), DataError, ["digits", "fashion-mnist", "folder:PATH", "npz:PATH"]),
+        (lambda: build_model(ModelSpec("tiny-cn", 1, 3, (8, 8))), ModelError, ["tiny-cnn", "objcls-cnn", "vit"]),
+        (lambda: DetectorConfig(kind="svm"), ConfigError, ["auto", "mlp", "cnn"]),
+        (lambda: active_taps("resnet5", "middle"), ConfigError, ["mobilenet", "resnet50", "tiny-cnn"]),
+    ],
+    ids=["attack", "dataset", "model", "detector", "taps"],
+)
 def test_an_unknown_name_lists_the_registered_ones(lookup, error, listed):
     with pytest.raises(error) as info:
         lookup()
@@ -339,5 +427,7 @@ def test_an_unknown_name_lists_the_registered_ones(lookup, error, listed):
 
 def test_an_unknown_attack_on_the_cli_lists_the_registered_ones(trained, refused):
     data, out = trained
-    line = refused(["attack", "--dataset", data, "--out", str(out), "--methods", "lyra", "--quiet", "--allow-weak-model"])
+    line = refused(
+        ["attack", "--dataset", data, "--out", str(out), "--methods", "lyra", "--quiet", "--allow-weak-model"]
+    )
     assert "unknown attack(s) lyra; choose from " + ", ".join(ATTACKS) in line

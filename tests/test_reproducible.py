@@ -18,16 +18,44 @@ import mintaudit
 from mintaudit.cli import main
 
 EPOCHS = 6
-TRAIN = ["train", "--dataset", "digits", "--model", "tiny-cnn", "--members", "200", "--external", "100", "--test", "100",
-         "--epochs", str(EPOCHS), "--batch-size", "4", "--seed", "3", "--quiet"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "tiny-cnn",
+    "--members",
+    "200",
+    "--external",
+    "100",
+    "--test",
+    "100",
+    "--epochs",
+    str(EPOCHS),
+    "--batch-size",
+    "4",
+    "--seed",
+    "3",
+    "--quiet",
+]
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
     """``python -m mintaudit.cli ARGS`` in a fresh process, one torch thread, importing the package under test."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(mintaudit.__file__).parent.parent)}
-    return subprocess.Popen([sys.executable, "-m", "mintaudit.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(mintaudit.__file__).parent.parent),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "mintaudit.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _train(out: Path, *extra: str) -> None:
@@ -54,8 +82,27 @@ def test_two_processes_with_the_same_seed_give_the_same_model_and_figures(tmp_pa
     _assert_same_model(a, b)
     reports = []
     for out in (a, b):
-        assert main(["sweep", "--dataset", "digits", "--out", str(out), "--taps", "relu1", "--mint-epochs", "2",
-                     "--bootstrap", "20", "--seed", "3", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "sweep",
+                    "--dataset",
+                    "digits",
+                    "--out",
+                    str(out),
+                    "--taps",
+                    "relu1",
+                    "--mint-epochs",
+                    "2",
+                    "--bootstrap",
+                    "20",
+                    "--seed",
+                    "3",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         reports.append(json.loads((out / "report.json").read_text()))
     capsys.readouterr()
     ra, rb = reports

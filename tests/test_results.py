@@ -28,10 +28,41 @@ from mintaudit.results import Calibration, GradientSetup, Result
 from mintaudit.signals import extract_gradients, extract_signals, sample_infos
 from mintaudit.training import TrainConfig, train_classifier
 
-EV = ["n_members", "n_nonmembers", "metrics", "ci95", "roc", "histogram", "n_bootstrap", "epsilon_lower_bound", "slices"]
-ATTACK_KEYS = ["method", "signal", "layer", "label", "attack", "detector", "protocol", "threshold", "threshold_source",
-               *EV, "fit"]
-ATTACKS = ["loss", "confidence", "entropy", "modified-entropy", "calibrated-loss", "shokri", "lira", "lira-online", "rmia"]
+EV = [
+    "n_members",
+    "n_nonmembers",
+    "metrics",
+    "ci95",
+    "roc",
+    "histogram",
+    "n_bootstrap",
+    "epsilon_lower_bound",
+    "slices",
+]
+ATTACK_KEYS = [
+    "method",
+    "signal",
+    "layer",
+    "label",
+    "attack",
+    "detector",
+    "protocol",
+    "threshold",
+    "threshold_source",
+    *EV,
+    "fit",
+]
+ATTACKS = [
+    "loss",
+    "confidence",
+    "entropy",
+    "modified-entropy",
+    "calibrated-loss",
+    "shokri",
+    "lira",
+    "lira-online",
+    "rmia",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,37 +82,85 @@ def runs(tmp_path_factory):
     rows: dict[str, Result] = {
         "passive": audit_tap(cache, split, "relu2", cfg, label="L2", depth=2, show_progress=False)[0],
         "passive-fused-outputs": audit_tap(cache, split, None, cfg, fuse_outputs=True, show_progress=False)[0],
-        "passive-training-members": audit_tap(cache, PassiveSplit(splits.members, splits.members, splits.external,
-                                                                  splits.test), "relu2", cfg, show_progress=False)[0],
+        "passive-training-members": audit_tap(
+            cache,
+            PassiveSplit(splits.members, splits.members, splits.external, splits.test),
+            "relu2",
+            cfg,
+            show_progress=False,
+        )[0],
         "loss-baseline": loss_baseline(cache, split, cfg),
     }
-    gcfg = GradientSweepConfig(detector=DetectorConfig(epochs=2, hidden=16), n_bootstrap=20,
-                               protocols=("heldout-members", "training-members"), reductions=("mean", "l2"))
-    gcache = extract_gradients(model, ds, np.unique(split.all_indices()), ["conv1", "fc"], tmp / "grads",
-                               reductions=gcfg.reductions, show_progress=False)
-    grads, _ = audit_gradients(gcache, split, ["conv1", "fc"], gcfg, setup="custom", label="Custom 100%",
-                               show_progress=False)
+    gcfg = GradientSweepConfig(
+        detector=DetectorConfig(epochs=2, hidden=16),
+        n_bootstrap=20,
+        protocols=("heldout-members", "training-members"),
+        reductions=("mean", "l2"),
+    )
+    gcache = extract_gradients(
+        model,
+        ds,
+        np.unique(split.all_indices()),
+        ["conv1", "fc"],
+        tmp / "grads",
+        reductions=gcfg.reductions,
+        show_progress=False,
+    )
+    grads, _ = audit_gradients(
+        gcache, split, ["conv1", "fc"], gcfg, setup="custom", label="Custom 100%", show_progress=False
+    )
     rows |= {f"gmint-{r.protocol}": r for r in grads}
     acfg = AttackConfig(n_reference=2, reference_train=TrainConfig(epochs=1, batch_size=16), n_bootstrap=20)
-    attacks = run_attacks(model, spec, ds, split, ATTACKS, tmp / "attacks", acfg, signals_root=tmp / "cache",
-                          show_progress=False)
+    attacks = run_attacks(
+        model, spec, ds, split, ATTACKS, tmp / "attacks", acfg, signals_root=tmp / "cache", show_progress=False
+    )
     rows |= {f"attack-{r.attack}": r for r in attacks}
     pos, neg = rng.uniform(0.3, 1.0, 40), rng.uniform(0.0, 0.7, 30)
-    info_m, info_n = SampleInfo(np.arange(40) % 3, np.arange(40) % 4 > 0), SampleInfo(np.arange(30) % 3, np.arange(30) % 2 > 0)
-    rows["amint"] = amint_result(pos, neg, threshold=0.55, aud=0.8, label="aMINT middle", layers=["a.pool", "b.pool"],
-                                 n_bootstrap=20, extra={"setup": "middle", "backbone": "tiny-cnn", "audited_model": "amint"},
-                                 member_info=info_m, nonmember_info=info_n)
-    rows["amint-no-slices"] = amint_result(pos, neg, threshold=0.55, aud=0.8, label="aMINT middle", layers=["a"],
-                                           n_bootstrap=0, extra={"best_epoch": 3, "seconds": 1.0})
+    info_m, info_n = (
+        SampleInfo(np.arange(40) % 3, np.arange(40) % 4 > 0),
+        SampleInfo(np.arange(30) % 3, np.arange(30) % 2 > 0),
+    )
+    rows["amint"] = amint_result(
+        pos,
+        neg,
+        threshold=0.55,
+        aud=0.8,
+        label="aMINT middle",
+        layers=["a.pool", "b.pool"],
+        n_bootstrap=20,
+        extra={"setup": "middle", "backbone": "tiny-cnn", "audited_model": "amint"},
+        member_info=info_m,
+        nonmember_info=info_n,
+    )
+    rows["amint-no-slices"] = amint_result(
+        pos,
+        neg,
+        threshold=0.55,
+        aud=0.8,
+        label="aMINT middle",
+        layers=["a"],
+        n_bootstrap=0,
+        extra={"best_epoch": 3, "seconds": 1.0},
+    )
     plain = rows["passive-training-members"]
     rows["passive-plain-amint"] = dataclasses.replace(
-        plain, extra={**plain.extra, "audited_model": "plain", "aud": 0.7, "backbone": "tiny-cnn", "setup": "middle"})
+        plain, extra={**plain.extra, "audited_model": "plain", "aud": 0.7, "backbone": "tiny-cnn", "setup": "middle"}
+    )
     return {"rows": rows, "cache": cache, "split": split, "attack_args": (model, spec, ds, split), "tmp": tmp}
 
 
-ROW_NAMES = ["passive", "passive-fused-outputs", "passive-training-members", "loss-baseline", "gmint-heldout-members",
-             "gmint-training-members", *(f"attack-{a}" for a in ATTACKS), "amint", "amint-no-slices",
-             "passive-plain-amint"]
+ROW_NAMES = [
+    "passive",
+    "passive-fused-outputs",
+    "passive-training-members",
+    "loss-baseline",
+    "gmint-heldout-members",
+    "gmint-training-members",
+    *(f"attack-{a}" for a in ATTACKS),
+    "amint",
+    "amint-no-slices",
+    "passive-plain-amint",
+]
 
 
 @pytest.mark.parametrize("name", ROW_NAMES)
@@ -104,18 +183,86 @@ def test_every_row_round_trips_through_to_dict_from_dict_and_json(runs, name):
     ("name", "keys"),
     [
         ("passive", ["method", "signal", "layer", "label", "depth", "detector", "protocol", "threshold", *EV, "fit"]),
-        ("passive-fused-outputs", ["method", "signal", "layer", "label", "detector", "protocol", "threshold", *EV, "fit"]),
+        (
+            "passive-fused-outputs",
+            ["method", "signal", "layer", "label", "detector", "protocol", "threshold", *EV, "fit"],
+        ),
         ("loss-baseline", ATTACK_KEYS),
         *((f"attack-{a}", ATTACK_KEYS) for a in ATTACKS),
-        ("gmint-heldout-members", ["method", "signal", "layer", "label", "setup", "budget", "reduction", "detector",
-                                   "protocol", "threshold", *EV, "fit"]),
-        ("amint", ["method", "signal", "layer", "label", "detector", "protocol", "threshold", *EV, "calibrated_threshold",
-                   "calibrated_accuracy", "calibrated_accuracy_ci95", "aud", "setup", "backbone", "audited_model"]),
-        ("amint-no-slices", ["method", "signal", "layer", "label", "detector", "protocol", "threshold", *EV,
-                             "calibrated_threshold", "calibrated_accuracy", "calibrated_accuracy_ci95", "aud",
-                             "best_epoch", "seconds"]),
-        ("passive-plain-amint", ["method", "signal", "layer", "label", "detector", "protocol", "threshold", *EV, "fit",
-                                 "audited_model", "aud", "backbone", "setup"]),
+        (
+            "gmint-heldout-members",
+            [
+                "method",
+                "signal",
+                "layer",
+                "label",
+                "setup",
+                "budget",
+                "reduction",
+                "detector",
+                "protocol",
+                "threshold",
+                *EV,
+                "fit",
+            ],
+        ),
+        (
+            "amint",
+            [
+                "method",
+                "signal",
+                "layer",
+                "label",
+                "detector",
+                "protocol",
+                "threshold",
+                *EV,
+                "calibrated_threshold",
+                "calibrated_accuracy",
+                "calibrated_accuracy_ci95",
+                "aud",
+                "setup",
+                "backbone",
+                "audited_model",
+            ],
+        ),
+        (
+            "amint-no-slices",
+            [
+                "method",
+                "signal",
+                "layer",
+                "label",
+                "detector",
+                "protocol",
+                "threshold",
+                *EV,
+                "calibrated_threshold",
+                "calibrated_accuracy",
+                "calibrated_accuracy_ci95",
+                "aud",
+                "best_epoch",
+                "seconds",
+            ],
+        ),
+        (
+            "passive-plain-amint",
+            [
+                "method",
+                "signal",
+                "layer",
+                "label",
+                "detector",
+                "protocol",
+                "threshold",
+                *EV,
+                "fit",
+                "audited_model",
+                "aud",
+                "backbone",
+                "setup",
+            ],
+        ),
     ],
 )
 def test_rows_keep_the_report_key_order(runs, name, keys):
@@ -128,7 +275,12 @@ def test_row_values_are_the_report_values(runs):
     assert rows["passive-fused-outputs"]["signal"] == "outputs" and rows["passive-fused-outputs"]["layer"] == "outputs"
     assert rows["passive-training-members"]["protocol"] == "training-members"
     assert {k: rows["gmint-heldout-members"][k] for k in ("layer", "setup", "budget", "reduction", "detector")} == {
-        "layer": "conv1+fc", "setup": "custom", "budget": 1.0, "reduction": "mean+l2", "detector": "mlp"}
+        "layer": "conv1+fc",
+        "setup": "custom",
+        "budget": 1.0,
+        "reduction": "mean+l2",
+        "detector": "mlp",
+    }
     assert rows["attack-lira-online"]["method"] == "lira" and rows["attack-lira-online"]["fit"]["online"] is True
     assert rows["amint"]["calibrated_threshold"] == 0.55 and rows["amint"]["aud"] == 0.8
     assert rows["amint"]["slices"] is not None and rows["amint-no-slices"]["slices"] is None
@@ -137,12 +289,21 @@ def test_row_values_are_the_report_values(runs):
     members, nonmembers, known, external = loss_split_scores(cache, split)
     thr = float(best_threshold(np.r_[np.ones(len(known)), np.zeros(len(external))], np.r_[known, external]))
     m_info, n_info = sample_infos(cache, split.heldout_members, split.test)
-    before = {"method": "loss", "signal": "outputs", "layer": "outputs", "label": "LOSS", "attack": "loss",
-              "detector": "threshold", "protocol": "heldout-members", "threshold": thr,
-              "threshold_source": LOSS_THRESHOLD_SOURCE,
-              **evaluate_scores(members, nonmembers, threshold=thr, n_bootstrap=20, seed=0, member_info=m_info,
-                                nonmember_info=n_info).to_dict(),
-              "fit": {"n_reference": 0}}
+    before = {
+        "method": "loss",
+        "signal": "outputs",
+        "layer": "outputs",
+        "label": "LOSS",
+        "attack": "loss",
+        "detector": "threshold",
+        "protocol": "heldout-members",
+        "threshold": thr,
+        "threshold_source": LOSS_THRESHOLD_SOURCE,
+        **evaluate_scores(
+            members, nonmembers, threshold=thr, n_bootstrap=20, seed=0, member_info=m_info, nonmember_info=n_info
+        ).to_dict(),
+        "fit": {"n_reference": 0},
+    }
     assert json.dumps(rows["loss-baseline"]) == json.dumps(rows["attack-loss"]) == json.dumps(before)
 
 
@@ -185,7 +346,10 @@ BAD = [
     ({"extra": {1: "x"}}, "Result.extra must be a dict with string keys"),
     ({"gradient": ("entry", 1.0, "mean")}, "Result.gradient must be a GradientSetup"),
     ({"calibration": 0.5}, "Result.calibration must be a Calibration"),
-    ({"gradient": GradientSetup("entry", 1.0, "mean"), "extra": {"budget": 0.5}}, "repeats the typed key\\(s\\) \\['budget'\\]"),
+    (
+        {"gradient": GradientSetup("entry", 1.0, "mean"), "extra": {"budget": 0.5}},
+        "repeats the typed key\\(s\\) \\['budget'\\]",
+    ),
 ]
 
 
@@ -208,8 +372,17 @@ def test_bad_values_are_refused_when_a_result_is_built(change, match):
         (lambda: Result.from_dict([("method", "loss")]), "a result must be a Result or a dict"),
         (lambda: Result.from_dict({"method": "loss"}), "result lacks required key\\(s\\) \\['signal', 'protocol'"),
         (lambda: Result.from_dict({**_good(), "setup": "entry", "budget": 2.0, "reduction": "mean"}), "budget"),
-        (lambda: Result.from_dict({**_good(), "calibrated_threshold": 0.5, "calibrated_accuracy": -0.1,
-                                   "calibrated_accuracy_ci95": [0, 1]}), "calibrated_accuracy"),
+        (
+            lambda: Result.from_dict(
+                {
+                    **_good(),
+                    "calibrated_threshold": 0.5,
+                    "calibrated_accuracy": -0.1,
+                    "calibrated_accuracy_ci95": [0, 1],
+                }
+            ),
+            "calibrated_accuracy",
+        ),
     ],
 )
 def test_bad_parts_and_rows_are_refused(make, match):
@@ -228,8 +401,13 @@ def test_add_result_accepts_a_result_or_a_dict_and_checks_the_method_is_register
     report = new_report(dataset={}, model={}, config={}, command="t")
     result = Result(**_good(label="L1", depth=1))
     add_result(report, result)
-    hand_made = {"method": "loss", "signal": "outputs", "protocol": "heldout-members", "label": "LOSS",
-                 **evaluate_scores([0.9, 0.8], [0.1, 0.2], n_bootstrap=0).to_dict()}
+    hand_made = {
+        "method": "loss",
+        "signal": "outputs",
+        "protocol": "heldout-members",
+        "label": "LOSS",
+        **evaluate_scores([0.9, 0.8], [0.1, 0.2], n_bootstrap=0).to_dict(),
+    }
     add_result(report, hand_made)
     assert report["results"][0] == result.to_dict()
     assert list(report["results"][1]) == list(hand_made)  # a dict is stored as given (a copy)
@@ -246,7 +424,8 @@ def test_add_result_accepts_a_result_or_a_dict_and_checks_the_method_is_register
 def test_an_attack_whose_own_row_function_returns_a_dict_still_gives_a_result(runs):
     loss_row = runs["rows"]["loss-baseline"].to_dict()
     register_attack("row-as-dict", method="loss", result=lambda *args: {**loss_row, "attack": "row-as-dict"})(
-        lambda ctx: None)
+        lambda ctx: None
+    )
     try:
         (got,) = run_attacks(*runs["attack_args"], ["row-as-dict"], runs["tmp"] / "plugin", show_progress=False)
     finally:

@@ -37,11 +37,13 @@ def _raw(model, dataset, layer):
         return rec.pop()[layer]
 
 
-@pytest.mark.parametrize("mode, shape", [("full", (8, 8, 8)), ("pooled", (16,)), ("grid:1", (8, 1, 1)),
-                                         ("grid:3", (8, 3, 3))])
+@pytest.mark.parametrize(
+    "mode, shape", [("full", (8, 8, 8)), ("pooled", (16,)), ("grid:1", (8, 1, 1)), ("grid:3", (8, 3, 3))]
+)
 def test_every_mode_stores_the_public_reduction_of_the_conv_activations(mode, shape, tiny_model, toy_dataset, tmp_path):
-    cache = extract_signals(tiny_model, toy_dataset, IDX, ["relu1"], tmp_path, batch_size=3, tap_mode=mode,
-                            show_progress=False)
+    cache = extract_signals(
+        tiny_model, toy_dataset, IDX, ["relu1"], tmp_path, batch_size=3, tap_mode=mode, show_progress=False
+    )
     stored = np.asarray(cache.activations("relu1"))
     raw = _raw(tiny_model, toy_dataset, "relu1")
     assert stored.shape == (len(IDX), *shape)
@@ -87,24 +89,30 @@ def test_the_recorder_never_clones_a_reduced_map(tiny_model, monkeypatch):
         return real(self, *a, **k)
 
     monkeypatch.setattr(torch.Tensor, "clone", spy)
-    with torch.no_grad(), Recorder(tiny_model, ["relu1", "relu2"], reduce={"relu1": lambda t: reduce_activations(t, "pooled")}) as rec:
+    with (
+        torch.no_grad(),
+        Recorder(tiny_model, ["relu1", "relu2"], reduce={"relu1": lambda t: reduce_activations(t, "pooled")}) as rec,
+    ):
         tiny_model(torch.zeros(2, 1, 8, 8))
         out = rec.pop()
     assert out["relu1"].shape == (2, 16) and out["relu2"].shape == (2, 16, 4, 4)
     assert clones == [(2, 16, 4, 4)]  # only the full tap was copied
 
 
-@pytest.mark.parametrize("shape, budget, itemsize, mode", [
-    ((8, 8, 8), 2048, 4, "full"),          # 512 values fit exactly
-    ((8, 8, 8), 2047, 4, "grid:7"),        # the largest k >= 2 that fits: 8 * 7 * 7 * 4 = 1568
-    ((8, 8, 8), 1024, 2, "full"),          # float16 counts 2 bytes
-    ((32, 64, 64), 64 * 1024, 4, "grid:22"),
-    ((16, 4, 4), 128, 4, "pooled"),        # 2C values, no 2 x 2 grid (256 bytes)
-    ((16, 4, 4), 100, 4, "grid:1"),        # C values
-    ((17, 16), 4 * 16 * 4, 4, "grid:2"),   # tokens (N=17, D=16): 4 token groups
-    ((17, 16), 2 * 16 * 4, 4, "pooled"),
-    ((10,), 4, 4, "full"),                 # a vector is always stored full
-])
+@pytest.mark.parametrize(
+    "shape, budget, itemsize, mode",
+    [
+        ((8, 8, 8), 2048, 4, "full"),  # 512 values fit exactly
+        ((8, 8, 8), 2047, 4, "grid:7"),  # the largest k >= 2 that fits: 8 * 7 * 7 * 4 = 1568
+        ((8, 8, 8), 1024, 2, "full"),  # float16 counts 2 bytes
+        ((32, 64, 64), 64 * 1024, 4, "grid:22"),
+        ((16, 4, 4), 128, 4, "pooled"),  # 2C values, no 2 x 2 grid (256 bytes)
+        ((16, 4, 4), 100, 4, "grid:1"),  # C values
+        ((17, 16), 4 * 16 * 4, 4, "grid:2"),  # tokens (N=17, D=16): 4 token groups
+        ((17, 16), 2 * 16 * 4, 4, "pooled"),
+        ((10,), 4, 4, "full"),  # a vector is always stored full
+    ],
+)
 def test_the_budget_picks_full_then_grid_then_pooled_then_grid_1(shape, budget, itemsize, mode):
     assert choose_mode("t", shape, budget, itemsize) == mode
 
@@ -114,7 +122,9 @@ def test_a_budget_below_one_value_per_channel_is_refused():
         choose_mode("block1.relu1", (32, 28, 28), 127, 4)
 
 
-@pytest.mark.parametrize("text, value", [("65536", 65536), ("64K", 65536), ("64KiB", 65536), ("1m", 2**20), (4096, 4096)])
+@pytest.mark.parametrize(
+    "text, value", [("65536", 65536), ("64K", 65536), ("64KiB", 65536), ("1m", 2**20), (4096, 4096)]
+)
 def test_budgets_read_plain_bytes_and_binary_suffixes(text, value):
     assert parse_tap_budget(text) == value
 
@@ -146,7 +156,9 @@ def test_full_caches_keep_their_old_key_and_manifest_and_reduced_ones_do_not(tin
     assert "tap_modes" not in manifest and "tap_budget" not in manifest
     assert full.tap_modes == {"relu1": "full", "relu2": "full"}
     # an explicit full is the same cache; a reduced tap is another one, its mode in key and manifest
-    assert extract_signals(tiny_model, toy_dataset, IDX, ["relu1", "relu2"], tmp_path, tap_mode="full").path == full.path
+    assert (
+        extract_signals(tiny_model, toy_dataset, IDX, ["relu1", "relu2"], tmp_path, tap_mode="full").path == full.path
+    )
     grid = extract_signals(tiny_model, toy_dataset, IDX, ["relu1", "relu2"], tmp_path, tap_mode="relu1=grid:2")
     assert grid.path != full.path and grid.tap_modes == {"relu1": "grid:2", "relu2": "full"}
     assert json.loads((grid.path / "manifest.json").read_text())["tap_modes"] == {"relu1": "grid:2"}
@@ -166,13 +178,17 @@ def test_the_mlp_fits_a_pooled_tap_and_the_cnn_a_grid_tap(tiny_model, toy_datase
 
     split = _split()
     ids = np.arange(120)
-    cache = extract_signals(tiny_model, toy_dataset, ids, ["relu1", "relu2"], tmp_path, tap_mode="relu1=pooled,relu2=grid:2")
+    cache = extract_signals(
+        tiny_model, toy_dataset, ids, ["relu1", "relu2"], tmp_path, tap_mode="relu1=pooled,relu2=grid:2"
+    )
     cfg = SweepConfig(detector=DetectorConfig(epochs=1), n_bootstrap=0)
     pooled, det = audit_tap(cache, split, "relu1", cfg)
     assert pooled.detector == "mlp" and pooled.to_dict()["tap_mode"] == "pooled" and det.input_shape_ == (16,)
     grid, det = audit_tap(cache, split, "relu2", cfg)
     assert grid.detector == "cnn" and grid.to_dict()["tap_mode"] == "grid:2" and det.input_shape_ == (16, 2, 2)
-    mlp_grid, det = audit_tap(cache, split, "relu2", SweepConfig(detector=DetectorConfig(kind="mlp", epochs=1), n_bootstrap=0))
+    mlp_grid, det = audit_tap(
+        cache, split, "relu2", SweepConfig(detector=DetectorConfig(kind="mlp", epochs=1), n_bootstrap=0)
+    )
     assert mlp_grid.detector == "mlp" and det.mean_.shape == (64,)  # the grid, flattened
     with pytest.raises(ConfigError, match="--detector mlp.*--tap-mode grid:k"):
         audit_tap(cache, split, "relu1", SweepConfig(detector=DetectorConfig(kind="cnn", epochs=1), n_bootstrap=0))
@@ -194,30 +210,76 @@ def workdir(tmp_path_factory):
     np.savez(root / "d.npz", images=rng.integers(0, 256, (120, 8, 8, 1), dtype=np.uint8), labels=np.arange(120) % 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["train", "--dataset", f"npz:{root / 'd.npz'}", "--members", "40", "--external", "40", "--test", "40",
-                     "--model", "tiny-cnn", "--epochs", "1", "--out", str(root / "run"), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--dataset",
+                    f"npz:{root / 'd.npz'}",
+                    "--members",
+                    "40",
+                    "--external",
+                    "40",
+                    "--test",
+                    "40",
+                    "--model",
+                    "tiny-cnn",
+                    "--epochs",
+                    "1",
+                    "--out",
+                    str(root / "run"),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return root
 
 
 def _copy(workdir, tmp_path):
     shutil.copy(workdir / "d.npz", tmp_path / "d.npz")
     shutil.copytree(workdir / "run", tmp_path / "run")
-    return ["--dataset", "npz:d.npz", "--out", "run", "--allow-weak-model", "--quiet", "--mint-epochs", "1",
-            "--bootstrap", "0"]
+    return [
+        "--dataset",
+        "npz:d.npz",
+        "--out",
+        "run",
+        "--allow-weak-model",
+        "--quiet",
+        "--mint-epochs",
+        "1",
+        "--bootstrap",
+        "0",
+    ]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--tap-budget", "8"], "tap 'relu1' has 8 channels: a --tap-budget of 8 bytes holds less than one value per "
-                            "channel; give --tap-budget 32 or more"),
-    (["--tap-budget", "12Q"], "--tap-budget must be a whole number of bytes"),
-    (["--tap-budget", "0"], "--tap-budget must be at least 1 byte"),
-    (["--tap-mode", "grid:0"], "grid:K needs K >= 1"),
-    (["--tap-mode", "grid:x"], "is not grid:K with K a whole number"),
-    (["--tap-mode", "maxpool"], "unknown tap mode 'maxpool'; use full, pooled"),
-    (["--taps", "relu1", "--tap-mode", "relu2=pooled"], "--tap-mode names 'relu2', which is not a selected tap (relu1)"),
-    (["--tap-mode", "pooled", "--detector", "cnn"], "use --detector mlp (or auto), or keep maps with --tap-mode grid:k"),
-    (["--tap-budget", "200", "--detector", "cnn"], "use --detector mlp (or auto)"),  # the budget picks pooled for relu2
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["--tap-budget", "8"],
+            "tap 'relu1' has 8 channels: a --tap-budget of 8 bytes holds less than one value per "
+            "channel; give --tap-budget 32 or more",
+        ),
+        (["--tap-budget", "12Q"], "--tap-budget must be a whole number of bytes"),
+        (["--tap-budget", "0"], "--tap-budget must be at least 1 byte"),
+        (["--tap-mode", "grid:0"], "grid:K needs K >= 1"),
+        (["--tap-mode", "grid:x"], "is not grid:K with K a whole number"),
+        (["--tap-mode", "maxpool"], "unknown tap mode 'maxpool'; use full, pooled"),
+        (
+            ["--taps", "relu1", "--tap-mode", "relu2=pooled"],
+            "--tap-mode names 'relu2', which is not a selected tap (relu1)",
+        ),
+        (
+            ["--tap-mode", "pooled", "--detector", "cnn"],
+            "use --detector mlp (or auto), or keep maps with --tap-mode grid:k",
+        ),
+        (
+            ["--tap-budget", "200", "--detector", "cnn"],
+            "use --detector mlp (or auto)",
+        ),  # the budget picks pooled for relu2
+    ],
+)
 def test_bad_tap_storage_is_one_line_and_writes_nothing(argv, needle, workdir, tmp_path, refused):
     common = _copy(workdir, tmp_path)
     line = refused(["sweep", *common, *argv])
@@ -257,7 +319,9 @@ def test_the_verdict_reads_the_tap_as_the_sweep_stored_it(workdir, tmp_path, mon
     assert verdict["n_query"] > 0
     assert main(query) == 0  # the default budget keeps relu1 full: a full cache is made for it
     new = caches() - before
-    assert new and all(SignalCache.open(c).tap_mode("relu1") == "full" for c in new if "relu1" in SignalCache.open(c).layers)
+    assert new and all(
+        SignalCache.open(c).tap_mode("relu1") == "full" for c in new if "relu1" in SignalCache.open(c).layers
+    )
 
 
 def test_modes_parse_and_normalise():
@@ -272,15 +336,35 @@ def test_the_api_takes_a_tap_mode_and_a_budget(tiny_model, toy_dataset, tmp_path
     x, y = toy_dataset.batch(np.arange(120)), torch.from_numpy(toy_dataset.labels)
     parts = {role: (x[i::3], y[i::3]) for i, role in enumerate(("members", "external", "test"))}
     detector = DetectorConfig(epochs=1)
-    result = mintaudit.audit(tiny_model, **parts, taps=["relu1", "relu2"], fusion="none", detector=detector,
-                             n_bootstrap=0, allow_weak_model=True, tap_mode={"relu1": "pooled"}, tap_budget="256",
-                             work_dir=tmp_path, show_progress=False)
+    result = mintaudit.audit(
+        tiny_model,
+        **parts,
+        taps=["relu1", "relu2"],
+        fusion="none",
+        detector=detector,
+        n_bootstrap=0,
+        allow_weak_model=True,
+        tap_mode={"relu1": "pooled"},
+        tap_budget="256",
+        work_dir=tmp_path,
+        show_progress=False,
+    )
     rows = {r.layer: r.to_dict() for r in result.rows}
     assert rows["relu1"]["tap_mode"] == "pooled" and rows["relu2"]["tap_mode"] == "grid:2"  # 16 x 2 x 2 x 4 = 256 bytes
     assert result.report["config"]["tap_budget"] == 256
     with pytest.raises(ConfigError, match="not a selected tap"):
-        mintaudit.audit(tiny_model, **parts, taps=["relu1"], fusion="none", detector=detector, n_bootstrap=0,
-                        allow_weak_model=True, tap_mode="relu2=pooled", work_dir=tmp_path, show_progress=False)
+        mintaudit.audit(
+            tiny_model,
+            **parts,
+            taps=["relu1"],
+            fusion="none",
+            detector=detector,
+            n_bootstrap=0,
+            allow_weak_model=True,
+            tap_mode="relu2=pooled",
+            work_dir=tmp_path,
+            show_progress=False,
+        )
 
 
 def test_yaml_keys_take_the_same_values_and_are_named_in_errors(workdir, tmp_path, refused):

@@ -18,7 +18,9 @@ def _learnable(toy_dataset):
 def test_training_learns(toy_dataset):
     ds = _learnable(toy_dataset)
     m = build_model(ModelSpec("tiny-cnn", 1, 3, (8, 8)))
-    res = train_classifier(m, ds, np.arange(80), TrainConfig(epochs=30, batch_size=16, lr=1e-2), test_indices=np.arange(80, 120))
+    res = train_classifier(
+        m, ds, np.arange(80), TrainConfig(epochs=30, batch_size=16, lr=1e-2), test_indices=np.arange(80, 120)
+    )
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     assert res.train_accuracy > 0.9
     assert not m.training
@@ -36,7 +38,9 @@ def test_resume_equals_uninterrupted_run(toy_dataset, tmp_path):
     train_classifier(part, ds, idx, TrainConfig(epochs=2, batch_size=16), checkpoint_dir=tmp_path / "b")
     torch.manual_seed(123)  # a fresh process: other global RNG state, fresh weights
     resumed = build_model(ModelSpec("objcls-cnn", 1, 3, (8, 8)))
-    res = train_classifier(resumed, ds, idx, TrainConfig(epochs=4, batch_size=16), checkpoint_dir=tmp_path / "b", resume=True)
+    res = train_classifier(
+        resumed, ds, idx, TrainConfig(epochs=4, batch_size=16), checkpoint_dir=tmp_path / "b", resume=True
+    )
     assert len(res.history) == 4
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k

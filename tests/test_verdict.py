@@ -45,12 +45,25 @@ def digits_audit(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 8x8 images: threads gain nothing, and one thread is immune to a busy machine
     try:
-        net, info = train_model(out, ds, splits, model="objcls-cnn", model_kwargs={"dropout": 0.0},
-                                config=TrainConfig(epochs=40, batch_size=32), show_progress=False)
+        net, info = train_model(
+            out,
+            ds,
+            splits,
+            model="objcls-cnn",
+            model_kwargs={"dropout": 0.0},
+            config=TrainConfig(epochs=40, batch_size=32),
+            show_progress=False,
+        )
         split = passive_split(splits, known_fraction=0.5, seed=0)
         cache = extract_signals(net, ds, np.unique(split.all_indices()), [], out / "cache", show_progress=False)
-        _, det = audit_tap(cache, split, None, SweepConfig(detector=DetectorConfig(epochs=30), n_bootstrap=0),
-                           fuse_outputs=True, show_progress=False)
+        _, det = audit_tap(
+            cache,
+            split,
+            None,
+            SweepConfig(detector=DetectorConfig(epochs=30), n_bootstrap=0),
+            fuse_outputs=True,
+            show_progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     out_ = cache.outputs()
@@ -77,7 +90,7 @@ def test_null_query_sets_on_real_data_keep_the_error_rates(digits_audit, method)
     for rep in range(REPS):
         perm = rng.permutation(len(nonmembers))
         null, pool = nonmembers[perm[:500]], nonmembers[perm[500:]]
-        query = pool[:[10, 50, 200][rep % 3]]  # non-members only, never in the null
+        query = pool[: [10, 50, 200][rep % 3]]  # non-members only, never in the null
         t = dataset_test(query, null, alpha=ALPHA)
         rejected["mann-whitney (default)"] += t.reject
         rejected["bonferroni"] += min(1.0, 2 * min(t.mann_whitney["p_value"], t.binomial["p_value"])) <= ALPHA
@@ -133,8 +146,29 @@ def _npz(path, n, seed=0):
 def work(tmp_path, capsys):
     data = _npz(tmp_path / "data.npz", 200)
     out = tmp_path / "run"
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "60", "--external", "40", "--test",
-                 "80", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "60",
+                "--external",
+                "40",
+                "--test",
+                "80",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     return data, out
 
@@ -156,8 +190,26 @@ def test_test_verb_has_help_with_an_example(capsys):
 
 def test_test_verb_writes_verdict_csv_report_and_html(work, capsys):
     data, out = work
-    assert main(["test", "--dataset", data, "--out", str(out), "--query", "heldout-members", "--method", "loss",
-                 "--fdr", "0.1", "--quiet", "--allow-weak-model"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--dataset",
+                data,
+                "--out",
+                str(out),
+                "--query",
+                "heldout-members",
+                "--method",
+                "loss",
+                "--fdr",
+                "0.1",
+                "--quiet",
+                "--allow-weak-model",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     v = report["verdict"]
@@ -219,21 +271,54 @@ def test_query_files_new_samples_and_refused_overlaps(work, tmp_path, capsys):
     assert "the pool has 200" in _error(capsys, [*base, "--query", str(tmp_path / "far.txt")])
     assert "neither a split role" in _error(capsys, [*base, "--query", "members"])
     assert "needs --query" in _error(capsys, base)
-    assert "--layer and --fuse-outputs apply" in _error(capsys, [*base, "--query", "test", "--method", "loss",
-                                                                  "--layer", "relu1"])
+    assert "--layer and --fuse-outputs apply" in _error(
+        capsys, [*base, "--query", "test", "--method", "loss", "--layer", "relu1"]
+    )
     assert "--alpha must be a finite number in (0, 1)" in _error(capsys, [*base, "--query", "test", "--alpha", "1.5"])
 
 
 def test_default_layer_is_the_best_validation_auc_and_its_detector_is_reused(work, capsys):
     data, out = work
-    assert main(["fit", "--dataset", data, "--out", str(out), "--layer", "relu1", "--mint-epochs", "2", "--quiet",
-                 "--allow-weak-model"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--dataset",
+                data,
+                "--out",
+                str(out),
+                "--layer",
+                "relu1",
+                "--mint-epochs",
+                "2",
+                "--quiet",
+                "--allow-weak-model",
+            ]
+        )
+        == 0
+    )
     protocol = out / "detectors" / "relu1" / "protocol.json"
     weights = out / "detectors" / "relu1" / "detector.safetensors"
     assert protocol.is_file()
     before = weights.stat().st_mtime_ns
-    assert main(["test", "--dataset", data, "--out", str(out), "--query", "test", "--mint-epochs", "2", "--quiet",
-                 "--allow-weak-model"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--dataset",
+                data,
+                "--out",
+                str(out),
+                "--query",
+                "test",
+                "--mint-epochs",
+                "2",
+                "--quiet",
+                "--allow-weak-model",
+            ]
+        )
+        == 0
+    )
     v = json.loads((out / "report.json").read_text())["verdict"]
     assert v["layer"] == "relu1" and v["signal"] == "activations"
     assert weights.stat().st_mtime_ns == before  # reused, not refitted
@@ -248,10 +333,14 @@ def _verdict() -> dict:
     rng = np.random.default_rng(0)
     q, null = rng.normal(1, 1, 50), rng.normal(size=300)
     v = dataset_test(q, null).to_dict()
-    v.update(method="loss", signal="outputs", layer="outputs",
-             query={"source": "heldout-members", "description": "members <b>", "n": 50},
-             null_reference={"source": "held-out non-members", "n": 300},
-             per_sample={**sample_decisions(q, null).to_dict(), "csv": "verdict.csv"})
+    v.update(
+        method="loss",
+        signal="outputs",
+        layer="outputs",
+        query={"source": "heldout-members", "description": "members <b>", "n": 50},
+        null_reference={"source": "held-out non-members", "n": 300},
+        per_sample={**sample_decisions(q, null).to_dict(), "csv": "verdict.csv"},
+    )
     return v
 
 
@@ -271,10 +360,23 @@ def test_html_verdict_in_words_first_then_the_evidence() -> None:
     report = new_report(dataset={"name": "toy"}, model={"name": "m"}, config={}, command="x")
     set_verdict(report, _verdict())
     page = render_html(report)
-    section = page[page.index('<section class="verdict"'):page.index("</section>", page.index('class="verdict"'))]
-    assert section.index("Evidence of use") < section.index("Evidence that these 50 samples") < section.index("Evidence</h3>")
-    for text in ("Mann-Whitney U", "Exceedances", "Benjamini-Hochberg", "Share of members", "Assumption",
-                 "Error rate controlled", "(n_null = 300)", "<svg", "LOSS attack"):
+    section = page[page.index('<section class="verdict"') : page.index("</section>", page.index('class="verdict"'))]
+    assert (
+        section.index("Evidence of use")
+        < section.index("Evidence that these 50 samples")
+        < section.index("Evidence</h3>")
+    )
+    for text in (
+        "Mann-Whitney U",
+        "Exceedances",
+        "Benjamini-Hochberg",
+        "Share of members",
+        "Assumption",
+        "Error rate controlled",
+        "(n_null = 300)",
+        "<svg",
+        "LOSS attack",
+    ):
         assert text in section, text
     assert "members &lt;b&gt;" in section and "members <b>" not in section
     assert "flags a lone sample only if" in section  # 50 queries at q 0.05 need 999 null samples; there are 300

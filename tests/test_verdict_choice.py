@@ -23,25 +23,39 @@ from mintaudit.workdir.model import model_spec
 
 
 def _row(method, val=None, *, attack=None, layer="outputs", signal="outputs", heldout_auc=0.5):
-    return {"method": method, "attack": attack, "layer": layer, "signal": signal,
-            "fit": {} if val is None else {"val_auc": val}, "metrics": {"auc": heldout_auc}}
+    return {
+        "method": method,
+        "attack": attack,
+        "layer": layer,
+        "signal": signal,
+        "fit": {} if val is None else {"val_auc": val},
+        "metrics": {"auc": heldout_auc},
+    }
 
 
 def test_choice_is_by_validation_auc_never_by_the_held_out_auc():
-    report = {"results": [
-        _row("passive-mint", 0.61, layer="relu1", signal="activations", heldout_auc=0.99),  # best held-out AUC
-        _row("passive-mint", 0.58, heldout_auc=0.50),
-        _row("loss", attack="loss", heldout_auc=0.60),
-        _row("rmia", attack="rmia", heldout_auc=0.51),
-        _row("lira", attack="lira", heldout_auc=0.97),
-    ]}
-    method, layer, why = choose_method(report, {"loss": 0.55, "rmia": 0.66}, unavailable={"lira": "reference models "
-                                                                                           "not in the cache"})
+    report = {
+        "results": [
+            _row("passive-mint", 0.61, layer="relu1", signal="activations", heldout_auc=0.99),  # best held-out AUC
+            _row("passive-mint", 0.58, heldout_auc=0.50),
+            _row("loss", attack="loss", heldout_auc=0.60),
+            _row("rmia", attack="rmia", heldout_auc=0.51),
+            _row("lira", attack="lira", heldout_auc=0.97),
+        ]
+    }
+    method, layer, why = choose_method(
+        report, {"loss": 0.55, "rmia": 0.66}, unavailable={"lira": "reference models not in the cache"}
+    )
     assert (method, layer, why["chosen"], why["val_auc"]) == ("rmia", None, "rmia", 0.66)
     assert [(c["method"], c["val_auc"]) for c in why["candidates"]] == [
-        ("passive-mint", 0.61), ("passive-mint", 0.58), ("loss", 0.55), ("rmia", 0.66)]
+        ("passive-mint", 0.61),
+        ("passive-mint", 0.58),
+        ("loss", 0.55),
+        ("rmia", 0.66),
+    ]
     assert "lira" not in [c["method"] for c in why["candidates"]] and why["unavailable"] == {
-        "lira": "reference models not in the cache"}
+        "lira": "reference models not in the cache"
+    }
     assert "rmia" in why["sentence"] and "0.660" in why["sentence"] and "lira" in why["sentence"]
     # without the attacks, the MINT tap with the best validation AUC wins, not the one with the best held-out AUC
     report["results"][0]["fit"]["val_auc"], report["results"][1]["fit"]["val_auc"] = 0.57, 0.59
@@ -51,8 +65,10 @@ def test_choice_is_by_validation_auc_never_by_the_held_out_auc():
     assert (method, layer, why["signal"]) == ("passive-mint", "relu1", "activations")
     # a MINT row of an attack (calibrated-mint) brings its own validation AUC
     report["results"].append(_row("calibrated-mint", 0.7, attack="calibrated-mint"))
-    assert choose_method(report, {}, unavailable={"calibrated-mint": "reference models not in the cache"})[0] == \
-        "passive-mint"
+    assert (
+        choose_method(report, {}, unavailable={"calibrated-mint": "reference models not in the cache"})[0]
+        == "passive-mint"
+    )
     assert choose_method({"results": []}) == ("passive-mint", None, choose_method({"results": []})[2])
     assert choose_method({"results": []})[2]["candidates"] == []
 
@@ -72,12 +88,45 @@ def work(tmp_path_factory):
     np.savez(root / "data.npz", x=rng.integers(0, 256, (200, 8, 8), dtype=np.uint8), y=np.arange(200) % 3)
     data, out = f"npz:{root / 'data.npz'}", root / "run"
     base = ["--dataset", data, "--out", str(out), "--quiet"]
-    assert main(["train", *base, "--model", "tiny-cnn", "--members", "60", "--external", "40", "--test", "80",
-                 "--epochs", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *base,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "60",
+                "--external",
+                "40",
+                "--test",
+                "80",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert main(["fit", *base, "--layer", "relu1", "--mint-epochs", "2", "--allow-weak-model"]) == 0
     only_mint = json.loads((out / "report.json").read_text())
-    assert main(["attack", *base, "--methods", "loss,rmia", "--reference", "2", "--reference-epochs", "1",
-                 "--bootstrap", "0", "--allow-weak-model"]) == 0
+    assert (
+        main(
+            [
+                "attack",
+                *base,
+                "--methods",
+                "loss,rmia",
+                "--reference",
+                "2",
+                "--reference-epochs",
+                "1",
+                "--bootstrap",
+                "0",
+                "--allow-weak-model",
+            ]
+        )
+        == 0
+    )
     return {"data": data, "out": out, "base": [*base, "--allow-weak-model"], "only_mint": only_mint, "root": root}
 
 
@@ -97,8 +146,18 @@ def _rmia(work, extra=None):
     net, _, _ = resolve_model(out, ds, allow_weak_model=True)
     report = json.loads((out / "report.json").read_text())
     split = passive_split(splits, known_fraction=0.5, seed=0)
-    sc = attack_scores(net, model_spec(out, ds, None, None), ds, split, ["rmia"], out / "cache" / "attacks",
-                       attack_config_of(report), signals_root=out / "cache", extra=extra, train_references=False)
+    sc = attack_scores(
+        net,
+        model_spec(out, ds, None, None),
+        ds,
+        split,
+        ["rmia"],
+        out / "cache" / "attacks",
+        attack_config_of(report),
+        signals_root=out / "cache",
+        extra=extra,
+        train_references=False,
+    )
     return sc["rmia"], split, splits
 
 
@@ -164,8 +223,10 @@ def test_default_on_a_report_with_only_passive_mint_rows(work, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(work["out"], out, ignore=shutil.ignore_patterns("attacks"))
     (out / "report.json").write_text(json.dumps(work["only_mint"]))
-    assert main(["test", "--dataset", work["data"], "--out", str(out), "--quiet", "--allow-weak-model",
-                 "--query", "test"]) == 0
+    assert (
+        main(["test", "--dataset", work["data"], "--out", str(out), "--quiet", "--allow-weak-model", "--query", "test"])
+        == 0
+    )
     v = _verdict(out)
     assert v["method"] == "passive-mint" and v["layer"] == "relu1"
     assert "passive-mint" in {x["method"] for x in v["choice"]["candidates"]}
@@ -176,14 +237,20 @@ def _files(root):
     return {os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs}
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--query", "heldout-members", "--method", "lira-online"], "run 'mintaudit attack --out"),
-    (["--query", "heldout-members", "--method", "lira-online"], "--methods lira-online --reference 2' first"),
-    (["--query", "NEW", "--method", "rmia"], "use --method passive-mint or loss"),
-    (["--query", "heldout-members", "--method", "no-such-attack"], "--method must be passive-mint, amint or an attack"),
-    (["--query", "heldout-members", "--method", "rmia", "--layer", "relu1"], "--layer and --fuse-outputs apply"),
-    (["--query", "KNOWN", "--method", "rmia"], "calibration and reference data"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--query", "heldout-members", "--method", "lira-online"], "run 'mintaudit attack --out"),
+        (["--query", "heldout-members", "--method", "lira-online"], "--methods lira-online --reference 2' first"),
+        (["--query", "NEW", "--method", "rmia"], "use --method passive-mint or loss"),
+        (
+            ["--query", "heldout-members", "--method", "no-such-attack"],
+            "--method must be passive-mint, amint or an attack",
+        ),
+        (["--query", "heldout-members", "--method", "rmia", "--layer", "relu1"], "--layer and --fuse-outputs apply"),
+        (["--query", "KNOWN", "--method", "rmia"], "calibration and reference data"),
+    ],
+)
 def test_refusals(work, refused, tmp_path, extra, needle):
     new = tmp_path / "new.npz"
     rng = np.random.default_rng(3)
@@ -203,10 +270,44 @@ def test_reference_models_on_the_unused_population_are_found(tmp_path, recorded)
     np.savez(tmp_path / "data.npz", x=rng.integers(0, 256, (200, 8, 8), dtype=np.uint8), y=np.arange(200) % 3)
     out = tmp_path / "run"
     base = ["--dataset", f"npz:{tmp_path / 'data.npz'}", "--out", str(out), "--quiet", "--allow-weak-model"]
-    assert main(["train", *base[:-1], "--model", "tiny-cnn", "--members", "60", "--external", "40", "--test", "60",
-                 "--epochs", "1"]) == 0
-    assert main(["attack", *base, "--methods", "rmia", "--reference", "2", "--reference-epochs", "1", "--bootstrap",
-                 "0", "--population", "unused"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *base[:-1],
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "60",
+                "--external",
+                "40",
+                "--test",
+                "60",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "attack",
+                *base,
+                "--methods",
+                "rmia",
+                "--reference",
+                "2",
+                "--reference-epochs",
+                "1",
+                "--bootstrap",
+                "0",
+                "--population",
+                "unused",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["attack_population"] == "unused"
     if not recorded:

@@ -23,8 +23,29 @@ def base(tmp_path_factory):
     rng = np.random.default_rng(0)
     np.savez(root / "data.npz", x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
     data, out = f"npz:{root / 'data.npz'}", root / "run"
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test",
-                 "20", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "20",
+                "--external",
+                "20",
+                "--test",
+                "20",
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["extract", "--dataset", data, "--out", str(out), "--taps", "relu1", "--quiet"]) == 0
     return data, out
 
@@ -95,19 +116,24 @@ def test_report_renders_next_to_its_input_and_overwrites_nothing(tmp_path, capsy
     # a name without .json gets .html added, never replaced
     shutil.copy(tmp_path / "other.json", tmp_path / "plain")
     assert main(["report", str(tmp_path / "plain")]) == 0
-    assert (tmp_path / "plain.html").is_file() and (tmp_path / "plain").read_bytes() == (tmp_path / "other.json").read_bytes()
+    assert (tmp_path / "plain.html").is_file() and (tmp_path / "plain").read_bytes() == (
+        tmp_path / "other.json"
+    ).read_bytes()
 
 
 # --- item 13: a resume must match its checkpoint ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--epochs", "1"], "already trained 2 epochs"),
-    (["--epochs", "2", "--lr", "0.5"], "lr 0.001 (now 0.5)"),
-    (["--epochs", "2", "--batch-size", "8"], "batch_size 64 (now 8)"),
-    (["--epochs", "2", "--weight-decay", "0.1"], "weight_decay 0.0 (now 0.1)"),
-    (["--epochs", "2", "--seed", "3"], "seed 0 (now 3)"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--epochs", "1"], "already trained 2 epochs"),
+        (["--epochs", "2", "--lr", "0.5"], "lr 0.001 (now 0.5)"),
+        (["--epochs", "2", "--batch-size", "8"], "batch_size 64 (now 8)"),
+        (["--epochs", "2", "--weight-decay", "0.1"], "weight_decay 0.0 (now 0.1)"),
+        (["--epochs", "2", "--seed", "3"], "seed 0 (now 3)"),
+    ],
+)
 def test_resume_with_other_options_is_refused(work, refused, extra, needle):
     data, out, _ = work
     before = (out / "model" / "model.json").read_bytes()
@@ -122,15 +148,46 @@ def test_resume_on_other_members_is_refused(work, refused, tmp_path):
     splits["members"], splits["external"] = splits["external"], splits["members"]
     del splits["fingerprint"]  # an edit, accepted
     (tmp_path / "swapped.json").write_text(json.dumps(splits))
-    line = refused(["train", "--dataset", data, "--model", "tiny-cnn", "--out", out, "--resume", "--epochs", "2",
-                    "--splits", tmp_path / "swapped.json", "--quiet"])
+    line = refused(
+        [
+            "train",
+            "--dataset",
+            data,
+            "--model",
+            "tiny-cnn",
+            "--out",
+            out,
+            "--resume",
+            "--epochs",
+            "2",
+            "--splits",
+            tmp_path / "swapped.json",
+            "--quiet",
+        ]
+    )
     assert "train_indices" in line
 
 
 def test_resume_may_extend_the_schedule(work, capsys):
     data, out, _ = work
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--out", str(out), "--resume", "--epochs", "3",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--out",
+                str(out),
+                "--resume",
+                "--epochs",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "model" / "model.json").read_text())
     assert info["train"]["epochs"] == 3 and [r["epoch"] for r in info["history"]] == [1.0, 2.0, 3.0]
 
@@ -142,9 +199,18 @@ def test_amint_resume_with_other_options_is_refused(toy_dataset, tmp_path):
 
     def run(resume=False, **cfg):
         model = ActiveModel(TinyCNN(1, 3, 8), ["relu1"], example=torch.zeros(2, 1, 8, 8))
-        train_active(model, toy_dataset, np.arange(40), np.arange(40, 70), val_members=np.arange(0, 40, 4),
-                     val_external=np.arange(70, 80), config=ActiveConfig(batch_size=8, patience=0, **cfg),
-                     checkpoint_dir=tmp_path, resume=resume, show_progress=False)
+        train_active(
+            model,
+            toy_dataset,
+            np.arange(40),
+            np.arange(40, 70),
+            val_members=np.arange(0, 40, 4),
+            val_external=np.arange(70, 80),
+            config=ActiveConfig(batch_size=8, patience=0, **cfg),
+            checkpoint_dir=tmp_path,
+            resume=resume,
+            show_progress=False,
+        )
 
     run(epochs=2)
     with pytest.raises(ConfigError, match=r"lambda_mint 1.0 \(now 2.0\)"):
@@ -161,10 +227,12 @@ def test_atomic_writers_remove_only_dead_writers_temporaries(tmp_path):
     dead, host = _dead_pid(), _host()
     stale_file = tmp_path / f".t.json.{dead}@{host}.abcdefgh.tmp"
     stale_dir = tmp_path / f".d.{dead}@{host}.k2j4h5g6.tmp"
-    keep = [tmp_path / f".t.json.{os.getpid()}@{host}.zzzzzzzz.tmp",  # a running writer
-            tmp_path / f".t.json.{dead}@another-host.qqqqqqqq.tmp",  # another host's: its pid says nothing here
-            tmp_path / f".other.json.{dead}@{host}.abcdefgh.tmp",  # another target's
-            tmp_path / ".t.json.notmine.tmp"]  # not our pattern
+    keep = [
+        tmp_path / f".t.json.{os.getpid()}@{host}.zzzzzzzz.tmp",  # a running writer
+        tmp_path / f".t.json.{dead}@another-host.qqqqqqqq.tmp",  # another host's: its pid says nothing here
+        tmp_path / f".other.json.{dead}@{host}.abcdefgh.tmp",  # another target's
+        tmp_path / ".t.json.notmine.tmp",
+    ]  # not our pattern
     stale_file.write_bytes(b"half a file")
     stale_dir.mkdir()
     (stale_dir / "big.npy").write_bytes(b"0" * 1000)
@@ -227,15 +295,26 @@ DAMAGE = {
     "activations deleted": lambda c: (c / "act_relu1.npy").unlink(),
     "manifest path ../": lambda c: _manifest_file(c, "../../splits.json"),
     "manifest path absolute": lambda c: _manifest_file(c, str(c.parent.parent / "splits.json")),
-    "manifest path symlink out": lambda c: (_manifest_file(c, "act_link.npy"),
-                                            (c / "act_link.npy").symlink_to(c.parent.parent / "outside.npy"),
-                                            np.save(c.parent.parent / "outside.npy", np.zeros((60, 1))))[0],
+    "manifest path symlink out": lambda c: (
+        _manifest_file(c, "act_link.npy"),
+        (c / "act_link.npy").symlink_to(c.parent.parent / "outside.npy"),
+        np.save(c.parent.parent / "outside.npy", np.zeros((60, 1))),
+    )[0],
 }
 
-NEEDLE = {"truncated logits": "truncated", "truncated activations": "truncated", "pickled labels": "Python objects",
-          "pickled indices": "Python objects", "indices one short": "rows", "loss one short": "rows",
-          "not an array": "not a .npy", "activations deleted": "missing", "manifest path ../": "outside the cache",
-          "manifest path absolute": "outside the cache", "manifest path symlink out": "outside the cache"}
+NEEDLE = {
+    "truncated logits": "truncated",
+    "truncated activations": "truncated",
+    "pickled labels": "Python objects",
+    "pickled indices": "Python objects",
+    "indices one short": "rows",
+    "loss one short": "rows",
+    "not an array": "not a .npy",
+    "activations deleted": "missing",
+    "manifest path ../": "outside the cache",
+    "manifest path absolute": "outside the cache",
+    "manifest path symlink out": "outside the cache",
+}
 
 
 @pytest.mark.parametrize("verb", ["extract", "fit"])
@@ -243,8 +322,11 @@ NEEDLE = {"truncated logits": "truncated", "truncated activations": "truncated",
 def test_a_damaged_cache_is_refused_in_one_line(work, refused, damage, verb):
     data, out, cache = work
     DAMAGE[damage](cache)
-    argv = ["extract", "--taps", "relu1"] if verb == "extract" else ["fit", "--layer", "relu1", "--mint-epochs", "1",
-                                                                      "--bootstrap", "0", "--allow-weak-model"]
+    argv = (
+        ["extract", "--taps", "relu1"]
+        if verb == "extract"
+        else ["fit", "--layer", "relu1", "--mint-epochs", "1", "--bootstrap", "0", "--allow-weak-model"]
+    )
     line = refused([*argv, "--dataset", data, "--out", out, "--quiet"])
     assert NEEDLE[damage] in line and str(cache) in line
     assert "delete the folder" in line and "rerun extract" in line

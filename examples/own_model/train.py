@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--members", type=int, default=3000)
-    p.add_argument("--test", type=int, default=2000, help="test images (from the official test part where there is one)")
+    p.add_argument(
+        "--test", type=int, default=2000, help="test images (from the official test part where there is one)"
+    )
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/own")
@@ -61,7 +63,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_pool, test_pool = np.flatnonzero(~official), np.flatnonzero(official)
     order = rng.permutation(train_pool)
     members = np.sort(order[: args.members])
-    test = np.sort(rng.permutation(test_pool)[: args.test]) if len(test_pool) else np.sort(order[args.members : args.members + args.test])
+    test = (
+        np.sort(rng.permutation(test_pool)[: args.test])
+        if len(test_pool)
+        else np.sort(order[args.members : args.members + args.test])
+    )
     x, y = to_input(ds.images[members]), torch.from_numpy(ds.labels[members])
     xt, yt = to_input(ds.images[test]), torch.from_numpy(ds.labels[test])
 

@@ -18,8 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "atomic_path",
-           "remove_stale_temporaries"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_dir",
+    "atomic_path",
+    "remove_stale_temporaries",
+]
 
 _STALE = re.compile(r"(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.tmp")
 """What follows ``.<target name>.`` in a temporary's name."""
@@ -60,7 +66,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        m = _STALE.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        m = _STALE.fullmatch(entry.name[len(prefix) :]) if entry.name.startswith(prefix) else None
         if m is None or m["host"] != host or _alive(int(m["pid"])):
             continue
         with contextlib.suppress(OSError):

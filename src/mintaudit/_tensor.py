@@ -93,8 +93,10 @@ def resolve_device(device: str | torch.device | None, module: nn.Module | None =
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}") from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {str(device)!r} asked for, but this PyTorch sees no CUDA GPU "
-                              "(CPU-only build or no driver); use --device cpu")
+            raise ConfigError(
+                f"device {str(device)!r} asked for, but this PyTorch sees no CUDA GPU "
+                "(CPU-only build or no driver); use --device cpu"
+            )
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     elif dev.type != "cpu":

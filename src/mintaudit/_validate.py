@@ -64,8 +64,10 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config {str(p)!r} holds a {type(data).__name__}, not a mapping; write option: value lines "
-                          "such as 'epochs: 5'")
+        raise ConfigError(
+            f"--config {str(p)!r} holds a {type(data).__name__}, not a mapping; write option: value lines "
+            "such as 'epochs: 5'"
+        )
     return data
 
 
@@ -83,7 +85,9 @@ def _yaml_problem(path: Path, e: Exception) -> str:
 # config values -> the types argparse gives
 
 
-def config_values(data: Mapping[Any, Any], specs: Mapping[str, OptionSpec], *, source: str, verb: str) -> dict[str, Any]:
+def config_values(
+    data: Mapping[Any, Any], specs: Mapping[str, OptionSpec], *, source: str, verb: str
+) -> dict[str, Any]:
     """Config entries converted to the values argparse would give their options.
 
     Keys may use dashes or underscores. Flags need real booleans; integers refuse booleans and
@@ -98,8 +102,9 @@ def config_values(data: Mapping[Any, Any], specs: Mapping[str, OptionSpec], *, s
             valid = sorted(s.flag.lstrip("-") for s in specs.values() if s.kind != "positional" and s.dest != "config")
             close = difflib.get_close_matches(str(key).replace("_", "-"), valid, n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(close)}? " if close else ""
-            what = ("--config cannot name another --config" if dest == "config"
-                    else f"unknown option(s) {key} for '{verb}'")
+            what = (
+                "--config cannot name another --config" if dest == "config" else f"unknown option(s) {key} for '{verb}'"
+            )
             raise ConfigError(f"{source}: {what}; {hint}valid: {', '.join(valid)}")
         values[dest] = _convert(spec, value, f"{source}: {key}")
     return values
@@ -129,7 +134,9 @@ def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: {e}") from None
     if spec.choices is not None and out not in spec.choices:
-        raise ConfigError(f"{where} must be one of {', '.join(map(str, spec.choices))}, got {value!r}; write one of them")
+        raise ConfigError(
+            f"{where} must be one of {', '.join(map(str, spec.choices))}, got {value!r}; write one of them"
+        )
     return out
 
 
@@ -137,12 +144,16 @@ def _scalar_str(spec: OptionSpec, value: Any, where: str) -> str:
     if isinstance(value, bool):
         if spec.choices is not None and {"yes", "no"} <= set(spec.choices):
             return "yes" if value else "no"  # YAML 1.1 reads an unquoted yes / no as a boolean
-        raise ConfigError(f"{where} must be a string, got the boolean {str(value).lower()} (YAML reads yes/no/on/off "
-                          "as booleans: quote the value)")
+        raise ConfigError(
+            f"{where} must be a string, got the boolean {str(value).lower()} (YAML reads yes/no/on/off "
+            "as booleans: quote the value)"
+        )
     if isinstance(value, (str, int, float)):
         return str(value)
-    raise ConfigError(f"{where} must be a single value, got a {type(value).__name__} {value!r}; write one value "
-                      "(comma-separated where the option takes a list)")
+    raise ConfigError(
+        f"{where} must be a single value, got a {type(value).__name__} {value!r}; write one value "
+        "(comma-separated where the option takes a list)"
+    )
 
 
 _ONE_NUMBER = "write one plain number, e.g. 'epochs: 5' or 'lr: 1e-3'"
@@ -278,8 +289,9 @@ def check_values(values: Mapping[str, Any], origin: Origin) -> None:
             continue
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (rule.number == "float" or isinstance(v, int))
         if not ok or not rule.holds(v):
-            raise ConfigError(f"{origin.label(dest)} must be {rule.describe()}, got {v!r}; e.g. "
-                              f"{origin.example(dest, rule.example)}")
+            raise ConfigError(
+                f"{origin.label(dest)} must be {rule.describe()}, got {v!r}; e.g. {origin.example(dest, rule.example)}"
+            )
 
 
 def _check_tap_storage(values: Mapping[str, Any], origin: Origin) -> None:
@@ -358,8 +370,10 @@ def _writable_dir(p: Path, name: str, *, is_parent: bool = False) -> None:
     if existing != p and not existing.is_dir():
         raise ConfigError(f"{label} lies under {str(existing)!r}, which is a file; give a directory path")
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{label}: cannot write in {str(existing)!r} (permission denied); choose a directory you can "
-                          "write to, or change its permissions")
+        raise ConfigError(
+            f"{label}: cannot write in {str(existing)!r} (permission denied); choose a directory you can "
+            "write to, or change its permissions"
+        )
 
 
 _FIX = {

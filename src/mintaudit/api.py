@@ -134,8 +134,9 @@ def audit(
     parts = [collect_samples(d, role) for d, role in ((members, "members"), (external, "external"), (test, "test"))]
     shapes = {p[0].shape[1:] for p in parts}
     if len(shapes) != 1:
-        raise ConfigError(f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform "
-                          "them alike")
+        raise ConfigError(
+            f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform them alike"
+        )
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     was_training = model.training
@@ -153,15 +154,32 @@ def audit(
         if not tap_pairs and fusion == "none":
             raise ConfigError("no taps and fusion 'none' leave nothing to audit; give taps=[...] or fusion='outputs'")
         budget = DEFAULT_TAP_BUDGET if tap_budget is None else parse_tap_budget(tap_budget, name="tap_budget")
-        config = SweepConfig(detector=detector or DetectorConfig(seed=seed), fusion=fusion, known_fraction=known_fraction,
-                             n_bootstrap=n_bootstrap, batch_size=batch_size, seed=seed,
-                             tap_mode=_mode_text(tap_mode), tap_budget=budget)
+        config = SweepConfig(
+            detector=detector or DetectorConfig(seed=seed),
+            fusion=fusion,
+            known_fraction=known_fraction,
+            n_bootstrap=n_bootstrap,
+            batch_size=batch_size,
+            seed=seed,
+            tap_mode=_mode_text(tap_mode),
+            tap_budget=budget,
+        )
         info = {"check": check.to_dict()}
         with tempfile.TemporaryDirectory(prefix="mintaudit-") as tmp:
             root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp) / "cache"
-            report = sweep_model(model, name, info, pool, splits, tap_pairs, root, config,
-                                 run_config={"taps": layers, "api": "mintaudit.audit"},
-                                 command=["python", "mintaudit.audit"], show_progress=show_progress)
+            report = sweep_model(
+                model,
+                name,
+                info,
+                pool,
+                splits,
+                tap_pairs,
+                root,
+                config,
+                run_config={"taps": layers, "api": "mintaudit.audit"},
+                command=["python", "mintaudit.audit"],
+                show_progress=show_progress,
+            )
     finally:
         model.train(was_training)
     return AuditResult(check, [ResultRow.from_dict(r) for r in report["results"]], report)

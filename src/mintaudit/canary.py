@@ -39,8 +39,17 @@ from scipy.stats import binom
 
 from mintaudit.errors import ConfigError, EvaluationError
 
-__all__ = ["p_value", "epsilon_one_run", "min_canaries", "guess_grid", "OneRunBound", "one_run_bound",
-           "draw_canaries", "check_audit", "GRID_FRACTIONS"]
+__all__ = [
+    "p_value",
+    "epsilon_one_run",
+    "min_canaries",
+    "guess_grid",
+    "OneRunBound",
+    "one_run_bound",
+    "draw_canaries",
+    "check_audit",
+    "GRID_FRACTIONS",
+]
 
 GRID_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Shares of the canaries guessed (half "in", half "out") that :func:`guess_grid` tries."""
@@ -61,7 +70,9 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
     return min(beta + 2.0 * m * delta * alpha, 1.0)
 
 
-def epsilon_one_run(m: int, r: int, v: int, *, delta: float = 0.0, confidence: float = 0.95, tol: float = 1e-6) -> float:
+def epsilon_one_run(
+    m: int, r: int, v: int, *, delta: float = 0.0, confidence: float = 0.95, tol: float = 1e-6
+) -> float:
     """The largest epsilon whose :func:`p_value` stays below ``1 - confidence``: a lower bound, 0 when none.
 
     Args:
@@ -118,8 +129,10 @@ def min_canaries(*, confidence: float = 0.95, delta: float = 0.0, guesses: tuple
         level = 1.0 - (1.0 - confidence) / tests
         if epsilon_one_run(m, r, r, delta=delta, confidence=level) > 0:
             return m
-    raise ConfigError(f"no number of canaries gives a positive bound at confidence {confidence} and delta {delta}; "
-                      "lower --confidence or delta")
+    raise ConfigError(
+        f"no number of canaries gives a positive bound at confidence {confidence} and delta {delta}; "
+        "lower --confidence or delta"
+    )
 
 
 def check_audit(m: int, *, guesses: tuple[int, int] | None, confidence: float, delta: float) -> None:
@@ -133,15 +146,19 @@ def check_audit(m: int, *, guesses: tuple[int, int] | None, confidence: float, d
         if kp < 0 or kn < 0 or kp + kn == 0:
             raise ConfigError(f"--guesses takes K+,K- (>= 0, not both 0), got {kp},{kn}; e.g. --guesses 50,50")
         if kp + kn > m:
-            raise ConfigError(f"--guesses {kp},{kn} makes {kp + kn} guesses, more than the {m} canaries; make k+ + k- "
-                              f"at most {m}, or give more --canaries")
+            raise ConfigError(
+                f"--guesses {kp},{kn} makes {kp + kn} guesses, more than the {m} canaries; make k+ + k- "
+                f"at most {m}, or give more --canaries"
+            )
     need = min_canaries(confidence=confidence, delta=delta, guesses=guesses)
     have = m if guesses is None else sum(guesses)
     what = "canaries" if guesses is None else "guesses (k+ + k-)"
     if have < need:
         fix = f"use --canaries {need} or more" if guesses is None else f"make k+ + k- at least {need} in --guesses"
-        raise ConfigError(f"{have} {what} cannot give a positive epsilon bound at confidence {confidence:g} (delta "
-                          f"{delta:g}): even all-right guesses need at least {need}; {fix}")
+        raise ConfigError(
+            f"{have} {what} cannot give a positive epsilon bound at confidence {confidence:g} (delta "
+            f"{delta:g}): even all-right guesses need at least {need}; {fix}"
+        )
 
 
 @dataclass(frozen=True)
@@ -161,8 +178,10 @@ class OneRunBound:
     correct_neg: int
     chosen: str  # "fixed" or "grid (Bonferroni over N)"
     grid: list[dict[str, Any]] = field(default_factory=list)
-    theorem: str = ("Steinke, Nasr, Jagielski 2023, Theorem 3.1 / Appendix D: P[>= v right of r] <= "
-                    "P[Bin(r, e^eps/(1+e^eps)) >= v] + 2 m delta max_i P[v-i <= Bin < v]/i")
+    theorem: str = (
+        "Steinke, Nasr, Jagielski 2023, Theorem 3.1 / Appendix D: P[>= v right of r] <= "
+        "P[Bin(r, e^eps/(1+e^eps)) >= v] + 2 m delta max_i P[v-i <= Bin < v]/i"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,13 +190,18 @@ class OneRunBound:
 def _guess(scores: np.ndarray, included: np.ndarray, kp: int, kn: int, rng_order: np.ndarray) -> tuple[int, int]:
     """Right "in" guesses among the ``kp`` top scores and right "out" among the ``kn`` bottom ones (ties in a seeded order)."""
     order = np.lexsort((rng_order, scores))  # ascending score; ties broken by a fixed random order
-    out_guess, in_guess = order[:kn], order[len(order) - kp:] if kp else order[:0]
+    out_guess, in_guess = order[:kn], order[len(order) - kp :] if kp else order[:0]
     return int(included[in_guess].sum()), int((~included[out_guess]).sum())
 
 
 def one_run_bound(
-    scores: ArrayLike, included: ArrayLike, *, delta: float = 0.0, confidence: float = 0.95,
-    guesses: tuple[int, int] | None = None, seed: int = 0,
+    scores: ArrayLike,
+    included: ArrayLike,
+    *,
+    delta: float = 0.0,
+    confidence: float = 0.95,
+    guesses: tuple[int, int] | None = None,
+    seed: int = 0,
 ) -> OneRunBound:
     """The epsilon lower bound of the one-run audit from the canaries' scores and whether each was trained on.
 
@@ -191,7 +215,9 @@ def one_run_bound(
     s = np.asarray(scores, dtype=np.float64)
     inc = np.asarray(included, dtype=bool)
     if s.ndim != 1 or s.shape != inc.shape or not len(s):
-        raise EvaluationError(f"scores and included must be two non-empty 1-D arrays of one length, got {s.shape} and {inc.shape}")
+        raise EvaluationError(
+            f"scores and included must be two non-empty 1-D arrays of one length, got {s.shape} and {inc.shape}"
+        )
     if not np.isfinite(s).all():
         raise EvaluationError(f"{int((~np.isfinite(s)).sum())} canary scores are not finite; check the model's outputs")
     m = len(s)
@@ -207,11 +233,21 @@ def one_run_bound(
         rows.append({"k_pos": kp, "k_neg": kn, "correct_pos": cp, "correct_neg": cn, "epsilon": eps})
     best = max(rows, key=lambda r: r["epsilon"])
     return OneRunBound(
-        epsilon=best["epsilon"], confidence=confidence, delta=delta, m=m, included=int(inc.sum()),
-        k_pos=best["k_pos"], k_neg=best["k_neg"], guesses=best["k_pos"] + best["k_neg"],
-        correct=best["correct_pos"] + best["correct_neg"], correct_pos=best["correct_pos"], correct_neg=best["correct_neg"],
-        chosen="fixed in advance" if guesses is not None else f"best of a grid of {len(pairs)} (Bonferroni: each at "
-        f"confidence {level:.4g})", grid=rows,
+        epsilon=best["epsilon"],
+        confidence=confidence,
+        delta=delta,
+        m=m,
+        included=int(inc.sum()),
+        k_pos=best["k_pos"],
+        k_neg=best["k_neg"],
+        guesses=best["k_pos"] + best["k_neg"],
+        correct=best["correct_pos"] + best["correct_neg"],
+        correct_pos=best["correct_pos"],
+        correct_neg=best["correct_neg"],
+        chosen="fixed in advance"
+        if guesses is not None
+        else f"best of a grid of {len(pairs)} (Bonferroni: each at confidence {level:.4g})",
+        grid=rows,
     )
 
 
@@ -223,8 +259,10 @@ def draw_canaries(pool: ArrayLike, m: int, seed: int = 0) -> tuple[np.ndarray, n
     """
     pool = np.asarray(pool, dtype=np.int64)
     if m > len(pool):
-        raise ConfigError(f"--canaries {m} exceeds the {len(pool)} external samples they are drawn from; give fewer "
-                          "--canaries or more --external")
+        raise ConfigError(
+            f"--canaries {m} exceeds the {len(pool)} external samples they are drawn from; give fewer "
+            "--canaries or more --external"
+        )
     rng = np.random.default_rng([seed, 16])
     canaries = np.sort(rng.choice(pool, size=m, replace=False))
     return canaries, rng.random(m) < 0.5

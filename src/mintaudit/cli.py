@@ -16,6 +16,7 @@ from mintaudit.cli_args import apply_config, build_parser
 
 __all__ = ["main", "build_parser"]
 
+
 def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("debug", "quiet")}
 
@@ -35,8 +36,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.verb == "layers":
         from mintaudit.preprocess import Preprocess
 
-        layers = pipeline.describe_layers(args.model_ref, args.dataset, data_root=args.data_root, image_size=args.image_size,
-                                          preprocess=Preprocess.parse(args.mean, args.std, args.grey_to_rgb))
+        layers = pipeline.describe_layers(
+            args.model_ref,
+            args.dataset,
+            data_root=args.data_root,
+            image_size=args.image_size,
+            preprocess=Preprocess.parse(args.mean, args.std, args.grey_to_rgb),
+        )
         print(f"{'index':>5}  {'name':<28} {'type':<14} output shape")
         for info in layers:
             shape = "x".join(map(str, info.output_shape)) if info.output_shape else "-"
@@ -52,7 +58,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.verb == "factors":
         return _factors(args, command, show)
     if args.verb == "test" and not args.query:
-        raise ConfigError("test needs --query: heldout-members, test, a file of pool indices, or npz:PATH; see 'mintaudit test --help'")
+        raise ConfigError(
+            "test needs --query: heldout-members, test, a file of pool indices, or npz:PATH; see 'mintaudit test --help'"
+        )
     dp = None
     if args.verb in ("train", "audit-dp"):
         from mintaudit.dp import dp_config
@@ -68,14 +76,24 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             try:
                 kp, kn = (int(v) for v in args.guesses.split(","))
             except ValueError:
-                raise ConfigError(f"--guesses takes two whole numbers K+,K-, got {args.guesses!r}; e.g. --guesses 50,50") from None
+                raise ConfigError(
+                    f"--guesses takes two whole numbers K+,K-, got {args.guesses!r}; e.g. --guesses 50,50"
+                ) from None
             guesses = (kp, kn)
         check_audit(args.canaries, guesses=guesses, confidence=args.confidence, delta=dp.delta if dp else 1e-5)
     out = Path(args.out)
     atomic_write_json(out / f"{args.verb}.config.json", {"command": command, **_resolved(args)})
     if args.verb == "demo":
-        report = pipeline.demo(out, dataset=args.dataset, data_root=args.data_root, epochs=args.epochs, seed=args.seed,
-                               fusion=args.fusion, command=command, show_progress=show)
+        report = pipeline.demo(
+            out,
+            dataset=args.dataset,
+            data_root=args.data_root,
+            epochs=args.epochs,
+            seed=args.seed,
+            fusion=args.fusion,
+            command=command,
+            show_progress=show,
+        )
         print(format_table(report))
         print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
         return 0
@@ -85,35 +103,72 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"wrote {Path(args.splits) if args.splits else out / 'splits.json'}")
         return 0
     if args.verb == "train":
-        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed)
-        _, info = pipeline.train_model(out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show,
-                                       dp=dp)
-        print(f"trained {args.model} on {len(splits.members)} members in {info['seconds']:.1f} s: "
-              f"train accuracy {info['train_accuracy']:.3f}, test accuracy {info['task_accuracy']:.3f}")
+        cfg = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed
+        )
+        _, info = pipeline.train_model(
+            out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show, dp=dp
+        )
+        print(
+            f"trained {args.model} on {len(splits.members)} members in {info['seconds']:.1f} s: "
+            f"train accuracy {info['train_accuracy']:.3f}, test accuracy {info['task_accuracy']:.3f}"
+        )
         if "dp" in info:
             d = info["dp"]
-            print(f"DP-SGD: epsilon spent {d['epsilon_spent']:.3f} (target {d['epsilon_target']:g}, delta {d['delta']:g}, "
-                  f"{d['accountant']} accountant), noise multiplier {d['noise_multiplier']:.3f}, clipping norm "
-                  f"{d['max_grad_norm']:g}; replaced: {', '.join(d['replaced']) or 'nothing'}")
+            print(
+                f"DP-SGD: epsilon spent {d['epsilon_spent']:.3f} (target {d['epsilon_target']:g}, delta {d['delta']:g}, "
+                f"{d['accountant']} accountant), noise multiplier {d['noise_multiplier']:.3f}, clipping norm "
+                f"{d['max_grad_norm']:g}; replaced: {', '.join(d['replaced']) or 'nothing'}"
+            )
         print(f"wrote {out / 'model'}")
         return 0
     if args.verb == "audit-dp":
-        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed)
-        a = pipeline.audit_dp(out, ds, splits, canaries=args.canaries, method=args.method, model=args.model, config=cfg,
-                              dp=dp, confidence=args.confidence, guesses=guesses, command=command, show_progress=show)
+        cfg = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed
+        )
+        a = pipeline.audit_dp(
+            out,
+            ds,
+            splits,
+            canaries=args.canaries,
+            method=args.method,
+            model=args.model,
+            config=cfg,
+            dp=dp,
+            confidence=args.confidence,
+            guesses=guesses,
+            command=command,
+            show_progress=show,
+        )
         claim = a["model"]["dp"]
-        print(f"one-run audit ({a['method']}): {a['m']} canaries ({a['included']} trained on), {a['guesses']} guesses "
-              f"(k+ {a['k_pos']}, k- {a['k_neg']}; {a['chosen']}), {a['correct']} right")
-        print(f"  epsilon lower bound {a['epsilon']:.3f} at confidence {a['confidence']:g}, delta {a['delta']:g}"
-              + (f"; DP-SGD claim: epsilon {claim['epsilon_spent']:.3f} (accountant {claim['accountant']})" if claim
-                 else "; trained without DP"))
+        print(
+            f"one-run audit ({a['method']}): {a['m']} canaries ({a['included']} trained on), {a['guesses']} guesses "
+            f"(k+ {a['k_pos']}, k- {a['k_neg']}; {a['chosen']}), {a['correct']} right"
+        )
+        print(
+            f"  epsilon lower bound {a['epsilon']:.3f} at confidence {a['confidence']:g}, delta {a['delta']:g}"
+            + (
+                f"; DP-SGD claim: epsilon {claim['epsilon_spent']:.3f} (accountant {claim['accountant']})"
+                if claim
+                else "; trained without DP"
+            )
+        )
         print(f"  task accuracy {a['model']['task_accuracy']:.3f}")
         print(f"wrote {out / 'audit-dp.json'}, {out / 'report.json'} and {out / 'report.html'}")
         return 0
     if args.verb == "extract":
-        path = pipeline.extract(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps,
-                                dtype="float16" if args.float16 else "float32", show_progress=show,
-                                tap_mode=args.tap_mode, tap_budget=parse_tap_budget(args.tap_budget))
+        path = pipeline.extract(
+            out,
+            ds,
+            splits,
+            model=args.model,
+            weights=args.weights,
+            taps=args.taps,
+            dtype="float16" if args.float16 else "float32",
+            show_progress=show,
+            tap_mode=args.tap_mode,
+            tap_budget=parse_tap_budget(args.tap_budget),
+        )
         print(f"signals cached in {path}")
         return 0
     if args.verb == "attack":
@@ -121,67 +176,149 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
         fixed = {"auto": None, "yes": True, "no": False}[args.fixed_variance]
         attack_cfg = AttackConfig(
-            n_reference=args.reference, fixed_variance=fixed, flip=args.flip, rmia_a=args.rmia_a,
+            n_reference=args.reference,
+            fixed_variance=fixed,
+            flip=args.flip,
+            rmia_a=args.rmia_a,
             reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=args.batch_size, seed=args.seed),
-            n_bootstrap=args.bootstrap, seed=args.seed,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
         )
-        report = pipeline.attack(out, ds, splits, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-                                 model=args.model, weights=args.weights, config=attack_cfg,
-                                 known_fraction=args.known_fraction, population=args.population, command=command,
-                                 show_progress=show, allow_weak_model=args.allow_weak_model)
+        report = pipeline.attack(
+            out,
+            ds,
+            splits,
+            methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+            model=args.model,
+            weights=args.weights,
+            config=attack_cfg,
+            known_fraction=args.known_fraction,
+            population=args.population,
+            command=command,
+            show_progress=show,
+            allow_weak_model=args.allow_weak_model,
+        )
         print(format_table(report))
         print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
         return 0
     sweep_cfg = SweepConfig(
         detector=DetectorConfig(kind=args.detector, pooling=args.pooling, epochs=args.mint_epochs, seed=args.seed),
-        fusion=getattr(args, "fusion", "none"), known_fraction=args.known_fraction, n_bootstrap=args.bootstrap,
-        dtype="float16" if args.float16 else "float32", seed=args.seed,
+        fusion=getattr(args, "fusion", "none"),
+        known_fraction=args.known_fraction,
+        n_bootstrap=args.bootstrap,
+        dtype="float16" if args.float16 else "float32",
+        seed=args.seed,
         tap_mode=getattr(args, "tap_mode", None),
         tap_budget=parse_tap_budget(getattr(args, "tap_budget", None) or DEFAULT_TAP_BUDGET),
     )
     if args.verb == "fit":
         if not args.layer:
             raise ConfigError("fit needs --layer (a name, an index or a glob); list them with 'mintaudit layers'")
-        result = pipeline.fit_tap(out, ds, splits, layer=args.layer, model=args.model, weights=args.weights,
-                                  config=sweep_cfg, fuse_outputs=args.fuse_outputs, command=command, show_progress=show,
-                                  allow_weak_model=args.allow_weak_model)
+        result = pipeline.fit_tap(
+            out,
+            ds,
+            splits,
+            layer=args.layer,
+            model=args.model,
+            weights=args.weights,
+            config=sweep_cfg,
+            fuse_outputs=args.fuse_outputs,
+            command=command,
+            show_progress=show,
+            allow_weak_model=args.allow_weak_model,
+        )
         print(json.dumps({k: result[k] for k in ("layer", "signal", "detector", "metrics", "ci95")}, indent=2))
         return 0
     if args.verb == "test":
-        v = pipeline.verdict(out, ds, splits, query=args.query, method=args.method, layer=args.layer,
-                             fuse_outputs=args.fuse_outputs, fdr=args.fdr, alpha=args.alpha, decision=args.decision,
-                             model=args.model, weights=args.weights, config=sweep_cfg, command=command, show_progress=show,
-                             setup=args.setup, allow_weak_model=args.allow_weak_model)
+        v = pipeline.verdict(
+            out,
+            ds,
+            splits,
+            query=args.query,
+            method=args.method,
+            layer=args.layer,
+            fuse_outputs=args.fuse_outputs,
+            fdr=args.fdr,
+            alpha=args.alpha,
+            decision=args.decision,
+            model=args.model,
+            weights=args.weights,
+            config=sweep_cfg,
+            command=command,
+            show_progress=show,
+            setup=args.setup,
+            allow_weak_model=args.allow_weak_model,
+        )
         mw, b, f, s = v["mann_whitney"], v["binomial"], v["member_fraction"], v["per_sample"]
         print(v["sentence"])
-        print(f"  scores: {v['method']} ({v['layer']}, {v['signal']}); {v['n_query']} queries ({v['query']['source']}) "
-              f"against a null reference of {v['n_null']} held-out non-members")
+        print(
+            f"  scores: {v['method']} ({v['layer']}, {v['signal']}); {v['n_query']} queries ({v['query']['source']}) "
+            f"against a null reference of {v['n_null']} held-out non-members"
+        )
         if (v.get("choice") or {}).get("sentence") and not v["choice"].get("given"):
             print(f"  {v['choice']['sentence']}")
-        print(f"  deciding p = {v['p_value']:.3g} ({v['decision']}, alpha {v['alpha']:g}; null reference: {v['n_null']})")
-        print(f"  Mann-Whitney: query-vs-null AUC {mw['auc']:.3f}, p = {mw['p_value']:.3g} (null reference: {v['n_null']})")
-        print(f"  exceedances: {b['exceedances']} of {b['n']} above the null's top {100 * b['null_rate']:.1f}% "
-              f"({b['expected_under_null']:.1f} expected), exact p = {b['p_value']:.3g} (null reference: {v['n_null']})")
-        print(f"  members among the queries (Storey, a lower estimate): {100 * f['estimate']:.1f}% "
-              f"[{100 * f['ci95'][0]:.1f}%, {100 * f['ci95'][1]:.1f}%]")
-        print(f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
-              f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)")
+        print(
+            f"  deciding p = {v['p_value']:.3g} ({v['decision']}, alpha {v['alpha']:g}; null reference: {v['n_null']})"
+        )
+        print(
+            f"  Mann-Whitney: query-vs-null AUC {mw['auc']:.3f}, p = {mw['p_value']:.3g} (null reference: {v['n_null']})"
+        )
+        print(
+            f"  exceedances: {b['exceedances']} of {b['n']} above the null's top {100 * b['null_rate']:.1f}% "
+            f"({b['expected_under_null']:.1f} expected), exact p = {b['p_value']:.3g} (null reference: {v['n_null']})"
+        )
+        print(
+            f"  members among the queries (Storey, a lower estimate): {100 * f['estimate']:.1f}% "
+            f"[{100 * f['ci95'][0]:.1f}%, {100 * f['ci95'][1]:.1f}%]"
+        )
+        print(
+            f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
+            f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)"
+        )
         print(f"wrote {out / 'verdict.csv'}, {out / 'report.json'} and {out / 'report.html'}")
         return 0
     if args.signal == "gradients":
         from mintaudit.gradient import GradientSweepConfig
 
         if args.fusion != "none" or args.taps != "published" or args.float16 or args.tap_mode is not None:
-            raise ConfigError("--fusion, --taps, --float16 and --tap-mode apply to --signal activations; gMINT chooses "
-                              "layers with --setups")
-        grad_cfg = GradientSweepConfig(detector=sweep_cfg.detector, reductions=args.reductions, known_fraction=args.known_fraction,
-                                       protocols=args.protocols, n_bootstrap=args.bootstrap, seed=args.seed)
-        report = pipeline.gradient_sweep(out, ds, splits, model=args.model, weights=args.weights, setups=args.setups,
-                                         budgets=args.budgets, config=grad_cfg, command=command, show_progress=show,
-                                         allow_weak_model=args.allow_weak_model)
+            raise ConfigError(
+                "--fusion, --taps, --float16 and --tap-mode apply to --signal activations; gMINT chooses "
+                "layers with --setups"
+            )
+        grad_cfg = GradientSweepConfig(
+            detector=sweep_cfg.detector,
+            reductions=args.reductions,
+            known_fraction=args.known_fraction,
+            protocols=args.protocols,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
+        report = pipeline.gradient_sweep(
+            out,
+            ds,
+            splits,
+            model=args.model,
+            weights=args.weights,
+            setups=args.setups,
+            budgets=args.budgets,
+            config=grad_cfg,
+            command=command,
+            show_progress=show,
+            allow_weak_model=args.allow_weak_model,
+        )
     else:
-        report = pipeline.sweep(out, ds, splits, model=args.model, weights=args.weights, taps=args.taps, config=sweep_cfg,
-                                command=command, show_progress=show, allow_weak_model=args.allow_weak_model)
+        report = pipeline.sweep(
+            out,
+            ds,
+            splits,
+            model=args.model,
+            weights=args.weights,
+            taps=args.taps,
+            config=sweep_cfg,
+            command=command,
+            show_progress=show,
+            allow_weak_model=args.allow_weak_model,
+        )
     print(format_table(report))
     print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
     return 0
@@ -195,9 +332,20 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
     preprocess = Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
     return pipeline.prepare_data(
-        args.dataset, out, data_root=args.data_root, image_size=args.image_size, members=args.members,
-        external=args.external, test=args.test, seed=args.seed, splits_path=args.splits, preprocess=preprocess,
-        members_file=args.members_file, external_file=args.external_file, test_file=args.test_file)
+        args.dataset,
+        out,
+        data_root=args.data_root,
+        image_size=args.image_size,
+        members=args.members,
+        external=args.external,
+        test=args.test,
+        seed=args.seed,
+        splits_path=args.splits,
+        preprocess=preprocess,
+        members_file=args.members_file,
+        external_file=args.external_file,
+        test_file=args.test_file,
+    )
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:
@@ -222,10 +370,19 @@ def _factors(args: argparse.Namespace, command: list[str], show: bool | None) ->
     from mintaudit._io import atomic_write_json
     from mintaudit.factors import factors_config, format_factors_table, run_factors
 
-    config = factors_config(args.profile, factors=args.factors, grid=args.grid, dataset=args.dataset, amint=args.amint,
-                            n_bootstrap=args.bootstrap, seed=args.seed)  # checked before anything is written
+    config = factors_config(
+        args.profile,
+        factors=args.factors,
+        grid=args.grid,
+        dataset=args.dataset,
+        amint=args.amint,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+    )  # checked before anything is written
     out = Path(args.out)
-    atomic_write_json(out / "factors.config.json", {"command": command, **_resolved(args), "resolved": config.to_dict()})
+    atomic_write_json(
+        out / "factors.config.json", {"command": command, **_resolved(args), "resolved": config.to_dict()}
+    )
     doc = run_factors(out, config, data_root=args.data_root, command=command, show_progress=show)
     print(format_factors_table(doc))
     print(f"wrote {out / 'factors.json'} and {out / 'factors.html'}")
@@ -253,7 +410,9 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
     if args.active_verb == "eval":
         from mintaudit.active.workflow import active_eval
 
-        report = active_eval(out, ds, splits, setup=args.setup, n_bootstrap=args.bootstrap, seed=args.seed, command=command)
+        report = active_eval(
+            out, ds, splits, setup=args.setup, n_bootstrap=args.bootstrap, seed=args.seed, command=command
+        )
     else:
         from mintaudit.active import ActiveConfig, HeadConfig
         from mintaudit.active.workflow import ActiveRunConfig, active_train
@@ -265,24 +424,49 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
             except ValueError:
                 raise ConfigError(f"--head-widths takes two integers like 128,256, got {args.head_widths!r}") from None
         run_cfg = ActiveRunConfig(
-            backbone=args.backbone, backbone_kwargs=_key_values(args.backbone_arg, "--backbone-arg"),
-            setup=args.setup, taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None,
+            backbone=args.backbone,
+            backbone_kwargs=_key_values(args.backbone_arg, "--backbone-arg"),
+            setup=args.setup,
+            taps=tuple(t.strip() for t in args.taps.split(",") if t.strip()) if args.taps else None,
             head=HeadConfig(preset=args.head, widths=widths),  # type: ignore[arg-type]
-            train=ActiveConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                               lambda_task=args.lambda_task, lambda_mint=args.lambda_mint,
-                               normalisation=args.normalisation, mint_grad_scale=args.mint_grad_scale,
-                               lr_schedule=args.lr_schedule,
-                               augment=args.augment, patience=args.patience, seed=args.seed),
-            val_members=args.val_members, val_external=args.val_external, n_bootstrap=args.bootstrap,
+            train=ActiveConfig(
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=args.weight_decay,
+                lambda_task=args.lambda_task,
+                lambda_mint=args.lambda_mint,
+                normalisation=args.normalisation,
+                mint_grad_scale=args.mint_grad_scale,
+                lr_schedule=args.lr_schedule,
+                augment=args.augment,
+                patience=args.patience,
+                seed=args.seed,
+            ),
+            val_members=args.val_members,
+            val_external=args.val_external,
+            n_bootstrap=args.bootstrap,
         )
 
         def log(row: dict[str, float]) -> None:
             if show is not False:
-                print(f"epoch {int(row['epoch'])}: task loss {row['task_loss']:.3f}, mint loss {row['mint_loss']:.3f}, "
-                      f"train accuracy {row['train_accuracy']:.3f}, validation AUC {row['val_auc']:.3f}", file=sys.stderr)
+                print(
+                    f"epoch {int(row['epoch'])}: task loss {row['task_loss']:.3f}, mint loss {row['mint_loss']:.3f}, "
+                    f"train accuracy {row['train_accuracy']:.3f}, validation AUC {row['val_auc']:.3f}",
+                    file=sys.stderr,
+                )
 
-        report = active_train(out, ds, splits, run_cfg, plain=not args.no_plain, resume=args.resume, command=command,
-                              show_progress=show, on_epoch=log)
+        report = active_train(
+            out,
+            ds,
+            splits,
+            run_cfg,
+            plain=not args.no_plain,
+            resume=args.resume,
+            command=command,
+            show_progress=show,
+            on_epoch=log,
+        )
     print(format_table(report))
     print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
     return 0
@@ -368,8 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError as e:
         if "--debug" in argv or getattr(args, "debug", False):
             raise
-        print(f"mintaudit: error: out of memory ({e}); ask for less: a smaller --image-size or --batch-size, or fewer "
-              "samples", file=sys.stderr)
+        print(
+            f"mintaudit: error: out of memory ({e}); ask for less: a smaller --image-size or --batch-size, or fewer "
+            "samples",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("mintaudit: interrupted; finished files are complete, unfinished ones were not written", file=sys.stderr)

@@ -87,8 +87,10 @@ def init() -> bool:
     import torch.distributed as dist
 
     if not dist.is_available():
-        raise ConfigError("launched by torchrun, but this PyTorch build has no torch.distributed; "
-                          "install a build with it, or run without torchrun")
+        raise ConfigError(
+            "launched by torchrun, but this PyTorch build has no torch.distributed; "
+            "install a build with it, or run without torchrun"
+        )
     if dist.is_initialized():  # by the caller, with one process in all
         return is_active()
     cuda = torch.cuda.is_available()
@@ -331,8 +333,9 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     # the bucket: the same memory layout, copied once, nothing to act on
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, output_device=ids[0] if ids else None,
-                                   gradient_as_bucket_view=True)
+    return DistributedDataParallel(
+        module, device_ids=ids, output_device=ids[0] if ids else None, gradient_as_bucket_view=True
+    )
 
 
 def shutdown() -> None:

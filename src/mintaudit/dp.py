@@ -46,8 +46,15 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, ModelError
 from mintaudit.training import TrainConfig, TrainResult, accuracy
 
-__all__ = ["DPConfig", "dp_config", "require_opacus", "make_private_ready", "rebuild_dp_model", "train_dp",
-           "INSTALL_HINT"]
+__all__ = [
+    "DPConfig",
+    "dp_config",
+    "require_opacus",
+    "make_private_ready",
+    "rebuild_dp_model",
+    "train_dp",
+    "INSTALL_HINT",
+]
 
 INSTALL_HINT = "pip install 'mintaudit[dp]'"
 ACCOUNTANTS = ("prv", "rdp")
@@ -66,11 +73,17 @@ class DPConfig:
         if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):
             raise ConfigError(f"--dp-epsilon must be a finite number > 0, got {self.epsilon!r}; e.g. --dp-epsilon 8")
         if not (isinstance(self.delta, (int, float)) and 0.0 < self.delta < 1.0):
-            raise ConfigError(f"--dp-delta must lie in (0, 1), got {self.delta!r}; e.g. --dp-delta 1e-5 (below 1 / members)")
-        if not (isinstance(self.max_grad_norm, (int, float)) and math.isfinite(self.max_grad_norm)
-                and self.max_grad_norm > 0):
-            raise ConfigError(f"--max-grad-norm must be a finite number > 0, got {self.max_grad_norm!r}; e.g. "
-                              "--max-grad-norm 1")
+            raise ConfigError(
+                f"--dp-delta must lie in (0, 1), got {self.delta!r}; e.g. --dp-delta 1e-5 (below 1 / members)"
+            )
+        if not (
+            isinstance(self.max_grad_norm, (int, float))
+            and math.isfinite(self.max_grad_norm)
+            and self.max_grad_norm > 0
+        ):
+            raise ConfigError(
+                f"--max-grad-norm must be a finite number > 0, got {self.max_grad_norm!r}; e.g. --max-grad-norm 1"
+            )
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"the DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
 
@@ -87,12 +100,16 @@ def dp_config(epsilon: float | None, delta: float | None, max_grad_norm: float |
     """
     if epsilon is None and delta is None:
         if max_grad_norm is not None:
-            raise ConfigError("--max-grad-norm applies to DP-SGD training only; add --dp-epsilon E --dp-delta D, or drop "
-                              "--max-grad-norm")
+            raise ConfigError(
+                "--max-grad-norm applies to DP-SGD training only; add --dp-epsilon E --dp-delta D, or drop "
+                "--max-grad-norm"
+            )
         return None
     if delta is None:
-        raise ConfigError("--dp-epsilon needs --dp-delta: an epsilon means nothing without its delta; add e.g. "
-                          "--dp-delta 1e-5 (below 1 / members)")
+        raise ConfigError(
+            "--dp-epsilon needs --dp-delta: an epsilon means nothing without its delta; add e.g. "
+            "--dp-delta 1e-5 (below 1 / members)"
+        )
     if epsilon is None:
         raise ConfigError("--dp-delta needs --dp-epsilon (the privacy target); add e.g. --dp-epsilon 8")
     cfg = DPConfig(float(epsilon), float(delta), 1.0 if max_grad_norm is None else float(max_grad_norm))
@@ -105,7 +122,9 @@ def require_opacus() -> Any:
     try:
         import opacus
     except ImportError as e:
-        raise ConfigError(f"DP-SGD needs Opacus, which is not installed ({e}); install it with {INSTALL_HINT}") from None
+        raise ConfigError(
+            f"DP-SGD needs Opacus, which is not installed ({e}); install it with {INSTALL_HINT}"
+        ) from None
     return opacus
 
 
@@ -154,10 +173,12 @@ def make_private_ready(model: nn.Module) -> tuple[nn.Module, list[str]]:
             replaced.append(f"{name}: {type(old).__name__} -> {type(sub).__name__}{groups}")
     problems = _unfixable(fixed)
     if problems:
-        raise ModelError(f"Opacus cannot make this model private: layer {problems[0]}"
-                         f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; ModuleValidator.fix "
-                         "cannot replace it: use a layer without buffers (GroupNorm instead of BatchNorm), or train "
-                         "without --dp-epsilon")
+        raise ModelError(
+            f"Opacus cannot make this model private: layer {problems[0]}"
+            f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; ModuleValidator.fix "
+            "cannot replace it: use a layer without buffers (GroupNorm instead of BatchNorm), or train "
+            "without --dp-epsilon"
+        )
     return fixed, replaced
 
 
@@ -172,8 +193,10 @@ def rebuild_dp_model(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     try:
         import opacus  # noqa: F401
     except ImportError:
-        raise ModelError(f"this model was trained with DP-SGD (its BatchNorm layers replaced by Opacus), and rebuilding "
-                         f"it needs Opacus; install it with {INSTALL_HINT}") from None
+        raise ModelError(
+            f"this model was trained with DP-SGD (its BatchNorm layers replaced by Opacus), and rebuilding "
+            f"it needs Opacus; install it with {INSTALL_HINT}"
+        ) from None
     from opacus.validators import ModuleValidator
 
     was_training = model.training
@@ -200,8 +223,9 @@ def _loader(dataset: ImageDataset, indices: np.ndarray, batch_size: int, seed: i
     chunks = [dataset.batch(indices[s : s + 1024]) for s in range(0, len(indices), 1024)]
     x = torch.cat(chunks) if chunks else torch.zeros(0)
     y = torch.from_numpy(np.asarray(dataset.labels[indices], dtype=np.int64))
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def train_dp(
@@ -237,8 +261,10 @@ def train_dp(
     if len(train_indices) < 2:
         raise ConfigError(f"DP-SGD needs at least 2 training samples, got {len(train_indices)}")
     if config.batch_size > len(train_indices):
-        raise ConfigError(f"--batch-size {config.batch_size} exceeds the {len(train_indices)} training samples; with "
-                          "Poisson sampling the expected batch must be smaller: give a smaller --batch-size")
+        raise ConfigError(
+            f"--batch-size {config.batch_size} exceeds the {len(train_indices)} training samples; with "
+            "Poisson sampling the expected batch must be smaller: give a smaller --batch-size"
+        )
     home, dev = device_of(model), resolve_device(device, model)
     model.to(dev)
     torch.manual_seed(config.seed)
@@ -248,8 +274,16 @@ def train_dp(
     with _quiet_opacus():  # its notes on secure RNG and on the accountant's alpha range
         engine = PrivacyEngine(accountant=dp.accountant)
         dp_model, dp_opt, dp_loader = engine.make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=dp.epsilon, target_delta=dp.delta,
-            epochs=config.epochs, max_grad_norm=dp.max_grad_norm, noise_generator=noise_gen, poisson_sampling=True)
+            module=model,
+            optimizer=opt,
+            data_loader=loader,
+            target_epsilon=dp.epsilon,
+            target_delta=dp.delta,
+            epochs=config.epochs,
+            max_grad_norm=dp.max_grad_norm,
+            noise_generator=noise_gen,
+            poisson_sampling=True,
+        )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     result = TrainResult()
     steps = 0
@@ -259,8 +293,13 @@ def train_dp(
             for epoch in range(config.epochs):
                 dp_model.train()
                 total, correct, loss_sum = 0, 0, 0.0
-                bar = progress(dp_loader, total=len(dp_loader), desc=f"DP-SGD epoch {epoch + 1}/{config.epochs}",
-                               enabled=show_progress, unit="batch")
+                bar = progress(
+                    dp_loader,
+                    total=len(dp_loader),
+                    desc=f"DP-SGD epoch {epoch + 1}/{config.epochs}",
+                    enabled=show_progress,
+                    unit="batch",
+                )
                 for x, y in bar:
                     x, y = x.to(dev), y.to(dev)
                     dp_opt.zero_grad(set_to_none=True)
@@ -272,7 +311,11 @@ def train_dp(
                     total += len(y)
                     loss_sum += float(loss.detach()) * len(y)
                     correct += int((logits.detach().argmax(1) == y).sum())
-                row = {"epoch": float(epoch + 1), "loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1)}
+                row = {
+                    "epoch": float(epoch + 1),
+                    "loss": loss_sum / max(total, 1),
+                    "train_accuracy": correct / max(total, 1),
+                }
                 if test_indices is not None and len(test_indices):
                     row["test_accuracy"] = accuracy(model, dataset, test_indices)
                 result.history.append(row)
@@ -292,9 +335,17 @@ def train_dp(
         model.to(home)
     with _quiet_opacus():
         spent = float(engine.get_epsilon(dp.delta))
-    record = {"epsilon_target": dp.epsilon, "epsilon_spent": spent, "delta": dp.delta,
-              "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant,
-              "noise_multiplier": float(dp_opt.noise_multiplier), "sample_rate": 1.0 / len(dp_loader),
-              "expected_batch_size": config.batch_size, "steps": steps, "optimizer": "adam",
-              "sampling": "poisson (Opacus DPDataLoader)"}
+    record = {
+        "epsilon_target": dp.epsilon,
+        "epsilon_spent": spent,
+        "delta": dp.delta,
+        "max_grad_norm": dp.max_grad_norm,
+        "accountant": dp.accountant,
+        "noise_multiplier": float(dp_opt.noise_multiplier),
+        "sample_rate": 1.0 / len(dp_loader),
+        "expected_batch_size": config.batch_size,
+        "steps": steps,
+        "optimizer": "adam",
+        "sampling": "poisson (Opacus DPDataLoader)",
+    }
     return result, record

@@ -40,8 +40,12 @@ class ModelCheck:
         return self.members_accuracy <= self.chance + WEAK_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
-        return {"members_accuracy": self.members_accuracy, "test_accuracy": self.test_accuracy, "chance": self.chance,
-                "weak_model_allowed": self.weak_model_allowed}
+        return {
+            "members_accuracy": self.members_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "chance": self.chance,
+            "weak_model_allowed": self.weak_model_allowed,
+        }
 
 
 def check_model_accuracy(
@@ -59,8 +63,12 @@ def check_model_accuracy(
         WeakModelError: the members' accuracy is at most ``1/K + 0.1``, and ``allow_weak_model`` is False.
     """
     chance = 1.0 / dataset.num_classes
-    check = ModelCheck(accuracy(model, dataset, members), accuracy(model, dataset, test), chance,
-                       weak_model_allowed=bool(allow_weak_model))
+    check = ModelCheck(
+        accuracy(model, dataset, members),
+        accuracy(model, dataset, test),
+        chance,
+        weak_model_allowed=bool(allow_weak_model),
+    )
     if check.weak and not allow_weak_model:
         p = dataset.preprocess
         raise WeakModelError(

@@ -85,13 +85,21 @@ class GradientSweepConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reductions", check_reductions(self.reductions))
-        protocols = tuple(p.strip() for p in self.protocols.split(",")) if isinstance(self.protocols, str) else tuple(self.protocols)
+        protocols = (
+            tuple(p.strip() for p in self.protocols.split(","))
+            if isinstance(self.protocols, str)
+            else tuple(self.protocols)
+        )
         unknown = [p for p in protocols if p not in PROTOCOLS]
         if unknown or not protocols or len(set(protocols)) != len(protocols):
-            raise ConfigError(f"protocols must be distinct names among {', '.join(PROTOCOLS)}; got {','.join(protocols)!r}")
+            raise ConfigError(
+                f"protocols must be distinct names among {', '.join(PROTOCOLS)}; got {','.join(protocols)!r}"
+            )
         object.__setattr__(self, "protocols", tuple(p for p in PROTOCOLS if p in protocols))
         if self.detector.kind == "cnn":
-            raise ConfigError("gMINT reads gradient vectors (N, D): use the mlp detector (--detector mlp or auto), not cnn")
+            raise ConfigError(
+                "gMINT reads gradient vectors (N, D): use the mlp detector (--detector mlp or auto), not cnn"
+            )
         if not isinstance(self.min_per_class, int) or self.min_per_class < 1:
             raise ConfigError(f"min_per_class must be an integer >= 1, got {self.min_per_class!r}")
         if self.batch_size < 1:
@@ -99,8 +107,9 @@ class GradientSweepConfig:
 
     def passive(self) -> SweepConfig:
         """The passive-MINT options of the same protocol (held-out split, bootstrap, seed)."""
-        return SweepConfig(detector=self.detector, known_fraction=self.known_fraction,
-                           n_bootstrap=self.n_bootstrap, seed=self.seed)
+        return SweepConfig(
+            detector=self.detector, known_fraction=self.known_fraction, n_bootstrap=self.n_bootstrap, seed=self.seed
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +126,11 @@ def parse_budgets(budgets: str | float | Sequence[float | str]) -> list[float]:
     Raises:
         ConfigError: an empty list, a value that is not a number, outside (0, 1], or repeated.
     """
-    items = budgets.split(",") if isinstance(budgets, str) else ([budgets] if isinstance(budgets, (int, float)) else list(budgets))
+    items = (
+        budgets.split(",")
+        if isinstance(budgets, str)
+        else ([budgets] if isinstance(budgets, (int, float)) else list(budgets))
+    )
     out: list[float] = []
     for item in items:
         text = str(item).strip()
@@ -126,9 +139,13 @@ def parse_budgets(budgets: str | float | Sequence[float | str]) -> list[float]:
         try:
             value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
         except ValueError:
-            raise ConfigError(f"data budget {text!r} is not a number; give fractions like 1,0.1,0.01 or 100%,10%,1%") from None
+            raise ConfigError(
+                f"data budget {text!r} is not a number; give fractions like 1,0.1,0.01 or 100%,10%,1%"
+            ) from None
         if not 0.0 < value <= 1.0:
-            raise ConfigError(f"data budget {text!r} must lie in (0, 1] (a share of the MINT-training data); e.g. 0.1 for 10%")
+            raise ConfigError(
+                f"data budget {text!r} must lie in (0, 1] (a share of the MINT-training data); e.g. 0.1 for 10%"
+            )
         if value in out:
             raise ConfigError(f"data budget {text!r} is given twice; give each once")
         out.append(value)
@@ -148,7 +165,9 @@ def resolve_setups(model: nn.Module, setups: str | Sequence[SetupSpec]) -> list[
     Raises:
         ConfigError: an unknown or repeated setup, or none.
     """
-    items: list[SetupSpec] = [s.strip() for s in setups.split(",") if s.strip()] if isinstance(setups, str) else list(setups)
+    items: list[SetupSpec] = (
+        [s.strip() for s in setups.split(",") if s.strip()] if isinstance(setups, str) else list(setups)
+    )
     if not items:
         raise ConfigError(f"give at least one gMINT setup: {', '.join(SETUPS)}")
     out: list[tuple[str, str, list[str]]] = []
@@ -167,7 +186,9 @@ def resolve_setups(model: nn.Module, setups: str | Sequence[SetupSpec]) -> list[
     return out
 
 
-def budget_split(split: PassiveSplit, labels: np.ndarray, budget: float, *, min_per_class: int = 3, seed: int = 0) -> PassiveSplit:
+def budget_split(
+    split: PassiveSplit, labels: np.ndarray, budget: float, *, min_per_class: int = 3, seed: int = 0
+) -> PassiveSplit:
     """Subsample the MINT-training side of ``split`` to a data budget.
 
     Known members and external samples are each subsampled per class (stratified) to
@@ -256,17 +277,35 @@ def audit_gradients(
     members = {"heldout-members": split.heldout_members, "training-members": split.known_members}
     results: list[Result] = []
     for protocol in config.protocols:
-        evaluation = evaluate_scores(score(members[protocol]), nonmember_scores, threshold=0.5,
-                                     n_bootstrap=config.n_bootstrap, seed=config.seed,
-                                     member_info=info.take(cache.rows(members[protocol])),
-                                     nonmember_info=info.take(cache.rows(split.test)))
-        results.append(Result.from_evaluation(
-            evaluation, method="gmint", signal="gradients", protocol=protocol, layer="+".join(layers), label=label,
-            gradient=GradientSetup(setup, budget, "+".join(config.reductions)), detector=det.kind_,
-            fit={"seconds": seconds, "best_epoch": det.best_epoch_, "val_auc": det.val_auc_,
-                 "n_known_members": len(split.known_members), "n_external": len(split.external),
-                 "n_features": int(X.shape[1])},
-        ))
+        evaluation = evaluate_scores(
+            score(members[protocol]),
+            nonmember_scores,
+            threshold=0.5,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.seed,
+            member_info=info.take(cache.rows(members[protocol])),
+            nonmember_info=info.take(cache.rows(split.test)),
+        )
+        results.append(
+            Result.from_evaluation(
+                evaluation,
+                method="gmint",
+                signal="gradients",
+                protocol=protocol,
+                layer="+".join(layers),
+                label=label,
+                gradient=GradientSetup(setup, budget, "+".join(config.reductions)),
+                detector=det.kind_,
+                fit={
+                    "seconds": seconds,
+                    "best_epoch": det.best_epoch_,
+                    "val_auc": det.val_auc_,
+                    "n_known_members": len(split.known_members),
+                    "n_external": len(split.external),
+                    "n_features": int(X.shape[1]),
+                },
+            )
+        )
     return results, det
 
 
@@ -305,19 +344,45 @@ def run_gradient_sweep(
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
     layers = list(dict.fromkeys(layer for _, _, ls in resolved for layer in ls))
     cache = extract_gradients(
-        model, dataset, np.unique(split.all_indices()), layers, cache_root,
-        reductions=config.reductions, batch_size=config.batch_size, show_progress=show_progress,
+        model,
+        dataset,
+        np.unique(split.all_indices()),
+        layers,
+        cache_root,
+        reductions=config.reductions,
+        batch_size=config.batch_size,
+        show_progress=show_progress,
     )
-    budgeted = {b: budget_split(split, dataset.labels, b, min_per_class=config.min_per_class, seed=config.seed)
-                for b in budget_list}
+    budgeted = {
+        b: budget_split(split, dataset.labels, b, min_per_class=config.min_per_class, seed=config.seed)
+        for b in budget_list
+    }
     jobs = [(s, b) for s in resolved for b in budget_list]
     results: list[Result] = []
     for (key, name, setup_layers), b in progress(jobs, desc="gMINT", enabled=show_progress, unit="model"):
-        rows, _ = audit_gradients(cache, budgeted[b], setup_layers, config, setup=key,
-                                  label=f"{name} {budget_label(b)}", budget=b, show_progress=show_progress)
+        rows, _ = audit_gradients(
+            cache,
+            budgeted[b],
+            setup_layers,
+            config,
+            setup=key,
+            label=f"{name} {budget_label(b)}",
+            budget=b,
+            show_progress=show_progress,
+        )
         results.extend(rows)
     # the one LOSS row (mintaudit.attacks.loss): from the outputs-only cache the passive sweep and the attacks
     # share, not from this cache's per-sample (vmap) logits, so the row is the same whichever command ran last
-    results.append(loss_audit(model, dataset, split, cache_root, batch_size=config.batch_size,
-                              n_bootstrap=config.n_bootstrap, seed=config.seed, show_progress=show_progress))
+    results.append(
+        loss_audit(
+            model,
+            dataset,
+            split,
+            cache_root,
+            batch_size=config.batch_size,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.seed,
+            show_progress=show_progress,
+        )
+    )
     return results

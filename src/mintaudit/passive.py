@@ -39,8 +39,17 @@ from mintaudit.signals import (
     sample_infos,
 )
 
-__all__ = ["PassiveSplit", "SweepConfig", "check_detector_modes", "extract_taps", "passive_split", "audit_tap", "mint_scores",
-           "loss_baseline", "run_sweep"]
+__all__ = [
+    "PassiveSplit",
+    "SweepConfig",
+    "check_detector_modes",
+    "extract_taps",
+    "passive_split",
+    "audit_tap",
+    "mint_scores",
+    "loss_baseline",
+    "run_sweep",
+]
 
 Fusion = Literal["none", "outputs", "both"]
 
@@ -84,15 +93,29 @@ def check_detector_modes(kind: str, modes: Sequence[str]) -> None:
         ConfigError: naming the fix (``--detector mlp`` or ``--tap-mode grid:k``).
     """
     if "pooled" in modes and kind != "auto" and kind in DETECTOR_KINDS and detector_kind(kind).maps:
-        raise ConfigError(f"the {kind} detector reads activation maps, and a pooled tap stores vectors (2 values per "
-                          "channel); use --detector mlp (or auto), or keep maps with --tap-mode grid:k (e.g. grid:4)")
+        raise ConfigError(
+            f"the {kind} detector reads activation maps, and a pooled tap stores vectors (2 values per "
+            "channel); use --detector mlp (or auto), or keep maps with --tap-mode grid:k (e.g. grid:4)"
+        )
 
 
-def _evaluate(member_scores: np.ndarray, nonmember_scores: np.ndarray, threshold: float, cfg: SweepConfig,
-              infos: tuple[SampleInfo, SampleInfo] | None = None) -> Evaluation:
+def _evaluate(
+    member_scores: np.ndarray,
+    nonmember_scores: np.ndarray,
+    threshold: float,
+    cfg: SweepConfig,
+    infos: tuple[SampleInfo, SampleInfo] | None = None,
+) -> Evaluation:
     m_info, n_info = infos or (None, None)
-    return evaluate_scores(member_scores, nonmember_scores, threshold=threshold, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
-                           member_info=m_info, nonmember_info=n_info)
+    return evaluate_scores(
+        member_scores,
+        nonmember_scores,
+        threshold=threshold,
+        n_bootstrap=cfg.n_bootstrap,
+        seed=cfg.seed,
+        member_info=m_info,
+        nonmember_info=n_info,
+    )
 
 
 def _prob(logits: np.ndarray) -> np.ndarray:
@@ -145,7 +168,9 @@ def audit_tap(
     det = _detector(detector, config, show_progress)
     det.fit(RowView(X, fit_rows), y, None if extra is None else extra[fit_rows])
     scores_m = _prob(det.decision_function(RowView(X, member_rows), None if extra is None else extra[member_rows]))
-    scores_n = _prob(det.decision_function(RowView(X, nonmember_rows), None if extra is None else extra[nonmember_rows]))
+    scores_n = _prob(
+        det.decision_function(RowView(X, nonmember_rows), None if extra is None else extra[nonmember_rows])
+    )
     signal = "outputs" if layer is None else ("activations+outputs" if fuse_outputs else "activations")
     result = Result.from_evaluation(
         _evaluate(scores_m, scores_n, 0.5, config, sample_infos(cache, split.heldout_members, split.test)),
@@ -157,9 +182,13 @@ def audit_tap(
         label=label or (layer if layer is not None else "outputs"),
         depth=depth,
         detector=getattr(det, "kind_", type(det).__name__),
-        fit={"seconds": round(time.perf_counter() - t0, 2), "best_epoch": getattr(det, "best_epoch_", None),
-             "val_auc": getattr(det, "val_auc_", None),
-             "n_known_members": len(split.known_members), "n_external": len(split.external)},
+        fit={
+            "seconds": round(time.perf_counter() - t0, 2),
+            "best_epoch": getattr(det, "best_epoch_", None),
+            "val_auc": getattr(det, "val_auc_", None),
+            "n_known_members": len(split.known_members),
+            "n_external": len(split.external),
+        },
         extra={"tap_mode": mode} if mode != "full" else {},
     )
     return result, det
@@ -176,8 +205,10 @@ def _detector(detector: DetectorFactory | None, config: SweepConfig, show_progre
         made = detector()
     missing = [m for m in ("fit", "decision_function", "save", "load") if not callable(getattr(made, m, None))]
     if missing:
-        raise ConfigError(f"detector must have fit, decision_function, save and load (mintaudit.detectors.Detector); "
-                          f"{type(made).__name__} lacks {', '.join(missing)}: pass a detector, or a factory returning one")
+        raise ConfigError(
+            f"detector must have fit, decision_function, save and load (mintaudit.detectors.Detector); "
+            f"{type(made).__name__} lacks {', '.join(missing)}: pass a detector, or a factory returning one"
+        )
     return made
 
 
@@ -215,8 +246,16 @@ def loss_baseline(cache: SignalCache, split: PassiveSplit, config: SweepConfig) 
     return loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed)
 
 
-def extract_taps(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, layers: Sequence[str],
-                 cache_root: str | Path, config: SweepConfig, *, show_progress: bool | None = None) -> SignalCache:
+def extract_taps(
+    model: nn.Module,
+    dataset: ImageDataset,
+    indices: np.ndarray,
+    layers: Sequence[str],
+    cache_root: str | Path,
+    config: SweepConfig,
+    *,
+    show_progress: bool | None = None,
+) -> SignalCache:
     """The signal cache of ``layers`` under ``config`` (batch size, dtype, tap modes and budget).
 
     Each tap's storage mode is settled first, from one sample's forward pass, and checked against
@@ -224,8 +263,18 @@ def extract_taps(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, l
     """
     modes = plan_tap_modes(model, dataset, indices, list(layers), config.tap_mode, config.tap_budget, config.dtype)
     check_detector_modes(config.detector.kind, list(modes.values()))
-    return extract_signals(model, dataset, indices, list(layers), cache_root, batch_size=config.batch_size,
-                           dtype=config.dtype, show_progress=show_progress, tap_mode=modes, tap_budget=config.tap_budget)
+    return extract_signals(
+        model,
+        dataset,
+        indices,
+        list(layers),
+        cache_root,
+        batch_size=config.batch_size,
+        dtype=config.dtype,
+        show_progress=show_progress,
+        tap_mode=modes,
+        tap_budget=config.tap_budget,
+    )
 
 
 def run_sweep(
@@ -256,13 +305,18 @@ def run_sweep(
     """
     config = config or SweepConfig()
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
-    cache = extract_taps(model, dataset, np.unique(split.all_indices()), [layer for _, layer in taps], cache_root, config,
-                         show_progress=show_progress)
+    cache = extract_taps(
+        model,
+        dataset,
+        np.unique(split.all_indices()),
+        [layer for _, layer in taps],
+        cache_root,
+        config,
+        show_progress=show_progress,
+    )
     fuse_settings = {"none": [False], "outputs": [True], "both": [False, True]}[config.fusion]
     jobs: list[tuple[str | None, str | None, int | None, bool]] = [
-        (label, layer, depth, fuse)
-        for fuse in fuse_settings
-        for depth, (label, layer) in enumerate(taps, start=1)
+        (label, layer, depth, fuse) for fuse in fuse_settings for depth, (label, layer) in enumerate(taps, start=1)
     ]
     if config.fusion != "none":
         jobs.append(("outputs", None, None, True))
@@ -273,6 +327,16 @@ def run_sweep(
         )
         results.append(result)
     # the one LOSS row (mintaudit.attacks.loss), from the outputs-only cache every command shares
-    results.append(loss_audit(model, dataset, split, cache_root, batch_size=config.batch_size,
-                              n_bootstrap=config.n_bootstrap, seed=config.seed, show_progress=show_progress))
+    results.append(
+        loss_audit(
+            model,
+            dataset,
+            split,
+            cache_root,
+            batch_size=config.batch_size,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.seed,
+            show_progress=show_progress,
+        )
+    )
     return results

@@ -16,8 +16,25 @@ Example:
 from __future__ import annotations
 
 from mintaudit.workdir.data import default_sizes, prepare_data, describe_splits
-from mintaudit.workdir.model import spec_for, train_model, resolve_model, describe_layers, resolve_taps, report_for, model_spec
-from mintaudit.workdir.audit import extract, fit_tap, sweep, sweep_model, gradient_sweep, render, detector_protocol, attack
+from mintaudit.workdir.model import (
+    spec_for,
+    train_model,
+    resolve_model,
+    describe_layers,
+    resolve_taps,
+    report_for,
+    model_spec,
+)
+from mintaudit.workdir.audit import (
+    extract,
+    fit_tap,
+    sweep,
+    sweep_model,
+    gradient_sweep,
+    render,
+    detector_protocol,
+    attack,
+)
 from mintaudit.workdir.verdict import QUERY_ROLES, null_split, verdict
 from mintaudit.workdir.demo import DEMO_ATTACKS, demo
 from mintaudit.workdir.dpaudit import AUDIT_DP_METHODS, audit_dp

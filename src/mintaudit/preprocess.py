@@ -74,7 +74,9 @@ class Preprocess:
     @classmethod
     def parse(cls, mean: Any = None, std: Any = None, grey_to_rgb: bool = False) -> Preprocess:
         """From command-line or YAML values; a missing mean or std keeps the default 0.5."""
-        return cls(mean=(0.5,) if mean is None else mean, std=(0.5,) if std is None else std, grey_to_rgb=bool(grey_to_rgb))
+        return cls(
+            mean=(0.5,) if mean is None else mean, std=(0.5,) if std is None else std, grey_to_rgb=bool(grey_to_rgb)
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Preprocess:

@@ -67,8 +67,10 @@ class GradientSetup:
         _text(self.setup, "setup")
         _text(self.reduction, "reduction")
         if not _number(self.budget) or not 0.0 < self.budget <= 1.0:
-            raise EvaluationError(f"result['budget'] must be a number in (0, 1] (a share of the MINT-training data); "
-                                  f"given {self.budget!r}")
+            raise EvaluationError(
+                f"result['budget'] must be a number in (0, 1] (a share of the MINT-training data); "
+                f"given {self.budget!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -93,15 +95,29 @@ class Calibration:
             raise EvaluationError(f"result['calibrated_accuracy'] must be a number in [0, 1]; given {self.accuracy!r}")
         ci = self.accuracy_ci95
         if isinstance(ci, (str, bytes)) or not isinstance(ci, Sequence) or len(ci) != 2:
-            raise EvaluationError(f"result['calibrated_accuracy_ci95'] must be an interval [lo, hi]; given {ci!r}; "
-                                  f"{_FIX}")
+            raise EvaluationError(
+                f"result['calibrated_accuracy_ci95'] must be an interval [lo, hi]; given {ci!r}; {_FIX}"
+            )
 
 
 #: Typed keys of a row, in the order of the report (the extras follow them, in their own order).
 _HEAD = ("method", "signal", "layer", "label", "depth", "attack")
 _GRADIENT = ("setup", "budget", "reduction")
-_MIDDLE = ("detector", "protocol", "threshold", "threshold_source", "n_members", "n_nonmembers", "metrics", "ci95",
-           "roc", "histogram", "n_bootstrap", "epsilon_lower_bound", "slices")
+_MIDDLE = (
+    "detector",
+    "protocol",
+    "threshold",
+    "threshold_source",
+    "n_members",
+    "n_nonmembers",
+    "metrics",
+    "ci95",
+    "roc",
+    "histogram",
+    "n_bootstrap",
+    "epsilon_lower_bound",
+    "slices",
+)
 _CALIBRATION = ("calibrated_threshold", "calibrated_accuracy", "calibrated_accuracy_ci95")
 
 
@@ -165,8 +181,10 @@ class Result:
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, str) or not _NAME.match(self.method):
-            raise EvaluationError(f"result['method'] must be a lower-case report method name such as 'passive-mint' "
-                                  f"or 'loss'; given {self.method!r}")
+            raise EvaluationError(
+                f"result['method'] must be a lower-case report method name such as 'passive-mint' "
+                f"or 'loss'; given {self.method!r}"
+            )
         _text(self.signal, "signal")
         if self.protocol not in PROTOCOLS:
             raise EvaluationError(f"result['protocol'] must be one of {list(PROTOCOLS)}; given {self.protocol!r}")
@@ -178,11 +196,13 @@ class Result:
         metrics = self.metrics
         if not isinstance(metrics, Mapping) or any(k not in metrics for k in _REQUIRED_METRICS):
             given = sorted(metrics) if isinstance(metrics, Mapping) else type(metrics).__name__
-            raise EvaluationError(f"result['metrics'] must be a dict with keys {list(_REQUIRED_METRICS)}; given {given}; "
-                                  f"{_FIX}")
+            raise EvaluationError(
+                f"result['metrics'] must be a dict with keys {list(_REQUIRED_METRICS)}; given {given}; {_FIX}"
+            )
         if not isinstance(self.ci95, Mapping):
-            raise EvaluationError(f"result['ci95'] must be a dict of [lo, hi] intervals; given "
-                                  f"{type(self.ci95).__name__}; {_FIX}")
+            raise EvaluationError(
+                f"result['ci95'] must be a dict of [lo, hi] intervals; given {type(self.ci95).__name__}; {_FIX}"
+            )
         for key in ("layer", "label", "attack", "detector", "threshold_source"):
             if getattr(self, key) is not None:
                 _text(getattr(self, key), key)
@@ -190,8 +210,10 @@ class Result:
         if depth is not None and (not _count(depth) or depth < 1):
             raise EvaluationError(f"result['depth'] must be an integer >= 1 (1 = first tap) or absent; given {depth!r}")
         if self.threshold is not None and (not _number(self.threshold) or not math.isfinite(self.threshold)):
-            raise EvaluationError(f"result['threshold'] must be a finite number; given {self.threshold!r}; "
-                                  "pass the threshold the scores were evaluated at, e.g. 0.5")
+            raise EvaluationError(
+                f"result['threshold'] must be a finite number; given {self.threshold!r}; "
+                "pass the threshold the scores were evaluated at, e.g. 0.5"
+            )
         if self.n_bootstrap is not None and not _count(self.n_bootstrap):
             raise EvaluationError(f"result['n_bootstrap'] must be an integer >= 0; given {self.n_bootstrap!r}; {_FIX}")
         for key in ("roc", "histogram", "fit"):
@@ -206,16 +228,24 @@ class Result:
         _check_slices(self.slices)
         if not isinstance(self.extra, Mapping) or not all(isinstance(k, str) for k in self.extra):
             raise EvaluationError(f"Result.extra must be a dict with string keys; given {self.extra!r}")
-        typed = {*_HEAD, *_MIDDLE, "fit", *(_GRADIENT if self.gradient is not None else ()),
-                 *(_CALIBRATION if self.calibration is not None else ())}
+        typed = {
+            *_HEAD,
+            *_MIDDLE,
+            "fit",
+            *(_GRADIENT if self.gradient is not None else ()),
+            *(_CALIBRATION if self.calibration is not None else ()),
+        }
         clash = sorted(typed.intersection(self.extra))
         if clash:
-            raise EvaluationError(f"Result.extra repeats the typed key(s) {clash}; pass them as Result fields "
-                                  "(setup/budget/reduction as gradient=GradientSetup(...), calibrated_* as calibration=...)")
+            raise EvaluationError(
+                f"Result.extra repeats the typed key(s) {clash}; pass them as Result fields "
+                "(setup/budget/reduction as gradient=GradientSetup(...), calibrated_* as calibration=...)"
+            )
 
     @classmethod
-    def from_evaluation(cls, evaluation: Evaluation, *, method: str, signal: str, protocol: str,
-                        **fields: Any) -> Result:
+    def from_evaluation(
+        cls, evaluation: Evaluation, *, method: str, signal: str, protocol: str, **fields: Any
+    ) -> Result:
         """A result whose numbers (sizes, threshold, metrics, intervals, ROC, ...) are ``evaluation``'s.
 
         Args:
@@ -244,8 +274,11 @@ class Result:
             out["slices"] = None
         if self.calibration is not None:
             cal = self.calibration
-            out.update(calibrated_threshold=cal.threshold, calibrated_accuracy=cal.accuracy,
-                       calibrated_accuracy_ci95=_plain(cal.accuracy_ci95))
+            out.update(
+                calibrated_threshold=cal.threshold,
+                calibrated_accuracy=cal.accuracy,
+                calibrated_accuracy_ci95=_plain(cal.accuracy_ci95),
+            )
         put("fit", self.fit)
         out.update(_plain(self.extra))
         return out
@@ -305,8 +338,10 @@ def _check_bound(bound: Any, where: str) -> None:
     if bound is None:
         return
     eps = bound.get("epsilon", "missing") if isinstance(bound, Mapping) else "missing"
-    ok = isinstance(bound, Mapping) and (eps is None or (_number(eps) and eps >= 0.0)) and all(
-        _number(bound.get(k)) and 0.0 < bound[k] < 1.0 for k in ("delta", "confidence")
+    ok = (
+        isinstance(bound, Mapping)
+        and (eps is None or (_number(eps) and eps >= 0.0))
+        and all(_number(bound.get(k)) and 0.0 < bound[k] < 1.0 for k in ("delta", "confidence"))
     )
     if not ok:
         raise EvaluationError(
@@ -322,10 +357,14 @@ def _check_slices(slices: Any) -> None:
     fix = "use evaluate_scores(..., member_info=..., nonmember_info=...).to_dict()"
     if not isinstance(slices, Mapping) or not set(slices) <= {"class", "correct", "wrong"}:
         given = sorted(slices) if isinstance(slices, Mapping) else type(slices).__name__
-        raise EvaluationError(f"result['slices'] must be a dict with keys among 'class', 'correct', 'wrong'; given {given}; {fix}")
+        raise EvaluationError(
+            f"result['slices'] must be a dict with keys among 'class', 'correct', 'wrong'; given {given}; {fix}"
+        )
     classes = slices.get("class") or {}
     if not isinstance(classes, Mapping):
-        raise EvaluationError(f"result['slices']['class'] must be a dict of class label -> slice; given {classes!r}; {fix}")
+        raise EvaluationError(
+            f"result['slices']['class'] must be a dict of class label -> slice; given {classes!r}; {fix}"
+        )
     parts = [(f"result['slices']['class'][{k!r}]", v) for k, v in classes.items()]
     parts += [(f"result['slices'][{k!r}]", slices[k]) for k in ("correct", "wrong") if k in slices]
     for where, part in parts:

@@ -97,9 +97,7 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
 def _unknown(model: nn.Module, wanted: str, names: list[str]) -> LayerNotFoundError:
     close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.4)
     hint = f" Closest: {', '.join(close)}." if close else ""
-    return LayerNotFoundError(
-        f"no layer {wanted!r} in {type(model).__name__}.{hint} List them with 'mintaudit layers'"
-    )
+    return LayerNotFoundError(f"no layer {wanted!r} in {type(model).__name__}.{hint} List them with 'mintaudit layers'")
 
 
 def select_layers(model: nn.Module, spec: LayerSpec) -> list[str]:
@@ -172,8 +170,14 @@ class Recorder:
             shares its memory is copied).
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], *, detach: bool = True,
-                 reduce: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        *,
+        detach: bool = True,
+        reduce: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    ) -> None:
         self.model = model
         self.layers = list(layers)
         self.detach = detach
@@ -221,7 +225,11 @@ class Recorder:
                 self._outputs[name] = tensor.detach().clone() if self.detach else tensor
                 return
             kept = fn(tensor.detach() if self.detach else tensor)
-            if self.detach and kept.device.type != "meta" and kept.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
+            if (
+                self.detach
+                and kept.device.type != "meta"
+                and kept.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr()
+            ):
                 kept = kept.clone()  # a reduction that returned (a view of) the output itself
             self._outputs[name] = kept
 

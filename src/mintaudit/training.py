@@ -21,8 +21,15 @@ from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device,
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 
-__all__ = ["TrainConfig", "TrainResult", "train_classifier", "accuracy", "augment", "augment_generator",
-           "correct_per_sample"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train_classifier",
+    "accuracy",
+    "augment",
+    "augment_generator",
+    "correct_per_sample",
+]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -78,8 +85,9 @@ class TrainConfig:
 _LATER_OPTIONS: dict[str, Any] = {"augment": False, "label_smoothing": 0.0}
 
 
-def start_training(model: nn.Module, device: str | torch.device | None, seed: int, lr: float, weight_decay: float
-                   ) -> tuple[torch.device, torch.device, torch.Generator, torch.optim.Adam]:
+def start_training(
+    model: nn.Module, device: str | torch.device | None, seed: int, lr: float, weight_decay: float
+) -> tuple[torch.device, torch.device, torch.Generator, torch.optim.Adam]:
     """Join torchrun's group (if any), move the model to its device (channels-last on CUDA), seed,
     and make the sampling generator and Adam. Returns (the model's original device, its device, generator, optimiser)."""
     distributed.init()
@@ -108,22 +116,38 @@ def _check_resume(path: Path, state: dict[str, Any], run: dict[str, Any] | None,
     if run is None:
         return
     if "run" not in state:
-        raise ConfigError(f"checkpoint {str(path)!r} records no training options (an older mintaudit wrote it), so "
-                          "resuming it cannot be checked; drop --resume to train anew")
+        raise ConfigError(
+            f"checkpoint {str(path)!r} records no training options (an older mintaudit wrote it), so "
+            "resuming it cannot be checked; drop --resume to train anew"
+        )
     saved = json.loads(state["run"])
     now = json.loads(json.dumps(run, sort_keys=True))
-    diff = [f"{k} {saved.get(k)!r} (now {now.get(k)!r})" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    diff = [
+        f"{k} {saved.get(k)!r} (now {now.get(k)!r})"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+    ]
     if diff:
-        raise ConfigError(f"checkpoint {str(path)!r} was trained with other options: {'; '.join(diff[:4])}; resume with "
-                          "the checkpoint's options, or drop --resume to train anew")
+        raise ConfigError(
+            f"checkpoint {str(path)!r} was trained with other options: {'; '.join(diff[:4])}; resume with "
+            "the checkpoint's options, or drop --resume to train anew"
+        )
     done = int(state["epoch"])
     if epochs is not None and epochs < done:
-        raise ConfigError(f"checkpoint {str(path)!r} has already trained {done} epochs, more than the {epochs} asked; "
-                          f"give --epochs {done} or more, or drop --resume to train anew")
+        raise ConfigError(
+            f"checkpoint {str(path)!r} has already trained {done} epochs, more than the {epochs} asked; "
+            f"give --epochs {done} or more, or drop --resume to train anew"
+        )
 
 
-def read_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                    run: dict[str, Any] | None = None, epochs: int | None = None) -> dict[str, Any] | None:
+def read_checkpoint(
+    path: Path | None,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    run: dict[str, Any] | None = None,
+    epochs: int | None = None,
+) -> dict[str, Any] | None:
     """Resume from ``path`` (when it exists): rank 0 reads it (``weights_only``), every rank restores
     the model, the optimiser and both random states from it. Returns the checkpoint, or None.
 
@@ -156,20 +180,32 @@ def checkpoint_history(state: dict[str, Any]) -> list[dict[str, float]]:
     return [dict(zip(state["history_keys"], row)) for row in state["history"].tolist()]
 
 
-def write_checkpoint(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                     epoch: int, history: list[dict[str, float]], run: dict[str, Any] | None = None,
-                     **extra: Any) -> None:
+def write_checkpoint(
+    path: Path | None,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    epoch: int,
+    history: list[dict[str, float]],
+    run: dict[str, Any] | None = None,
+    **extra: Any,
+) -> None:
     """Write the state after ``epoch`` (model, optimiser, random states, history, the ``run``
     signature that a resume must match, ``extra``) atomically, on rank 0."""
     if path is None or not distributed.is_main():
         return
     keys = list(history[-1])
     state = {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-        "sampler_rng": gen.get_state(), "epoch": epoch, "history_keys": keys,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "sampler_rng": gen.get_state(),
+        "epoch": epoch,
+        "history_keys": keys,
         # float64: a resumed run's history is the uninterrupted run's, digit for digit
         "history": torch.tensor([[r.get(k, float("nan")) for k in keys] for r in history], dtype=torch.float64),
-        **({"run": json.dumps(run, sort_keys=True)} if run is not None else {}), **extra,
+        **({"run": json.dumps(run, sort_keys=True)} if run is not None else {}),
+        **extra,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -189,8 +225,13 @@ class TrainResult:
 
 
 @torch.no_grad()
-def correct_per_sample(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, batch_size: int = 256,
-                       logits_of: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
+def correct_per_sample(
+    model: nn.Module,
+    dataset: ImageDataset,
+    indices: np.ndarray,
+    batch_size: int = 256,
+    logits_of: Callable[[Any], torch.Tensor] | None = None,
+) -> np.ndarray:
     """bool (N,): whether ``model`` (eval mode, mode restored; on its own device) classifies each sample right.
 
     ``logits_of`` picks the class logits from the model's output when it returns more (aMINT)."""
@@ -217,8 +258,9 @@ def _shared_accuracy(model: nn.Module, dataset: ImageDataset, indices: np.ndarra
     """:func:`accuracy` computed by all ranks together, each on its shard, every sample counted once."""
     if not distributed.is_active():
         return accuracy(model, dataset, indices)
-    correct = distributed.map_shards(lambda part: correct_per_sample(model, dataset, part),
-                                     np.asarray(indices, np.int64))
+    correct = distributed.map_shards(
+        lambda part: correct_per_sample(model, dataset, part), np.asarray(indices, np.int64)
+    )
     return int(correct.sum()) / max(len(correct), 1)
 
 
@@ -321,7 +363,10 @@ def train_classifier(
         part = distributed.shard(len(order))
         bar = progress(
             iter_batches(dataset, order[part.positions], config.batch_size, device=dev),
-            total=n_batches, desc=f"train epoch {epoch + 1}/{config.epochs}", enabled=show, unit="batch",
+            total=n_batches,
+            desc=f"train epoch {epoch + 1}/{config.epochs}",
+            enabled=show,
+            unit="batch",
         )
         for step, (x, y, _) in enumerate(bar):
             opt.zero_grad(set_to_none=True)
@@ -341,8 +386,11 @@ def train_classifier(
             else:  # padding of the last ranks' shards: trained on, not counted twice
                 k = torch.from_numpy(keep).to(y.device)
                 total += int(k.sum())
-                loss_sum += float(nn.functional.cross_entropy(logits.detach()[k].float(), y[k], reduction="sum",
-                                                              label_smoothing=config.label_smoothing))
+                loss_sum += float(
+                    nn.functional.cross_entropy(
+                        logits.detach()[k].float(), y[k], reduction="sum", label_smoothing=config.label_smoothing
+                    )
+                )
                 correct += int(((logits.argmax(1) == y) & k).sum())
         if distributed.is_active():
             total, correct, loss_sum = distributed.all_reduce_sum([total, correct, loss_sum]).tolist()

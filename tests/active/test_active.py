@@ -98,8 +98,15 @@ def test_augmented_training_is_seeded(toy_dataset):
         train_active(model, toy_dataset, members, external, val_members=val_m, val_external=val_e, config=cfg)
         runs.append(model.state_dict())
     plain = _active()
-    train_active(plain, toy_dataset, members, external, val_members=val_m, val_external=val_e,
-                 config=ActiveConfig(epochs=1, batch_size=8, lr=1e-3, patience=0, mint_grad_scale=0.0))
+    train_active(
+        plain,
+        toy_dataset,
+        members,
+        external,
+        val_members=val_m,
+        val_external=val_e,
+        config=ActiveConfig(epochs=1, batch_size=8, lr=1e-3, patience=0, mint_grad_scale=0.0),
+    )
     assert all(torch.equal(a, b) for a, b in zip(runs[0].values(), runs[1].values()))
     assert not torch.equal(runs[0]["backbone.conv1.weight"], plain.state_dict()["backbone.conv1.weight"])
 
@@ -124,8 +131,15 @@ def test_training_separates_members_and_switches_modes(toy_dataset):
     hook = model.backbone.conv1.register_forward_pre_hook(lambda m, i: modes.append(m.training))
     try:
         members, external, val_m, val_e = _roles()
-        res = train_active(model, toy_dataset, members, external, val_members=val_m, val_external=val_e,
-                           config=ActiveConfig(epochs=3, batch_size=8, lr=3e-3, patience=0))
+        res = train_active(
+            model,
+            toy_dataset,
+            members,
+            external,
+            val_members=val_m,
+            val_external=val_e,
+            config=ActiveConfig(epochs=3, batch_size=8, lr=3e-3, patience=0),
+        )
     finally:
         hook.remove()
     assert len(res.history) == 3 and 1 <= res.best_epoch <= 3
@@ -143,15 +157,40 @@ def test_resume_equals_uninterrupted_run(toy_dataset, tmp_path):
     members, external, val_m, val_e = _roles()
     cfg = ActiveConfig(epochs=3, batch_size=8, lr=1e-3, patience=0)
     full = _active()
-    train_active(full, toy_dataset, members, external, val_members=val_m, val_external=val_e, config=cfg,
-                 checkpoint_dir=tmp_path / "a")
+    train_active(
+        full,
+        toy_dataset,
+        members,
+        external,
+        val_members=val_m,
+        val_external=val_e,
+        config=cfg,
+        checkpoint_dir=tmp_path / "a",
+    )
     part = _active()
-    train_active(part, toy_dataset, members, external, val_members=val_m, val_external=val_e,
-                 config=ActiveConfig(epochs=2, batch_size=8, lr=1e-3, patience=0), checkpoint_dir=tmp_path / "b")
+    train_active(
+        part,
+        toy_dataset,
+        members,
+        external,
+        val_members=val_m,
+        val_external=val_e,
+        config=ActiveConfig(epochs=2, batch_size=8, lr=1e-3, patience=0),
+        checkpoint_dir=tmp_path / "b",
+    )
     torch.manual_seed(123)  # a fresh process: other RNG state and other initial weights
     resumed = _active(seed=7)
-    res = train_active(resumed, toy_dataset, members, external, val_members=val_m, val_external=val_e, config=cfg,
-                       checkpoint_dir=tmp_path / "b", resume=True)
+    res = train_active(
+        resumed,
+        toy_dataset,
+        members,
+        external,
+        val_members=val_m,
+        val_external=val_e,
+        config=cfg,
+        checkpoint_dir=tmp_path / "b",
+        resume=True,
+    )
     assert len(res.history) == 3
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
@@ -160,8 +199,15 @@ def test_resume_equals_uninterrupted_run(toy_dataset, tmp_path):
 def test_early_stopping_keeps_the_best_epoch(toy_dataset):
     members, external, val_m, val_e = _roles()
     model = _active()
-    res = train_active(model, toy_dataset, members, external, val_members=val_m, val_external=val_e,
-                       config=ActiveConfig(epochs=30, batch_size=8, lr=1e-2, patience=2))
+    res = train_active(
+        model,
+        toy_dataset,
+        members,
+        external,
+        val_members=val_m,
+        val_external=val_e,
+        config=ActiveConfig(epochs=30, batch_size=8, lr=1e-2, patience=2),
+    )
     best = max(r["val_auc"] for r in res.history)
     assert res.best_value == best
     if res.stopped_early:
@@ -171,8 +217,15 @@ def test_early_stopping_keeps_the_best_epoch(toy_dataset):
 def test_validation_external_must_be_held_out(toy_dataset):
     members, external, val_m, _ = _roles()
     with pytest.raises(ConfigError, match="also trained on"):
-        train_active(_active(), toy_dataset, members, external, val_members=val_m, val_external=external[:5],
-                     config=ActiveConfig(epochs=1))
+        train_active(
+            _active(),
+            toy_dataset,
+            members,
+            external,
+            val_members=val_m,
+            val_external=external[:5],
+            config=ActiveConfig(epochs=1),
+        )
 
 
 def test_export_load_query_round_trip(toy_dataset, tmp_path):

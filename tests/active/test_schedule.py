@@ -47,8 +47,7 @@ def test_unknown_schedule_is_refused():
 def test_training_steps_use_the_scheduled_rate(toy_dataset, schedule):
     cfg = ActiveConfig(epochs=2, batch_size=8, lr=1e-2, patience=0, lr_schedule=schedule)
     seen: list[float] = []
-    handle = register_optimizer_step_pre_hook(
-        lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
     try:
         _train(_active(), toy_dataset, cfg)
     finally:
@@ -75,8 +74,13 @@ def test_cosine_resume_equals_uninterrupted_run_and_refuses_another_length(toy_d
         assert torch.equal(a, b), k
     # a cosine over 4 epochs takes other rates from the first step on: that checkpoint cannot continue it
     with pytest.raises(ConfigError, match="schedule_epochs"):
-        _train(_active(), toy_dataset, ActiveConfig(epochs=4, batch_size=8, lr=1e-2, patience=0, lr_schedule="cosine"),
-               checkpoint_dir=tmp_path, resume=True)
+        _train(
+            _active(),
+            toy_dataset,
+            ActiveConfig(epochs=4, batch_size=8, lr=1e-2, patience=0, lr_schedule="cosine"),
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 @pytest.mark.parametrize("given, expected", [([], "constant"), (["--lr-schedule", "cosine"], "cosine")])
@@ -96,6 +100,24 @@ def test_the_cli_passes_the_schedule(given, expected, tmp_path, monkeypatch):
 
     monkeypatch.setattr(workflow, "active_train", spy)
     with pytest.raises(Stop):
-        main(["active", "train", "--out", str(tmp_path / "run"), "--dataset", "digits", "--members", "300",
-              "--external", "400", "--test", "300", "--quiet", "--epochs", "1", *given])
+        main(
+            [
+                "active",
+                "train",
+                "--out",
+                str(tmp_path / "run"),
+                "--dataset",
+                "digits",
+                "--members",
+                "300",
+                "--external",
+                "400",
+                "--test",
+                "300",
+                "--quiet",
+                "--epochs",
+                "1",
+                *given,
+            ]
+        )
     assert seen["schedule"] == expected

@@ -18,8 +18,25 @@ ARGS = ["--dataset", "digits", "--members", "300", "--external", "400", "--test"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("amint")
-    code = main(["active", "train", "--out", str(out), *ARGS, "--epochs", "4", "--lr", "1e-3", "--batch-size", "32",
-                 "--val-external", "100", "--bootstrap", "50"])
+    code = main(
+        [
+            "active",
+            "train",
+            "--out",
+            str(out),
+            *ARGS,
+            "--epochs",
+            "4",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "32",
+            "--val-external",
+            "100",
+            "--bootstrap",
+            "50",
+        ]
+    )
     assert code == 0
     return out
 
@@ -74,8 +91,21 @@ def test_query_prints_and_writes_csv_and_json(trained, tmp_path, capsys):
         p = tmp_path / f"d{i}.png"
         Image.fromarray(ds.images[i, :, :, 0]).save(p)
         paths.append(str(p))
-    assert main(["active", "query", str(trained / "amint" / "middle"), *paths, "--csv", str(tmp_path / "a.csv"),
-                 "--json", str(tmp_path / "a.json")]) == 0
+    assert (
+        main(
+            [
+                "active",
+                "query",
+                str(trained / "amint" / "middle"),
+                *paths,
+                "--csv",
+                str(tmp_path / "a.csv"),
+                "--json",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("membership") == 3
     rows = list(csv.DictReader(open(tmp_path / "a.csv")))
@@ -108,7 +138,11 @@ def test_verdict_with_the_delivered_model(trained, capsys):
     assert main(["test", "--out", str(trained), *ARGS, "--method", "amint", "--query", "heldout-members"]) == 0
     assert "against a null reference" in capsys.readouterr().out
     v = json.loads((trained / "report.json").read_text())["verdict"]
-    assert v["method"] == "amint" and v["layer"] == "block2.pool+block3.pool" and "training members" in v["query"]["description"]
+    assert (
+        v["method"] == "amint"
+        and v["layer"] == "block2.pool+block3.pool"
+        and "training members" in v["query"]["description"]
+    )
     rows = list(csv.DictReader(open(trained / "verdict.csv")))
     assert len(rows) == v["query"]["n"] > 0
     # the p-values are the conformal ones of the delivered model's scores against the null half of the test split

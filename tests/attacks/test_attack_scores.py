@@ -66,9 +66,11 @@ def _synthetic_lira(n=400, r=16, seed=0):
     ref_in = rng.random((r, n)) < 0.5
     phi_ref = difficulty + 2.0 * ref_in + rng.normal(0, 0.5, (r, n))
     phi_target = difficulty + 2.0 * member + rng.normal(0, 0.5, n)
+
     # two classes, logits (0, phi) with label 1 give logit_confidence == phi exactly
     def logits(phi):
         return np.stack([np.zeros_like(phi), phi], -1)
+
     y = np.ones(n, dtype=int)
     return logits(phi_target), y, logits(phi_ref), ref_in, member, phi_target
 
@@ -119,10 +121,13 @@ def test_rmia_against_a_brute_force_loop(outputs):
     pz, py = rng.normal(size=(30, 4)) * 3, rng.integers(0, 4, 30)
     prefs = pz[None] + rng.normal(0, 1, (2, *pz.shape))
     a, gamma = 0.3, 1.5
+
     def prob(logits, labels):
         return np.exp(loss_scores(logits, labels))
+
     def ratio(t, r, lab):
         return prob(t, lab) / (0.5 * ((1 + a) * np.mean([prob(ri, lab) for ri in r], 0) + (1 - a)))
+
     rx, rz = ratio(z, refs, y), ratio(pz, prefs, py)
     want = [np.mean([(x / zz) > gamma for zz in rz]) for x in rx]
     assert np.allclose(rmia_scores(z, y, refs, pz, py, prefs, offline_a=a, gamma=gamma), want)

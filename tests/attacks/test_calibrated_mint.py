@@ -42,8 +42,14 @@ def test_calibrated_signals_equal_a_direct_computation():
         rp = np.array([np.exp(log_softmax(ref[r, n]))[y] for r in range(3)])
         loss, rloss = -np.log(p), -np.log(rp)
         conf, rconf = np.log(p / (1 - p)), np.log(rp / (1 - rp))
-        want = [rloss.mean() - loss, (rloss.mean() - loss) / max(rloss.std(), floors[0]),
-                conf - rconf.mean(), (conf - rconf.mean()) / max(rconf.std(), floors[1]), rconf.mean(), rconf.std()]
+        want = [
+            rloss.mean() - loss,
+            (rloss.mean() - loss) / max(rloss.std(), floors[0]),
+            conf - rconf.mean(),
+            (conf - rconf.mean()) / max(rconf.std(), floors[1]),
+            rconf.mean(),
+            rconf.std(),
+        ]
         np.testing.assert_allclose(got[n], want, rtol=1e-9, atol=1e-12)
     # references that agree exactly: the floor, not a division by zero
     same = np.repeat(ref[:1], 3, 0)
@@ -79,8 +85,9 @@ def _losses(model, ds, ids, root):
 
 
 @pytest.mark.parametrize("unused", [False, True], ids=["population-external", "population-unused"])
-def test_mint_model_is_fitted_on_known_members_vs_unreferenced_external_samples(small_setup, tmp_path, monkeypatch,
-                                                                                unused):
+def test_mint_model_is_fitted_on_known_members_vs_unreferenced_external_samples(
+    small_setup, tmp_path, monkeypatch, unused
+):
     ds, spec, model, split = small_setup
     fitted = {}
     real_fit = MintDetector.fit
@@ -92,8 +99,9 @@ def test_mint_model_is_fitted_on_known_members_vs_unreferenced_external_samples(
     monkeypatch.setattr(MintDetector, "fit", spy)
     taken = np.r_[split.heldout_members, split.known_members, split.external, split.test]
     population = np.setdiff1d(np.arange(len(ds)), taken) if unused else None  # the 10 samples no split uses
-    sc = attack_scores(model, spec, ds, split, ["calibrated-mint"], tmp_path, CFG, population=population,
-                       show_progress=False)["calibrated-mint"]
+    sc = attack_scores(
+        model, spec, ds, split, ["calibrated-mint"], tmp_path, CFG, population=population, show_progress=False
+    )["calibrated-mint"]
     loss = fitted["X"][:, FEATURES.index("loss")]
     scored = _losses(model, ds, np.r_[split.heldout_members, split.test], tmp_path / "s")
     assert not np.isin(loss, scored).any()  # no held-out member, no test non-member
@@ -140,8 +148,12 @@ def test_run_attacks_writes_a_calibrated_mint_row(small_setup, tmp_path):
     report = new_report(dataset={}, model={}, config={}, command="test")
     add_result(report, row)
     r = report["results"][0]
-    assert (r["method"], r["attack"], r["signal"], r["label"]) == ("calibrated-mint", "calibrated-mint",
-                                                                   "outputs+calibrated", "calibrated MINT")
+    assert (r["method"], r["attack"], r["signal"], r["label"]) == (
+        "calibrated-mint",
+        "calibrated-mint",
+        "outputs+calibrated",
+        "calibrated MINT",
+    )
     assert r["detector"] in ("mlp", "logistic") and "row" not in r["fit"] and 0.0 <= r["fit"]["val_auc"] <= 1.0
     assert r["threshold_source"].startswith("the MINT model's validation part")
     assert attack_spec("calibrated-mint").needs_references
@@ -156,27 +168,88 @@ def _npz(tmp_path, n=60):
 
 def test_cli_writes_the_row(tmp_path, capsys):
     data, out = _npz(tmp_path), tmp_path / "run"
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test",
-                 "20", "--epochs", "1", "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
-    assert main(["attack", "--dataset", data, "--out", str(out), "--methods", "calibrated-mint,rmia", "--reference", "2",
-                 "--reference-epochs", "1", "--bootstrap", "20", "--quiet", "--allow-weak-model"]) == 0, \
-        capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "20",
+                "--external",
+                "20",
+                "--test",
+                "20",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
+    assert (
+        main(
+            [
+                "attack",
+                "--dataset",
+                data,
+                "--out",
+                str(out),
+                "--methods",
+                "calibrated-mint,rmia",
+                "--reference",
+                "2",
+                "--reference-epochs",
+                "1",
+                "--bootstrap",
+                "20",
+                "--quiet",
+                "--allow-weak-model",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     rows = {r["attack"]: r for r in json.loads((out / "report.json").read_text())["results"]}
     assert rows["calibrated-mint"]["signal"] == "outputs+calibrated"
     assert rows["calibrated-mint"]["n_members"] == rows["rmia"]["n_members"] > 0
 
 
-@pytest.mark.parametrize("external, extra, message", [
-    ("20", ["--reference", "0"], "--reference must be"),
-    ("6", [], "calibrated-mint fits a MINT model on known members against external samples and needs at least 4"),
-], ids=["no-reference-models", "too-few-external"])
+@pytest.mark.parametrize(
+    "external, extra, message",
+    [
+        ("20", ["--reference", "0"], "--reference must be"),
+        ("6", [], "calibrated-mint fits a MINT model on known members against external samples and needs at least 4"),
+    ],
+    ids=["no-reference-models", "too-few-external"],
+)
 def test_bad_input_is_one_line(tmp_path, refused, capsys, external, extra, message):
     data, out = _npz(tmp_path), tmp_path / "run"
     sizes = ["--members", "20", "--external", external, "--test", "20"]
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", *sizes, "--epochs", "1", "--out", str(out),
-                 "--quiet"]) == 0, capsys.readouterr().err
-    argv = ["attack", "--dataset", data, *sizes, "--out", out, "--methods", "calibrated-mint", "--reference", "2",
-            "--reference-epochs", "1", "--quiet", "--allow-weak-model", *extra]
+    assert (
+        main(["train", "--dataset", data, "--model", "tiny-cnn", *sizes, "--epochs", "1", "--out", str(out), "--quiet"])
+        == 0
+    ), capsys.readouterr().err
+    argv = [
+        "attack",
+        "--dataset",
+        data,
+        *sizes,
+        "--out",
+        out,
+        "--methods",
+        "calibrated-mint",
+        "--reference",
+        "2",
+        "--reference-epochs",
+        "1",
+        "--quiet",
+        "--allow-weak-model",
+        *extra,
+    ]
     # only the audited model's outputs cache (which every later command reuses), no reference model, no report
     assert message in refused(argv, allow_new=("run/cache/*/*",))
     assert not (out / "report.json").exists() and not (out / "cache" / "attacks" / "reference").exists()

@@ -47,8 +47,29 @@ def _loss_row(out):
 
 def test_the_loss_row_is_the_same_whichever_command_ran_last(tmp_path, capsys):
     data, first = _npz(tmp_path), tmp_path / "a"
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
-                 "--epochs", "1", "--out", str(first), "--quiet"]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "20",
+                "--external",
+                "20",
+                "--test",
+                "20",
+                "--epochs",
+                "1",
+                "--out",
+                str(first),
+                "--quiet",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     second = tmp_path / "b"
     shutil.copytree(first, second)
 
@@ -56,7 +77,18 @@ def test_the_loss_row_is_the_same_whichever_command_ran_last(tmp_path, capsys):
         common = ["--dataset", data, "--out", str(out), "--quiet", "--bootstrap", "20", "--allow-weak-model"]
         argv = {
             "sweep": ["sweep", *common, "--taps", "relu2", "--mint-epochs", "2"],
-            "gmint": ["sweep", *common, "--signal", "gradients", "--setups", "entry", "--budgets", "1", "--mint-epochs", "2"],
+            "gmint": [
+                "sweep",
+                *common,
+                "--signal",
+                "gradients",
+                "--setups",
+                "entry",
+                "--budgets",
+                "1",
+                "--mint-epochs",
+                "2",
+            ],
             "attack": ["attack", *common, "--methods", "loss,entropy", "--reference", "1", "--reference-epochs", "1"],
         }[verb]
         assert main(argv) == 0, capsys.readouterr().err
@@ -73,8 +105,19 @@ def test_the_loss_row_is_the_same_whichever_command_ran_last(tmp_path, capsys):
     for order, row in rows.items():
         assert row == want, order
     assert want["attack"] == "loss" and want["threshold_source"] == LOSS_THRESHOLD_SOURCE
-    assert {"method", "signal", "layer", "label", "detector", "protocol", "threshold", "metrics", "ci95",
-            "n_members", "n_nonmembers"} <= set(want)
+    assert {
+        "method",
+        "signal",
+        "layer",
+        "label",
+        "detector",
+        "protocol",
+        "threshold",
+        "metrics",
+        "ci95",
+        "n_members",
+        "n_nonmembers",
+    } <= set(want)
     # every command's other rows are still there after the LOSS row was rewritten
     methods = [r["method"] for r in json.loads((second / "report.json").read_text())["results"]]
     assert methods.count("loss") == 1 and "passive-mint" in methods and "gmint" in methods and "entropy" in methods
@@ -83,10 +126,53 @@ def test_the_loss_row_is_the_same_whichever_command_ran_last(tmp_path, capsys):
 @pytest.mark.parametrize("fixed", ["auto", "no"])
 def test_attack_with_one_reference_model_takes_the_explicit_lira_fallback(tmp_path, capsys, fixed):
     data, out = _npz(tmp_path), tmp_path / "run"
-    assert main(["train", "--dataset", data, "--model", "tiny-cnn", "--members", "20", "--external", "20", "--test", "20",
-                 "--epochs", "1", "--out", str(out), "--quiet"]) == 0
-    assert main(["attack", "--dataset", data, "--out", str(out), "--quiet", "--bootstrap", "20", "--allow-weak-model", "--methods", "lira",
-                 "--reference", "1", "--reference-epochs", "1", "--fixed-variance", fixed]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                data,
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "20",
+                "--external",
+                "20",
+                "--test",
+                "20",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "attack",
+                "--dataset",
+                data,
+                "--out",
+                str(out),
+                "--quiet",
+                "--bootstrap",
+                "20",
+                "--allow-weak-model",
+                "--methods",
+                "lira",
+                "--reference",
+                "1",
+                "--reference-epochs",
+                "1",
+                "--fixed-variance",
+                fixed,
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     (row,) = [r for r in json.loads((out / "report.json").read_text())["results"] if r["attack"] == "lira"]
     fit = row["fit"]
     assert fit["n_reference"] == 1 and fit["fixed_variance"] is (fixed == "auto")

@@ -87,6 +87,7 @@ def mpm_run_rmia(target_signals, ref_signals, z_target_signals, z_ref_signals, o
     of the true label, ``ref_signals`` (n, R); with every sample OUT, ``get_out_ref_signals``
     keeps all R columns. Returns the share of population samples z with ratio > 1.
     """
+
     def ratio(target, refs):
         return target.ravel() / ((1 + offline_a) / 2 * refs.mean(axis=1) + (1 - offline_a) / 2)
 
@@ -147,8 +148,12 @@ def _lira_inputs(r, *, online, augmentations=1, seed=0):
     # the reference code's layout: stat_target (n, k), stat_in[i] / stat_out[i] (m_i, k)
     stat_in = [phi_ref[ref_in[:, i], :, i] for i in range(N)]
     stat_out = [phi_ref[~ref_in[:, i], :, i] for i in range(N)]
-    ours = {"logits": _logits(phi_target), "labels": np.ones(N, dtype=int), "ref_logits": _logits(phi_ref),
-            "ref_in": ref_in}
+    ours = {
+        "logits": _logits(phi_target),
+        "labels": np.ones(N, dtype=int),
+        "ref_logits": _logits(phi_ref),
+        "ref_in": ref_in,
+    }
     if augmentations == 1:
         ours["logits"], ours["ref_logits"] = ours["logits"][0], ours["ref_logits"][:, 0]
     return ours, (phi_target.T, stat_in, stat_out), member
@@ -228,16 +233,22 @@ def test_lira_pools_only_real_variances_and_says_so():
     cnt_out = (~ref_in).sum(0)
     mu_out = np.where(~ref_in, ref, 0).sum(0) / cnt_out
     var_out = np.where(~ref_in, (ref - mu_out) ** 2, 0).sum(0) / cnt_out
-    want = (stats.norm.logpdf(x, mu_in, np.sqrt(np.where(real, var_in, pooled_in)))
-            - stats.norm.logpdf(x, mu_out, np.sqrt(var_out)))
+    want = stats.norm.logpdf(x, mu_in, np.sqrt(np.where(real, var_in, pooled_in))) - stats.norm.logpdf(
+        x, mu_out, np.sqrt(var_out)
+    )
     np.testing.assert_allclose(lira_scores(**ours_in, online=True), want, rtol=1e-9)
     info = lira_variance(ref_in, online=True)
-    assert info == {"variance": "per-sample", "n_pooled": {"out": 0, "in": 300},
-                    "pool": {"out": "per-sample variances", "in": "per-sample variances"}}
+    assert info == {
+        "variance": "per-sample",
+        "n_pooled": {"out": 0, "in": 300},
+        "pool": {"out": "per-sample variances", "in": "per-sample variances"},
+    }
     assert lira_variance(ref_in, online=True, fixed_variance=True)["n_pooled"] == {"out": N, "in": N}
     assert lira_variance(np.zeros((1, 5), dtype=bool))["pool"] == {"out": "all reference statistics"}
-    assert lira_variance(_paired_halves(2, 6, rng), online=True)["pool"] == {"out": "all reference statistics",
-                                                                             "in": "all reference statistics"}
+    assert lira_variance(_paired_halves(2, 6, rng), online=True)["pool"] == {
+        "out": "all reference statistics",
+        "in": "all reference statistics",
+    }
 
 
 # ---- RMIA and the entropies ------------------------------------------------------------------

@@ -28,7 +28,9 @@ def test_every_attack_gives_a_valid_result_with_sklearn_auc(small_setup, tmp_pat
         ours = evaluate_scores(sc.members, sc.nonmembers, balance=False, n_bootstrap=0).metrics["auc"]
         assert ours == pytest.approx(roc_auc_score(y, np.r_[sc.members, sc.nonmembers])), name
     report = new_report(dataset={}, model={}, config={}, command="test")
-    for result in run_attacks(model, spec, ds, split, ["loss", "lira-online", "rmia"], tmp_path, cfg, show_progress=False):
+    for result in run_attacks(
+        model, spec, ds, split, ["loss", "lira-online", "rmia"], tmp_path, cfg, show_progress=False
+    ):
         add_result(report, result)
     assert [r["attack"] for r in report["results"]] == ["loss", "lira-online", "rmia"]
     assert report["results"][1]["method"] == "lira" and report["results"][1]["fit"]["online"]
@@ -53,8 +55,10 @@ def test_calibrated_attacks_beat_loss_at_low_fpr_and_null_split_is_chance(tmp_pa
     assert res.train_accuracy == 1.0
     split = passive_split(splits, seed=0)
     cfg = AttackConfig(n_reference=4, reference_train=TrainConfig(epochs=25, batch_size=32), n_bootstrap=300)
-    by = {r.attack: r.to_dict() for r in run_attacks(model, spec, ds, split, ["loss", "lira", "rmia"], tmp_path, cfg,
-                                                     show_progress=False)}
+    by = {
+        r.attack: r.to_dict()
+        for r in run_attacks(model, spec, ds, split, ["loss", "lira", "rmia"], tmp_path, cfg, show_progress=False)
+    }
     # measured: LOSS 0.027, LiRA (offline, 4 models) 0.253, RMIA 0.093
     tpr = {k: r["metrics"]["tpr_at_fpr"]["0.01"] for k, r in by.items()}
     assert tpr["lira"] > tpr["loss"] and tpr["rmia"] > tpr["loss"], tpr

@@ -189,6 +189,19 @@ def test_bad_data_is_one_line_exit_2(refused, tmp_path: Path, make: Callable[[Pa
 
 def test_missing_data_root_is_one_line_exit_2(refused) -> None:
     """Not a fall back to /usr/share/datasets/fashion-mnist: the mistyped root is named."""
-    line = refused(["train", "--dataset", "fashion-mnist", "--data-root", "no-such-dir", "--model", "tiny-cnn",
-                    "--epochs", "1", "--out", "run"])
+    line = refused(
+        [
+            "train",
+            "--dataset",
+            "fashion-mnist",
+            "--data-root",
+            "no-such-dir",
+            "--model",
+            "tiny-cnn",
+            "--epochs",
+            "1",
+            "--out",
+            "run",
+        ]
+    )
     assert "'no-such-dir'" in line and "does not exist" in line

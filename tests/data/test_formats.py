@@ -453,7 +453,10 @@ def test_read_npz_refuses_object_arrays(tmp_path: Path) -> None:
         ({"x": np.full((2, 4, 4), 2.0), "y": np.array([0, 1])}, r"\[0, 1\]"),
         ({"x": np.zeros((2, 4, 4), np.int16), "y": np.array([0, 1])}, "int16 are refused"),
         ({"x": np.zeros((2, 4, 4, 2), np.uint8), "y": np.array([0, 1])}, "C = 1 or 3"),
-        ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 5]), "num_classes": np.array(3)}, r"is 3 but must lie in \["),
+        (
+            {"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 5]), "num_classes": np.array(3)},
+            r"is 3 but must lie in \[",
+        ),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, -1])}, ">= 0"),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0.0, 1.0])}, "integers"),
         ({"data": np.zeros((2, 4, 4), np.uint8)}, "expected keys"),

@@ -70,8 +70,20 @@ def test_resized_and_grey_folders(tmp_path: Path) -> None:
     assert stored.fingerprint() == memory.fingerprint()
 
 
-@pytest.mark.parametrize("key", [5, -1, slice(2, 30, 3), slice(None), [9, 1, 1, 4], np.array([], np.int64),
-                                 np.arange(40) % 2 == 0, (slice(None), slice(None), slice(None, None, -1)), (3, 2)])
+@pytest.mark.parametrize(
+    "key",
+    [
+        5,
+        -1,
+        slice(2, 30, 3),
+        slice(None),
+        [9, 1, 1, 4],
+        np.array([], np.int64),
+        np.arange(40) % 2 == 0,
+        (slice(None), slice(None), slice(None, None, -1)),
+        (3, 2),
+    ],
+)
 def test_store_indexes_like_an_array(folder: Path, tmp_path: Path, key) -> None:
     memory = read_image_folder(folder).images
     stored = read_image_folder(folder, store=tmp_path / "store").images
@@ -134,12 +146,16 @@ def test_tiny_imagenet_store(tmp_path: Path) -> None:
     for i in range(8):
         w = wnids[i % 2]
         (base / "train" / w / "images").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(base / "train" / w / "images" / f"{i}.JPEG")
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+            base / "train" / w / "images" / f"{i}.JPEG"
+        )
         Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(base / "val" / "images" / f"v{i}.JPEG")
         notes.append(f"v{i}.JPEG\t{w}\t0\t0\t1\t1")
     (base / "val" / "val_annotations.txt").write_text("\n".join(notes) + "\n")
     memory, stored = read_tiny_imagenet(tmp_path), read_tiny_imagenet(tmp_path, store=tmp_path / "st")
-    assert np.array_equal(stored.images[:], memory.images) and np.array_equal(stored.official_test, memory.official_test)
+    assert np.array_equal(stored.images[:], memory.images) and np.array_equal(
+        stored.official_test, memory.official_test
+    )
     assert stored.fingerprint() == memory.fingerprint()
     (base / "val" / "val_annotations.txt").write_text("\n".join(notes[::-1]) + "\n")  # the labels file changed
     with pytest.raises(DataError, match=r"0 files added, 0 removed, 1 modified"):
@@ -203,18 +219,31 @@ def _wrong_schema(folder: Path, store: Path) -> None:
     (store / MANIFEST_FILE).write_text(json.dumps({**manifest, "schema": "mintaudit/pool-store@9"}))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_add, r"imgs changed since its pool store '.*' was built \(1 files added, 0 removed, 0 modified\); it is not "
-           r"rebuilt silently, as a work directory's splits and models index the old pool: restore the files, or "
-           r"delete the store folder to rebuild it"),
-    (_remove, r"\(0 files added, 1 removed, 0 modified\)"),
-    (_modify, r"\(0 files added, 0 removed, 1 modified\)"),
-    (_truncate, r"pool.u8' holds 100 bytes \(0 images\) but its manifest says 7680 \(40 images of 8x8x3\): it is "
-                r"truncated; delete the folder '.*' to rebuild the store"),
-    (_not_json, r"manifest.json' is not valid JSON \(.*\); delete the folder"),
-    (_wrong_schema, r"is not a mintaudit/pool-store@1 manifest with a shape \[N, H, W, C\] \(schema "
-                    r"'mintaudit/pool-store@9'\); delete the folder"),
-], ids=["added", "removed", "modified", "truncated", "not-json", "wrong-schema"])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            _add,
+            r"imgs changed since its pool store '.*' was built \(1 files added, 0 removed, 0 modified\); it is not "
+            r"rebuilt silently, as a work directory's splits and models index the old pool: restore the files, or "
+            r"delete the store folder to rebuild it",
+        ),
+        (_remove, r"\(0 files added, 1 removed, 0 modified\)"),
+        (_modify, r"\(0 files added, 0 removed, 1 modified\)"),
+        (
+            _truncate,
+            r"pool.u8' holds 100 bytes \(0 images\) but its manifest says 7680 \(40 images of 8x8x3\): it is "
+            r"truncated; delete the folder '.*' to rebuild the store",
+        ),
+        (_not_json, r"manifest.json' is not valid JSON \(.*\); delete the folder"),
+        (
+            _wrong_schema,
+            r"is not a mintaudit/pool-store@1 manifest with a shape \[N, H, W, C\] \(schema "
+            r"'mintaudit/pool-store@9'\); delete the folder",
+        ),
+    ],
+    ids=["added", "removed", "modified", "truncated", "not-json", "wrong-schema"],
+)
 def test_bad_store_is_refused(folder: Path, tmp_path: Path, capsys, refused, damage, message) -> None:
     out = tmp_path / "run"
     store = _built(folder, out, capsys)

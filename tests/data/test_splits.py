@@ -104,8 +104,11 @@ def test_overlapping_file_refused(tmp_path: Path) -> None:
         (lambda d: d.update(schema="other@9"), CorruptFileError, "schema"),
         (lambda d: d.pop("seed"), CorruptFileError, "'seed'"),
         (lambda d: d.update(members=[1.5, 2]), CorruptFileError, "integer indices"),
-        (lambda d: d["members"].append(min(set(range(100)) - set(d["members"] + d["external"] + d["test"]))),
-         CorruptFileError, "stored sizes"),
+        (
+            lambda d: d["members"].append(min(set(range(100)) - set(d["members"] + d["external"] + d["test"]))),
+            CorruptFileError,
+            "stored sizes",
+        ),
         (lambda d: d.update(seed=d["seed"] + 1), CorruptFileError, "stored fingerprint"),
     ],
 )

@@ -130,16 +130,19 @@ def test_any_two_labels_second_is_members_and_save_load_keeps_them(tmp_path):
     assert np.array_equal(loaded.predict(X), det.predict(X))
 
 
-@pytest.mark.parametrize("X, y, match", [
-    (np.zeros((6, 2)), [0, 1, 2, 0, 1, 2], "Only binary classification is supported"),
-    (np.zeros((6, 2)), np.linspace(0, 1, 6), "continuous"),
-    (np.zeros((6, 2)), None, "target y is None"),
-    (np.full((6, 2), np.nan), [0, 1] * 3, "NaN or inf"),
-    (np.zeros((0, 2)), [], "0 sample"),
-    (np.zeros((6, 0)), [0, 1] * 3, "0 feature"),
-    (np.zeros((6, 2)) + 1j, [0, 1] * 3, "Complex data not supported"),
-    (np.zeros(6), [0, 1] * 3, "Reshape your data"),
-])
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.zeros((6, 2)), [0, 1, 2, 0, 1, 2], "Only binary classification is supported"),
+        (np.zeros((6, 2)), np.linspace(0, 1, 6), "continuous"),
+        (np.zeros((6, 2)), None, "target y is None"),
+        (np.full((6, 2), np.nan), [0, 1] * 3, "NaN or inf"),
+        (np.zeros((0, 2)), [], "0 sample"),
+        (np.zeros((6, 0)), [0, 1] * 3, "0 feature"),
+        (np.zeros((6, 2)) + 1j, [0, 1] * 3, "Complex data not supported"),
+        (np.zeros(6), [0, 1] * 3, "Reshape your data"),
+    ],
+)
 def test_bad_inputs_are_refused_with_signal_error(X, y, match):
     with pytest.raises(SignalError, match=match):
         MintDetector(epochs=1, show_progress=False).fit(X, y)

@@ -16,9 +16,7 @@ from mintaudit.evaluation.evaluate import _metric_columns, _nest
 from mintaudit.evaluation.metrics import curve_from_counts
 
 
-def _scores(
-    n_members: int, n_nonmembers: int, shift: float = 0.8, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def _scores(n_members: int, n_nonmembers: int, shift: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     return sig(rng.normal(shift, 1, n_members)), sig(rng.normal(0, 1, n_nonmembers))
@@ -73,7 +71,7 @@ def test_intervals_shrink_with_more_samples() -> None:
     small = evaluate_scores(*_scores(200, 200), n_bootstrap=300)
     large = evaluate_scores(*_scores(5000, 5000), n_bootstrap=300)
     for key in ("accuracy", "auc", "precision", "recall"):
-        width = lambda ev: ev.ci95[key][1] - ev.ci95[key][0]  # noqa: E731
+        width = lambda ev: ev.ci95[key][1] - ev.ci95[key][0]  # noqa: E731, B023
         assert width(large) < 0.5 * width(small)
 
 

@@ -96,11 +96,18 @@ def test_never_exceeds_randomised_response_epsilon_beyond_its_confidence(eps: fl
     p = math.exp(eps) / (1 + math.exp(eps))
     true_eps = math.log((p - delta) / (1 - p))
     rng = np.random.default_rng(int(eps * 10))
-    bounds = np.array([
-        epsilon_lower_bound((rng.random(n) < p).astype(float), (rng.random(n) >= p).astype(float),
-                            delta=delta, confidence=0.95, split_seed=i).epsilon
-        for i in range(runs)
-    ])
+    bounds = np.array(
+        [
+            epsilon_lower_bound(
+                (rng.random(n) < p).astype(float),
+                (rng.random(n) >= p).astype(float),
+                delta=delta,
+                confidence=0.95,
+                split_seed=i,
+            ).epsilon
+            for i in range(runs)
+        ]
+    )
     exceeded = int(np.count_nonzero(bounds > true_eps))
     # at most 5% of runs may exceed in expectation; allow the binomial's 99.9% quantile
     assert exceeded <= stats.binom.ppf(0.999, runs, 0.05)
@@ -146,8 +153,9 @@ def test_slice_metrics_are_those_of_the_slice_and_follow_the_balancing() -> None
     for part in ev.slices["class"].values():
         assert part["metrics"]["auc"] == 0.0
     # without balancing, a slice equals evaluating its own samples
-    ev = evaluate_scores(m, n, balance=False, n_bootstrap=0, member_info=_info(cm, cm == 0),
-                         nonmember_info=_info(cn, cn == 0))
+    ev = evaluate_scores(
+        m, n, balance=False, n_bootstrap=0, member_info=_info(cm, cm == 0), nonmember_info=_info(cn, cn == 0)
+    )
     s = ev.slices["correct"]  # class 0 only
     y = np.r_[np.ones((cm == 0).sum()), np.zeros((cn == 0).sum())]
     assert s["metrics"]["auc"] == auc_score(y, np.r_[m[cm == 0], n[cn == 0]]) == 0.0
@@ -156,8 +164,13 @@ def test_slice_metrics_are_those_of_the_slice_and_follow_the_balancing() -> None
 
 def test_a_slice_without_one_side_has_no_metrics() -> None:
     m, n = np.linspace(0, 1, 30), np.linspace(0, 1, 30)
-    ev = evaluate_scores(m, n, n_bootstrap=0, member_info=_info(np.zeros(30, int), np.ones(30)),
-                         nonmember_info=_info(np.r_[np.zeros(15, int), np.ones(15, int)], np.ones(30)))
+    ev = evaluate_scores(
+        m,
+        n,
+        n_bootstrap=0,
+        member_info=_info(np.zeros(30, int), np.ones(30)),
+        nonmember_info=_info(np.r_[np.zeros(15, int), np.ones(15, int)], np.ones(30)),
+    )
     one = ev.slices["class"]["1"]
     assert (one["n_members"], one["n_nonmembers"], one["metrics"], one["epsilon_lower_bound"]) == (0, 15, None, None)
     assert ev.slices["wrong"]["n_members"] == 0 and ev.slices["correct"]["n_members"] == 30
@@ -188,8 +201,10 @@ def test_evaluate_scores_reports_the_bound_or_why_not() -> None:
     ],
 )
 def test_bad_levels_raise_one_clear_line(kwargs: dict, match: str) -> None:
-    for call in (lambda: epsilon_lower_bound([1.0] * 20, [0.0] * 20, **kwargs),
-                 lambda: evaluate_scores([1.0] * 20, [0.0] * 20, n_bootstrap=0, **kwargs)):
+    for call in (
+        lambda: epsilon_lower_bound([1.0] * 20, [0.0] * 20, **kwargs),
+        lambda: evaluate_scores([1.0] * 20, [0.0] * 20, n_bootstrap=0, **kwargs),
+    ):
         with pytest.raises(EvaluationError, match=match) as info:
             call()
         assert "\n" not in str(info.value)
@@ -224,7 +239,11 @@ def test_minimum_grows_with_confidence() -> None:
     [
         (_info(np.zeros(20, int), np.ones(20)), None, "one side only"),
         (None, _info(np.zeros(20, int), np.ones(20)), "one side only"),
-        (_info(np.zeros(19, int), np.ones(19)), _info(np.zeros(20, int), np.ones(20)), r"member_info must hold .* \(20\)"),
+        (
+            _info(np.zeros(19, int), np.ones(19)),
+            _info(np.zeros(20, int), np.ones(20)),
+            r"member_info must hold .* \(20\)",
+        ),
         (_info(np.zeros(20, int), np.ones(20)), _info(np.zeros(20, int), np.ones(5)), "nonmember_info must hold"),
     ],
 )
@@ -251,8 +270,10 @@ def test_passive_results_carry_slices_from_the_signal_cache(tmp_path, toy_datase
     out = cache.outputs()
     correct = out["logits"].argmax(1) == out["labels"]
     rows = cache.rows(split.heldout_members), cache.rows(split.test)
-    for result in (loss_baseline(cache, split, config), audit_tap(cache, split, None, config, fuse_outputs=True,
-                                                                 show_progress=False)[0]):
+    for result in (
+        loss_baseline(cache, split, config),
+        audit_tap(cache, split, None, config, fuse_outputs=True, show_progress=False)[0],
+    ):
         row = result.to_dict()
         s = row["slices"]
         assert (row["n_members"], row["n_nonmembers"]) == (30, 30)

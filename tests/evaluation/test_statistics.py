@@ -184,7 +184,9 @@ def test_binomial_pvalue_is_the_exact_exchangeable_tail(n: int, m: int, shift: f
     assert b["threshold"] == np.sort(null)[::-1][r - 1]
     assert b["exceedances"] == int(np.sum(conformal_pvalues(q, null) <= 0.05))
     assert b["p_value"] == pytest.approx(_exact_exceedance_sf(b["exceedances"], n, r, m), rel=1e-9, abs=1e-12)
-    assert b["p_value_binomtest"] == pytest.approx(stats.binomtest(b["exceedances"], n, r / (m + 1), alternative="greater").pvalue)
+    assert b["p_value_binomtest"] == pytest.approx(
+        stats.binomtest(b["exceedances"], n, r / (m + 1), alternative="greater").pvalue
+    )
 
 
 def test_exact_binomial_stays_valid_when_the_query_outnumbers_the_null() -> None:

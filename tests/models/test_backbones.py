@@ -156,7 +156,9 @@ def test_vit_taps_scale_with_depth():
     assert active_taps("vit", "output", four) == ["blocks.3", "norm"]
     one = ViT(1, 10, 28, dim=16, depth=1, heads=2)
     assert {s: active_taps("vit", s, one) for s in SETUPS} == {
-        "entry": ["blocks.0"], "middle": ["blocks.0"], "output": ["blocks.0", "norm"]
+        "entry": ["blocks.0"],
+        "middle": ["blocks.0"],
+        "output": ["blocks.0", "norm"],
     }
 
 

@@ -54,20 +54,58 @@ def test_api_equals_the_cli_on_the_same_samples(trained, tmp_path, capsys, monke
     from mintaudit.cli import main
 
     net, x, y, members, external, test = trained
-    api = mintaudit.audit(net, members=DataLoader(TensorDataset(x[members], y[members]), batch_size=64),
-                          external=TensorDataset(x[external], y[external]), test=(x[test], y[test]),
-                          taps=["stage2"], fusion="outputs", n_bootstrap=50, show_progress=False,
-                          detector=mintaudit.api.DetectorConfig(epochs=3))
+    api = mintaudit.audit(
+        net,
+        members=DataLoader(TensorDataset(x[members], y[members]), batch_size=64),
+        external=TensorDataset(x[external], y[external]),
+        test=(x[test], y[test]),
+        taps=["stage2"],
+        fusion="outputs",
+        n_bootstrap=50,
+        show_progress=False,
+        detector=mintaudit.api.DetectorConfig(epochs=3),
+    )
     # the same model, weights file and sample lists through the command line
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
     for role, idx in (("members", members), ("external", external), ("test", test)):
         (tmp_path / f"{role}.txt").write_text("".join(f"{i}\n" for i in idx))
     monkeypatch.syspath_prepend(str(ROOT / "examples" / "own_model"))
     out = tmp_path / "run"
-    assert main(["sweep", "--dataset", "digits", "--model", "model:build", "--weights", str(tmp_path / "w.safetensors"),
-                 "--members-file", str(tmp_path / "members.txt"), "--external-file", str(tmp_path / "external.txt"),
-                 "--test-file", str(tmp_path / "test.txt"), "--mean", "0", "--std", "1", "--taps", "stage2",
-                 "--fusion", "outputs", "--bootstrap", "50", "--mint-epochs", "3", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--dataset",
+                "digits",
+                "--model",
+                "model:build",
+                "--weights",
+                str(tmp_path / "w.safetensors"),
+                "--members-file",
+                str(tmp_path / "members.txt"),
+                "--external-file",
+                str(tmp_path / "external.txt"),
+                "--test-file",
+                str(tmp_path / "test.txt"),
+                "--mean",
+                "0",
+                "--std",
+                "1",
+                "--taps",
+                "stage2",
+                "--fusion",
+                "outputs",
+                "--bootstrap",
+                "50",
+                "--mint-epochs",
+                "3",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     sys.modules.pop("model", None)
     cli = json.loads((out / "report.json").read_text())
     assert cli["model"]["task_accuracy"] == pytest.approx(api.check.test_accuracy)
@@ -84,8 +122,12 @@ def test_a_weak_model_is_refused_by_the_api_too(trained):
     net, x, y, members, external, test = trained
     with pytest.raises(WeakModelError, match="classifies its own members"):
         shifted = (y + 1) % 10  # the labels in another order than the model's classes
-        mintaudit.audit(net, members=(x[members], shifted[members]), external=(x[external], shifted[external]),
-                        test=(x[test], shifted[test]))
+        mintaudit.audit(
+            net,
+            members=(x[members], shifted[members]),
+            external=(x[external], shifted[external]),
+            test=(x[test], shifted[test]),
+        )
 
 
 class _Tuple(nn.Module):
@@ -97,16 +139,23 @@ class _Tuple(nn.Module):
         return self.fc(x.flatten(1)), x
 
 
-@pytest.mark.parametrize("model, sets, error, needle", [
-    (_Tuple(), None, ModelError, "returned a tuple"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(10, 3)), None, ModelError, "fails on a batch"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "flat", DataError, "must be images"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "float-labels", DataError, "integer class indices"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "not-pairs", DataError, "yield (x, y) pairs"),
-])
+@pytest.mark.parametrize(
+    "model, sets, error, needle",
+    [
+        (_Tuple(), None, ModelError, "returned a tuple"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(10, 3)), None, ModelError, "fails on a batch"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "flat", DataError, "must be images"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "float-labels", DataError, "integer class indices"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "not-pairs", DataError, "yield (x, y) pairs"),
+    ],
+)
 def test_bad_models_and_sets_are_refused(model, sets, error, needle):
     x, y = torch.rand(30, 1, 8, 8), torch.arange(30) % 3
-    data = {None: (x, y), "flat": (x.flatten(1), y), "float-labels": (x, y.float() + 0.5),
-            "not-pairs": [x[:10], x[10:20], x[20:]]}[sets]
+    data = {
+        None: (x, y),
+        "flat": (x.flatten(1), y),
+        "float-labels": (x, y.float() + 0.5),
+        "not-pairs": [x[:10], x[10:20], x[20:]],
+    }[sets]
     with pytest.raises(error, match=needle.replace("(", r"\(").replace(")", r"\)")):
         mintaudit.audit(model, members=data, external=data, test=data)

@@ -79,14 +79,42 @@ def _random_work(tmp_path, capsys):
     path = tmp_path / "data.npz"
     np.savez(path, x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
     out = tmp_path / "run"
-    assert main(["train", "--dataset", f"npz:{path}", "--model", "tiny-cnn", "--members", "20", "--external", "20",
-                 "--test", "20", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                f"npz:{path}",
+                "--model",
+                "tiny-cnn",
+                "--members",
+                "20",
+                "--external",
+                "20",
+                "--test",
+                "20",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     return f"npz:{path}", out
 
 
-@pytest.mark.parametrize("verb", [["sweep", "--taps", "relu1"], ["fit", "--layer", "relu1"], ["attack", "--methods", "loss"],
-                                  ["test", "--query", "test"]])
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["sweep", "--taps", "relu1"],
+        ["fit", "--layer", "relu1"],
+        ["attack", "--methods", "loss"],
+        ["test", "--query", "test"],
+    ],
+)
 def test_every_audit_verb_refuses_a_model_at_chance_and_writes_no_report(tmp_path, capsys, refused, verb):
     data, out = _random_work(tmp_path, capsys)
     line = refused([*verb, "--dataset", data, "--out", out, "--quiet"])
@@ -98,8 +126,26 @@ def test_allow_weak_model_goes_on_and_the_report_says_so(tmp_path, capsys):
     from mintaudit.cli import main
 
     data, out = _random_work(tmp_path, capsys)
-    assert main(["sweep", "--taps", "relu1", "--dataset", data, "--out", str(out), "--quiet", "--mint-epochs", "1",
-                 "--bootstrap", "10", "--allow-weak-model"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--taps",
+                "relu1",
+                "--dataset",
+                data,
+                "--out",
+                str(out),
+                "--quiet",
+                "--mint-epochs",
+                "1",
+                "--bootstrap",
+                "10",
+                "--allow-weak-model",
+            ]
+        )
+        == 0
+    )
     model = json.loads((out / "report.json").read_text())["model"]
     assert model["weak_model_allowed"] is True and model["chance_accuracy"] == pytest.approx(1 / 3)
     assert 0 <= model["train_accuracy"] <= 1 and 0 <= model["task_accuracy"] <= 1

@@ -45,8 +45,9 @@ def test_export_from_the_module_itself_needs_a_fresh_instance_to_load(tmp_path):
     auditable.eval()
     x = torch.rand(3, 1, 8, 8)
     want = auditable(x)
-    export_auditable(auditable, tmp_path / "d", input_shape=(1, 8, 8), num_classes=3,
-                     preprocess=Preprocess(mean=(0.2,), std=(0.3,)))
+    export_auditable(
+        auditable, tmp_path / "d", input_shape=(1, 8, 8), num_classes=3, preprocess=Preprocess(mean=(0.2,), std=(0.3,))
+    )
     with pytest.raises(ModelError, match="pass backbone="):
         load_active(tmp_path / "d")
     model, meta = load_active(tmp_path / "d", backbone=TinyCNN(1, 3))

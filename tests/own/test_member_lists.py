@@ -34,14 +34,17 @@ def test_indices_and_folder_paths(tmp_path):
     assert read_sample_list(f, fds).tolist() == [7, 5, 2]
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("1\n2\n1\n", "listed twice (first on line 1)"),
-    ("1\n1797\n", "index 1797 is outside the pool [0, 1797)"),
-    ("-1\n", "outside the pool"),
-    ("1.5\n", "is not a pool index"),
-    ("9" * 31 + "\n", "is not a pool index"),
-    ("\n# nothing\n", "lists no samples"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("1\n2\n1\n", "listed twice (first on line 1)"),
+        ("1\n1797\n", "index 1797 is outside the pool [0, 1797)"),
+        ("-1\n", "outside the pool"),
+        ("1.5\n", "is not a pool index"),
+        ("9" * 31 + "\n", "is not a pool index"),
+        ("\n# nothing\n", "lists no samples"),
+    ],
+)
 def test_bad_lists(tmp_path, text, needle):
     f = tmp_path / "m.txt"
     f.write_text(text)
@@ -49,9 +52,14 @@ def test_bad_lists(tmp_path, text, needle):
         read_sample_list(f, load_dataset("digits"))
 
 
-@pytest.mark.parametrize("entry, needle", [("../photos/cat/00.png", "not under the folder root"),
-                                           ("/etc/passwd", "not under the folder root"),
-                                           ("cat/99.png", "is not an image of")])
+@pytest.mark.parametrize(
+    "entry, needle",
+    [
+        ("../photos/cat/00.png", "not under the folder root"),
+        ("/etc/passwd", "not under the folder root"),
+        ("cat/99.png", "is not an image of"),
+    ],
+)
 def test_folder_paths_must_be_images_under_the_root(tmp_path, entry, needle):
     root = _folder(tmp_path)
     f = tmp_path / "m.txt"
@@ -66,7 +74,9 @@ def test_given_roles_are_kept_and_the_rest_drawn_from_what_is_left():
     s = splits_with(ds, {"members": members}, {"members": None, "external": 200, "test": None}, (500, 500, 500), seed=3)
     assert s.members.tolist() == members.tolist() and len(s.external) == 200 and len(s.test) == 500
     assert not set(s.external) & set(members) and not set(s.test) & (set(s.external) | set(members))
-    again = splits_with(ds, {"members": members}, {"members": None, "external": 200, "test": None}, (500, 500, 500), seed=3)
+    again = splits_with(
+        ds, {"members": members}, {"members": None, "external": 200, "test": None}, (500, 500, 500), seed=3
+    )
     assert again.test.tolist() == s.test.tolist()  # seeded
     with pytest.raises(SplitError, match="share 10 samples"):
         splits_with(ds, {"members": members, "test": np.arange(290, 310)}, {}, (500, 500, 500))
@@ -83,8 +93,24 @@ def test_the_splits_verb_makes_and_shows_splits_json(tmp_path, capsys):
     f = tmp_path / "used.txt"
     f.write_text("cat/00.png\ncat/01.png\ndog/00.png\n")
     out = tmp_path / "run"
-    assert main(["splits", "--dataset", f"folder:{root}", "--members-file", str(f), "--external", "4", "--test", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "splits",
+                "--dataset",
+                f"folder:{root}",
+                "--members-file",
+                str(f),
+                "--external",
+                "4",
+                "--test",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "cat" in printed and "dog" in printed and "total" in printed
     saved = json.loads((out / "splits.json").read_text())
@@ -99,8 +125,9 @@ def test_the_splits_verb_makes_and_shows_splits_json(tmp_path, capsys):
     assert "holds other members than --members-file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, needle", [("3\n3\n", "listed twice"), ("99999\n", "outside the pool"),
-                                          ("abc\n", "is not a pool index")])
+@pytest.mark.parametrize(
+    "text, needle", [("3\n3\n", "listed twice"), ("99999\n", "outside the pool"), ("abc\n", "is not a pool index")]
+)
 def test_bad_member_files_through_the_cli(tmp_path, refused, text, needle):
     (tmp_path / "m.txt").write_text(text)
     line = refused(["splits", "--dataset", "digits", "--members-file", "m.txt", "--out", "run"])

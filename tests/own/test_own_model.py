@@ -24,18 +24,54 @@ def _run(args, cwd, env):
 
 
 def test_own_model_example_end_to_end(fashion_mnist, tmp_path):
-    path = os.pathsep.join(p for p in (str(ROOT / "examples" / "own_model"), str(ROOT / "src"),
-                                         os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(
+        p for p in (str(ROOT / "examples" / "own_model"), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     own = tmp_path / "own"
-    p = _run([str(ROOT / "examples" / "own_model" / "train.py"), "--dataset", "fashion-mnist", "--members", "600",
-              "--test", "400", "--epochs", "10", "--out", str(own)], tmp_path, env)
+    p = _run(
+        [
+            str(ROOT / "examples" / "own_model" / "train.py"),
+            "--dataset",
+            "fashion-mnist",
+            "--members",
+            "600",
+            "--test",
+            "400",
+            "--epochs",
+            "10",
+            "--out",
+            str(own),
+        ],
+        tmp_path,
+        env,
+    )
     assert p.returncode == 0, p.stderr
     measured = json.loads((own / "metrics.json").read_text())
-    sweep = ["-m", "mintaudit.cli", "sweep", "--dataset", "fashion-mnist", "--model", "model:build",
-             "--weights", str(own / "model.safetensors"), "--members-file", str(own / "members.txt"),
-             "--test-file", str(own / "test.txt"), "--external", "600", "--taps", "head.3", "--mint-epochs", "5",
-             "--bootstrap", "50", "--quiet"]
+    sweep = [
+        "-m",
+        "mintaudit.cli",
+        "sweep",
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        "model:build",
+        "--weights",
+        str(own / "model.safetensors"),
+        "--members-file",
+        str(own / "members.txt"),
+        "--test-file",
+        str(own / "test.txt"),
+        "--external",
+        "600",
+        "--taps",
+        "head.3",
+        "--mint-epochs",
+        "5",
+        "--bootstrap",
+        "50",
+        "--quiet",
+    ]
 
     blind = _run([*sweep, "--out", str(tmp_path / "blind")], tmp_path, env)
     assert blind.returncode == 2, blind.stderr

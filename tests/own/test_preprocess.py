@@ -47,14 +47,17 @@ def test_the_view_keeps_the_pool_and_its_fingerprint():
     assert Preprocess.from_dict(None) == DEFAULT_PREPROCESS  # files from before the record
 
 
-@pytest.mark.parametrize("mean, std, needle", [
-    ("0.5,0.5", "0.5", "one value or three"),
-    ("0.5", "0", "must be > 0"),
-    ("0.5", "-1", "must be > 0"),
-    ("abc", "0.5", "takes one number or one per channel"),
-    ("nan", "0.5", "must be finite"),
-    ([0.1, True], "0.5", "takes one number or one per channel"),
-])
+@pytest.mark.parametrize(
+    "mean, std, needle",
+    [
+        ("0.5,0.5", "0.5", "one value or three"),
+        ("0.5", "0", "must be > 0"),
+        ("0.5", "-1", "must be > 0"),
+        ("abc", "0.5", "takes one number or one per channel"),
+        ("nan", "0.5", "must be finite"),
+        ([0.1, True], "0.5", "takes one number or one per channel"),
+    ],
+)
 def test_bad_mean_std(mean, std, needle):
     with pytest.raises(ConfigError, match=needle):
         Preprocess.parse(mean, std)
@@ -75,14 +78,19 @@ def _npz(tmp_path, n=60, size=8):
     return f"npz:{path}"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--mean", "0.1,0.2"], "one value or three"),
-    (["--std", "0"], "--std must be > 0"),
-    (["--mean", "x"], "--mean takes one number"),
-    (["--mean", "0.1,0.2,0.3"], "model sees 1 channel"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--mean", "0.1,0.2"], "one value or three"),
+        (["--std", "0"], "--std must be > 0"),
+        (["--mean", "x"], "--mean takes one number"),
+        (["--mean", "0.1,0.2,0.3"], "model sees 1 channel"),
+    ],
+)
 def test_bad_preprocessing_options_are_one_line(tmp_path, refused, argv, needle):
-    line = refused(["train", "--dataset", _npz(tmp_path), "--model", "tiny-cnn", "--epochs", "1", "--out", "run", *argv])
+    line = refused(
+        ["train", "--dataset", _npz(tmp_path), "--model", "tiny-cnn", "--epochs", "1", "--out", "run", *argv]
+    )
     assert needle in line
 
 
@@ -91,13 +99,48 @@ def test_preprocessing_is_recorded_and_reused_and_enters_the_cache_key(tmp_path,
 
     data, out = _npz(tmp_path), tmp_path / "run"
     common = ["--dataset", data, "--members", "30", "--external", "15", "--test", "15", "--quiet"]
-    assert main(["train", *common, "--model", "tiny-cnn", "--epochs", "30", "--lr", "0.01", "--mean", "0", "--std", "1",
-                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--model",
+                "tiny-cnn",
+                "--epochs",
+                "30",
+                "--lr",
+                "0.01",
+                "--mean",
+                "0",
+                "--std",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     info = json.loads((out / "model" / "model.json").read_text())
     assert info["preprocess"] == {"mean": [0.0], "std": [1.0], "grey_to_rgb": False}
     # later verbs read the model through the recorded preprocessing without being told
-    assert main(["sweep", *common[:2], "--out", str(out), "--taps", "relu2", "--mint-epochs", "2", "--bootstrap", "10",
-                 "--quiet"]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "sweep",
+                *common[:2],
+                "--out",
+                str(out),
+                "--taps",
+                "relu2",
+                "--mint-epochs",
+                "2",
+                "--bootstrap",
+                "10",
+                "--quiet",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["preprocess"] == info["preprocess"]
     assert report["model"]["train_accuracy"] == pytest.approx(info["train_accuracy"])
@@ -115,8 +158,14 @@ def test_cache_key_depends_on_the_preprocessing(tmp_path, tiny_model, toy_datase
 
     idx = np.arange(10)
     a = extract_signals(tiny_model, toy_dataset, idx, ["relu1"], tmp_path, show_progress=False)
-    b = extract_signals(tiny_model, toy_dataset.with_preprocess(Preprocess(mean=0.0, std=1.0)), idx, ["relu1"], tmp_path,
-                        show_progress=False)
+    b = extract_signals(
+        tiny_model,
+        toy_dataset.with_preprocess(Preprocess(mean=0.0, std=1.0)),
+        idx,
+        ["relu1"],
+        tmp_path,
+        show_progress=False,
+    )
     assert a.path != b.path
     assert not np.array_equal(a.activations("relu1"), b.activations("relu1"))
     assert json.loads((b.path / "manifest.json").read_text())["preprocess"]["std"] == [1.0]

@@ -29,9 +29,7 @@ from mintaudit.report.svg import Plot, Scale
 INJECTION = "<script>alert(1)</script>"
 
 
-def _result(
-    seed: int, *, method: str = "passive-mint", protocol: str = "heldout-members", **extra: Any
-) -> dict:
+def _result(seed: int, *, method: str = "passive-mint", protocol: str = "heldout-members", **extra: Any) -> dict:
     rng = np.random.default_rng(seed)
     m, n = rng.normal(0.2 * seed, 1, 300), rng.normal(0, 1, 300)
     signal = "activations" if method in ("passive-mint", "amint") else "outputs"
@@ -217,7 +215,14 @@ def _sliced_result(seed: int, **extra: Any) -> dict:
     m, n = rng.normal(1.0, 1, 300), rng.normal(0, 1, 300)
     info = [SampleInfo(rng.integers(0, 3, 300), rng.random(300) < 0.8) for _ in range(2)]
     ev = evaluate_scores(m, n, threshold=0.5, n_bootstrap=30, seed=seed, member_info=info[0], nonmember_info=info[1])
-    return {"method": "loss", "signal": "outputs", "protocol": "heldout-members", "label": "LOSS", **extra, **ev.to_dict()}
+    return {
+        "method": "loss",
+        "signal": "outputs",
+        "protocol": "heldout-members",
+        "label": "LOSS",
+        **extra,
+        **ev.to_dict(),
+    }
 
 
 def test_epsilon_bound_and_slices_reach_json_html_and_terminal(report: dict, tmp_path: Path) -> None:
@@ -254,12 +259,24 @@ def test_report_without_slices_has_no_slice_section(report: dict) -> None:
         ({"epsilon_lower_bound": 1.2}, "epsilon_lower_bound"),
         ({"slices": {"klass": {}}}, "keys among 'class', 'correct', 'wrong'"),
         ({"slices": [1, 2]}, "result\\['slices'\\] must be a dict"),
-        ({"slices": {"class": {"0": {"n_members": -1, "n_nonmembers": 3, "metrics": None}}}},
-         "result\\['slices'\\]\\['class'\\]\\['0'\\] must be a dict with integer"),
+        (
+            {"slices": {"class": {"0": {"n_members": -1, "n_nonmembers": 3, "metrics": None}}}},
+            "result\\['slices'\\]\\['class'\\]\\['0'\\] must be a dict with integer",
+        ),
         ({"slices": {"correct": {"n_members": 3, "n_nonmembers": 3, "metrics": 0.5}}}, "'metrics'"),
-        ({"slices": {"wrong": {"n_members": 3, "n_nonmembers": 3, "metrics": None,
-                               "epsilon_lower_bound": {"epsilon": 1.0, "delta": 2.0, "confidence": 0.9}}}},
-         "\\['wrong'\\]\\['epsilon_lower_bound'\\]"),
+        (
+            {
+                "slices": {
+                    "wrong": {
+                        "n_members": 3,
+                        "n_nonmembers": 3,
+                        "metrics": None,
+                        "epsilon_lower_bound": {"epsilon": 1.0, "delta": 2.0, "confidence": 0.9},
+                    }
+                }
+            },
+            "\\['wrong'\\]\\['epsilon_lower_bound'\\]",
+        ),
     ],
 )
 def test_add_result_refuses_bad_bounds_and_slices(report: dict, change: dict, match: str) -> None:

@@ -53,8 +53,12 @@ def export_active(
         "taps": list(model.taps),
         "tap_shapes": [list(s) for s in model.tap_shapes],
         "head": model.head_config.to_dict(),
-        "input": {"layout": _LAYOUT, **(preprocess or DEFAULT_PREPROCESS).to_dict(), "channels": spec.in_channels,
-                  "image_size": list(spec.image_size)},
+        "input": {
+            "layout": _LAYOUT,
+            **(preprocess or DEFAULT_PREPROCESS).to_dict(),
+            "channels": spec.in_channels,
+            "image_size": list(spec.image_size),
+        },
         "class_names": list(class_names) if class_names is not None else [str(i) for i in range(spec.num_classes)],
         "threshold": float(threshold),
         "fingerprint": model_fingerprint(model),
@@ -84,7 +88,9 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
     folder = Path(path)
     cfg_path = folder / CONFIG
     if not cfg_path.is_file():
-        raise ModelError(f"no {CONFIG} in {str(folder)!r}; give the folder 'mintaudit active train' wrote (its 'amint')")
+        raise ModelError(
+            f"no {CONFIG} in {str(folder)!r}; give the folder 'mintaudit active train' wrote (its 'amint')"
+        )
     try:
         meta = json.loads(cfg_path.read_text())
         if meta.get("schema") != SCHEMA:
@@ -99,8 +105,10 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
     if backbone is None and spec.name == MODULE_BACKBONE:
-        raise ModelError(f"{str(folder)!r} was exported from a module with no factory: pass backbone=<a new instance of "
-                         "its class> to load_active, or export with factory='package.module:function'")
+        raise ModelError(
+            f"{str(folder)!r} was exported from a module with no factory: pass backbone=<a new instance of "
+            "its class> to load_active, or export with factory='package.module:function'"
+        )
     model = ActiveModel(backbone if backbone is not None else build_model(spec), taps, shapes=shapes, head=head)
     load_weights(model, folder / WEIGHTS)
     model.eval()
@@ -127,8 +135,9 @@ def _image_array(path: Path, meta: dict[str, Any]) -> np.ndarray:
 
 
 @torch.no_grad()
-def query_images(model: ActiveModel, meta: dict[str, Any], paths: list[str | Path], *, batch_size: int = 64
-                 ) -> list[Prediction]:
+def query_images(
+    model: ActiveModel, meta: dict[str, Any], paths: list[str | Path], *, batch_size: int = 64
+) -> list[Prediction]:
     """Class and membership probability of each image file (decoded with Pillow, resized to the model's input)."""
     if not paths:
         raise DataError("no images to query; give one or more image files")

@@ -70,21 +70,30 @@ class HeadConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeadConfig:
         widths = d.get("widths")
-        return cls(preset=d.get("preset", "default"), widths=tuple(widths) if widths else None,
-                   hidden=int(d.get("hidden", 256)))
+        return cls(
+            preset=d.get("preset", "default"),
+            widths=tuple(widths) if widths else None,
+            hidden=int(d.get("hidden", 256)),
+        )
 
 
 def _conv_branch(channels: int, cfg: HeadConfig) -> nn.Sequential:
     w1, w2 = cfg.branch_widths
     if cfg.preset == "paper":
         return nn.Sequential(
-            nn.Conv2d(channels, w1, 2, padding=2), nn.Conv2d(w1, w2, 2, padding=2),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            nn.Conv2d(channels, w1, 2, padding=2),
+            nn.Conv2d(w1, w2, 2, padding=2),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
         )
     return nn.Sequential(
-        nn.Conv2d(channels, w1, 3, padding=1), nn.BatchNorm2d(w1), nn.ReLU(),
-        nn.MaxPool2d(2, ceil_mode=True), nn.Conv2d(w1, w2, 3, padding=1),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        nn.Conv2d(channels, w1, 3, padding=1),
+        nn.BatchNorm2d(w1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(w1, w2, 3, padding=1),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
     )
 
 

@@ -76,7 +76,9 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
             raise DataError("the external loader yields no batches; give external samples")
 
 
-def paired_batches(members: Iterable[Any], external: Iterable[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def paired_batches(
+    members: Iterable[Any], external: Iterable[Any]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One pass over the member batches, each paired with a batch of as many external samples.
 
     The external loader is cycled (restarted when it runs out, so a shuffling loader reshuffles)

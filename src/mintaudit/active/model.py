@@ -86,7 +86,9 @@ class ActiveModel(nn.Module):
             out = rec.pop()
         feats = [out[name] for name in self._check(out)]
         if mint_grad_scale != 1.0:
-            feats = [f.detach() if mint_grad_scale == 0.0 else f.detach() + mint_grad_scale * (f - f.detach()) for f in feats]
+            feats = [
+                f.detach() if mint_grad_scale == 0.0 else f.detach() + mint_grad_scale * (f - f.detach()) for f in feats
+            ]
         return logits, self.head(feats)
 
     @property

@@ -22,12 +22,27 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 from mintaudit.evaluation.metrics import auc_score, best_threshold
 from mintaudit.training import (
-    augment, augment_generator, check_schedule, checkpoint_history, correct_per_sample, read_checkpoint,
-    run_signature, start_training, write_checkpoint,
+    augment,
+    augment_generator,
+    check_schedule,
+    checkpoint_history,
+    correct_per_sample,
+    read_checkpoint,
+    run_signature,
+    start_training,
+    write_checkpoint,
 )
 
-__all__ = ["ActiveConfig", "ActiveResult", "AmintLoss", "scheduled_lr", "train_active", "membership_scores", "task_accuracy",
-           "task_correct"]
+__all__ = [
+    "ActiveConfig",
+    "ActiveResult",
+    "AmintLoss",
+    "scheduled_lr",
+    "train_active",
+    "membership_scores",
+    "task_accuracy",
+    "task_correct",
+]
 
 CHECKPOINT = "checkpoint.pt"
 Normalisation = Literal["first-batch", "none", "ema"]
@@ -158,8 +173,9 @@ def task_accuracy(model: ActiveModel, dataset: ImageDataset, indices: np.ndarray
     return int(_task_correct(model, dataset, indices, batch_size).sum()) / max(len(indices), 1)
 
 
-def _validate(model: ActiveModel, dataset: ImageDataset, val_members: np.ndarray, val_external: np.ndarray
-              ) -> tuple[float, float, np.ndarray, np.ndarray]:
+def _validate(
+    model: ActiveModel, dataset: ImageDataset, val_members: np.ndarray, val_external: np.ndarray
+) -> tuple[float, float, np.ndarray, np.ndarray]:
     # under torchrun every rank scores its shard and gets all scores back, in order
     pos = distributed.map_shards(lambda part: membership_scores(model, dataset, part), val_members)
     neg = distributed.map_shards(lambda part: membership_scores(model, dataset, part), val_external)
@@ -201,8 +217,13 @@ class AmintLoss:
         >>> loss = loss_fn(logits[:len(y)], y, membership, len(y))  # doctest: +SKIP
     """
 
-    def __init__(self, lambda_task: float = 1.0, lambda_mint: float = 1.0, normalisation: Normalisation = "first-batch",
-                 ema_decay: float = 0.98) -> None:
+    def __init__(
+        self,
+        lambda_task: float = 1.0,
+        lambda_mint: float = 1.0,
+        normalisation: Normalisation = "first-batch",
+        ema_decay: float = 0.98,
+    ) -> None:
         if normalisation not in ("first-batch", "none", "ema"):
             raise ConfigError(f"normalisation must be first-batch, none or ema, got {normalisation!r}")
         if lambda_task < 0 or lambda_mint <= 0:
@@ -211,7 +232,9 @@ class AmintLoss:
         self.scales = [_Scale(normalisation, ema_decay), _Scale(normalisation, ema_decay)]
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, membership: torch.Tensor, n_members: int) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, membership: torch.Tensor, n_members: int
+    ) -> torch.Tensor:
         """The combined loss of one step.
 
         Args:
@@ -291,14 +314,19 @@ def train_active(
     config = config or ActiveConfig()
     members, external = np.asarray(members, np.int64), np.asarray(external, np.int64)
     val_members, val_external = np.asarray(val_members, np.int64), np.asarray(val_external, np.int64)
-    for name, arr in (("members", members), ("external", external), ("val_members", val_members),
-                      ("val_external", val_external)):
+    for name, arr in (
+        ("members", members),
+        ("external", external),
+        ("val_members", val_members),
+        ("val_external", val_external),
+    ):
         if arr.size == 0:
             raise ConfigError(f"aMINT training needs {name}; the split gave none")
     clash = np.intersect1d(val_external, np.r_[members, external])
     if clash.size:
-        raise ConfigError(f"{clash.size} validation external samples are also trained on; "
-                          "hold them out of members and external")
+        raise ConfigError(
+            f"{clash.size} validation external samples are also trained on; hold them out of members and external"
+        )
     home, dev, gen, opt = start_training(model, device, config.seed, config.lr, config.weight_decay)
     ce, bce = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()
     loss_fn = AmintLoss(config.lambda_task, config.lambda_mint, config.normalisation, config.ema_decay)
@@ -336,8 +364,9 @@ def train_active(
         part = distributed.shard(len(order_m))
         mine_m, mine_e = order_m[part.positions], order_e[: len(order_m)][part.positions]
         sums = np.zeros(5)
-        bar = progress(range(n_steps), total=n_steps, desc=f"aMINT epoch {epoch + 1}/{config.epochs}",
-                       enabled=show, unit="step")
+        bar = progress(
+            range(n_steps), total=n_steps, desc=f"aMINT epoch {epoch + 1}/{config.epochs}", enabled=show, unit="step"
+        )
         for step in bar:
             if config.lr_schedule != "constant":  # from (epoch, step) alone: a resumed run gets the same rates
                 for group in opt.param_groups:
@@ -360,8 +389,11 @@ def train_active(
                     mint = torch.cat([mint_m, net(to_device(xe, dev), s)[1]])
                 l_task, l_mint = ce(logits, y), bce(mint, target)
             # one normalisation for all ranks under torchrun: the mean of their losses
-            seen = distributed.average(torch.stack([l_task.detach(), l_mint.detach()]).float()) \
-                if distributed.is_active() else None
+            seen = (
+                distributed.average(torch.stack([l_task.detach(), l_mint.detach()]).float())
+                if distributed.is_active()
+                else None
+            )
             loss = loss_fn.combine(l_task, l_mint, seen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -369,26 +401,48 @@ def train_active(
             n = len(m_idx)
             keep = part.valid[step * b : step * b + n]
             if keep.all():
-                sums += [l_task.item() * n, l_mint.item() * n, int((logits.argmax(1) == y).sum()),
-                         int(((mint >= 0) == (target > 0.5)).sum()) / 2, n]
+                sums += [
+                    l_task.item() * n,
+                    l_mint.item() * n,
+                    int((logits.argmax(1) == y).sum()),
+                    int(((mint >= 0) == (target > 0.5)).sum()) / 2,
+                    n,
+                ]
             else:  # padding of the last ranks' shards: trained on, not counted twice
                 k = torch.from_numpy(keep).to(y.device)
                 k2 = torch.cat([k, k])
-                sums += [float(nn.functional.cross_entropy(logits.detach()[k].float(), y[k], reduction="sum")),
-                         float(nn.functional.binary_cross_entropy_with_logits(
-                             mint.detach()[k2].float(), target[k2], reduction="sum")) / 2,
-                         int(((logits.argmax(1) == y) & k).sum()),
-                         int((((mint >= 0) == (target > 0.5)) & k2).sum()) / 2, int(k.sum())]
+                sums += [
+                    float(nn.functional.cross_entropy(logits.detach()[k].float(), y[k], reduction="sum")),
+                    float(
+                        nn.functional.binary_cross_entropy_with_logits(
+                            mint.detach()[k2].float(), target[k2], reduction="sum"
+                        )
+                    )
+                    / 2,
+                    int(((logits.argmax(1) == y) & k).sum()),
+                    int((((mint >= 0) == (target > 0.5)) & k2).sum()) / 2,
+                    int(k.sum()),
+                ]
             if hasattr(bar, "set_postfix") and step % 5 == 0:
-                bar.set_postfix(task=f"{sums[0] / sums[4]:.3f}", mint=f"{sums[1] / sums[4]:.3f}",
-                                acc=f"{sums[2] / sums[4]:.3f}", mint_acc=f"{sums[3] / sums[4]:.3f}")
+                bar.set_postfix(
+                    task=f"{sums[0] / sums[4]:.3f}",
+                    mint=f"{sums[1] / sums[4]:.3f}",
+                    acc=f"{sums[2] / sums[4]:.3f}",
+                    mint_acc=f"{sums[3] / sums[4]:.3f}",
+                )
         if distributed.is_active():
             sums = distributed.all_reduce_sum(sums)
             distributed.broadcast_module(model, buffers_only=True)  # BatchNorm statistics: rank 0's
         val_auc, val_acc, _, _ = _validate(model, dataset, val_members, val_external)
-        row = {"epoch": float(epoch + 1), "task_loss": float(sums[0] / sums[4]), "mint_loss": float(sums[1] / sums[4]),
-               "train_accuracy": float(sums[2] / sums[4]), "mint_train_accuracy": float(sums[3] / sums[4]),
-               "val_auc": float(val_auc), "val_accuracy": float(val_acc)}
+        row = {
+            "epoch": float(epoch + 1),
+            "task_loss": float(sums[0] / sums[4]),
+            "mint_loss": float(sums[1] / sums[4]),
+            "train_accuracy": float(sums[2] / sums[4]),
+            "mint_train_accuracy": float(sums[3] / sums[4]),
+            "val_auc": float(val_auc),
+            "val_accuracy": float(val_acc),
+        }
         if test_indices is not None and len(test_indices):
             correct = distributed.map_shards(lambda part: _task_correct(model, dataset, part), test_indices)
             row["test_accuracy"] = int(correct.sum()) / max(len(correct), 1)
@@ -402,9 +456,21 @@ def train_active(
             result.stopped_early = config.patience > 0 and bad_epochs >= config.patience
         if on_epoch is not None and distributed.is_main():
             on_epoch(row)
-        write_checkpoint(ckpt_path, model, opt, gen, epoch + 1, result.history, run, best_model=best_state,
-                         scales=[scales[0].value, scales[1].value], best_epoch=result.best_epoch,
-                         best_value=result.best_value, bad_epochs=bad_epochs, stopped=result.stopped_early)
+        write_checkpoint(
+            ckpt_path,
+            model,
+            opt,
+            gen,
+            epoch + 1,
+            result.history,
+            run,
+            best_model=best_state,
+            scales=[scales[0].value, scales[1].value],
+            best_epoch=result.best_epoch,
+            best_value=result.best_value,
+            bad_epochs=bad_epochs,
+            stopped=result.stopped_early,
+        )
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

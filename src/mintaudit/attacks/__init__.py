@@ -3,7 +3,14 @@
 from mintaudit.attacks import zoo  # noqa: F401  (registers the built-in attacks, one file each)
 from mintaudit.attacks.loss import loss_audit, loss_result
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
-from mintaudit.attacks.registry import ATTACKS, AttackContext, AttackSpec, attack_spec, register_attack, unregister_attack
+from mintaudit.attacks.registry import (
+    ATTACKS,
+    AttackContext,
+    AttackSpec,
+    attack_spec,
+    register_attack,
+    unregister_attack,
+)
 from mintaudit.attacks.scores import (
     calibrated_loss_scores,
     confidence_scores,

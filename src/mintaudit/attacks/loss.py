@@ -45,20 +45,46 @@ def loss_result(cache: SignalCache, split: PassiveSplit, *, n_bootstrap: int = 1
     thr = float(best_threshold(np.r_[np.ones(len(known)), np.zeros(len(external))], np.r_[known, external]))
     infos = sample_infos(cache, split.heldout_members, split.test)
     return Result.from_evaluation(
-        evaluate_scores(members, nonmembers, threshold=thr, n_bootstrap=n_bootstrap, seed=seed,
-                        member_info=infos[0], nonmember_info=infos[1]),
-        method="loss", signal="outputs", protocol="heldout-members", layer="outputs", label="LOSS", attack="loss",
-        detector="threshold", threshold_source=LOSS_THRESHOLD_SOURCE, fit={"n_reference": 0},
+        evaluate_scores(
+            members,
+            nonmembers,
+            threshold=thr,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            member_info=infos[0],
+            nonmember_info=infos[1],
+        ),
+        method="loss",
+        signal="outputs",
+        protocol="heldout-members",
+        layer="outputs",
+        label="LOSS",
+        attack="loss",
+        detector="threshold",
+        threshold_source=LOSS_THRESHOLD_SOURCE,
+        fit={"n_reference": 0},
     )
 
 
 def loss_cache(
-    model: nn.Module, dataset: ImageDataset, split: PassiveSplit, cache_root: str | Path, *, batch_size: int = 256,
+    model: nn.Module,
+    dataset: ImageDataset,
+    split: PassiveSplit,
+    cache_root: str | Path,
+    *,
+    batch_size: int = 256,
     show_progress: bool | None = None,
 ) -> SignalCache:
     """The outputs-only signal cache of every sample of ``split`` under ``cache_root`` (made once, then reused)."""
-    return extract_signals(model, dataset, np.unique(split.all_indices()), [], cache_root, batch_size=batch_size,
-                           show_progress=show_progress)
+    return extract_signals(
+        model,
+        dataset,
+        np.unique(split.all_indices()),
+        [],
+        cache_root,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
 
 
 def loss_audit(

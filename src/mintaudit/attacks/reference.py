@@ -88,8 +88,10 @@ def train_reference_models(
         if (folder / "model.json").is_file():
             model, _, _ = load_model(folder)
         elif not train:
-            raise ConfigError(f"reference model {r + 1} of {n_models} is not in the cache {str(cache_root)!r}; "
-                              "train them with 'mintaudit attack' first")
+            raise ConfigError(
+                f"reference model {r + 1} of {n_models} is not in the cache {str(cache_root)!r}; "
+                "train them with 'mintaudit attack' first"
+            )
         else:
             torch.manual_seed(cfg.seed)
             model = build_model(spec)
@@ -105,7 +107,11 @@ def reference_logits(
     refs: ReferenceSet, dataset: ImageDataset, indices: np.ndarray, cache_root: str | Path, *, batch_size: int = 256
 ) -> np.ndarray:
     """float32 (R, N, K): each reference model's logits on ``indices`` (through the signal cache)."""
-    return np.stack([
-        extract_signals(m, dataset, indices, [], cache_root, batch_size=batch_size, show_progress=False).outputs()["logits"]
-        for m in refs.models
-    ])
+    return np.stack(
+        [
+            extract_signals(m, dataset, indices, [], cache_root, batch_size=batch_size, show_progress=False).outputs()[
+                "logits"
+            ]
+            for m in refs.models
+        ]
+    )

@@ -108,8 +108,15 @@ class AttackContext:
     def to_scores(self, s: np.ndarray, info: dict[str, Any]) -> AttackScores:
         """Scores over ``scored`` cut into the four sets."""
         a, b, c = self.n_members, self.n_members + self.n_nonmembers, self.n_members + self.n_nonmembers + self.n_known
-        return AttackScores(s[:a], s[a:b], s[b:c], s[c:], info, self.sample_info.take(np.arange(a)),
-                            self.sample_info.take(np.arange(a, b)))
+        return AttackScores(
+            s[:a],
+            s[a:b],
+            s[b:c],
+            s[c:],
+            info,
+            self.sample_info.take(np.arange(a)),
+            self.sample_info.take(np.arange(a, b)),
+        )
 
 
 #: A score function: scores (N,) over ``ctx.scored``, or (scores, fit details), or a whole AttackScores.
@@ -167,8 +174,9 @@ def register_attack(
         ConfigError: ``name`` is taken or malformed.
     """
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"attack name must be lower case letters, digits and - _ . + (no comma or space); "
-                          f"given {name!r}")
+        raise ConfigError(
+            f"attack name must be lower case letters, digits and - _ . + (no comma or space); given {name!r}"
+        )
     if method is not None and (not isinstance(method, str) or not _NAME.match(method)):
         raise ConfigError(f"attack {name!r}: method must be a lower-case report method name; given {method!r}")
 

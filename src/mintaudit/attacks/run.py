@@ -64,8 +64,15 @@ class AttackConfig:
 
 
 def _flip_dataset(ds: ImageDataset) -> ImageDataset:
-    return ImageDataset(ds.name + "+hflip", hflip(ds.images), ds.labels, ds.num_classes,  # lazy: flipped per batch
-                        ds.official_test, ds.class_names, preprocess=ds.preprocess)
+    return ImageDataset(
+        ds.name + "+hflip",
+        hflip(ds.images),
+        ds.labels,
+        ds.num_classes,  # lazy: flipped per batch
+        ds.official_test,
+        ds.class_names,
+        preprocess=ds.preprocess,
+    )
 
 
 def attack_scores(
@@ -115,21 +122,28 @@ def attack_scores(
         ref_pop = np.unique(np.asarray(population, dtype=np.int64))
         leaked = np.intersect1d(ref_pop, np.concatenate([members, known, nonmembers, calib_ext]))
         if len(leaked):
-            raise ConfigError(f"the reference population shares {len(leaked)} samples with the members or the scored "
-                              "non-members; give population data disjoint from both")
+            raise ConfigError(
+                f"the reference population shares {len(leaked)} samples with the members or the scored "
+                "non-members; give population data disjoint from both"
+            )
     base = np.concatenate([members, nonmembers, known, calib_ext])
     x = np.zeros(0, np.int64) if extra is None else np.asarray(extra, dtype=np.int64).reshape(-1)
     if len(x) and "lira-online" in methods and not np.isin(x, base).all():
-        raise ConfigError("lira-online scores only the samples its reference models were trained around; "
-                          "use another attack for these samples")
+        raise ConfigError(
+            "lira-online scores only the samples its reference models were trained around; "
+            "use another attack for these samples"
+        )
     scored = np.concatenate([members, nonmembers, x, known, calib_ext])  # all rows we score
     n_m, n_n, n_k, n_x = len(members), len(nonmembers), len(known), len(x)
     cache_root = Path(cache_root)
     signals = Path(signals_root) if signals_root is not None else cache_root / "signals"
 
     def target_logits(ds: ImageDataset) -> np.ndarray:
-        return extract_signals(model, ds, scored, [], signals, batch_size=config.batch_size,
-                               show_progress=show_progress).outputs()["logits"].astype(np.float64)
+        return (
+            extract_signals(model, ds, scored, [], signals, batch_size=config.batch_size, show_progress=show_progress)
+            .outputs()["logits"]
+            .astype(np.float64)
+        )
 
     views = [dataset, _flip_dataset(dataset)] if config.flip else [dataset]
     refs: dict[str, tuple[ReferenceSet, np.ndarray]] = {}
@@ -137,15 +151,38 @@ def attack_scores(
     def reference(kind: str) -> tuple[ReferenceSet, np.ndarray]:
         if kind not in refs:
             population = ref_pop if kind == "offline" else np.unique(np.concatenate([ref_pop, base]))
-            ref_set = train_reference_models(spec, dataset, population, config.n_reference, config.reference_train,
-                                             cache_root / "reference" / kind, show_progress=show_progress,
-                                             train=train_references)
+            ref_set = train_reference_models(
+                spec,
+                dataset,
+                population,
+                config.n_reference,
+                config.reference_train,
+                cache_root / "reference" / kind,
+                show_progress=show_progress,
+                train=train_references,
+            )
             rl = np.stack([reference_logits(ref_set, v, scored, cache_root / "signals") for v in views], 1)
             refs[kind] = (ref_set, rl.astype(np.float64))  # logits (R, A, N, K)
         return refs[kind]
 
-    ctx = AttackContext(model, dataset, split, scored, n_m, n_n + n_x, n_k, ref_pop, calib_ext, views, config, cache_root,
-                        signals, show_progress, target_logits, reference)
+    ctx = AttackContext(
+        model,
+        dataset,
+        split,
+        scored,
+        n_m,
+        n_n + n_x,
+        n_k,
+        ref_pop,
+        calib_ext,
+        views,
+        config,
+        cache_root,
+        signals,
+        show_progress,
+        target_logits,
+        reference,
+    )
     if any(attack_spec(m).result is None for m in methods):
         ctx.logits  # noqa: B018 (the target first, as always; LOSS alone reads its own cache)
     out: dict[str, AttackScores] = {}
@@ -167,9 +204,16 @@ def attack_scores(
             out[method] = ctx.to_scores(s, info)
             continue
         a, b = n_m + n_n, n_m + n_n + n_x  # the extra rows sit right after the scored non-members
-        out[method] = AttackScores(s[:n_m], s[n_m:a], s[b:b + n_k], s[b + n_k:], info,
-                                   ctx.sample_info.take(np.arange(n_m)), ctx.sample_info.take(np.arange(n_m, a)),
-                                   extra=s[a:b])
+        out[method] = AttackScores(
+            s[:n_m],
+            s[n_m:a],
+            s[b : b + n_k],
+            s[b + n_k :],
+            info,
+            ctx.sample_info.take(np.arange(n_m)),
+            ctx.sample_info.take(np.arange(n_m, a)),
+            extra=s[a:b],
+        )
     return out
 
 
@@ -199,8 +243,22 @@ def run_attacks(
     signals = Path(signals_root) if signals_root is not None else Path(cache_root) / "signals"
     own_rows = {m for m in methods if attack_spec(m).result is not None}  # LOSS: the row the sweeps share
     others = [m for m in methods if m not in own_rows]
-    scored = attack_scores(model, spec, dataset, split, others, cache_root, config, population=population,
-                           signals_root=signals, show_progress=show_progress) if others else {}
+    scored = (
+        attack_scores(
+            model,
+            spec,
+            dataset,
+            split,
+            others,
+            cache_root,
+            config,
+            population=population,
+            signals_root=signals,
+            show_progress=show_progress,
+        )
+        if others
+        else {}
+    )
     results: list[Result] = []
     for method in dict.fromkeys(methods):
         entry = attack_spec(method)
@@ -213,14 +271,32 @@ def run_attacks(
         calib_y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
         thr = float(best_threshold(calib_y, calib))
         # an attack may name its row's signal, detector and threshold source in info["row"] (calibrated-mint)
-        row = {"signal": "outputs", "detector": "threshold",
-               "threshold_source": "known members vs half of the external samples", **sc.info.get("row", {})}
-        results.append(Result.from_evaluation(
-            evaluate_scores(sc.members, sc.nonmembers, threshold=thr, n_bootstrap=config.n_bootstrap,
-                            seed=config.seed, member_info=sc.member_info, nonmember_info=sc.nonmember_info),
-            method=entry.method, protocol="heldout-members", layer="outputs", label=entry.label, attack=method,
-            fit={k: v for k, v in sc.info.items() if k != "row"}, **row,
-        ))
+        row = {
+            "signal": "outputs",
+            "detector": "threshold",
+            "threshold_source": "known members vs half of the external samples",
+            **sc.info.get("row", {}),
+        }
+        results.append(
+            Result.from_evaluation(
+                evaluate_scores(
+                    sc.members,
+                    sc.nonmembers,
+                    threshold=thr,
+                    n_bootstrap=config.n_bootstrap,
+                    seed=config.seed,
+                    member_info=sc.member_info,
+                    nonmember_info=sc.nonmember_info,
+                ),
+                method=entry.method,
+                protocol="heldout-members",
+                layer="outputs",
+                label=entry.label,
+                attack=method,
+                fit={k: v for k, v in sc.info.items() if k != "row"},
+                **row,
+            )
+        )
     return results
 
 

@@ -208,8 +208,10 @@ def lira_scores(
     masks = {"out": ~ref_in, **({"in": ref_in} if online else {})}
     for side, mask in masks.items():
         if (mask.sum(0) < 1).any():
-            raise ConfigError(f"some samples have no {side.upper()} reference model; train more reference models "
-                              "(online LiRA: at least 2, trained on paired halves)")
+            raise ConfigError(
+                f"some samples have no {side.upper()} reference model; train more reference models "
+                "(online LiRA: at least 2, trained on paired halves)"
+            )
     fits: dict[str, list[Any]] = {}
     for side, mask in masks.items():
         m = mask[:, None, :]  # (R, 1, N)

@@ -12,7 +12,14 @@ from mintaudit.data.formats import (
     read_tiny_imagenet,
     resize_images,
 )
-from mintaudit.data.registry import DATASET_NAMES, DATASET_PREFIXES, dataset_help, load_dataset, register_dataset, unregister_dataset
+from mintaudit.data.registry import (
+    DATASET_NAMES,
+    DATASET_PREFIXES,
+    dataset_help,
+    load_dataset,
+    register_dataset,
+    unregister_dataset,
+)
 from mintaudit.data.splits import Splits, make_splits
 from mintaudit.data.store import PoolStore
 

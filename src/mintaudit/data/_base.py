@@ -89,7 +89,9 @@ class ImageDataset:
                 raise DataError(f"data set {self.name!r}: official_test must have shape ({len(images)},)")
             object.__setattr__(self, "official_test", mask)
         if not isinstance(self.preprocess, Preprocess):
-            raise DataError(f"data set {self.name!r}: preprocess must be a mintaudit.Preprocess, got {self.preprocess!r}")
+            raise DataError(
+                f"data set {self.name!r}: preprocess must be a mintaudit.Preprocess, got {self.preprocess!r}"
+            )
         self.preprocess.check(int(images.shape[3]))
         if self.sources is not None and len(self.sources) != len(images):
             raise DataError(f"data set {self.name!r}: {len(self.sources)} source names for {len(images)} images")

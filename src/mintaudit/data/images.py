@@ -17,8 +17,15 @@ from mintaudit.data.pool import PathLike, check_image_size, make_pool
 from mintaudit.data.store import MANIFEST_FILE, PoolStore, file_list, locked, write_store
 from mintaudit.errors import CorruptFileError, DataError, DataNotFoundError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image", "read_gtsrb", "read_image_folder", "read_tiny_imagenet", "resize_images",
-           "stored_pool"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "load_image",
+    "read_gtsrb",
+    "read_image_folder",
+    "read_tiny_imagenet",
+    "resize_images",
+    "stored_pool",
+]
 
 #: File extensions :func:`read_image_folder` picks up (compared case-insensitively).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
@@ -48,9 +55,7 @@ def load_image(path: Path, size: int | None, mode: Literal["L", "RGB"] | None = 
             f"{path}: image file missing (listed in an annotation file?); unzip the archive again"
         ) from None
     except _PIL_ERRORS as exc:
-        raise CorruptFileError(
-            f"{path}: Pillow cannot decode this image ({exc}); replace or delete the file"
-        ) from None
+        raise CorruptFileError(f"{path}: Pillow cannot decode this image ({exc}); replace or delete the file") from None
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(img, dtype=np.uint8)
@@ -99,7 +104,9 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 _STORE_ROWS = 256  # images decoded per batch written to a store
 
 
-def _store_shape(paths: Sequence[Path], size: int | None, mode: Literal["L", "RGB"] | None) -> tuple[int, int, int, int]:
+def _store_shape(
+    paths: Sequence[Path], size: int | None, mode: Literal["L", "RGB"] | None
+) -> tuple[int, int, int, int]:
     """(N, H, W, C) of the decoded images, from their headers only (nothing is decoded)."""
     if not paths:
         raise DataError("no image files to read; check the folder and its annotation files")
@@ -123,8 +130,9 @@ def _store_shape(paths: Sequence[Path], size: int | None, mode: Literal["L", "RG
     return (len(paths), h, w, channels or (3 if colour else 1))
 
 
-def _decode_batches(paths: Sequence[Path], shape: tuple[int, ...], size: int | None,
-                    mode: Literal["L", "RGB"] | None) -> Iterator[np.ndarray]:
+def _decode_batches(
+    paths: Sequence[Path], shape: tuple[int, ...], size: int | None, mode: Literal["L", "RGB"] | None
+) -> Iterator[np.ndarray]:
     """The images decoded ``_STORE_ROWS`` at a time into uint8 (B, H, W, C); grey ones replicated to RGB slots."""
     for start in range(0, len(paths), _STORE_ROWS):
         chunk = paths[start : start + _STORE_ROWS]
@@ -142,7 +150,11 @@ def _changes(old: list[list[object]], new: list[list[object]]) -> tuple[int, int
     before = {str(r[0]): tuple(r[1:]) for r in old if isinstance(r, list) and r}
     after = {str(r[0]): tuple(r[1:]) for r in new}
     common = before.keys() & after.keys()
-    return len(after.keys() - before.keys()), len(before.keys() - after.keys()), sum(before[k] != after[k] for k in common)
+    return (
+        len(after.keys() - before.keys()),
+        len(before.keys() - after.keys()),
+        sum(before[k] != after[k] for k in common),
+    )
 
 
 def stored_pool(
@@ -175,40 +187,79 @@ def stored_pool(
     try:
         files = file_list(root, [*paths, *extra_files])
     except FileNotFoundError as exc:
-        raise DataNotFoundError(f"{exc.filename}: image file missing (listed in an annotation file?); "
-                                "unzip the archive again") from None
+        raise DataNotFoundError(
+            f"{exc.filename}: image file missing (listed in an annotation file?); unzip the archive again"
+        ) from None
     source = {"root": str(root.resolve()), "image_size": size, "mode": mode}
     with locked(store.parent):
-        pool = _open_or_build(store, root, paths, labels, official, files, source, name=name, size=size, mode=mode,
-                              num_classes=num_classes, class_names=class_names)
-    return ImageDataset(name, pool, labels, num_classes, official_test=official,
-                        class_names=tuple(class_names) if class_names is not None else None,
-                        sources=tuple(sources) if sources is not None else None)
+        pool = _open_or_build(
+            store,
+            root,
+            paths,
+            labels,
+            official,
+            files,
+            source,
+            name=name,
+            size=size,
+            mode=mode,
+            num_classes=num_classes,
+            class_names=class_names,
+        )
+    return ImageDataset(
+        name,
+        pool,
+        labels,
+        num_classes,
+        official_test=official,
+        class_names=tuple(class_names) if class_names is not None else None,
+        sources=tuple(sources) if sources is not None else None,
+    )
 
 
-def _open_or_build(store: Path, root: Path, paths: Sequence[Path], labels: np.ndarray, official: np.ndarray | None,
-                   files: list[list[object]], source: dict[str, object], *, name: str, size: int | None,
-                   mode: Literal["L", "RGB"] | None, num_classes: int, class_names: Sequence[str] | None) -> PoolStore:
+def _open_or_build(
+    store: Path,
+    root: Path,
+    paths: Sequence[Path],
+    labels: np.ndarray,
+    official: np.ndarray | None,
+    files: list[list[object]],
+    source: dict[str, object],
+    *,
+    name: str,
+    size: int | None,
+    mode: Literal["L", "RGB"] | None,
+    num_classes: int,
+    class_names: Sequence[str] | None,
+) -> PoolStore:
     if (store / MANIFEST_FILE).is_file():
         pool = PoolStore.open(store)
         if pool.manifest.get("source") != source:
-            raise DataError(f"pool store {str(store)!r} was built from {pool.manifest.get('source')}, not {source}; "
-                            "give another store folder, or delete this one to rebuild it")
+            raise DataError(
+                f"pool store {str(store)!r} was built from {pool.manifest.get('source')}, not {source}; "
+                "give another store folder, or delete this one to rebuild it"
+            )
         added, removed, modified = _changes(pool.manifest.get("files") or [], files)
         if added or removed or modified or pool.shape[0] != len(paths):
             raise DataError(
                 f"{root} changed since its pool store {str(store)!r} was built ({added} files added, {removed} "
                 f"removed, {modified} modified); it is not rebuilt silently, as a work directory's splits and models "
                 "index the old pool: restore the files, or delete the store folder to rebuild it (and use a new "
-                "--out, or delete splits.json, to split the new pool)")
+                "--out, or delete splits.json, to split the new pool)"
+            )
     elif store.exists() and (not store.is_dir() or any(store.iterdir())):
         raise DataError(f"pool store {str(store)!r} exists but holds no {MANIFEST_FILE}; give an empty or new folder")
     else:
         shape = _store_shape(paths, size, mode)
-        pool = write_store(store, _decode_batches(paths, shape, size, mode), shape, labels=labels,
-                           num_classes=num_classes, official_test=official,
-                           manifest={"name": name, "source": source, "class_names": list(class_names or []),
-                                     "files": files})
+        pool = write_store(
+            store,
+            _decode_batches(paths, shape, size, mode),
+            shape,
+            labels=labels,
+            num_classes=num_classes,
+            official_test=official,
+            manifest={"name": name, "source": source, "class_names": list(class_names or []), "files": files},
+        )
     return pool
 
 
@@ -297,8 +348,17 @@ def read_gtsrb(root: PathLike, image_size: int = 32, *, store: PathLike | None =
             named.append(([test_dir / name for name, _ in rows], np.asarray([label for _, label in rows], np.int64)))
     if store is not None:
         k = int(max(int(y.max()) for _, y in named)) + 1
-        return stored_pool(Path(store), base.parent, named, name="gtsrb", size=image_size, mode="RGB",
-                           with_test=len(named) == 2, num_classes=k, extra_files=notes)
+        return stored_pool(
+            Path(store),
+            base.parent,
+            named,
+            name="gtsrb",
+            size=image_size,
+            mode="RGB",
+            with_test=len(named) == 2,
+            num_classes=k,
+            extra_files=notes,
+        )
     parts = [(_stack_images(paths, image_size, "RGB"), y) for paths, y in named]
     return make_pool("gtsrb", parts, with_test=len(parts) == 2)
 
@@ -358,9 +418,18 @@ def read_image_folder(root: PathLike, image_size: int | None = None, *, store: P
         labels += [label] * len(found)
     names = [p.relative_to(root).as_posix() for p in paths]  # member lists may name files
     if store is not None:
-        return stored_pool(Path(store), root, [(paths, np.asarray(labels, dtype=np.int64))], name=f"folder:{root}",
-                           size=image_size, mode=None, with_test=False, num_classes=len(classes),
-                           class_names=[d.name for d in classes], sources=names)
+        return stored_pool(
+            Path(store),
+            root,
+            [(paths, np.asarray(labels, dtype=np.int64))],
+            name=f"folder:{root}",
+            size=image_size,
+            mode=None,
+            with_test=False,
+            num_classes=len(classes),
+            class_names=[d.name for d in classes],
+            sources=names,
+        )
     images = _stack_images(paths, image_size, None)
     return make_pool(
         f"folder:{root}",
@@ -427,7 +496,17 @@ def read_tiny_imagenet(root: PathLike, image_size: int | None = None, *, store: 
     named = [([p for p, _ in pair], np.asarray([y for _, y in pair], np.int64)) for pair in pairs]
     if store is not None:
         notes = [base / "wnids.txt", *([annotations] if annotations.is_file() else [])]
-        return stored_pool(Path(store), base.parent, named, name="tiny-imagenet", size=size, mode="RGB",
-                           with_test=len(named) == 2, num_classes=len(wnids), class_names=wnids, extra_files=notes)
+        return stored_pool(
+            Path(store),
+            base.parent,
+            named,
+            name="tiny-imagenet",
+            size=size,
+            mode="RGB",
+            with_test=len(named) == 2,
+            num_classes=len(wnids),
+            class_names=wnids,
+            extra_files=notes,
+        )
     parts = [(_stack_images(paths, size, "RGB"), y) for paths, y in named]
     return make_pool("tiny-imagenet", parts, with_test=len(parts) == 2, num_classes=len(wnids), class_names=wnids)

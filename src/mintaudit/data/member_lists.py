@@ -49,12 +49,15 @@ def read_sample_list(path: str | Path, dataset: ImageDataset, *, role: str = "me
     path = Path(path)
     option = f"--{role}-file"
     if not path.is_file():
-        raise DataNotFoundError(f"{option} {str(path)!r} does not exist or is not a file; give a text file with one "
-                                "pool index per line")
+        raise DataNotFoundError(
+            f"{option} {str(path)!r} does not exist or is not a file; give a text file with one pool index per line"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise SplitError(f"{option} {str(path)!r} cannot be read as UTF-8 text ({e}); give one pool index per line") from e
+        raise SplitError(
+            f"{option} {str(path)!r} cannot be read as UTF-8 text ({e}); give one pool index per line"
+        ) from e
     n = len(dataset)
     by_source = {s: i for i, s in enumerate(dataset.sources)} if dataset.sources is not None else None
     out: list[int] = []
@@ -67,21 +70,31 @@ def read_sample_list(path: str | Path, dataset: ImageDataset, *, role: str = "me
         if entry.lstrip("-").isdigit() and len(entry) <= 19:
             index = int(entry)
             if not 0 <= index < n:
-                raise SplitError(f"{where}: index {index} is outside the pool [0, {n}) of {dataset.name!r}; "
-                                 "indices count from 0 in the pool order the README documents")
+                raise SplitError(
+                    f"{where}: index {index} is outside the pool [0, {n}) of {dataset.name!r}; "
+                    "indices count from 0 in the pool order the README documents"
+                )
         elif by_source is not None:
             key = _folder_key(entry)
             if key is None:
-                raise SplitError(f"{where}: {entry!r} is not under the folder root; give paths relative to the folder "
-                                 "(class/file.png)")
+                raise SplitError(
+                    f"{where}: {entry!r} is not under the folder root; give paths relative to the folder "
+                    "(class/file.png)"
+                )
             if key not in by_source:
-                raise SplitError(f"{where}: {entry!r} is not an image of {dataset.name!r}; give paths relative to the "
-                                 "folder, as 'class/file.png'")
+                raise SplitError(
+                    f"{where}: {entry!r} is not an image of {dataset.name!r}; give paths relative to the "
+                    "folder, as 'class/file.png'"
+                )
             index = by_source[key]
         else:
-            raise SplitError(f"{where}: {entry[:40]!r} is not a pool index (an integer in [0, {n})); one index per line")
+            raise SplitError(
+                f"{where}: {entry[:40]!r} is not a pool index (an integer in [0, {n})); one index per line"
+            )
         if index in seen:
-            raise SplitError(f"{where}: sample {index} is listed twice (first on line {seen[index]}); list each sample once")
+            raise SplitError(
+                f"{where}: sample {index} is listed twice (first on line {seen[index]}); list each sample once"
+            )
         seen[index] = lineno
         out.append(index)
     if not out:
@@ -119,8 +132,10 @@ def splits_with(
             if a in given and b in given:
                 both = np.intersect1d(given[a], given[b])
                 if len(both):
-                    raise SplitError(f"--{a}-file and --{b}-file share {len(both)} samples (e.g. index {int(both[0])}); "
-                                     "a sample has one role")
+                    raise SplitError(
+                        f"--{a}-file and --{b}-file share {len(both)} samples (e.g. index {int(both[0])}); "
+                        "a sample has one role"
+                    )
     for role, idx in given.items():
         if sizes.get(role) is not None and sizes[role] != len(idx):
             raise SplitError(f"--{role} {sizes[role]} disagrees with --{role}-file ({len(idx)} samples); drop --{role}")
@@ -141,8 +156,10 @@ def splits_with(
         want = sizes.get(role)
         n = min(defaults[k], len(pool)) if want is None else want
         if n <= 0 or n > len(pool):
-            raise SplitError(f"{role}: {len(pool)} samples of {dataset.name!r} are left for it after the given lists, "
-                             f"{'none' if n <= 0 else n} asked; ask for fewer with --{role}, or give --{role}-file")
+            raise SplitError(
+                f"{role}: {len(pool)} samples of {dataset.name!r} are left for it after the given lists, "
+                f"{'none' if n <= 0 else n} asked; ask for fewer with --{role}, or give --{role}-file"
+            )
         out[role] = rng.permutation(pool)[:n]
         free[out[role]] = False
     splits = Splits(dataset.name, dataset.fingerprint(), int(seed), out["members"], out["external"], out["test"])

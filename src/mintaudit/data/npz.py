@@ -35,9 +35,7 @@ def _to_uint8(images: np.ndarray, where: str) -> np.ndarray:
                 "divide by 255 or store uint8"
             )
         return np.round(images * 255.0).astype(np.uint8)
-    raise DataError(
-        f"{where}: images of dtype {images.dtype} are refused; store uint8 (0-255) or float in [0, 1]"
-    )
+    raise DataError(f"{where}: images of dtype {images.dtype} are refused; store uint8 (0-255) or float in [0, 1]")
 
 
 def read_npz(path: PathLike) -> ImageDataset:

@@ -32,9 +32,7 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptFileError(
-            f"{path}: damaged gzip stream ({exc}); download the file again"
-        ) from None
+        raise CorruptFileError(f"{path}: damaged gzip stream ({exc}); download the file again") from None
 
 
 def canonical_images(images: np.ndarray, where: str) -> np.ndarray:
@@ -90,9 +88,15 @@ def make_pool(
         official[len(labels) - len(parts[-1][1]) :] = True
     k = num_classes if num_classes is not None else int(labels.max()) + 1 if labels.size else 1
     names = tuple(class_names) if class_names is not None else None
-    return ImageDataset(name, images, labels, k, official_test=official, class_names=names,
-                        sources=tuple(sources) if sources is not None else None)
-
+    return ImageDataset(
+        name,
+        images,
+        labels,
+        k,
+        official_test=official,
+        class_names=names,
+        sources=tuple(sources) if sources is not None else None,
+    )
 
 
 def check_image_size(image_size: int | None) -> None:

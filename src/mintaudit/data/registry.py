@@ -80,8 +80,9 @@ _REGISTRY: Registry[DatasetEntry] = Registry("data set")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 
-def register_dataset(name: str, reader: Reader, *, files: str | None, prefix: bool = False,
-                     stores: bool = False) -> Reader:
+def register_dataset(
+    name: str, reader: Reader, *, files: str | None, prefix: bool = False, stores: bool = False
+) -> Reader:
     """Register a data set (or, with ``prefix=True``, a format read as ``name:PATH``); returns ``reader``.
 
     Args:
@@ -150,6 +151,7 @@ def dataset_help() -> str:
     names = [f"{n} (embedded)" if _REGISTRY.get(n).files is None else n for n in DATASET_NAMES]
     return ", ".join([*names, *(f"{p}PATH" for p in DATASET_PREFIXES)])
 
+
 _DIGITS = tuple(str(d) for d in range(10))
 _CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "digits": _DIGITS,
@@ -157,12 +159,28 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "svhn": _DIGITS,
     "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     "fashion-mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),  # fmt: skip
     "cifar10": (
-        "airplane", "automobile", "bird", "cat", "deer",
-        "dog", "frog", "horse", "ship", "truck",
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
     ),  # fmt: skip
 }
 # Folders where a distribution package installs a data set (tests may patch this).
@@ -173,7 +191,6 @@ _INSTALL_HINTS: dict[str, str] = {
     "fashion-mnist": "; on Debian/Ubuntu: apt-get install dataset-fashion-mnist",
 }
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
 
 
 def _find(d: Path, layouts: Sequence[tuple[str, Sequence[str]]]) -> list[Path] | None:
@@ -288,10 +305,16 @@ register_dataset("cifar100", _load_cifar100, files="cifar-100-binary/ or cifar-1
 register_dataset("svhn", _load_svhn, files="train_32x32.mat and test_32x32.mat")
 register_dataset("gtsrb", _load_gtsrb, files="GTSRB/Final_Training/Images/", stores=True)
 register_dataset("tiny-imagenet", _load_tiny, files="tiny-imagenet-200/wnids.txt", stores=True)
-register_dataset("folder", _load_folder, files="one sub-folder of images per class", prefix=True,  # type: ignore[arg-type]
-                 stores=True)
-register_dataset("npz", lambda name, where, image_size: read_npz(str(where)), files="an .npz of images and labels",
-                 prefix=True)
+register_dataset(
+    "folder",
+    _load_folder,
+    files="one sub-folder of images per class",
+    prefix=True,  # type: ignore[arg-type]
+    stores=True,
+)
+register_dataset(
+    "npz", lambda name, where, image_size: read_npz(str(where)), files="an .npz of images and labels", prefix=True
+)
 
 
 def _unknown(name: str) -> DataError:
@@ -302,7 +325,10 @@ def _unknown(name: str) -> DataError:
 
 
 def load_dataset(
-    name: str, *, root: str | Path | None = None, image_size: int | None = None,
+    name: str,
+    *,
+    root: str | Path | None = None,
+    image_size: int | None = None,
     pool_cache: str | Path | None = None,
 ) -> ImageDataset:
     """Load a data set by name, from local files only.
@@ -371,22 +397,26 @@ def load_dataset(
     )
 
 
-def _call(entry: DatasetEntry, name: str, where: Path | str | None, image_size: int | None,
-          pool_cache: str | Path | None) -> ImageDataset | None:
+def _call(
+    entry: DatasetEntry, name: str, where: Path | str | None, image_size: int | None, pool_cache: str | Path | None
+) -> ImageDataset | None:
     if entry.stores:
         return entry.reader(name, where, image_size, pool_cache=None if pool_cache is None else Path(pool_cache))  # type: ignore[call-arg]
     return entry.reader(name, where, image_size)
 
 
-def _read(entry: DatasetEntry, name: str, where: str | None, image_size: int | None,
-          pool_cache: str | Path | None) -> ImageDataset:
+def _read(
+    entry: DatasetEntry, name: str, where: str | None, image_size: int | None, pool_cache: str | Path | None
+) -> ImageDataset:
     return _checked(_call(entry, name, where, image_size, pool_cache), name)
 
 
 def _checked(dataset: object, name: str) -> ImageDataset:
     if not isinstance(dataset, ImageDataset):
-        raise DataError(f"the reader of data set {name!r} returned {type(dataset).__name__}, not an ImageDataset; "
-                        "fix the reader registered with register_dataset")
+        raise DataError(
+            f"the reader of data set {name!r} returned {type(dataset).__name__}, not an ImageDataset; "
+            "fix the reader registered with register_dataset"
+        )
     return dataset
 
 

@@ -24,8 +24,10 @@ __all__ = ["SPLITS_SCHEMA", "SPLIT_NAMES", "PassiveSplit", "Splits", "make_split
 
 SPLITS_SCHEMA = "mintaudit/splits@1"
 SPLIT_NAMES: tuple[str, str, str] = ("members", "external", "test")
-_REBUILD = ("rebuild the splits: delete this splits file (the CLI makes OUT/splits.json again, with --members, "
-            "--external, --test) or call make_splits() in Python")
+_REBUILD = (
+    "rebuild the splits: delete this splits file (the CLI makes OUT/splits.json again, with --members, "
+    "--external, --test) or call make_splits() in Python"
+)
 
 
 def _index_array(value: Any, name: str) -> np.ndarray:
@@ -191,11 +193,14 @@ class Splits:
 
 def _check_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SplitError(f"{name} must be an integer number of samples, got {value!r}; e.g. --{name} 1000 ({name}=1000 "
-                         "in Python)")
+        raise SplitError(
+            f"{name} must be an integer number of samples, got {value!r}; e.g. --{name} 1000 ({name}=1000 in Python)"
+        )
     if value <= 0:
-        raise SplitError(f"empty split: {name} must be > 0, got {value}; ask for at least one sample per split "
-                         f"(--{name} N, or {name}=N in Python)")
+        raise SplitError(
+            f"empty split: {name} must be > 0, got {value}; ask for at least one sample per split "
+            f"(--{name} N, or {name}=N in Python)"
+        )
     return int(value)
 
 

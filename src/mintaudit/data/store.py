@@ -29,8 +29,20 @@ from mintaudit._io import atomic_dir
 from mintaudit._progress import progress
 from mintaudit.errors import CorruptFileError, DataError
 
-__all__ = ["DATA_FILE", "MANIFEST_FILE", "STORE_SCHEMA", "FlippedView", "PoolArray", "PoolStore", "file_list",
-           "hflip", "labels_digest", "locked", "store_folder", "write_store"]
+__all__ = [
+    "DATA_FILE",
+    "MANIFEST_FILE",
+    "STORE_SCHEMA",
+    "FlippedView",
+    "PoolArray",
+    "PoolStore",
+    "file_list",
+    "hflip",
+    "labels_digest",
+    "locked",
+    "store_folder",
+    "write_store",
+]
 
 STORE_SCHEMA = "mintaudit/pool-store@1"
 DATA_FILE = "pool.u8"
@@ -101,7 +113,9 @@ class PoolArray:
         for start in range(0, self.shape[0], rows):
             yield self[start : start + rows]
 
-    def recorded_fingerprint(self, num_classes: int, labels: np.ndarray, official_test: np.ndarray | None) -> str | None:
+    def recorded_fingerprint(
+        self, num_classes: int, labels: np.ndarray, official_test: np.ndarray | None
+    ) -> str | None:
         """The data set fingerprint recorded for these pixels with these labels, or None (then it is computed)."""
         return None
 
@@ -148,13 +162,21 @@ class PoolStore(PoolArray):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptFileError(f"pool store manifest {str(where)!r} is not valid JSON ({exc}); {fix}") from None
         shape = manifest.get("shape") if isinstance(manifest, dict) else None
-        if not isinstance(manifest, dict) or manifest.get("schema") != STORE_SCHEMA or not (
-            isinstance(shape, list) and len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape)
-            and shape[3] in (1, 3)
+        if (
+            not isinstance(manifest, dict)
+            or manifest.get("schema") != STORE_SCHEMA
+            or not (
+                isinstance(shape, list)
+                and len(shape) == 4
+                and all(isinstance(v, int) and v > 0 for v in shape)
+                and shape[3] in (1, 3)
+            )
         ):
             got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-            raise CorruptFileError(f"pool store manifest {str(where)!r} is not a {STORE_SCHEMA} manifest with a shape "
-                                   f"[N, H, W, C] (schema {got!r}); {fix}")
+            raise CorruptFileError(
+                f"pool store manifest {str(where)!r} is not a {STORE_SCHEMA} manifest with a shape "
+                f"[N, H, W, C] (schema {got!r}); {fix}"
+            )
         data = path / DATA_FILE
         expected = int(np.prod(shape))
         try:
@@ -166,7 +188,8 @@ class PoolStore(PoolArray):
             raise CorruptFileError(
                 f"pool store file {str(data)!r} holds {have} bytes ({rows} images) but its manifest says "
                 f"{expected} ({shape[0]} images of {shape[1]}x{shape[2]}x{shape[3]}): it is "
-                f"{'truncated' if have < expected else 'too long'}; {fix}")
+                f"{'truncated' if have < expected else 'too long'}; {fix}"
+            )
         return cls(path, manifest)
 
     def _handle(self) -> int:
@@ -194,11 +217,15 @@ class PoolStore(PoolArray):
             n = os.preadv(fd, [view[done:]], offset + done)
             self.reads += 1
             if n <= 0:
-                raise CorruptFileError(f"pool store file {str(self.path / DATA_FILE)!r} ended early (truncated while "
-                                       f"in use?); delete the folder {str(self.path)!r} to rebuild it")
+                raise CorruptFileError(
+                    f"pool store file {str(self.path / DATA_FILE)!r} ended early (truncated while "
+                    f"in use?); delete the folder {str(self.path)!r} to rebuild it"
+                )
             done += n
 
-    def recorded_fingerprint(self, num_classes: int, labels: np.ndarray, official_test: np.ndarray | None) -> str | None:
+    def recorded_fingerprint(
+        self, num_classes: int, labels: np.ndarray, official_test: np.ndarray | None
+    ) -> str | None:
         m = self.manifest
         if m.get("num_classes") != num_classes or m.get("labels_sha256") != labels_digest(labels, official_test):
             return None
@@ -318,10 +345,18 @@ def write_store(
         fp.update(labels.data)
         if official_test is not None:
             fp.update(np.packbits(np.asarray(official_test, bool)).data)
-        record = {"schema": STORE_SCHEMA, "shape": list(shape), "dtype": "uint8", "data_file": DATA_FILE,
-                  "num_classes": int(num_classes), **manifest, "labels": labels.tolist(),
-                  "official_test": None if official_test is None else int(np.count_nonzero(official_test)),
-                  "labels_sha256": labels_digest(labels, official_test), "pixels_sha256": pixels.hexdigest(),
-                  "fingerprint": fp.hexdigest()[:16]}
+        record = {
+            "schema": STORE_SCHEMA,
+            "shape": list(shape),
+            "dtype": "uint8",
+            "data_file": DATA_FILE,
+            "num_classes": int(num_classes),
+            **manifest,
+            "labels": labels.tolist(),
+            "official_test": None if official_test is None else int(np.count_nonzero(official_test)),
+            "labels_sha256": labels_digest(labels, official_test),
+            "pixels_sha256": pixels.hexdigest(),
+            "fingerprint": fp.hexdigest()[:16],
+        }
         (tmp / MANIFEST_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
     return PoolStore.open(dest)

@@ -51,7 +51,9 @@ def collect_samples(data: Any, role: str) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
         x, y = (torch.as_tensor(d) for d in data)
         xs, ys = [x], [y.reshape(-1)]
-    elif isinstance(data, torch.utils.data.DataLoader) or (isinstance(data, Iterable) and not hasattr(data, "__getitem__")):
+    elif isinstance(data, torch.utils.data.DataLoader) or (
+        isinstance(data, Iterable) and not hasattr(data, "__getitem__")
+    ):
         for item in data:
             x, y = _as_xy(item, where)
             xs.append(x if x.dim() == 4 else x.unsqueeze(0))
@@ -62,8 +64,10 @@ def collect_samples(data: Any, role: str) -> tuple[np.ndarray, np.ndarray]:
             xs.append(x.unsqueeze(0))
             ys.append(y.reshape(-1))
     else:
-        raise DataError(f"{role}: give a DataLoader, a Dataset yielding (x, y), or a pair of tensors (x, y); "
-                        f"got {type(data).__name__}")
+        raise DataError(
+            f"{role}: give a DataLoader, a Dataset yielding (x, y), or a pair of tensors (x, y); "
+            f"got {type(data).__name__}"
+        )
     if not xs:
         raise DataError(f"{role}: no samples; give at least one (x, y)")
     x = torch.cat([t.detach().cpu().float() for t in xs])
@@ -93,8 +97,10 @@ class TensorPool(ImageDataset):
         if len(x) == 0:
             raise DataError(f"pool {self.name!r} is empty")
         if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise DataError(f"pool {self.name!r}: labels must lie in [0, {self.num_classes}), got "
-                            f"[{labels.min()}, {labels.max()}]; give num_classes or fix the labels")
+            raise DataError(
+                f"pool {self.name!r}: labels must lie in [0, {self.num_classes}), got "
+                f"[{labels.min()}, {labels.max()}]; give num_classes or fix the labels"
+            )
         object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
 
     @property
@@ -108,8 +114,10 @@ class TensorPool(ImageDataset):
 
     def with_preprocess(self, preprocess: Any) -> TensorPool:
         if preprocess is not None and not preprocess.is_default:
-            raise DataError("these samples were given already transformed; apply the preprocessing in your own "
-                            "transform, not with --mean/--std")
+            raise DataError(
+                "these samples were given already transformed; apply the preprocessing in your own "
+                "transform, not with --mean/--std"
+            )
         return self
 
     def batch(self, indices: np.ndarray, device: torch.device | None = None) -> torch.Tensor:

@@ -65,8 +65,12 @@ def cnn_body(in_dim: int, in_channels: int, cfg: DetectorConfig) -> tuple[nn.Mod
     """The CNN MINT model on activation maps (stride 2 from the first layer keeps it cheap)."""
     w = cfg.width
     return _ConvPooled(
-        nn.Conv2d(in_channels, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
-        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
+        nn.Conv2d(in_channels, w, 3, stride=2, padding=1),
+        nn.BatchNorm2d(w),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+        nn.BatchNorm2d(2 * w),
+        nn.ReLU(),
     ), 4 * w
 
 
@@ -78,8 +82,12 @@ class _Net(nn.Module):
         self.kind = kind
         self.body, feat = detector_kind(kind).body(in_dim, in_channels, cfg)
         self.head = nn.Sequential(
-            nn.Linear(feat + extra_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.hidden // 2), nn.ReLU(), nn.Linear(cfg.hidden // 2, 1),
+            nn.Linear(feat + extra_dim, cfg.hidden),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.hidden // 2),
+            nn.ReLU(),
+            nn.Linear(cfg.hidden // 2, 1),
         )
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
@@ -113,20 +121,26 @@ def _as_2d_or_4d(X: Any) -> Any:
         raise SignalError(f"MINT inputs must be (N, D) or (N, C, H, W) arrays, got shape {X.shape}{hint}")
     n_features = int(np.prod(X.shape[1:]))
     if X.shape[0] == 0 or n_features == 0:
-        raise SignalError(f"X has {X.shape[0]} sample(s) and {n_features} feature(s) (shape={tuple(X.shape)}) "
-                          "while a minimum of 1 is required: give a non-empty array")
+        raise SignalError(
+            f"X has {X.shape[0]} sample(s) and {n_features} feature(s) (shape={tuple(X.shape)}) "
+            "while a minimum of 1 is required: give a non-empty array"
+        )
     return X
 
 
 def _binary_target(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The classes (sorted) and y as float32 0/1 (1 = the second class, the members)."""
     if y is None:
-        raise SignalError("MintDetector requires y to be passed, but the target y is None: "
-                          "give 1 for members, 0 for external samples")
+        raise SignalError(
+            "MintDetector requires y to be passed, but the target y is None: give 1 for members, 0 for external samples"
+        )
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as y.ravel()",
-                      DataConversionWarning, stacklevel=3)
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is read as y.ravel()",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         y = y[:, 0]
     if y.ndim != 1:
         raise SignalError(f"y should be a 1d array of labels (1 = member, 0 = external), got shape {y.shape}")
@@ -136,12 +150,16 @@ def _binary_target(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise SignalError("Input y contains NaN or inf: give 1 for members, 0 for external samples")
     target = type_of_target(y, input_name="y")
     if target == "unknown":
-        raise SignalError(f"Unknown label type: y of dtype {y.dtype} holds no class labels; "
-                          "give 1 for members, 0 for external samples")
+        raise SignalError(
+            f"Unknown label type: y of dtype {y.dtype} holds no class labels; "
+            "give 1 for members, 0 for external samples"
+        )
     classes = np.unique(y)
     if target != "binary" or len(classes) != 2:
-        raise SignalError(f"y must hold both classes, 1 for members and 0 for external samples (Only binary classification "
-                          f"is supported.); got a {target} target with {len(classes)} class(es)")
+        raise SignalError(
+            f"y must hold both classes, 1 for members and 0 for external samples (Only binary classification "
+            f"is supported.); got a {target} target with {len(classes)} class(es)"
+        )
     return classes, (y == classes[1]).astype(np.float32)
 
 
@@ -213,8 +231,10 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         """Rows of X as the network's float32 input (pooled for mlp on maps), unstandardised."""
         x = np.asarray(X[rows], dtype=np.float32)
         if not np.isfinite(x).all():
-            raise SignalError("MINT inputs contain NaN or inf values: check the signals (activations, gradients) "
-                              "or the audited model's preprocessing")
+            raise SignalError(
+                "MINT inputs contain NaN or inf values: check the signals (activations, gradients) "
+                "or the audited model's preprocessing"
+            )
         if x.ndim == 4 and not detector_kind(self.kind_).maps:
             if self.config_.pooling == "flatten":
                 return x.reshape(len(x), -1)
@@ -239,7 +259,9 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         std = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
         return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
-    def _batch(self, X: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _batch(
+        self, X: np.ndarray, extra: np.ndarray | None, rows: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = torch.from_numpy(self._features(X, rows))
         shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
         x = (x - torch.from_numpy(self.mean_).view(shape)) / torch.from_numpy(self.std_).view(shape)
@@ -276,8 +298,10 @@ class MintDetector(ClassifierMixin, BaseEstimator):
             raise SignalError(f"X has {len(X)} rows but y has {len(y)} and extra {len(extra)}")
         kind = cfg.kind if cfg.kind != "auto" else ("cnn" if X.ndim == 4 else "mlp")
         if detector_kind(kind).maps and X.ndim != 4:
-            raise ConfigError(f"the {kind} detector reads activation maps (N, C, H, W); got {X.shape} (a pooled tap "
-                              "stores vectors): use kind='mlp' (--detector mlp), or store maps (--tap-mode grid:k)")
+            raise ConfigError(
+                f"the {kind} detector reads activation maps (N, C, H, W); got {X.shape} (a pooled tap "
+                "stores vectors): use kind='mlp' (--detector mlp), or store maps (--tap-mode grid:k)"
+            )
         self.config_, self.kind_, self.classes_ = cfg, kind, classes
         self.input_shape_ = tuple(int(d) for d in X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
@@ -367,9 +391,11 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         X = _as_2d_or_4d(X)
         if tuple(X.shape[1:]) != self.input_shape_:
-            raise SignalError(f"X has {int(np.prod(X.shape[1:]))} features, but MintDetector is expecting "
-                              f"{self.n_features_in_} features as input (per-sample shape {tuple(X.shape[1:])}, "
-                              f"the detector was fitted on {self.input_shape_}): give the signals it was fitted on")
+            raise SignalError(
+                f"X has {int(np.prod(X.shape[1:]))} features, but MintDetector is expecting "
+                f"{self.n_features_in_} features as input (per-sample shape {tuple(X.shape[1:])}, "
+                f"the detector was fitted on {self.input_shape_}): give the signals it was fitted on"
+            )
         if (extra is None) != (self.extra_dim_ == 0):
             raise SignalError("give extra output signals exactly when the detector was fitted with them")
         return self._logits(X, extra, np.arange(len(X)))
@@ -400,10 +426,15 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         with atomic_path(out / "detector.safetensors") as tmp:
             save_file(tensors, str(tmp))
         meta = {
-            "schema": "mintaudit/detector@1", "config": asdict(self.config_), "kind": self.kind_,
+            "schema": "mintaudit/detector@1",
+            "config": asdict(self.config_),
+            "kind": self.kind_,
             "classes": self.classes_.tolist(),
-            "input_shape": list(self.input_shape_), "extra_dim": self.extra_dim_,
-            "best_epoch": self.best_epoch_, "val_auc": self.val_auc_, "history": self.history_,
+            "input_shape": list(self.input_shape_),
+            "extra_dim": self.extra_dim_,
+            "best_epoch": self.best_epoch_,
+            "val_auc": self.val_auc_,
+            "history": self.history_,
         }
         atomic_write_json(out / "detector.json", meta)
         return out
@@ -418,7 +449,9 @@ class MintDetector(ClassifierMixin, BaseEstimator):
             meta = json.loads((path / "detector.json").read_text())
             tensors = load_file(str(path / "detector.safetensors"))
         except (OSError, json.JSONDecodeError, Exception) as e:
-            raise CorruptFileError(f"{str(path)!r} holds no readable detector ({e}); fit one with 'mintaudit fit'") from e
+            raise CorruptFileError(
+                f"{str(path)!r} holds no readable detector ({e}); fit one with 'mintaudit fit'"
+            ) from e
         det = cls.from_config(cfg := DetectorConfig(**meta["config"]))
         det.config_ = cfg
         det.classes_ = np.asarray(meta.get("classes", [0, 1]))  # detectors saved before 'classes': 0/1

@@ -200,9 +200,13 @@ def _bound(members: NDArray, nonmembers: NDArray, delta: float, confidence: floa
     """The epsilon lower bound as a dict, or why there is none (too few scores)."""
     need = min_scores_for_bound(delta, confidence)
     if min(members.size, nonmembers.size) < need:
-        return {"epsilon": None, "delta": delta, "confidence": confidence,
-                "note": f"too few scores for a bound: {members.size} members and {nonmembers.size} non-members, "
-                        f"at least {need} of each needed"}
+        return {
+            "epsilon": None,
+            "delta": delta,
+            "confidence": confidence,
+            "note": f"too few scores for a bound: {members.size} members and {nonmembers.size} non-members, "
+            f"at least {need} of each needed",
+        }
     return epsilon_lower_bound(members, nonmembers, delta=delta, confidence=confidence, split_seed=seed).to_dict()
 
 
@@ -228,8 +232,15 @@ def _check_infos(
 
 
 def _slices(
-    members: NDArray, nonmembers: NDArray, info_m: SampleInfo, info_n: SampleInfo, threshold: float,
-    n_bootstrap: int, seed: int, delta: float, confidence: float,
+    members: NDArray,
+    nonmembers: NDArray,
+    info_m: SampleInfo,
+    info_n: SampleInfo,
+    threshold: float,
+    n_bootstrap: int,
+    seed: int,
+    delta: float,
+    confidence: float,
 ) -> dict[str, Any]:
     """Metrics per true class and per correct / wrong prediction (see :class:`Evaluation`)."""
     rng = np.random.default_rng((seed, 16))  # its own stream: the whole-set numbers do not move
@@ -258,9 +269,7 @@ def _slices(
 def _side(scores: ArrayLike, name: str, argument: str) -> NDArray[np.float64]:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
-        raise EvaluationError(
-            f"{argument} must be a 1-D array (N,); given shape {s.shape}; flatten it with .ravel()"
-        )
+        raise EvaluationError(f"{argument} must be a 1-D array (N,); given shape {s.shape}; flatten it with .ravel()")
     if s.size == 0:
         raise EvaluationError(f"no {name} to evaluate: {argument} is empty; pass at least one score per side")
     if not np.all(np.isfinite(s)):

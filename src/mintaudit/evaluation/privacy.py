@@ -221,14 +221,31 @@ def epsilon_lower_bound(
     lo, _ = clopper_pearson(tp, sel_m.size, per_rate)
     _, hi = clopper_pearson(fp, sel_n.size, per_rate)
     eps_sel, _ = _epsilons(lo, hi, delta)
-    common = dict(delta=delta, confidence=confidence, per_rate_confidence=per_rate, threshold_half=THRESHOLD_HALF,
-                  n_members=int(bound_m.size), n_nonmembers=int(bound_n.size), n_selection_members=int(sel_m.size),
-                  n_selection_nonmembers=int(sel_n.size), split_seed=int(split_seed))
+    common = dict(
+        delta=delta,
+        confidence=confidence,
+        per_rate_confidence=per_rate,
+        threshold_half=THRESHOLD_HALF,
+        n_members=int(bound_m.size),
+        n_nonmembers=int(bound_n.size),
+        n_selection_members=int(sel_m.size),
+        n_selection_nonmembers=int(sel_n.size),
+        split_seed=int(split_seed),
+    )
     if not np.isfinite(eps_sel).any():
-        return EpsilonBound(epsilon=0.0, threshold=None, form=None, tpr_lower=None, fpr_upper=None,
-                            true_positives=None, false_positives=None, selection_epsilon=None, positive=False,
-                            note="no threshold gives a positive bound: the scores show no leakage this test can certify",
-                            **common)
+        return EpsilonBound(
+            epsilon=0.0,
+            threshold=None,
+            form=None,
+            tpr_lower=None,
+            fpr_upper=None,
+            true_positives=None,
+            false_positives=None,
+            selection_epsilon=None,
+            positive=False,
+            note="no threshold gives a positive bound: the scores show no leakage this test can certify",
+            **common,
+        )
     best = int(np.argmax(eps_sel))
     threshold = float(values[best])
 
@@ -241,14 +258,21 @@ def epsilon_lower_bound(
     value = float(eps[0]) if np.isfinite(eps[0]) else 0.0
     positive = value > 0.0
     if positive:
-        note = (f"if training was (epsilon, {delta:g})-DP, epsilon >= {value:.3f} with confidence {confidence:g}")
+        note = f"if training was (epsilon, {delta:g})-DP, epsilon >= {value:.3f} with confidence {confidence:g}"
     else:
         note = "no threshold gives a positive bound: the scores show no leakage this test can certify"
     return EpsilonBound(
-        epsilon=max(value, 0.0), threshold=threshold,
+        epsilon=max(value, 0.0),
+        threshold=threshold,
         form=("tnr/fnr" if bool(second[0]) else "tpr/fpr") if positive else None,
-        tpr_lower=tpr_lo, fpr_upper=fpr_hi, true_positives=k_tp, false_positives=k_fp,
-        selection_epsilon=float(eps_sel[best]), positive=positive, note=note, **common,
+        tpr_lower=tpr_lo,
+        fpr_upper=fpr_hi,
+        true_positives=k_tp,
+        false_positives=k_fp,
+        selection_epsilon=float(eps_sel[best]),
+        positive=positive,
+        note=note,
+        **common,
     )
 
 

@@ -181,7 +181,8 @@ class SampleDecisions:
             "n_flagged_bh": int(self.flagged_bh.sum()),
             "n_flagged_alpha": int(self.flagged_alpha.sum()),
             # a non-member's p-value is <= alpha with probability floor(alpha (n_null + 1)) / (n_null + 1) <= alpha
-            "expected_false_flags_alpha": self.p_values.size * math.floor(self.alpha * (self.n_null + 1) + 1e-9)
+            "expected_false_flags_alpha": self.p_values.size
+            * math.floor(self.alpha * (self.n_null + 1) + 1e-9)
             / (self.n_null + 1),
             "min_p_value": float(self.p_values.min()) if self.p_values.size else None,
             "smallest_possible_p_value": 1.0 / (self.n_null + 1),

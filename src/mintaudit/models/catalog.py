@@ -66,7 +66,9 @@ def _published(name: str, taps: Any) -> tuple[tuple[str, str], ...] | None:
         elif isinstance(tap, Sequence) and len(tap) == 2 and all(isinstance(t, str) for t in tap):
             pairs.append((tap[0], tap[1]))
         else:
-            raise ConfigError(f"model {name!r}: published taps must be layer names or (label, layer) pairs; given {tap!r}")
+            raise ConfigError(
+                f"model {name!r}: published taps must be layer names or (label, layer) pairs; given {tap!r}"
+            )
     return tuple(pairs)
 
 
@@ -103,8 +105,9 @@ def register_model(
         raise ConfigError(f"model {name!r}: aMINT taps need all of {', '.join(SETUPS)}; given {', '.join(given)}")
     for setup in given:
         if isinstance(taps[setup], str) or not taps[setup] or not all(isinstance(t, str) for t in taps[setup]):
-            raise ConfigError(f"model {name!r}: taps[{setup!r}] must be a non-empty list of layer names; "
-                              f"given {taps[setup]!r}")
+            raise ConfigError(
+                f"model {name!r}: taps[{setup!r}] must be a non-empty list of layer names; given {taps[setup]!r}"
+            )
     active = {s: tuple(taps[s]) for s in given}
     _REGISTRY.add(name, ModelEntry(name, factory, _published(name, taps.get("published")), active, scale_taps))
     return factory

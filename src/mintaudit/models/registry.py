@@ -35,6 +35,7 @@ __all__ = [
     "model_fingerprint",
 ]
 
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What is needed to rebuild an audited model: a zoo name or ``package.module:factory``."""
@@ -77,9 +78,7 @@ def _user_error(e: BaseException) -> str:
 def _import_factory(ref: str) -> Callable[..., nn.Module]:
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
-        raise ModelError(
-            f"model {ref!r} is neither a zoo name ({', '.join(MODEL_NAMES)}) nor 'package.module:factory'"
-        )
+        raise ModelError(f"model {ref!r} is neither a zoo name ({', '.join(MODEL_NAMES)}) nor 'package.module:factory'")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -98,7 +97,9 @@ def _import_factory(ref: str) -> Callable[..., nn.Module]:
     try:
         factory = getattr(module, attr, None)
     except Exception as e:  # a module-level __getattr__ that raises
-        raise ModelError(f"looking up {attr!r} in module {module_name!r} failed: {_user_error(e)}; fix the module") from e
+        raise ModelError(
+            f"looking up {attr!r} in module {module_name!r} failed: {_user_error(e)}; fix the module"
+        ) from e
     if not callable(factory):
         raise ModelError(f"module {module_name!r} has no callable {attr!r}; give 'package.module:factory'")
     return factory
@@ -148,7 +149,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
     return model
 
 
-def check_model(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, *, name: str | None = None) -> None:
+def check_model(
+    model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, *, name: str | None = None
+) -> None:
     """Check that ``model`` maps a batch of inputs to one logits tensor of ``num_classes`` columns.
 
     Runs one eval-mode forward, without gradients, on a zero batch of 2; every module's
@@ -184,7 +187,11 @@ def check_model(model: nn.Module, input_shape: tuple[int, int, int], num_classes
         for m, training in modes:
             m.training = training
     if not isinstance(out, torch.Tensor):
-        what = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list, dict)) else f"a {type(out).__name__}"
+        what = (
+            f"a {type(out).__name__} of {len(out)}"
+            if isinstance(out, (tuple, list, dict))
+            else f"a {type(out).__name__}"
+        )
         raise ModelError(
             f"model {label!r} returned {what}, expected one tensor of {expected}; "
             "wrap it so that forward returns only the logits"
@@ -326,7 +333,9 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
             parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
         if mismatched:
             k = mismatched[0]
-            parts.append(f"{len(mismatched)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(mismatched)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})"
+            )
         raise WeightsError(
             f"weights {str(path)!r} do not fit the architecture: {'; '.join(parts)}; "
             "check the model name, channels, classes and image size"
@@ -356,7 +365,12 @@ def save_model(model: nn.Module, spec: ModelSpec, out_dir: str | Path, info: dic
         save_file(state, str(tmp))
     atomic_write_json(
         out / "model.json",
-        {"schema": "mintaudit/model@1", "spec": spec.to_dict(), "fingerprint": model_fingerprint(model), **(info or {})},
+        {
+            "schema": "mintaudit/model@1",
+            "spec": spec.to_dict(),
+            "fingerprint": model_fingerprint(model),
+            **(info or {}),
+        },
     )
     return out
 

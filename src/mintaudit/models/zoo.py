@@ -97,14 +97,31 @@ class TinyCNN(nn.Module):
 
 # The taps of the object-classification study (published): L1..L6 the conv layers after BN+ReLU, L7 dense.
 # aMINT: ``blockK.pool`` is a block's output *before* its dropout, what the next block sees at evaluation.
-register_model("objcls-cnn", ObjClsCNN, taps={
-    "published": [("L1", "block1.relu1"), ("L2", "block1.relu2"), ("L3", "block2.relu1"), ("L4", "block2.relu2"),
-                  ("L5", "block3.relu1"), ("L6", "block3.relu2"), ("L7", "fc_relu")],
-    "entry": ["block1.pool", "block2.pool"],
-    "middle": ["block2.pool", "block3.pool"],
-    "output": ["block3.pool", "fc_relu"],
-})
-register_model("tiny-cnn", TinyCNN, taps={
-    "published": [("L1", "relu1"), ("L2", "relu2")],
-    "entry": ["relu1"], "middle": ["relu1", "relu2"], "output": ["relu2"],
-})
+register_model(
+    "objcls-cnn",
+    ObjClsCNN,
+    taps={
+        "published": [
+            ("L1", "block1.relu1"),
+            ("L2", "block1.relu2"),
+            ("L3", "block2.relu1"),
+            ("L4", "block2.relu2"),
+            ("L5", "block3.relu1"),
+            ("L6", "block3.relu2"),
+            ("L7", "fc_relu"),
+        ],
+        "entry": ["block1.pool", "block2.pool"],
+        "middle": ["block2.pool", "block3.pool"],
+        "output": ["block3.pool", "fc_relu"],
+    },
+)
+register_model(
+    "tiny-cnn",
+    TinyCNN,
+    taps={
+        "published": [("L1", "relu1"), ("L2", "relu2")],
+        "entry": ["relu1"],
+        "middle": ["relu1", "relu2"],
+        "output": ["relu2"],
+    },
+)

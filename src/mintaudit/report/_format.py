@@ -55,11 +55,10 @@ def result_names(results: list[dict[str, Any]]) -> list[str]:
     names = [str(r.get("label") or r.get("layer") or r.get("method") or "?") for r in results]
     for attempt in ("signal", "detector", "protocol"):
         counts = Counter(names)
-        names = [
-            f"{n} · {r[attempt]}" if counts[n] > 1 and r.get(attempt) else n for n, r in zip(names, results)
-        ]
+        names = [f"{n} · {r[attempt]}" if counts[n] > 1 and r.get(attempt) else n for n, r in zip(names, results)]
     counts = Counter(names)
     return [f"{n} #{i + 1}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
 
 def value_text(v: Any) -> str:
     """A report value as text: numbers rounded, containers as compact JSON."""
@@ -68,7 +67,6 @@ def value_text(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return json.dumps(v, default=str)
     return DASH if v is None else str(v)
-
 
 
 def kv_rows(items: dict[str, Any]) -> list[tuple[str, str]]:

@@ -38,8 +38,15 @@ class _TwinPlot(Plot):
 
     _RIGHT = 48  # pixels kept right of the plotting area for the second axis
 
-    def __init__(self, x_range: tuple[float, float], y_range: tuple[float, float], y2_range: tuple[float, float], *,
-                 y2_label: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        y2_range: tuple[float, float],
+        *,
+        y2_label: str,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(x_range, y_range, **kwargs)
         self.x = Scale(self.x.lo, self.x.hi, self.x.start, self.x.end - self._RIGHT, self.x.log)
         self.y2 = Scale(y2_range[0], y2_range[1], self.y.start, self.y.end)
@@ -56,11 +63,15 @@ class _TwinPlot(Plot):
         for v in self.y2.ticks():
             py = f"{self.y2(v):.1f}"
             out.append(f'<line x1="{x}" x2="{x + 4}" y1="{py}" y2="{py}" stroke="#999"/>')
-            out.append(f'<text x="{x + 6}" y="{py}" dy="3.5" text-anchor="start" font-size="10" '
-                       f'fill="{_ACCURACY}">{v:g}</text>')
+            out.append(
+                f'<text x="{x + 6}" y="{py}" dy="3.5" text-anchor="start" font-size="10" '
+                f'fill="{_ACCURACY}">{v:g}</text>'
+            )
         mid_y = (self.y.start + self.y.end) / 2
-        out.append(f'<text transform="translate({self.width - 6},{mid_y:.1f}) rotate(90)" text-anchor="middle" '
-                   f'font-size="11">{escape(self.y2_label)}</text>')
+        out.append(
+            f'<text transform="translate({self.width - 6},{mid_y:.1f}) rotate(90)" text-anchor="middle" '
+            f'font-size="11">{escape(self.y2_label)}</text>'
+        )
         return out
 
 
@@ -114,16 +125,27 @@ def _plot(factor: str, rows: list[dict[str, Any]]) -> str:
     acc = [r["task_accuracy"] for r in rows if is_number(r.get("task_accuracy"))] or [0.5]
     y2_range = _range(acc, floor=0.0, ceil=1.0, min_span=0.1)
     ticks = [(i, _value_text(factor, r["value"]) + ("*" if r.get("is_base") else "")) for i, r in enumerate(rows)]
-    plot = _TwinPlot((-0.5, len(rows) - 0.5), y_range, y2_range, y2_label="task accuracy", width=440, height=300,
-                     title=f"{name}: audit and task accuracy", x_label=f"{name.lower()} (* = base)",
-                     y_label="AUC / TPR at 1% FPR", x_ticks=ticks)
+    plot = _TwinPlot(
+        (-0.5, len(rows) - 0.5),
+        y_range,
+        y2_range,
+        y2_label="task accuracy",
+        width=440,
+        height=300,
+        title=f"{name}: audit and task accuracy",
+        x_label=f"{name.lower()} (* = base)",
+        y_label="AUC / TPR at 1% FPR",
+        x_ticks=ticks,
+    )
     plot.hline(0.5, color="#aaa", dash="2 3", text="AUC chance")
     shown = [s for s in series if any(is_number(r.get(s[1])) for r in rows)]
     for j, (label, key, ci_key, color, dash) in enumerate(shown):
         xs, ys, cis = _series(rows, key, ci_key)
         shift = (j - (len(shown) - 1) / 2) * 0.05  # keep the interval bars apart
         xs_s = [x + shift for x in xs]
-        bars = [(x, c) for x, c in zip(xs_s, cis) if isinstance(c, list) and len(c) == 2 and all(is_number(v) for v in c)]
+        bars = [
+            (x, c) for x, c in zip(xs_s, cis) if isinstance(c, list) and len(c) == 2 and all(is_number(v) for v in c)
+        ]
         plot.error_bars([x for x, _ in bars], [c[0] for _, c in bars], [c[1] for _, c in bars], color=color)
         plot.line(xs_s, ys, color=color, dash=dash, label=label)
         plot.points(xs_s, ys, color=color)
@@ -144,14 +166,27 @@ def _effect(effect: dict[str, Any] | None) -> dict[str, str] | None:
 def _factor(factor: str, rows: list[dict[str, Any]], effect: dict[str, Any] | None) -> dict[str, Any]:
     name, about = _NAMES.get(factor, (factor, ""))
     return {
-        "name": name, "about": about, "effect": _effect(effect),
+        "name": name,
+        "about": about,
+        "effect": _effect(effect),
         "svg": Markup(_plot(factor, rows)),  # noqa: S704 - SVG built and escaped by svg.py (and _TwinPlot)
         "amint": any(is_number(r.get("amint_auc")) for r in rows),
     }
 
 
-_COLUMNS = ("Factor", "Value", "Members", "Task accuracy", "Train accuracy", "Gap", "Best tap (validation AUC)",
-            "Passive AUC", "Passive TPR@1% FPR", "LOSS AUC", "LOSS TPR@1% FPR")
+_COLUMNS = (
+    "Factor",
+    "Value",
+    "Members",
+    "Task accuracy",
+    "Train accuracy",
+    "Gap",
+    "Best tap (validation AUC)",
+    "Passive AUC",
+    "Passive TPR@1% FPR",
+    "LOSS AUC",
+    "LOSS TPR@1% FPR",
+)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -161,17 +196,25 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     amint = any(is_number(r.get("amint_auc")) for r in rows)
-    keys = (("passive_auc", "passive_auc_ci95"), ("passive_tpr_at_1pct_fpr", "passive_tpr_ci95"),
-            ("loss_auc", "loss_auc_ci95"), ("loss_tpr_at_1pct_fpr", "loss_tpr_ci95"),
-            *((("amint_auc", "amint_auc_ci95"), ("amint_tpr_at_1pct_fpr", "amint_tpr_ci95")) if amint else ()))
+    keys = (
+        ("passive_auc", "passive_auc_ci95"),
+        ("passive_tpr_at_1pct_fpr", "passive_tpr_ci95"),
+        ("loss_auc", "loss_auc_ci95"),
+        ("loss_tpr_at_1pct_fpr", "loss_tpr_ci95"),
+        *((("amint_auc", "amint_auc_ci95"), ("amint_tpr_at_1pct_fpr", "amint_tpr_ci95")) if amint else ()),
+    )
     return [
         {
-            "is_base": bool(r.get("is_base")), "factor": _NAMES.get(r["factor"], (r["factor"],))[0],
-            "value": _value_text(r["factor"], r["value"]), "members": str(r.get("members", DASH)),
+            "is_base": bool(r.get("is_base")),
+            "factor": _NAMES.get(r["factor"], (r["factor"],))[0],
+            "value": _value_text(r["factor"], r["value"]),
+            "members": str(r.get("members", DASH)),
             "accuracies": [{"value": fmt(r.get(k)), "ci": None} for k in ("task_accuracy", "train_accuracy", "gap")],
-            "tap": str(r.get("passive_tap", DASH)), "tap_auc": fmt(r.get("passive_val_auc")),
+            "tap": str(r.get("passive_tap", DASH)),
+            "tap_auc": fmt(r.get("passive_val_auc")),
             "metrics": [{"value": fmt(r.get(key)), "ci": _ci_text(r.get(ci))} for key, ci in keys],
-            "key": str(r.get("key", "")), "cached": "trained now" if r.get("trained_now") else "cached",
+            "key": str(r.get("key", "")),
+            "cached": "trained now" if r.get("trained_now") else "cached",
         }
         for r in rows
     ]
@@ -180,8 +223,10 @@ def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _guide(doc: dict[str, Any]) -> dict[str, str]:
     proto = doc.get("protocol") or {}
     return {
-        "passive": str(proto.get("passive", "")), "best_tap": str(proto.get("best_tap", "")),
-        "loss": str(proto.get("loss", "")), "amint": str(proto["amint"]) if proto.get("amint") else "",
+        "passive": str(proto.get("passive", "")),
+        "best_tap": str(proto.get("best_tap", "")),
+        "loss": str(proto.get("loss", "")),
+        "amint": str(proto["amint"]) if proto.get("amint") else "",
         "effect_interval": str(proto.get("effect_interval", "")),
     }
 
@@ -198,18 +243,24 @@ def _effects(effects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for e in effects:
         f = str(e.get("factor"))
-        reading = {"increase": "more auditable", "decrease": "less auditable"}.get(str(e.get("passive_direction")),
-                                                                                  "no clear effect")
-        rows.append({
-            "name": _NAMES.get(f, (f,))[0], "lowest": _value_text(f, e.get("from")),
-            "highest": _value_text(f, e.get("to")), "reading": reading,
-            "deltas": [
-                _delta(e.get("passive_delta_auc"), e.get("passive_delta_auc_ci95")),
-                _delta(e.get("loss_delta_auc"), e.get("loss_delta_auc_ci95")),
-                *([_delta(e.get("amint_delta_auc"))] if amint else []),
-                _delta(e.get("task_delta_accuracy")), _delta(e.get("gap_delta")),
-            ],
-        })
+        reading = {"increase": "more auditable", "decrease": "less auditable"}.get(
+            str(e.get("passive_direction")), "no clear effect"
+        )
+        rows.append(
+            {
+                "name": _NAMES.get(f, (f,))[0],
+                "lowest": _value_text(f, e.get("from")),
+                "highest": _value_text(f, e.get("to")),
+                "reading": reading,
+                "deltas": [
+                    _delta(e.get("passive_delta_auc"), e.get("passive_delta_auc_ci95")),
+                    _delta(e.get("loss_delta_auc"), e.get("loss_delta_auc_ci95")),
+                    *([_delta(e.get("amint_delta_auc"))] if amint else []),
+                    _delta(e.get("task_delta_accuracy")),
+                    _delta(e.get("gap_delta")),
+                ],
+            }
+        )
     return rows
 
 
@@ -261,8 +312,12 @@ def render_factors_html(doc: dict[str, Any]) -> str:
         columns=_columns(rows),
         rows=_table(rows),
         command=str(doc.get("command") or DASH),
-        runs={"models": str(runs.get("models", DASH)), "trained": str(len(runs.get("trained") or [])),
-              "member_epochs": str(runs.get("member_epochs", DASH)), "seconds": str(runs.get("seconds", DASH))},
+        runs={
+            "models": str(runs.get("models", DASH)),
+            "trained": str(len(runs.get("trained") or [])),
+            "member_epochs": str(runs.get("member_epochs", DASH)),
+            "seconds": str(runs.get("seconds", DASH)),
+        },
         config=json.dumps(doc.get("config") or {}, indent=2, sort_keys=True, default=str),
         schema=str(doc.get("schema", "")),
         version=str(doc.get("mintaudit_version", "")),

@@ -69,8 +69,14 @@ def render_html(report: dict[str, Any]) -> str:
         slices=_slices(results, names),
         command=str(report.get("command") or DASH),
         config=json.dumps(report.get("config") or {}, indent=2, sort_keys=True, default=str),
-        provenance=[(label, value_text(report.get(key))) for label, key in (
-            ("Schema", "schema"), ("mintaudit version", "mintaudit_version"), ("Created (UTC)", "created"))],
+        provenance=[
+            (label, value_text(report.get(key)))
+            for label, key in (
+                ("Schema", "schema"),
+                ("mintaudit version", "mintaudit_version"),
+                ("Created (UTC)", "created"),
+            )
+        ],
         dash=DASH,
     )
 
@@ -104,8 +110,12 @@ def _eps_cell(result: dict[str, Any]) -> dict[str, Any]:
         return {"value": DASH, "note": note, "delta": None, "confidence": None}
     delta, conf = bound.get("delta"), bound.get("confidence")
     shown = is_number(delta) and is_number(conf)
-    return {"value": f"{bound['epsilon']:.2f}", "note": note,
-            "delta": f"{delta:.0e}" if shown else None, "confidence": f"{100 * conf:g}" if shown else None}
+    return {
+        "value": f"{bound['epsilon']:.2f}",
+        "note": note,
+        "delta": f"{delta:.0e}" if shown else None,
+        "confidence": f"{100 * conf:g}" if shown else None,
+    }
 
 
 def _dp_rows(report: dict[str, Any], results: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
@@ -114,22 +124,32 @@ def _dp_rows(report: dict[str, Any], results: list[dict[str, Any]], names: list[
     audit = report.get("dp_audit")
     rows: list[dict[str, Any]] = []
     if isinstance(claim, dict):
-        bounds = [(r["epsilon_lower_bound"]["epsilon"], n) for r, n in zip(results, names)
-                  if isinstance(r.get("epsilon_lower_bound"), dict) and is_number(r["epsilon_lower_bound"].get("epsilon"))]
+        bounds = [
+            (r["epsilon_lower_bound"]["epsilon"], n)
+            for r, n in zip(results, names)
+            if isinstance(r.get("epsilon_lower_bound"), dict) and is_number(r["epsilon_lower_bound"].get("epsilon"))
+        ]
         top = max(bounds, key=lambda b: b[0]) if bounds else None
         spent = claim.get("epsilon_spent")
         verdict, above = "", False
         if top is not None and is_number(spent):
             above = top[0] > spent
-            verdict = "above the claim: the claimed epsilon cannot hold" if above else \
-                "consistent with the claim: the bound is below it"
-        rows.append({
-            "label": f"Audited model (DP-SGD, {claim.get('accountant')} accountant)",
-            "claimed": fmt(spent, 3),
-            "claimed_detail": f"target {claim.get('epsilon_target')}, δ={claim.get('delta')}, clip {claim.get('max_grad_norm')}",
-            "measured": fmt(top[0], 2) if top else DASH,
-            "measured_detail": f"{top[1]}, the largest of {len(bounds)} results" if top else "no bound measured",
-            "verdict": verdict, "above": above})
+            verdict = (
+                "above the claim: the claimed epsilon cannot hold"
+                if above
+                else "consistent with the claim: the bound is below it"
+            )
+        rows.append(
+            {
+                "label": f"Audited model (DP-SGD, {claim.get('accountant')} accountant)",
+                "claimed": fmt(spent, 3),
+                "claimed_detail": f"target {claim.get('epsilon_target')}, δ={claim.get('delta')}, clip {claim.get('max_grad_norm')}",
+                "measured": fmt(top[0], 2) if top else DASH,
+                "measured_detail": f"{top[1]}, the largest of {len(bounds)} results" if top else "no bound measured",
+                "verdict": verdict,
+                "above": above,
+            }
+        )
     if isinstance(audit, dict):
         aclaim = (audit.get("model") or {}).get("dp")
         spent = aclaim.get("epsilon_spent") if isinstance(aclaim, dict) else None
@@ -137,13 +157,18 @@ def _dp_rows(report: dict[str, Any], results: list[dict[str, Any]], names: list[
         if is_number(spent) and is_number(audit.get("epsilon")):
             above = audit["epsilon"] > spent
             verdict = "above the claim" if above else "consistent with the claim"
-        rows.append({
-            "label": f"One-run canary audit ({audit.get('method')}, {audit.get('m')} canaries, "
-                     f"{audit.get('correct')} of {audit.get('guesses')} guesses right)",
-            "claimed": fmt(spent, 3) if is_number(spent) else "no DP", "claimed_detail": "",
-            "measured": fmt(audit.get("epsilon"), 2),
-            "measured_detail": f"δ={audit.get('delta')}, {audit.get('confidence')} confidence",
-            "verdict": verdict, "above": above})
+        rows.append(
+            {
+                "label": f"One-run canary audit ({audit.get('method')}, {audit.get('m')} canaries, "
+                f"{audit.get('correct')} of {audit.get('guesses')} guesses right)",
+                "claimed": fmt(spent, 3) if is_number(spent) else "no DP",
+                "claimed_detail": "",
+                "measured": fmt(audit.get("epsilon"), 2),
+                "measured_detail": f"δ={audit.get('delta')}, {audit.get('confidence')} confidence",
+                "verdict": verdict,
+                "above": above,
+            }
+        )
     return rows
 
 
@@ -151,18 +176,34 @@ def _active_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Passive vs active MINT on the same backbone: the aMINT papers' comparison table."""
     rows = []
     for a in (r for r in results if r.get("method") == "amint"):
-        plain = next((r for r in results if r.get("audited_model") == "plain" and r.get("setup") == a.get("setup")
-                      and r.get("protocol") == "training-members"), None)
+        plain = next(
+            (
+                r
+                for r in results
+                if r.get("audited_model") == "plain"
+                and r.get("setup") == a.get("setup")
+                and r.get("protocol") == "training-members"
+            ),
+            None,
+        )
         scale = a.get("mint_grad_scale")
-        rows.append({
-            "setup": str(a.get("setup") or DASH), "layer": str(a.get("layer") or ""),
-            "grad_scale": f"{scale:g}" if is_number(scale) and scale != 1 else None,
-            "passive": _cell(plain, "accuracy") if plain else None,
-            "accuracy": _cell(a, "accuracy"),
-            "calibrated": {"value": fmt(a.get("calibrated_accuracy")), "ci": _ci(a.get("calibrated_accuracy_ci95"))},
-            "auc": _cell(a, "auc"), "tpr": _cell(a, "tpr_at_fpr", "0.01"),
-            "aud_plain": fmt(plain.get("aud")) if plain else DASH, "aud": fmt(a.get("aud")),
-        })
+        rows.append(
+            {
+                "setup": str(a.get("setup") or DASH),
+                "layer": str(a.get("layer") or ""),
+                "grad_scale": f"{scale:g}" if is_number(scale) and scale != 1 else None,
+                "passive": _cell(plain, "accuracy") if plain else None,
+                "accuracy": _cell(a, "accuracy"),
+                "calibrated": {
+                    "value": fmt(a.get("calibrated_accuracy")),
+                    "ci": _ci(a.get("calibrated_accuracy_ci95")),
+                },
+                "auc": _cell(a, "auc"),
+                "tpr": _cell(a, "tpr_at_fpr", "0.01"),
+                "aud_plain": fmt(plain.get("aud")) if plain else DASH,
+                "aud": fmt(a.get("aud")),
+            }
+        )
     return rows
 
 
@@ -171,15 +212,26 @@ def _results_rows(results: list[dict[str, Any]], names: list[str]) -> list[dict[
     rows = []
     for r, name in zip(results, names):
         layer = r.get("layer")
-        rows.append({
-            "best": id(r) in best, "name": name,
-            "layer": " ".join(t for t in (str(layer) if layer and str(layer) != name else "",
-                                          f"({r['tap_mode']})" if r.get("tap_mode") else "") if t),
-            "method": str(r.get("method") or DASH), "detector": str(r.get("detector") or DASH),
-            "protocol": str(r.get("protocol") or DASH),
-            "metrics": [_cell(r, *key) for key in _TABLE_METRICS], "eps": _eps_cell(r),
-            "members": f"{value_text(r.get('n_members'))} / {value_text(r.get('n_nonmembers'))}",
-        })
+        rows.append(
+            {
+                "best": id(r) in best,
+                "name": name,
+                "layer": " ".join(
+                    t
+                    for t in (
+                        str(layer) if layer and str(layer) != name else "",
+                        f"({r['tap_mode']})" if r.get("tap_mode") else "",
+                    )
+                    if t
+                ),
+                "method": str(r.get("method") or DASH),
+                "detector": str(r.get("detector") or DASH),
+                "protocol": str(r.get("protocol") or DASH),
+                "metrics": [_cell(r, *key) for key in _TABLE_METRICS],
+                "eps": _eps_cell(r),
+                "members": f"{value_text(r.get('n_members'))} / {value_text(r.get('n_nonmembers'))}",
+            }
+        )
     return rows
 
 
@@ -194,9 +246,7 @@ def _thresholds(results: list[dict[str, Any]], names: list[str]) -> dict[str, st
     return {"single": "", "each": "; ".join(f"{t} for {', '.join(ns)}" for t, ns in by_threshold.items())}
 
 
-def _best_per_protocol(
-    results: list[dict[str, Any]], names: list[str]
-) -> Iterator[tuple[dict[str, Any], str]]:
+def _best_per_protocol(results: list[dict[str, Any]], names: list[str]) -> Iterator[tuple[dict[str, Any], str]]:
     for _, group in _by_protocol(results, names):
         scored = [(r, n) for r, n in group if is_number(metric(r, "auc"))]
         if scored:
@@ -231,12 +281,19 @@ def _best(results: list[dict[str, Any]], names: list[str]) -> list[dict[str, str
                 " fresh samples before relying on it."
             )
         threshold = r.get("threshold")
-        paragraphs.append({
-            "protocol": str(r.get("protocol")), "name": name, "details": details, "auc": f"{auc:.3f}",
-            "ci": f" (95% interval {ci[0]:.3f} to {ci[1]:.3f})" if ci else "",
-            "accuracy": pct(metric(r, "accuracy")), "at": f" at threshold {threshold:g}" if is_number(threshold) else "",
-            "tpr": pct(metric(r, "tpr_at_fpr", "0.01")), "meaning": meaning,
-        })
+        paragraphs.append(
+            {
+                "protocol": str(r.get("protocol")),
+                "name": name,
+                "details": details,
+                "auc": f"{auc:.3f}",
+                "ci": f" (95% interval {ci[0]:.3f} to {ci[1]:.3f})" if ci else "",
+                "accuracy": pct(metric(r, "accuracy")),
+                "at": f" at threshold {threshold:g}" if is_number(threshold) else "",
+                "tpr": pct(metric(r, "tpr_at_fpr", "0.01")),
+                "meaning": meaning,
+            }
+        )
     return paragraphs
 
 
@@ -260,16 +317,32 @@ def _roc_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict[s
         curves = [(r, n) for r, n in group if isinstance(r.get("roc"), dict)]
         if not curves:
             continue
-        plot = Plot((1e-3, 1.0), (1e-3, 1.0), width=440, height=360, log_x=True, log_y=True,
-                    title=f"ROC curves, {protocol}", x_label="false positive rate (non-members flagged)",
-                    y_label="true positive rate (members found)")
+        plot = Plot(
+            (1e-3, 1.0),
+            (1e-3, 1.0),
+            width=440,
+            height=360,
+            log_x=True,
+            log_y=True,
+            title=f"ROC curves, {protocol}",
+            x_label="false positive rate (non-members flagged)",
+            y_label="true positive rate (members found)",
+        )
         plot.line([1e-3, 1.0], [1e-3, 1.0], color=GREY, dash="4 4", width=1.2, label="chance")
         for r, name in curves:
-            pts = [(a, b) for a, b in zip(r["roc"].get("fpr") or [], r["roc"].get("tpr") or [])
-                   if is_number(a) and is_number(b)]
+            pts = [
+                (a, b)
+                for a, b in zip(r["roc"].get("fpr") or [], r["roc"].get("tpr") or [])
+                if is_number(a) and is_number(b)
+            ]
             color, dash = series_style(index[id(r)])
-            plot.line([a for a, _ in pts], [b for _, b in pts], color=color, dash=dash,
-                      label=f"{name} (AUC {fmt(metric(r, 'auc'))})")
+            plot.line(
+                [a for a, _ in pts],
+                [b for _, b in pts],
+                color=color,
+                dash=dash,
+                label=f"{name} (AUC {fmt(metric(r, 'auc'))})",
+            )
         figures.append(figure(plot, f"Protocol {protocol}: {_PROTOCOL_TEXT.get(protocol, '')}."))
     return figures
 
@@ -282,8 +355,15 @@ def _histogram_figures(results: list[dict[str, Any]], names: list[str]) -> list[
             continue
         edges, members, nonmembers = h["edges"], h.get("members") or [], h.get("nonmembers") or []
         top = max([*members, *nonmembers, 1]) * 1.05
-        plot = Plot((edges[0], edges[-1]), (0.0, top), width=300, height=200,
-                    title=f"{name}: AUC {fmt(metric(r, 'auc'))}", x_label="membership score", y_label="samples")
+        plot = Plot(
+            (edges[0], edges[-1]),
+            (0.0, top),
+            width=300,
+            height=200,
+            title=f"{name}: AUC {fmt(metric(r, 'auc'))}",
+            x_label="membership score",
+            y_label="samples",
+        )
         plot.steps(edges, nonmembers, color=NONMEMBER)
         plot.steps(edges, members, color=MEMBER)
         threshold = r.get("threshold")
@@ -307,9 +387,16 @@ def _depth_figures(results: list[dict[str, Any]], names: list[str]) -> list[dict
             series.setdefault(f"{r.get('method')}, {r.get('signal')}", []).append(r)
         depths = sorted({int(r["depth"]) for r in swept})
         for key, title in (("auc", "AUC"), ("accuracy", "Accuracy")):
-            plot = Plot((depths[0] - 0.5, depths[-1] + 0.5), _depth_y_range([*swept, *baselines], key), width=420,
-                        height=300, title=f"{title} by depth, {protocol}", x_label="tap depth (1 = first tapped layer)",
-                        y_label=title, x_ticks=[(d, str(d)) for d in depths])
+            plot = Plot(
+                (depths[0] - 0.5, depths[-1] + 0.5),
+                _depth_y_range([*swept, *baselines], key),
+                width=420,
+                height=300,
+                title=f"{title} by depth, {protocol}",
+                x_label="tap depth (1 = first tapped layer)",
+                y_label=title,
+                x_ticks=[(d, str(d)) for d in depths],
+            )
             plot.hline(0.5, color="#aaa", dash="2 3", text="chance")
             for i, (label, rs) in enumerate(series.items()):
                 color, dash = series_style(i)
@@ -362,8 +449,16 @@ def _slice_plot(result: dict[str, Any], name: str, parts: list[tuple[str, str, d
     for _, _, part in parts:
         values += [v for v in (metric(part, "auc"), *(interval(part, "auc") or ())) if is_number(v)]
     lo, hi = max(0.0, math.floor(min(values) * 10) / 10), min(1.0, math.ceil(max(values) * 10) / 10)
-    plot = Plot((0.4, len(parts) + 0.6), (min(lo, hi - 0.1), hi), width=max(220, 26 * len(parts) + 80), height=190,
-                title=name, x_label="slice", y_label="AUC", x_ticks=[(x, t) for x, (t, _, _) in zip(xs, parts)])
+    plot = Plot(
+        (0.4, len(parts) + 0.6),
+        (min(lo, hi - 0.1), hi),
+        width=max(220, 26 * len(parts) + 80),
+        height=190,
+        title=name,
+        x_label="slice",
+        y_label="AUC",
+        x_ticks=[(x, t) for x, (t, _, _) in zip(xs, parts)],
+    )
     plot.hline(0.5, color="#aaa", dash="2 3")
     if is_number(metric(result, "auc")):
         plot.hline(metric(result, "auc"), color=NONMEMBER, dash="6 4", text="all")
@@ -380,16 +475,24 @@ def _slices(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any] |
     if not sliced:
         return None
     tables = [
-        {"name": n, "rows": [
-            {"text": text, "members": f"{value_text(p.get('n_members'))} / {value_text(p.get('n_nonmembers'))}",
-             "metrics": [_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01"))],
-             "eps": _eps_cell(p)}
-            for _, text, p in parts
-        ]}
+        {
+            "name": n,
+            "rows": [
+                {
+                    "text": text,
+                    "members": f"{value_text(p.get('n_members'))} / {value_text(p.get('n_nonmembers'))}",
+                    "metrics": [_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01"))],
+                    "eps": _eps_cell(p),
+                }
+                for _, text, p in parts
+            ],
+        }
         for r, n, parts in sliced
     ]
     return {
-        "figures": [figure(_slice_plot(r, n, parts), f"{r.get('method')} · {r.get('protocol')}") for r, n, parts in sliced],
+        "figures": [
+            figure(_slice_plot(r, n, parts), f"{r.get('method')} · {r.get('protocol')}") for r, n, parts in sliced
+        ],
         "tables": tables,
         "missing": ", ".join(n for r, n in zip(results, names) if not isinstance(r.get("slices"), dict)),
     }

@@ -126,7 +126,9 @@ def set_verdict(report: dict[str, Any], verdict: dict[str, Any]) -> None:
             ``alpha`` not in [0, 1], or ``n_query`` / ``n_null`` not an integer >= 1.
     """
     if not isinstance(verdict, dict):
-        raise EvaluationError(f"a verdict must be a dict; given {type(verdict).__name__}; use dataset_test(...).to_dict()")
+        raise EvaluationError(
+            f"a verdict must be a dict; given {type(verdict).__name__}; use dataset_test(...).to_dict()"
+        )
     checks = {
         "sentence": lambda v: isinstance(v, str) and bool(v.strip()),
         "reject": lambda v: isinstance(v, bool),
@@ -194,9 +196,7 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(
-            f"report file {str(path)!r} is not valid JSON ({exc}); regenerate it"
-        ) from None
+        raise CorruptFileError(f"report file {str(path)!r} is not valid JSON ({exc}); regenerate it") from None
     schema = report.get("schema") if isinstance(report, dict) else None
     if schema != SCHEMA:
         raise CorruptFileError(

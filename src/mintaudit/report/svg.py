@@ -56,14 +56,10 @@ class Scale:
         if self.log:
             return [
                 10.0**k
-                for k in range(
-                    math.ceil(math.log10(self.lo) - 1e-9), math.floor(math.log10(self.hi) + 1e-9) + 1
-                )
+                for k in range(math.ceil(math.log10(self.lo) - 1e-9), math.floor(math.log10(self.hi) + 1e-9) + 1)
             ]
         raw = (self.hi - self.lo) / 5
-        step = min(
-            (m * 10.0 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw)
-        )
+        step = min((m * 10.0 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
         first = math.ceil(self.lo / step - 1e-9)
         return [round(k * step, 12) for k in range(first, math.floor(self.hi / step + 1e-9) + 1)]
 
@@ -134,9 +130,7 @@ class Plot:
             for a, b in zip(xs, ys)
         ]
 
-    def error_bars(
-        self, xs: Sequence[float], lo: Sequence[float], hi: Sequence[float], *, color: str
-    ) -> None:
+    def error_bars(self, xs: Sequence[float], lo: Sequence[float], hi: Sequence[float], *, color: str) -> None:
         """Vertical bars from lo to hi with small caps."""
         for a, b, c in zip(xs, lo, hi):
             x, y0, y1 = self.x(a), self.y(b), self.y(c)
@@ -162,15 +156,11 @@ class Plot:
                 f'fill="{color}">{escape(text)}</text>'
             )
 
-    def vline(
-        self, x: float, *, color: str = GREY, dash: str | None = "4 3", label: str | None = None
-    ) -> None:
+    def vline(self, x: float, *, color: str = GREY, dash: str | None = "4 3", label: str | None = None) -> None:
         """A vertical rule across the plot."""
         self.line([x, x], [self.y.lo, self.y.hi], color=color, dash=dash, width=1.2, label=label)
 
-    def steps(
-        self, edges: Sequence[float], counts: Sequence[float], *, color: str, label: str | None = None
-    ) -> None:
+    def steps(self, edges: Sequence[float], counts: Sequence[float], *, color: str, label: str | None = None) -> None:
         """A histogram: a filled, outlined step shape over ``edges`` (n + 1,) with ``counts`` (n,)."""
         xs, ys = [edges[0]], [0.0]
         for a, b, c in zip(edges[:-1], edges[1:], counts):
@@ -199,15 +189,11 @@ class Plot:
         for v, text in self.x_ticks:
             px = _num(x(v))
             out.append(f'<line x1="{px}" x2="{px}" y1="{y.end}" y2="{y.start + 4}" stroke="#e4e4e4"/>')
-            out.append(
-                f'<text x="{px}" y="{y.start + 15}" text-anchor="middle" font-size="10">{escape(text)}</text>'
-            )
+            out.append(f'<text x="{px}" y="{y.start + 15}" text-anchor="middle" font-size="10">{escape(text)}</text>')
         for v in y.ticks():
             py = _num(y(v))
             out.append(f'<line x1="{x.start - 4}" x2="{x.end}" y1="{py}" y2="{py}" stroke="#e4e4e4"/>')
-            out.append(
-                f'<text x="{x.start - 6}" y="{py}" dy="3.5" text-anchor="end" font-size="10">{v:g}</text>'
-            )
+            out.append(f'<text x="{x.start - 6}" y="{py}" dy="3.5" text-anchor="end" font-size="10">{v:g}</text>')
         mid_x, mid_y = (x.start + x.end) / 2, (y.start + y.end) / 2
         out.append(
             f'<text x="{_num(mid_x)}" y="{self.height - 8}" text-anchor="middle" font-size="11">{escape(self.x_label)}</text>'
@@ -217,9 +203,7 @@ class Plot:
             f"{escape(self.y_label)}</text>"
         )
         if self.title:
-            out.append(
-                f'<text x="{x.start}" y="17" font-size="12" font-weight="600">{escape(self.title)}</text>'
-            )
+            out.append(f'<text x="{x.start}" y="17" font-size="12" font-weight="600">{escape(self.title)}</text>')
         return out
 
     def _legend_svg(self) -> tuple[list[str], int]:

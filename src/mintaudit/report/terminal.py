@@ -53,9 +53,7 @@ def format_table(report: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     numeric = {5, 7, 8}  # right-aligned columns
     lines = [
-        "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
-        ).rstrip()
+        "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -74,17 +72,31 @@ def dp_lines(report: dict[str, Any], results: list[dict[str, Any]] | None = None
     results = [r for r in (results if results is not None else report.get("results") or []) if isinstance(r, dict)]
     claim = (report.get("model") or {}).get("dp")
     lines = []
-    bounds = [b["epsilon"] for r in results if isinstance(b := r.get("epsilon_lower_bound"), dict)
-              and isinstance(b.get("epsilon"), (int, float))]
+    bounds = [
+        b["epsilon"]
+        for r in results
+        if isinstance(b := r.get("epsilon_lower_bound"), dict) and isinstance(b.get("epsilon"), (int, float))
+    ]
     if isinstance(claim, dict):
-        measured = f"largest measured lower bound {max(bounds):.2f} over {len(bounds)} results" if bounds else "no measured bound"
-        lines.append(f"DP-SGD claim: epsilon {fmt(claim.get('epsilon_spent'), 3)} (target {claim.get('epsilon_target')}, "
-                     f"delta {claim.get('delta')}, {claim.get('accountant')} accountant); {measured}")
+        measured = (
+            f"largest measured lower bound {max(bounds):.2f} over {len(bounds)} results"
+            if bounds
+            else "no measured bound"
+        )
+        lines.append(
+            f"DP-SGD claim: epsilon {fmt(claim.get('epsilon_spent'), 3)} (target {claim.get('epsilon_target')}, "
+            f"delta {claim.get('delta')}, {claim.get('accountant')} accountant); {measured}"
+        )
     audit = report.get("dp_audit")
     if isinstance(audit, dict):
         aclaim = (audit.get("model") or {}).get("dp")
-        beside = (f"; its model's DP-SGD claim: epsilon {fmt(aclaim.get('epsilon_spent'), 3)}" if isinstance(aclaim, dict)
-                  else "; its model was trained without DP")
-        lines.append(f"one-run audit ({audit.get('method')}, {audit.get('m')} canaries): epsilon lower bound "
-                     f"{fmt(audit.get('epsilon'), 3)} at confidence {audit.get('confidence')}{beside}")
+        beside = (
+            f"; its model's DP-SGD claim: epsilon {fmt(aclaim.get('epsilon_spent'), 3)}"
+            if isinstance(aclaim, dict)
+            else "; its model was trained without DP"
+        )
+        lines.append(
+            f"one-run audit ({audit.get('method')}, {audit.get('m')} canaries): epsilon lower bound "
+            f"{fmt(audit.get('epsilon'), 3)} at confidence {audit.get('confidence')}{beside}"
+        )
     return lines

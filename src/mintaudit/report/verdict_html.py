@@ -25,10 +25,22 @@ def verdict_view(verdict: Any) -> dict[str, Any] | None:
     query, null = v.get("query") or {}, v.get("null_reference") or {}
     scored = _scored_by(v)
     out: dict[str, Any] = {
-        "kind": "sentence", "reject": v.get("reject") is True, "sentence": v["sentence"],
-        "question": None, "null": None, "mann_whitney": None, "binomial": None, "fraction": None,
-        "per_sample": None, "error_rate": str(v.get("error_rate") or ""), "assumption": str(v.get("assumption") or ""),
-        "decide": {"p": _p(v.get("p_value"), m), "decision": str(v.get("decision") or ""), "alpha": value_text(v.get("alpha"))},
+        "kind": "sentence",
+        "reject": v.get("reject") is True,
+        "sentence": v["sentence"],
+        "question": None,
+        "null": None,
+        "mann_whitney": None,
+        "binomial": None,
+        "fraction": None,
+        "per_sample": None,
+        "error_rate": str(v.get("error_rate") or ""),
+        "assumption": str(v.get("assumption") or ""),
+        "decide": {
+            "p": _p(v.get("p_value"), m),
+            "decision": str(v.get("decision") or ""),
+            "alpha": value_text(v.get("alpha")),
+        },
         "figure": _verdictfigure(v),
         "choice": _choice(v.get("choice")),
     }
@@ -43,22 +55,35 @@ def verdict_view(verdict: Any) -> dict[str, Any] | None:
     b = v.get("binomial") or {}
     if b:
         out["binomial"] = {
-            "exceedances": value_text(b.get("exceedances")), "n": value_text(n), "null_rate": pct(b.get("null_rate")),
-            "threshold": fmt(b.get("threshold"), 4), "expected": fmt(b.get("expected_under_null"), 1),
-            "p": _p(b.get("p_value"), m), "p_binomtest": _p(b.get("p_value_binomtest"), m),
+            "exceedances": value_text(b.get("exceedances")),
+            "n": value_text(n),
+            "null_rate": pct(b.get("null_rate")),
+            "threshold": fmt(b.get("threshold"), 4),
+            "expected": fmt(b.get("expected_under_null"), 1),
+            "p": _p(b.get("p_value"), m),
+            "p_binomtest": _p(b.get("p_value_binomtest"), m),
         }
     f = v.get("member_fraction") or {}
     if is_number(f.get("estimate")):
         ci = f.get("ci95") or [None, None]
-        out["fraction"] = {"estimate": pct(f["estimate"]), "lo": pct(ci[0]), "hi": pct(ci[1]),
-                           "assumes": str(f.get("assumes", ""))}
+        out["fraction"] = {
+            "estimate": pct(f["estimate"]),
+            "lo": pct(ci[0]),
+            "hi": pct(ci[1]),
+            "assumes": str(f.get("assumes", "")),
+        }
     s = v.get("per_sample") or {}
     if s:
         out["per_sample"] = {
-            "n_flagged_bh": value_text(s.get("n_flagged_bh")), "n": value_text(n), "fdr": pct(s.get("fdr")),
-            "n_flagged_alpha": value_text(s.get("n_flagged_alpha")), "alpha": value_text(s.get("alpha")),
-            "expected_false_flags": fmt(s.get("expected_false_flags_alpha"), 1), "n_null": value_text(m),
-            "smallest": fmt(s.get("smallest_possible_p_value"), 5), "bh_resolution": _bh_resolution(s, n),
+            "n_flagged_bh": value_text(s.get("n_flagged_bh")),
+            "n": value_text(n),
+            "fdr": pct(s.get("fdr")),
+            "n_flagged_alpha": value_text(s.get("n_flagged_alpha")),
+            "alpha": value_text(s.get("alpha")),
+            "expected_false_flags": fmt(s.get("expected_false_flags_alpha"), 1),
+            "n_null": value_text(m),
+            "smallest": fmt(s.get("smallest_possible_p_value"), 5),
+            "bh_resolution": _bh_resolution(s, n),
             "csv": str(s["csv"]) if s.get("csv") else "",
         }
     return out
@@ -116,12 +141,22 @@ def _verdictfigure(v: dict[str, Any]) -> dict[str, Any] | None:
         total = sum(counts) or 1
         shares[key] = [c / total for c in counts]
     top = max([*shares["null"], *shares["query"], 0.01]) * 1.05
-    plot = Plot((edges[0], edges[-1]), (0.0, top), width=420, height=220, title="Query scores against the null reference",
-                x_label="membership score", y_label="share of samples")
+    plot = Plot(
+        (edges[0], edges[-1]),
+        (0.0, top),
+        width=420,
+        height=220,
+        title="Query scores against the null reference",
+        x_label="membership score",
+        y_label="share of samples",
+    )
     plot.steps(edges, shares["null"], color=NONMEMBER, label="null reference (non-members)")
     plot.steps(edges, shares["query"], color=MEMBER, label="query samples")
     b = v.get("binomial") or {}
     if is_number(b.get("threshold")) and edges[0] <= b["threshold"] <= edges[-1]:
         plot.vline(b["threshold"], label="exceedance threshold")
-    return figure(plot, "Each side as a share of its own size. Under the null hypothesis the two shapes "
-                   "differ only by chance; members push the query shape to the right.")
+    return figure(
+        plot,
+        "Each side as a share of its own size. Under the null hypothesis the two shapes "
+        "differ only by chance; members push the query shape to the right.",
+    )

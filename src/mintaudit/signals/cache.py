@@ -12,5 +12,11 @@ from mintaudit.signals.reader import SignalCache, SignalKind
 from mintaudit.signals.writer import BatchFn, extract_signals, stream_signals
 
 __all__ = [
-    "SignalCache", "SignalKind", "BatchFn", "extract_signals", "output_features", "stream_signals", "true_label_loss",
+    "SignalCache",
+    "SignalKind",
+    "BatchFn",
+    "extract_signals",
+    "output_features",
+    "stream_signals",
+    "true_label_loss",
 ]

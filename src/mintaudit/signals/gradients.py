@@ -189,7 +189,9 @@ def _weights(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
     out = {}
     for layer in layers:
         if layer not in modules or not layer:
-            raise LayerNotFoundError(f"no layer {layer!r} in {type(model).__name__}; choose among {', '.join(weighted)}")
+            raise LayerNotFoundError(
+                f"no layer {layer!r} in {type(model).__name__}; choose among {', '.join(weighted)}"
+            )
         if layer not in weighted:
             raise LayerNotFoundError(
                 f"layer {layer!r} owns no weight matrix or kernel; choose among {', '.join(weighted)}"
@@ -224,7 +226,9 @@ def _batched_gradients(
         logits = functional_call(model, ({**params, **w}, buffers), (x[None],))
         return nn.functional.cross_entropy(logits, y[None]), logits[0]
 
-    def one(w: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def one(
+        w: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         g, logits = grad(loss, has_aux=True)(w, x, y)
         if reductions is not None:  # (F, ...) -> (R * F,) for this one sample
             g = {k: reduce_per_filter(v[None], reductions)[0] for k, v in g.items()}
@@ -263,7 +267,11 @@ def per_sample_gradients(
 
 
 def gradient_vectors(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str], reductions: str | Sequence[str] = ("mean",)
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    layers: Sequence[str],
+    reductions: str | Sequence[str] = ("mean",),
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """gMINT's AAD for one batch: per-sample weight gradients reduced per output filter.
 
@@ -330,7 +338,7 @@ def extract_gradients(
     reductions = check_reductions(reductions)
     weight_of = _weights(model, layers)
     modules = dict(model.named_modules())
-    filters = {layer: int(getattr(modules[layer], "weight").shape[0]) for layer in weight_of}
+    filters = {layer: int(modules[layer].weight.shape[0]) for layer in weight_of}
 
     @contextlib.contextmanager
     def producer():  # noqa: ANN202 - a generator context manager
@@ -344,9 +352,20 @@ def extract_gradients(
 
     batch_fn: contextlib.AbstractContextManager[BatchFn] = producer()
     return stream_signals(
-        model, dataset, indices, layers, cache_root, batch_fn, signal="gradients",
+        model,
+        dataset,
+        indices,
+        layers,
+        cache_root,
+        batch_fn,
+        signal="gradients",
         key_extra=(f"reductions={','.join(reductions)}", "loss=cross_entropy(true label)", "weights"),
-        manifest_extra={"reductions": list(reductions), "filters": filters,
-                        "gradient": "d cross_entropy(M(x), y) / d layer.weight, eval mode, reduced per output filter"},
-        batch_size=batch_size, dtype="float32", show_progress=show_progress,
+        manifest_extra={
+            "reductions": list(reductions),
+            "filters": filters,
+            "gradient": "d cross_entropy(M(x), y) / d layer.weight, eval mode, reduced per output filter",
+        },
+        batch_size=batch_size,
+        dtype="float32",
+        show_progress=show_progress,
     )

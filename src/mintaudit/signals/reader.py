@@ -63,14 +63,26 @@ class SignalCache:
         """Refuse a manifest that names files outside the folder, and array files that do not fit it."""
         m, fix = self.manifest, _refix(self.path)
         n, layers, files = m.get("n"), m.get("layers"), m.get("files")
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1 and isinstance(layers, list)
-                and isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
-                and all(isinstance(x, str) and x in files for x in layers)):
-            raise CacheError(f"the manifest of the cache at {str(self.path)!r} is malformed (n, layers or files); {fix}")
+        if not (
+            isinstance(n, int)
+            and not isinstance(n, bool)
+            and n >= 1
+            and isinstance(layers, list)
+            and isinstance(files, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+            and all(isinstance(x, str) and x in files for x in layers)
+        ):
+            raise CacheError(
+                f"the manifest of the cache at {str(self.path)!r} is malformed (n, layers or files); {fix}"
+            )
         for name in files.values():
             self._file(name)
-        expect: dict[str, tuple[str, int]] = {"indices.npy": ("iu", 1), "labels.npy": ("iu", 1), "logits.npy": ("f", 2),
-                                              "loss.npy": ("f", 1)}
+        expect: dict[str, tuple[str, int]] = {
+            "indices.npy": ("iu", 1),
+            "labels.npy": ("iu", 1),
+            "logits.npy": ("f", 2),
+            "loss.npy": ("f", 1),
+        }
         expect.update({name: ("f", 0) for name in files.values()})
         for name, (kinds, ndim) in expect.items():
             _check_npy(self._file(name), n, kinds, ndim, fix)
@@ -78,10 +90,17 @@ class SignalCache:
     def _file(self, name: str) -> Path:
         """The path of the cache file ``name``, refused unless it is a plain file name inside the cache folder."""
         target = self.path / name
-        if (not name or name != Path(name).name or name in (".", "..") or name.startswith(".")
-                or target.resolve().parent != self.path.resolve()):
-            raise CacheError(f"the manifest of the cache at {str(self.path)!r} names {name!r}, a path outside the cache "
-                             f"folder, which is never read; {_refix(self.path)}")
+        if (
+            not name
+            or name != Path(name).name
+            or name in (".", "..")
+            or name.startswith(".")
+            or target.resolve().parent != self.path.resolve()
+        ):
+            raise CacheError(
+                f"the manifest of the cache at {str(self.path)!r} names {name!r}, a path outside the cache "
+                f"folder, which is never read; {_refix(self.path)}"
+            )
         return target
 
     def _load(self, name: str, mmap: bool = False) -> np.ndarray:
@@ -202,8 +221,12 @@ def _check_npy(path: Path, n: int, kinds: str, ndim: int, fix: str) -> None:
     if dtype.hasobject:
         raise CacheError(f"cache file {str(path)!r} holds Python objects (a pickle), which are never loaded; {fix}")
     if dtype.kind not in kinds or len(shape) < 1 or (ndim and len(shape) != ndim) or shape[0] != n:
-        raise CacheError(f"cache file {str(path)!r} holds {dtype} of shape {tuple(shape)}, not the {n} rows of "
-                         f"{'integers' if 'i' in kinds else 'floats'} its manifest says; {fix}")
+        raise CacheError(
+            f"cache file {str(path)!r} holds {dtype} of shape {tuple(shape)}, not the {n} rows of "
+            f"{'integers' if 'i' in kinds else 'floats'} its manifest says; {fix}"
+        )
     if size < offset + dtype.itemsize * math.prod(shape):
-        raise CacheError(f"cache file {str(path)!r} is truncated ({size} bytes, {offset + dtype.itemsize * math.prod(shape)} "
-                         f"expected); {fix}")
+        raise CacheError(
+            f"cache file {str(path)!r} is truncated ({size} bytes, {offset + dtype.itemsize * math.prod(shape)} "
+            f"expected); {fix}"
+        )

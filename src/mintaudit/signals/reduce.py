@@ -82,16 +82,21 @@ def parse_tap_mode(text: str, *, name: str = "--tap-mode") -> str:
     if mode.startswith("grid:"):
         m = _GRID.match(mode)
         if m is None:
-            raise ConfigError(f"{name}: tap mode {text!r} is not grid:K with K a whole number of cells per side; "
-                              "write e.g. grid:4")
+            raise ConfigError(
+                f"{name}: tap mode {text!r} is not grid:K with K a whole number of cells per side; write e.g. grid:4"
+            )
         if int(m.group(1)) < 1:
-            raise ConfigError(f"{name}: tap mode {text!r} has no cells; grid:K needs K >= 1: use grid:1 (the "
-                              "per-channel mean) or more, e.g. grid:4")
+            raise ConfigError(
+                f"{name}: tap mode {text!r} has no cells; grid:K needs K >= 1: use grid:1 (the "
+                "per-channel mean) or more, e.g. grid:4"
+            )
         return f"grid:{int(m.group(1))}"
     raise ConfigError(f"{name}: unknown tap mode {text!r}; use {TAP_MODE_HELP}, e.g. grid:4")
 
 
-def parse_tap_modes(spec: str | Mapping[str, str] | None, *, name: str = "--tap-mode") -> tuple[str | None, dict[str, str]]:
+def parse_tap_modes(
+    spec: str | Mapping[str, str] | None, *, name: str = "--tap-mode"
+) -> tuple[str | None, dict[str, str]]:
     """A ``--tap-mode`` value: one mode for all taps, and/or ``layer=mode`` pairs, comma-separated.
 
     Returns:
@@ -99,9 +104,15 @@ def parse_tap_modes(spec: str | Mapping[str, str] | None, *, name: str = "--tap-
     """
     if spec is None:
         return None, {}
-    items = list(spec.items()) if isinstance(spec, Mapping) else [
-        tuple(part.rsplit("=", 1)) if "=" in part else (None, part)
-        for part in (p.strip() for p in str(spec).split(",")) if part]
+    items = (
+        list(spec.items())
+        if isinstance(spec, Mapping)
+        else [
+            tuple(part.rsplit("=", 1)) if "=" in part else (None, part)
+            for part in (p.strip() for p in str(spec).split(","))
+            if part
+        ]
+    )
     default: str | None = None
     per: dict[str, str] = {}
     for layer, mode in items:
@@ -128,8 +139,10 @@ def parse_tap_budget(value: str | int, *, name: str = "--tap-budget") -> int:
         raise ConfigError(f"{name} must be a number of bytes, got {value!r}; e.g. 64K")
     m = _SIZE.match(str(value).strip())
     if m is None:
-        raise ConfigError(f"{name} must be a whole number of bytes with an optional K, M or G (x1024), got {value!r}; "
-                          "e.g. 65536 or 64K")
+        raise ConfigError(
+            f"{name} must be a whole number of bytes with an optional K, M or G (x1024), got {value!r}; "
+            "e.g. 65536 or 64K"
+        )
     n = int(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_")
     if n < 1:
         raise ConfigError(f"{name} must be at least 1 byte, got {value!r}; e.g. 64K")
@@ -202,12 +215,18 @@ def choose_mode(layer: str, shape: Sequence[int], budget: int, itemsize: int) ->
         return "pooled"
     if channels * itemsize <= budget:
         return "grid:1"
-    raise ConfigError(f"tap {layer!r} has {channels} channels: a --tap-budget of {budget} bytes holds less than one "
-                      f"value per channel; give --tap-budget {channels * itemsize} or more (2x for pooled)")
+    raise ConfigError(
+        f"tap {layer!r} has {channels} channels: a --tap-budget of {budget} bytes holds less than one "
+        f"value per channel; give --tap-budget {channels * itemsize} or more (2x for pooled)"
+    )
 
 
-def resolve_tap_modes(shapes: Mapping[str, Sequence[int]], tap_mode: str | Mapping[str, str] | None = None,
-                      budget: int | None = None, itemsize: int = 4) -> dict[str, str]:
+def resolve_tap_modes(
+    shapes: Mapping[str, Sequence[int]],
+    tap_mode: str | Mapping[str, str] | None = None,
+    budget: int | None = None,
+    itemsize: int = 4,
+) -> dict[str, str]:
     """Each tap's storage mode: the one given for it, else the one given for all, else the budget's pick.
 
     Args:
@@ -223,15 +242,20 @@ def resolve_tap_modes(shapes: Mapping[str, Sequence[int]], tap_mode: str | Mappi
     default, per = parse_tap_modes(tap_mode)
     unknown = [layer for layer in per if layer not in shapes]
     if unknown:
-        raise ConfigError(f"--tap-mode names {unknown[0]!r}, which is not a selected tap ({', '.join(shapes) or 'none'}); "
-                          "select it with --taps, or give a mode for one of those")
+        raise ConfigError(
+            f"--tap-mode names {unknown[0]!r}, which is not a selected tap ({', '.join(shapes) or 'none'}); "
+            "select it with --taps, or give a mode for one of those"
+        )
     out: dict[str, str] = {}
     for layer, shape in shapes.items():
         asked = per.get(layer, default)
         mode = asked or choose_mode(layer, shape, budget, itemsize)
         if _kind(shape) == "vector" and (asked not in (None, "full") or math.prod(shape) * itemsize > budget):
-            warnings.warn(f"tap {layer!r} outputs a vector of {math.prod(shape)} values: pooled and grid apply to maps "
-                          "and tokens only, so it is stored full", stacklevel=2)
+            warnings.warn(
+                f"tap {layer!r} outputs a vector of {math.prod(shape)} values: pooled and grid apply to maps "
+                "and tokens only, so it is stored full",
+                stacklevel=2,
+            )
             mode = "full"
         out[layer] = mode
     return out
@@ -261,9 +285,16 @@ def reducers(modes: Mapping[str, str]) -> dict[str, Callable[[torch.Tensor], tor
     return {layer: partial(reduce_activations, mode=mode) for layer, mode in modes.items() if mode != "full"}
 
 
-def plan_tap_modes(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, layers: Sequence[str],
-                   tap_mode: str | Mapping[str, str] | None = None, tap_budget: int | None = None,
-                   dtype: str = "float32", device: str | torch.device | None = None) -> dict[str, str]:
+def plan_tap_modes(
+    model: nn.Module,
+    dataset: ImageDataset,
+    indices: np.ndarray,
+    layers: Sequence[str],
+    tap_mode: str | Mapping[str, str] | None = None,
+    tap_budget: int | None = None,
+    dtype: str = "float32",
+    device: str | torch.device | None = None,
+) -> dict[str, str]:
     """Each tap's storage mode for :func:`~mintaudit.signals.extract_signals`, from one sample's forward pass (nothing is written).
 
     Returns:

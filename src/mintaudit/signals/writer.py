@@ -134,8 +134,16 @@ class _CacheWriter:
     out of the next :meth:`submit` or :meth:`close`.
     """
 
-    def __init__(self, folder: Path, names: Sequence[str], start: int, stop: int, *,
-                 check: Callable[[dict[str, np.ndarray], int], None] | None = None, depth: int = 1) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        names: Sequence[str],
+        start: int,
+        stop: int,
+        *,
+        check: Callable[[dict[str, np.ndarray], int], None] | None = None,
+        depth: int = 1,
+    ) -> None:
         self._files: dict[str, _RowWriter] = {}
         try:
             for name in names:
@@ -259,14 +267,18 @@ def stream_signals(
     key = _cache_key(model_fp, dataset.fingerprint(), indices, layers, dtype, extra)
     keys = distributed.all_gather_object(key)
     if len(set(keys)) > 1:
-        raise SignalError(f"the ranks of this torchrun job would extract different caches ({', '.join(keys)}): they "
-                          "must hold the same model weights, data and sample indices")
+        raise SignalError(
+            f"the ranks of this torchrun job would extract different caches ({', '.join(keys)}): they "
+            "must hold the same model weights, data and sample indices"
+        )
     # rank 0's folder is every rank's (the same place on a shared file system)
     target = Path(distributed.broadcast_object(str(Path(cache_root) / key)))
     if distributed.broadcast_object((target / "manifest.json").is_file()):
         cache = SignalCache.open(target)
         if cache.signal != signal:
-            raise CacheError(f"the cache at {str(target)!r} holds {cache.signal}, not {signal}; delete it and extract again")
+            raise CacheError(
+                f"the cache at {str(target)!r} holds {cache.signal}, not {signal}; delete it and extract again"
+            )
         return cache
     main = distributed.is_main()
     start, stop = distributed.row_range(n)
@@ -282,7 +294,9 @@ def stream_signals(
                 shapes = next(s for s in distributed.all_gather_object(shapes) if s is not None)
                 if main:
                     for name, shape in shapes.items():
-                        _create_npy(tmp / name, np.dtype(np.float32 if name in ("logits.npy", "loss.npy") else dtype), shape)
+                        _create_npy(
+                            tmp / name, np.dtype(np.float32 if name in ("logits.npy", "loss.npy") else dtype), shape
+                        )
                 distributed.barrier()
                 files.append(_CacheWriter(tmp, list(shapes), start, stop, check=check))
 
@@ -295,13 +309,18 @@ def stream_signals(
                             "check the model's weights and the input normalisation"
                         )
                 if not _all_finite(blocks["logits.npy"]):
-                    raise SignalError(f"the model's outputs are NaN or infinite (batch at sample {row}); check its weights")
+                    raise SignalError(
+                        f"the model's outputs are NaN or infinite (batch at sample {row}); check its weights"
+                    )
 
             try:
                 pos = start
                 bar = progress(
-                    iter_batches(dataset, indices[start:stop], batch_size), total=-(-(stop - start) // batch_size),
-                    desc=f"extract {signal}", enabled=show_progress if main else False, unit="batch",
+                    iter_batches(dataset, indices[start:stop], batch_size),
+                    total=-(-(stop - start) // batch_size),
+                    desc=f"extract {signal}",
+                    enabled=show_progress if main else False,
+                    unit="batch",
                 )
                 for x, y, _ in bar:
                     logits, arrays = run(x, y)
@@ -309,12 +328,26 @@ def stream_signals(
                         for name in layers:
                             if name not in arrays:
                                 raise SignalError(f"layer {name!r} produced no tensor output; choose another layer")
-                        open_files({"logits.npy": (n, logits.shape[1]), "loss.npy": (n,),
-                                    **{_file_name(name, signal): (n, *arrays[name].shape[1:]) for name in layers}})
+                        open_files(
+                            {
+                                "logits.npy": (n, logits.shape[1]),
+                                "loss.npy": (n,),
+                                **{_file_name(name, signal): (n, *arrays[name].shape[1:]) for name in layers},
+                            }
+                        )
                     # checked and written in the background while the next batch computes (fresh tensors); a
                     # producer whose tensors are still arriving (CUDA copies to pinned memory) has them awaited there
-                    files[0].submit(partial(_host_blocks, getattr(run, "pending", _nothing)(), logits, arrays, y,
-                                            {name: _file_name(name, signal) for name in layers}), pos)
+                    files[0].submit(
+                        partial(
+                            _host_blocks,
+                            getattr(run, "pending", _nothing)(),
+                            logits,
+                            arrays,
+                            y,
+                            {name: _file_name(name, signal) for name in layers},
+                        ),
+                        pos,
+                    )
                     pos += len(y)
                 if not files:  # more ranks than samples: this one had none
                     open_files(None)
@@ -352,18 +385,31 @@ def _nothing() -> Callable[[], None] | None:
     return None
 
 
-def _host_blocks(wait: Callable[[], None] | None, logits: torch.Tensor, arrays: dict[str, torch.Tensor],
-                 y: torch.Tensor, names: dict[str, str]) -> dict[str, np.ndarray]:
+def _host_blocks(
+    wait: Callable[[], None] | None,
+    logits: torch.Tensor,
+    arrays: dict[str, torch.Tensor],
+    y: torch.Tensor,
+    names: dict[str, str],
+) -> dict[str, np.ndarray]:
     """One batch's file blocks, made by the writer thread once its tensors are on the host (``wait``)."""
     if wait is not None:
         wait()
     out = logits.numpy()
-    return {**{names[k]: arrays[k].numpy() for k in names}, "logits.npy": out, "loss.npy": true_label_loss(out, y.numpy())}
+    return {
+        **{names[k]: arrays[k].numpy() for k in names},
+        "logits.npy": out,
+        "loss.npy": true_label_loss(out, y.numpy()),
+    }
 
 
 @contextlib.contextmanager
-def _recorded(model: nn.Module, layers: list[str], device: torch.device,  # noqa: ANN202 - a generator context manager
-              modes: dict[str, str] | None = None):
+def _recorded(
+    model: nn.Module,
+    layers: list[str],
+    device: torch.device,  # noqa: ANN202 - a generator context manager
+    modes: dict[str, str] | None = None,
+):
     """Yield a batch function returning the logits and the taps' activations (hooks live inside).
 
     Taps whose mode is not ``full`` are reduced inside the hook, on ``device`` (the full map is
@@ -467,14 +513,22 @@ def extract_signals(
         modes = plan_tap_modes(model, dataset, indices, layers, tap_mode, tap_budget, dtype, dev)
         reduced = {layer: mode for layer, mode in modes.items() if mode != "full"}
         return stream_signals(
-            model, dataset, indices, layers, cache_root, _recorded(model, layers, dev, modes), signal="activations",
+            model,
+            dataset,
+            indices,
+            layers,
+            cache_root,
+            _recorded(model, layers, dev, modes),
+            signal="activations",
             key_extra=[f"tap_mode={layer}={mode}" for layer, mode in reduced.items()],
             manifest_extra={"tap_modes": reduced, "tap_budget": tap_budget or DEFAULT_TAP_BUDGET} if reduced else None,
-            batch_size=batch_size, dtype=dtype, compute=compute, show_progress=show_progress,
+            batch_size=batch_size,
+            dtype=dtype,
+            compute=compute,
+            show_progress=show_progress,
         )
     finally:
         if dev.type == "cuda":
             model.to(memory_format=torch.contiguous_format)
         if dev != home:
             model.to(home)
-

@@ -24,14 +24,32 @@ from mintaudit.taps import select_layers
 
 from mintaudit.workdir.model import model_spec, report_for, resolve_model, resolve_taps
 
-__all__ = ["extract", "fit_tap", "sweep", "sweep_model", "gradient_sweep", "render", "detector_protocol", "attack",
-           "reference_population"]
+__all__ = [
+    "extract",
+    "fit_tap",
+    "sweep",
+    "sweep_model",
+    "gradient_sweep",
+    "render",
+    "detector_protocol",
+    "attack",
+    "reference_population",
+]
 
 
 def extract(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
-    taps: str = "published", batch_size: int = 256, dtype: str = "float32", show_progress: bool | None = None,
-    tap_mode: str | None = None, tap_budget: int | None = None,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    taps: str = "published",
+    batch_size: int = 256,
+    dtype: str = "float32",
+    show_progress: bool | None = None,
+    tap_mode: str | None = None,
+    tap_budget: int | None = None,
 ) -> Path:
     """Extract the taps and output signals of every split sample into ``out_dir/cache``; return the cache path.
 
@@ -40,61 +58,121 @@ def extract(
     net, name, _ = resolve_model(out_dir, ds, model=model, weights=weights)
     layers = [layer for _, layer in resolve_taps(net, name, taps)]
     idx = np.unique(np.concatenate([splits.members, splits.external, splits.test]))
-    cache = extract_signals(net, ds, idx, layers, Path(out_dir) / "cache", batch_size=batch_size, dtype=dtype,  # type: ignore[arg-type]
-                            show_progress=show_progress, tap_mode=tap_mode, tap_budget=tap_budget)
+    cache = extract_signals(
+        net,
+        ds,
+        idx,
+        layers,
+        Path(out_dir) / "cache",
+        batch_size=batch_size,
+        dtype=dtype,  # type: ignore[arg-type]
+        show_progress=show_progress,
+        tap_mode=tap_mode,
+        tap_budget=tap_budget,
+    )
     return cache.path
 
 
 def fit_tap(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, layer: str, model: str | None = None,
-    weights: str | None = None, config: SweepConfig | None = None, fuse_outputs: bool = False,
-    command: list[str] | None = None, show_progress: bool | None = None, allow_weak_model: bool = False,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    layer: str,
+    model: str | None = None,
+    weights: str | None = None,
+    config: SweepConfig | None = None,
+    fuse_outputs: bool = False,
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
+    allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """Fit one passive MINT model on ``layer``, save it under ``out_dir/detectors``, and add its result to the report."""
     config = config or SweepConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+    net, name, info = resolve_model(
+        out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
+    )
     matched = select_layers(net, layer)
     if len(matched) != 1:
-        raise ConfigError(f"--layer {layer!r} matches {len(matched)} layers ({', '.join(matched[:4])}...); "
-                          "fit takes one: give its full name, or use 'mintaudit sweep --taps' for several")
+        raise ConfigError(
+            f"--layer {layer!r} matches {len(matched)} layers ({', '.join(matched[:4])}...); "
+            "fit takes one: give its full name, or use 'mintaudit sweep --taps' for several"
+        )
     layer_name = matched[0]
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
-    cache = extract_taps(net, ds, np.unique(split.all_indices()), [layer_name], out / "cache", config,
-                         show_progress=show_progress)
+    cache = extract_taps(
+        net, ds, np.unique(split.all_indices()), [layer_name], out / "cache", config, show_progress=show_progress
+    )
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
     det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
     atomic_write_json(det_dir / "protocol.json", detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
     report_path = out / "report.json"
-    report = load_report(report_path) if report_path.is_file() else report_for(
-        out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
-    report["results"] = [r for r in report["results"] if not (r["method"] == "passive-mint" and r.get("layer") == result.layer
-                                                                and r.get("signal") == result.signal)]
+    report = (
+        load_report(report_path)
+        if report_path.is_file()
+        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    )
+    report["results"] = [
+        r
+        for r in report["results"]
+        if not (r["method"] == "passive-mint" and r.get("layer") == result.layer and r.get("signal") == result.signal)
+    ]
     add_result(report, result)
     write_report(report, out)
     return result.to_dict()
 
 
 def sweep(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
-    taps: str = "published", config: SweepConfig | None = None, command: list[str] | None = None,
-    show_progress: bool | None = None, allow_weak_model: bool = False,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    taps: str = "published",
+    config: SweepConfig | None = None,
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
+    allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """The passive-MINT layer sweep; writes ``report.json`` and ``report.html`` in ``out_dir`` and returns the report."""
     config = config or SweepConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+    net, name, info = resolve_model(
+        out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
+    )
     tap_pairs = resolve_taps(net, name, taps)
-    report = sweep_model(net, name, info, ds, splits, tap_pairs, out / "cache", config,
-                         run_config={"taps": taps}, command=command, show_progress=show_progress)
+    report = sweep_model(
+        net,
+        name,
+        info,
+        ds,
+        splits,
+        tap_pairs,
+        out / "cache",
+        config,
+        run_config={"taps": taps},
+        command=command,
+        show_progress=show_progress,
+    )
     write_report(report, out)
     return report
 
 
 def sweep_model(
-    net: nn.Module, name: str, info: dict[str, Any], ds: ImageDataset, splits: Splits, tap_pairs: list[tuple[str, str]],
-    cache_root: str | Path, config: SweepConfig, *, run_config: dict[str, Any] | None = None,
-    command: list[str] | None = None, show_progress: bool | None = None,
+    net: nn.Module,
+    name: str,
+    info: dict[str, Any],
+    ds: ImageDataset,
+    splits: Splits,
+    tap_pairs: list[tuple[str, str]],
+    cache_root: str | Path,
+    config: SweepConfig,
+    *,
+    run_config: dict[str, Any] | None = None,
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
 ) -> dict[str, Any]:
     """The sweep of a resolved model (the gate already passed, its check in ``info``): the report, not written.
 
@@ -109,9 +187,18 @@ def sweep_model(
 
 
 def gradient_sweep(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, model: str | None = None, weights: str | None = None,
-    setups: str | Sequence[SetupSpec] = "entry,middle,output,combined", budgets: str | Sequence[float] = "1,0.1,0.01",
-    config: GradientSweepConfig | None = None, command: list[str] | None = None, show_progress: bool | None = None, allow_weak_model: bool = False,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    setups: str | Sequence[SetupSpec] = "entry,middle,output,combined",
+    budgets: str | Sequence[float] = "1,0.1,0.01",
+    config: GradientSweepConfig | None = None,
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
+    allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """Gradient MINT over setups x data budgets, plus the LOSS baseline; writes the reports in ``out_dir``.
 
@@ -123,20 +210,32 @@ def gradient_sweep(
     """
     config = config or GradientSweepConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+    net, name, info = resolve_model(
+        out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
+    )
     budget_list = parse_budgets(budgets)
-    run_config = {**config.to_dict(), "signal": "gradients", "budgets": budget_list,
-                  "setups": {key: layers for key, _, layers in resolve_setups(net, setups)},
-                  "command": " ".join(command or sys.argv)}
-    results = run_gradient_sweep(net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress)
+    run_config = {
+        **config.to_dict(),
+        "signal": "gradients",
+        "budgets": budget_list,
+        "setups": {key: layers for key, _, layers in resolve_setups(net, setups)},
+        "command": " ".join(command or sys.argv),
+    }
+    results = run_gradient_sweep(
+        net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress
+    )
     report = report_for(out, ds, splits, name, net, info, run_config, command or sys.argv)
     report_path = out / "report.json"
     if report_path.is_file():
         old = load_report(report_path)
-        same = (old.get("model", {}).get("fingerprint") == report["model"]["fingerprint"]
-                and all(old.get("dataset", {}).get(k) == report["dataset"][k]
-                        for k in ("fingerprint", "members", "external", "test", "seed", "known_members"))
-                and old.get("config", {}).get("seed") == config.seed)
+        same = (
+            old.get("model", {}).get("fingerprint") == report["model"]["fingerprint"]
+            and all(
+                old.get("dataset", {}).get(k) == report["dataset"][k]
+                for k in ("fingerprint", "members", "external", "test", "seed", "known_members")
+            )
+            and old.get("config", {}).get("seed") == config.seed
+        )
         if same:
             old["results"] = [r for r in old["results"] if r.get("method") not in ("gmint", "loss")]
             old.setdefault("config", {})["gmint"] = run_config
@@ -168,14 +267,23 @@ def render(report_path: str | Path) -> tuple[Path, Path, str]:
     return json_path, atomic_write_text(html_path, html), format_table(report)
 
 
-def detector_protocol(net: nn.Module, ds: ImageDataset, splits: Splits, config: SweepConfig, layer: str | None,
-                       fuse: bool) -> dict[str, Any]:
+def detector_protocol(
+    net: nn.Module, ds: ImageDataset, splits: Splits, config: SweepConfig, layer: str | None, fuse: bool
+) -> dict[str, Any]:
     """What a saved MINT model was fitted on: reused by ``verdict`` only when all of it matches."""
-    return {"schema": "mintaudit/detector-protocol@1", "model_fingerprint": model_fingerprint(net),
-            "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint(),
-            "known_fraction": config.known_fraction, "seed": config.seed, "dtype": config.dtype,
-            "detector": asdict(config.detector), "layer": layer, "fuse_outputs": fuse,
-            **{k: v for k, v in config.to_dict().items() if k in ("tap_mode", "tap_budget")}}
+    return {
+        "schema": "mintaudit/detector-protocol@1",
+        "model_fingerprint": model_fingerprint(net),
+        "data_fingerprint": ds.fingerprint(),
+        "splits_fingerprint": splits.fingerprint(),
+        "known_fraction": config.known_fraction,
+        "seed": config.seed,
+        "dtype": config.dtype,
+        "detector": asdict(config.detector),
+        "layer": layer,
+        "fuse_outputs": fuse,
+        **{k: v for k, v in config.to_dict().items() if k in ("tap_mode", "tap_budget")},
+    }
 
 
 def reference_population(ds: ImageDataset, splits: Splits, population: str, seed: int) -> np.ndarray | None:
@@ -196,10 +304,19 @@ def reference_population(ds: ImageDataset, splits: Splits, population: str, seed
 
 
 def attack(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, methods: list[str], model: str | None = None,
-    weights: str | None = None, config: AttackConfig | None = None, known_fraction: float = 0.5,
-    population: Literal["external", "unused"] = "external", command: list[str] | None = None,
-    show_progress: bool | None = None, allow_weak_model: bool = False,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    methods: list[str],
+    model: str | None = None,
+    weights: str | None = None,
+    config: AttackConfig | None = None,
+    known_fraction: float = 0.5,
+    population: Literal["external", "unused"] = "external",
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
+    allow_weak_model: bool = False,
 ) -> dict[str, Any]:
     """Baseline attacks on the passive-MINT sets, added to ``out_dir/report.json`` (earlier rows of the same attacks replaced).
 
@@ -211,16 +328,31 @@ def attack(
     """
     config = config or AttackConfig()
     out = Path(out_dir)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+    net, name, info = resolve_model(
+        out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
+    )
     spec = model_spec(out, ds, model, weights)
     split = passive_split(splits, known_fraction=known_fraction, seed=config.seed)
     pop = reference_population(ds, splits, population, config.seed)
     # the audited model's signals in out/cache, where the sweeps keep theirs: LOSS reads the same outputs cache
-    results = run_attacks(net, spec, ds, split, methods, out / "cache" / "attacks", config, population=pop,
-                          signals_root=out / "cache", show_progress=show_progress)
+    results = run_attacks(
+        net,
+        spec,
+        ds,
+        split,
+        methods,
+        out / "cache" / "attacks",
+        config,
+        population=pop,
+        signals_root=out / "cache",
+        show_progress=show_progress,
+    )
     report_path = out / "report.json"
-    report = load_report(report_path) if report_path.is_file() else report_for(
-        out, ds, splits, name, net, info, {"known_fraction": known_fraction}, command or sys.argv)
+    report = (
+        load_report(report_path)
+        if report_path.is_file()
+        else report_for(out, ds, splits, name, net, info, {"known_fraction": known_fraction}, command or sys.argv)
+    )
     report["results"] = [r for r in report["results"] if r.get("attack", r["method"]) not in set(methods)]
     for r in results:
         add_result(report, r)

@@ -29,7 +29,12 @@ from mintaudit.workdir.audit import reference_population
 from mintaudit.workdir.model import model_spec
 
 __all__ = [
-    "attack_candidates", "attack_config_of", "calibration_auc", "choose_default", "choose_method", "report_attacks",
+    "attack_candidates",
+    "attack_config_of",
+    "calibration_auc",
+    "choose_default",
+    "choose_method",
+    "report_attacks",
     "score_attack",
 ]
 
@@ -56,8 +61,17 @@ def report_attacks(report: dict[str, Any]) -> list[str]:
 
 
 def score_attack(
-    method: str, out: Path, net: nn.Module, spec: Any, ds: ImageDataset, splits: Splits, split: PassiveSplit,
-    report: dict[str, Any], *, extra: np.ndarray | None = None, show_progress: bool | None = None,
+    method: str,
+    out: Path,
+    net: nn.Module,
+    spec: Any,
+    ds: ImageDataset,
+    splits: Splits,
+    split: PassiveSplit,
+    report: dict[str, Any],
+    *,
+    extra: np.ndarray | None = None,
+    show_progress: bool | None = None,
 ) -> AttackScores:
     """``method``'s scores on the passive-MINT sets (and ``extra``), as ``mintaudit attack`` computed them.
 
@@ -73,20 +87,36 @@ def score_attack(
     for population in [recorded] if recorded in ("external", "unused") else ["external", "unused"]:
         try:
             pop = reference_population(ds, splits, population, config.seed)
-            return attack_scores(net, spec, ds, split, [method], out / "cache" / "attacks", config, population=pop,
-                                 signals_root=out / "cache", show_progress=show_progress, extra=extra,
-                                 train_references=False)[method]
+            return attack_scores(
+                net,
+                spec,
+                ds,
+                split,
+                [method],
+                out / "cache" / "attacks",
+                config,
+                population=pop,
+                signals_root=out / "cache",
+                show_progress=show_progress,
+                extra=extra,
+                train_references=False,
+            )[method]
         except ConfigError as e:
             if "not in the cache" not in str(e) and "no unused training samples" not in str(e):
                 raise
-    raise ConfigError(f"--method {method} needs its {config.n_reference} reference model(s) in "
-                      f"{str(out / 'cache' / 'attacks')!r}, and they are not there; run 'mintaudit attack --out "
-                      f"{out} --dataset DATA --methods {method} --reference {config.n_reference}' first (or use "
-                      "--method passive-mint or loss)")
+    raise ConfigError(
+        f"--method {method} needs its {config.n_reference} reference model(s) in "
+        f"{str(out / 'cache' / 'attacks')!r}, and they are not there; run 'mintaudit attack --out "
+        f"{out} --dataset DATA --methods {method} --reference {config.n_reference}' first (or use "
+        "--method passive-mint or loss)"
+    )
 
 
 def choose_method(
-    report: dict[str, Any], attack_aucs: dict[str, float] | None = None, *, unavailable: dict[str, str] | None = None,
+    report: dict[str, Any],
+    attack_aucs: dict[str, float] | None = None,
+    *,
+    unavailable: dict[str, str] | None = None,
 ) -> tuple[str, str | None, dict[str, Any]]:
     """The method and tap with the best validation AUC among the report's rows.
 
@@ -113,8 +143,15 @@ def choose_method(
             if isinstance(val, (int, float)) and np.isfinite(val):
                 layer = None if r.get("layer") in (None, "outputs") else str(r["layer"])
                 signal = "outputs" if layer is None else str(r.get("signal") or "activations")
-                cands.append({"method": "passive-mint", "layer": layer or "outputs", "signal": signal,
-                              "val_auc": float(val), "source": "the MINT model's validation AUC"})
+                cands.append(
+                    {
+                        "method": "passive-mint",
+                        "layer": layer or "outputs",
+                        "signal": signal,
+                        "val_auc": float(val),
+                        "source": "the MINT model's validation AUC",
+                    }
+                )
             continue
         name = r.get("attack")
         if not isinstance(name, str) or name not in ATTACKS or any(c["method"] == name for c in cands):
@@ -127,30 +164,63 @@ def choose_method(
             auc, source = float(val), "its MINT model's validation AUC"
         else:
             continue
-        cands.append({"method": name, "layer": "outputs", "signal": str(r.get("signal") or "outputs"),
-                      "val_auc": float(auc), "source": source})
-    basis = ("the validation AUC on the auditor's own data (known members against external samples), never "
-             "the null reference or the query")
+        cands.append(
+            {
+                "method": name,
+                "layer": "outputs",
+                "signal": str(r.get("signal") or "outputs"),
+                "val_auc": float(auc),
+                "source": source,
+            }
+        )
+    basis = (
+        "the validation AUC on the auditor's own data (known members against external samples), never "
+        "the null reference or the query"
+    )
     if not cands:
-        why = {"chosen": "passive-mint", "layer": "outputs", "signal": "outputs", "val_auc": None, "candidates": [],
-               "unavailable": unavailable, "basis": basis,
-               "sentence": "No fitted MINT model or attack in the report: passive MINT on the output signals."}
+        why = {
+            "chosen": "passive-mint",
+            "layer": "outputs",
+            "signal": "outputs",
+            "val_auc": None,
+            "candidates": [],
+            "unavailable": unavailable,
+            "basis": basis,
+            "sentence": "No fitted MINT model or attack in the report: passive MINT on the output signals.",
+        }
         return "passive-mint", None, why
     best = max(cands, key=lambda c: c["val_auc"])  # the first on ties: MINT rows come in report order
     listed = "; ".join(f"{_label(c)} {c['val_auc']:.3f}" for c in sorted(cands, key=lambda c: -c["val_auc"]))
-    sentence = (f"Method chosen: {_label(best)}, the best validation AUC ({best['val_auc']:.3f}) among "
-                f"{len(cands)} candidate(s) on the auditor's own data: {listed}.")
+    sentence = (
+        f"Method chosen: {_label(best)}, the best validation AUC ({best['val_auc']:.3f}) among "
+        f"{len(cands)} candidate(s) on the auditor's own data: {listed}."
+    )
     if unavailable:
         sentence += " Not scored: " + "; ".join(f"{k} ({v})" for k, v in unavailable.items()) + "."
-    why = {"chosen": best["method"], "layer": best["layer"], "signal": best["signal"], "val_auc": best["val_auc"],
-           "candidates": cands, "unavailable": unavailable, "basis": basis, "sentence": sentence}
+    why = {
+        "chosen": best["method"],
+        "layer": best["layer"],
+        "signal": best["signal"],
+        "val_auc": best["val_auc"],
+        "candidates": cands,
+        "unavailable": unavailable,
+        "basis": basis,
+        "sentence": sentence,
+    }
     layer = None if best["method"] != "passive-mint" or best["layer"] == "outputs" else best["layer"]
     return best["method"], layer, why
 
 
 def attack_candidates(
-    out: Path, net: nn.Module, spec: Any, ds: ImageDataset, splits: Splits, split: PassiveSplit, report: dict[str, Any],
-    *, show_progress: bool | None = None,
+    out: Path,
+    net: nn.Module,
+    spec: Any,
+    ds: ImageDataset,
+    splits: Splits,
+    split: PassiveSplit,
+    report: dict[str, Any],
+    *,
+    show_progress: bool | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, AttackScores]]:
     """(validation AUC, why not scored, scores) of each attack with a row in the report, scored without training.
 
@@ -164,16 +234,25 @@ def attack_candidates(
         try:
             sc = score_attack(name, out, net, spec, ds, splits, split, report, show_progress=show_progress)
         except ConfigError as e:
-            unavailable[name] = ("reference models not in the cache" if "reference model" in str(e)
-                                 else str(e).split(";")[0])
+            unavailable[name] = (
+                "reference models not in the cache" if "reference model" in str(e) else str(e).split(";")[0]
+            )
             continue
         scores[name], aucs[name] = sc, calibration_auc(sc)
     return aucs, unavailable, scores
 
 
 def choose_default(
-    out: Path, net: nn.Module, ds: ImageDataset, splits: Splits, split: PassiveSplit, report: dict[str, Any], *,
-    other_data: bool = False, model: str | None = None, weights: str | None = None,
+    out: Path,
+    net: nn.Module,
+    ds: ImageDataset,
+    splits: Splits,
+    split: PassiveSplit,
+    report: dict[str, Any],
+    *,
+    other_data: bool = False,
+    model: str | None = None,
+    weights: str | None = None,
     show_progress: bool | None = None,
 ) -> tuple[str, str | None, dict[str, Any], dict[str, AttackScores]]:
     """``mintaudit test``'s default: (method, layer, the choice record, the attacks' scores) for the work directory.
@@ -191,8 +270,12 @@ def choose_default(
         names = [n for n in names if n == "loss"]
     if names:
         spec = model_spec(out, ds, model, weights)
-        sub = {**report, "results": [r for r in report.get("results") or []
-                                     if r.get("method") == "passive-mint" or r.get("attack") in names]}
+        sub = {
+            **report,
+            "results": [
+                r for r in report.get("results") or [] if r.get("method") == "passive-mint" or r.get("attack") in names
+            ],
+        }
         aucs, missing, scores = attack_candidates(out, net, spec, ds, splits, split, sub, show_progress=show_progress)
         unavailable.update(missing)
     method, layer, why = choose_method(report, aucs, unavailable=unavailable)

@@ -69,16 +69,22 @@ def prepare_data(
     path = Path(splits_path) if splits_path else Path(out_dir) / "splits.json"
     if splits_path and not path.is_file():
         if path.is_dir():
-            raise ConfigError(f"--splits {str(path)!r} is a folder; give the splits.json file inside it, or drop "
-                              "--splits to use (or make) OUT/splits.json")
-        raise DataNotFoundError(f"--splits {str(path)!r} does not exist; give the path of an existing splits.json, or "
-                                "drop --splits to use (or make) OUT/splits.json")
+            raise ConfigError(
+                f"--splits {str(path)!r} is a folder; give the splits.json file inside it, or drop "
+                "--splits to use (or make) OUT/splits.json"
+            )
+        raise DataNotFoundError(
+            f"--splits {str(path)!r} does not exist; give the path of an existing splits.json, or "
+            "drop --splits to use (or make) OUT/splits.json"
+        )
     if path.is_file():
         splits = Splits.load(path, dataset=ds)
         for role, idx in given.items():
             if not np.array_equal(np.sort(idx), np.sort(getattr(splits, role))):
-                raise ConfigError(f"{str(path)!r} holds other {role} than --{role}-file lists; use another --out, or "
-                                  "delete splits.json to re-split")
+                raise ConfigError(
+                    f"{str(path)!r} holds other {role} than --{role}-file lists; use another --out, or "
+                    "delete splits.json to re-split"
+                )
         asked = {"members": members, "external": external, "test": test}
         have = {"members": len(splits.members), "external": len(splits.external), "test": len(splits.test)}
         clash = {k: (v, have[k]) for k, v in asked.items() if v is not None and v != have[k]}
@@ -126,9 +132,13 @@ def describe_splits(ds: ImageDataset, splits: Splits) -> str:
     k = ds.num_classes
     names = list(ds.class_names) if ds.class_names else [str(c) for c in range(k)]
     width = max(8, *(len(n) for n in names[:50]))
-    lines = [f"{ds.name}: pool of {len(ds)} samples, {k} classes, seed {splits.seed}",
-             f"{'class':<{width}} {'members':>8} {'external':>8} {'test':>8}"]
-    counts = {role: np.bincount(ds.labels[getattr(splits, role)], minlength=k) for role in ("members", "external", "test")}
+    lines = [
+        f"{ds.name}: pool of {len(ds)} samples, {k} classes, seed {splits.seed}",
+        f"{'class':<{width}} {'members':>8} {'external':>8} {'test':>8}",
+    ]
+    counts = {
+        role: np.bincount(ds.labels[getattr(splits, role)], minlength=k) for role in ("members", "external", "test")
+    }
     for c in range(k):
         lines.append(f"{names[c]:<{width}} {counts['members'][c]:>8} {counts['external'][c]:>8} {counts['test'][c]:>8}")
     lines.append(f"{'total':<{width}} {len(splits.members):>8} {len(splits.external):>8} {len(splits.test):>8}")

@@ -55,16 +55,35 @@ def demo(
     sweep(out, ds, splits, taps="published", config=cfg, command=command, show_progress=show_progress)
     # the baseline attacks on the same sets; two reference models trained like the audited one
     attack_cfg = AttackConfig(n_reference=2, reference_train=train_cfg, seed=seed)
-    attack(out, ds, splits, methods=list(DEMO_ATTACKS), config=attack_cfg, known_fraction=cfg.known_fraction,
-           command=command, show_progress=show_progress)
+    attack(
+        out,
+        ds,
+        splits,
+        methods=list(DEMO_ATTACKS),
+        config=attack_cfg,
+        known_fraction=cfg.known_fraction,
+        command=command,
+        show_progress=show_progress,
+    )
     # aMINT: the same backbone trained with a MINT head for the same budget, beside passive MINT on the plain model
     from mintaudit.active import ActiveConfig
     from mintaudit.active.workflow import ActiveRunConfig, active_train
 
-    active_cfg = ActiveRunConfig(train=ActiveConfig(epochs=epochs, batch_size=train_cfg.batch_size, lr=train_cfg.lr,
-                                                    patience=10, seed=seed))
+    active_cfg = ActiveRunConfig(
+        train=ActiveConfig(epochs=epochs, batch_size=train_cfg.batch_size, lr=train_cfg.lr, patience=10, seed=seed)
+    )
     report = active_train(out, ds, splits, active_cfg, plain=True, command=command, show_progress=show_progress)
-    atomic_write_json(out / "demo.config.json", {"dataset": dataset, "epochs": epochs, "seed": seed, "fusion": fusion,
-                                                 "train": train_cfg.to_dict(), "sweep": cfg.to_dict(),
-                                                 "attacks": attack_cfg.to_dict(), "amint": active_cfg.to_dict()})
+    atomic_write_json(
+        out / "demo.config.json",
+        {
+            "dataset": dataset,
+            "epochs": epochs,
+            "seed": seed,
+            "fusion": fusion,
+            "train": train_cfg.to_dict(),
+            "sweep": cfg.to_dict(),
+            "attacks": attack_cfg.to_dict(),
+            "amint": active_cfg.to_dict(),
+        },
+    )
     return report

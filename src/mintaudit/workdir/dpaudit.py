@@ -34,10 +34,21 @@ def _logits(net: nn.Module, ds: ImageDataset, idx: np.ndarray, batch_size: int =
 
 
 def audit_dp(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, canaries: int = 1000, method: str = "loss",
-    model: str = "objcls-cnn", model_kwargs: dict[str, Any] | None = None, config: TrainConfig | None = None,
-    dp: Any = None, confidence: float = 0.95, delta: float | None = None, guesses: tuple[int, int] | None = None,
-    command: list[str] | None = None, show_progress: bool | None = None,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    canaries: int = 1000,
+    method: str = "loss",
+    model: str = "objcls-cnn",
+    model_kwargs: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    dp: Any = None,
+    confidence: float = 0.95,
+    delta: float | None = None,
+    guesses: tuple[int, int] | None = None,
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
 ) -> dict[str, Any]:
     """The one-run privacy audit (Steinke, Nasr, Jagielski 2023; see :mod:`mintaudit.canary`): train once, bound epsilon.
 
@@ -70,8 +81,12 @@ def audit_dp(
     spec = spec_for(model, ds, model_kwargs)
     net, info = train_fresh(spec, ds, train_idx, config, dp=dp, test_indices=splits.test, show_progress=show_progress)
     dp_record = info.get("dp")
-    info = {**info, "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint(),
-            "trained_on": "members + the included canaries (see audit-dp.json)"}
+    info = {
+        **info,
+        "data_fingerprint": ds.fingerprint(),
+        "splits_fingerprint": splits.fingerprint(),
+        "trained_on": "members + the included canaries (see audit-dp.json)",
+    }
     save_model(net, spec, out / "audit-dp" / "model", info)
     from mintaudit.attacks.scores import loss_scores
 
@@ -88,28 +103,57 @@ def audit_dp(
         n_fit = min(len(splits.members), len(splits.test))
         fit_in = np.sort(rng.choice(splits.members, size=n_fit, replace=False))
         fit_out = np.sort(rng.choice(splits.test, size=n_fit, replace=False))
-        X = np.concatenate([output_features(_logits(net, ds, fit_in), ds.labels[fit_in]),
-                            output_features(_logits(net, ds, fit_out), ds.labels[fit_out])])
+        X = np.concatenate(
+            [
+                output_features(_logits(net, ds, fit_in), ds.labels[fit_in]),
+                output_features(_logits(net, ds, fit_out), ds.labels[fit_out]),
+            ]
+        )
         y = np.concatenate([np.ones(n_fit, dtype=np.int64), np.zeros(n_fit, dtype=np.int64)])
         det = MintDetector.from_config(DetectorConfig(kind="mlp", seed=config.seed), show_progress=False).fit(X, y)
         scores = det.decision_function(output_features(logits, labels)).astype(np.float64)
-        about = {"method": "passive-mint", "signal": "outputs", "detector": "mlp on the output signals (fitted on "
-                 f"{n_fit} non-canary members against {n_fit} test non-members)"}
+        about = {
+            "method": "passive-mint",
+            "signal": "outputs",
+            "detector": "mlp on the output signals (fitted on "
+            f"{n_fit} non-canary members against {n_fit} test non-members)",
+        }
     bound = one_run_bound(scores, included, delta=delta, confidence=confidence, guesses=guesses, seed=config.seed)
     doc = {
-        "schema": "mintaudit/audit-dp@1", **about, **bound.to_dict(),
+        "schema": "mintaudit/audit-dp@1",
+        **about,
+        **bound.to_dict(),
         "canaries_from": "external split (seeded draw); each trained on with probability 1/2",
-        "model": {"name": model, "dir": "audit-dp/model", "task_accuracy": info['task_accuracy'],
-                  "train_accuracy": info['train_accuracy'], "fingerprint": model_fingerprint(net),
-                  "trained_on": int(len(train_idx)), "dp": dp_record},
-        "canary_indices": canary_idx.tolist(), "canary_included": included.astype(int).tolist(),
+        "model": {
+            "name": model,
+            "dir": "audit-dp/model",
+            "task_accuracy": info["task_accuracy"],
+            "train_accuracy": info["train_accuracy"],
+            "fingerprint": model_fingerprint(net),
+            "trained_on": int(len(train_idx)),
+            "dp": dp_record,
+        },
+        "canary_indices": canary_idx.tolist(),
+        "canary_included": included.astype(int).tolist(),
         "command": " ".join(command or sys.argv),
     }
     atomic_write_json(out / "audit-dp.json", doc)
     section = {k: v for k, v in doc.items() if k not in ("canary_indices", "canary_included", "schema")}
     report_path = out / "report.json"
-    report = load_report(report_path) if report_path.is_file() else report_for(
-        out, ds, splits, model, net, info, {"audit_dp": {"canaries": canaries, "method": method}}, command or sys.argv)
+    report = (
+        load_report(report_path)
+        if report_path.is_file()
+        else report_for(
+            out,
+            ds,
+            splits,
+            model,
+            net,
+            info,
+            {"audit_dp": {"canaries": canaries, "method": method}},
+            command or sys.argv,
+        )
+    )
     report["dp_audit"] = {**section, "file": "audit-dp.json"}
     write_report(report, out)
     return report["dp_audit"]

@@ -14,13 +14,31 @@ from mintaudit.data import ImageDataset, Splits, load_dataset
 from mintaudit.errors import ConfigError, ModelError
 from mintaudit.gate import check_model_accuracy
 from mintaudit.preprocess import Preprocess
-from mintaudit.models import ModelSpec, build_model, check_model, load_model, load_weights, model_fingerprint, published_taps, save_model
+from mintaudit.models import (
+    ModelSpec,
+    build_model,
+    check_model,
+    load_model,
+    load_weights,
+    model_fingerprint,
+    published_taps,
+    save_model,
+)
 from mintaudit.report import new_report
 from mintaudit.taps import LayerInfo, list_layers, select_layers
 from mintaudit.training import TrainConfig, train_classifier
 
 
-__all__ = ["spec_for", "train_model", "train_fresh", "resolve_model", "describe_layers", "resolve_taps", "report_for", "model_spec"]
+__all__ = [
+    "spec_for",
+    "train_model",
+    "train_fresh",
+    "resolve_model",
+    "describe_layers",
+    "resolve_taps",
+    "report_for",
+    "model_spec",
+]
 
 
 def spec_for(name: str, ds: ImageDataset, kwargs: dict[str, Any] | None = None) -> ModelSpec:
@@ -52,8 +70,17 @@ def train_model(
     config = config or TrainConfig()
     spec = spec_for(model, ds, model_kwargs)
     model_dir = Path(out_dir) / "model"
-    net, info = train_fresh(spec, ds, splits.members, config, dp=dp, test_indices=splits.test, checkpoint_dir=model_dir,
-                            resume=resume, show_progress=show_progress)
+    net, info = train_fresh(
+        spec,
+        ds,
+        splits.members,
+        config,
+        dp=dp,
+        test_indices=splits.test,
+        checkpoint_dir=model_dir,
+        resume=resume,
+        show_progress=show_progress,
+    )
     info = {**info, "data_fingerprint": ds.fingerprint(), "splits_fingerprint": splits.fingerprint()}
     if "dp" in info:  # keep the order of model.json's keys as before: dp last
         info["dp"] = info.pop("dp")
@@ -62,8 +89,15 @@ def train_model(
 
 
 def train_fresh(
-    spec: ModelSpec, ds: ImageDataset, indices: np.ndarray, config: TrainConfig, *, dp: Any = None,
-    test_indices: np.ndarray | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
+    spec: ModelSpec,
+    ds: ImageDataset,
+    indices: np.ndarray,
+    config: TrainConfig,
+    *,
+    dp: Any = None,
+    test_indices: np.ndarray | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
     show_progress: bool | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``spec`` under the seed (it fixes the initial weights too), check it, and train it on ``indices``.
@@ -81,21 +115,42 @@ def train_fresh(
         if resume:
             raise ConfigError("--resume does not apply to DP-SGD training (no checkpoints are written); drop --resume")
         net, replaced = make_private_ready(net)
-        result, dp_record = train_dp(net, ds, indices, config, dp, test_indices=test_indices, show_progress=show_progress)
+        result, dp_record = train_dp(
+            net, ds, indices, config, dp, test_indices=test_indices, show_progress=show_progress
+        )
         dp_record["replaced"] = replaced
     else:
-        result = train_classifier(net, ds, indices, config, test_indices=test_indices, checkpoint_dir=checkpoint_dir,
-                                  resume=resume, show_progress=show_progress)
+        result = train_classifier(
+            net,
+            ds,
+            indices,
+            config,
+            test_indices=test_indices,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            show_progress=show_progress,
+        )
     net.eval()
-    info = {"train": config.to_dict(), "train_accuracy": result.train_accuracy, "task_accuracy": result.test_accuracy,
-            "seconds": round(result.seconds, 2), "history": result.history, "preprocess": ds.preprocess.to_dict(),
-            **({"dp": dp_record} if dp_record is not None else {})}
+    info = {
+        "train": config.to_dict(),
+        "train_accuracy": result.train_accuracy,
+        "task_accuracy": result.test_accuracy,
+        "seconds": round(result.seconds, 2),
+        "history": result.history,
+        "preprocess": ds.preprocess.to_dict(),
+        **({"dp": dp_record} if dp_record is not None else {}),
+    }
     return net, info
 
 
 def resolve_model(
-    out_dir: str | Path, ds: ImageDataset, *, model: str | None = None, weights: str | None = None,
-    splits: Splits | None = None, allow_weak_model: bool = False,
+    out_dir: str | Path,
+    ds: ImageDataset,
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    splits: Splits | None = None,
+    allow_weak_model: bool = False,
 ) -> tuple[nn.Module, str, dict[str, Any]]:
     """The audited model: a user's (``model`` + ``weights``) or the one trained in ``out_dir``.
 
@@ -111,8 +166,12 @@ def resolve_model(
     """
     net, name, info = _load_audited(out_dir, ds, model=model, weights=weights)
     if splits is not None:
-        info = {**info, "check": check_model_accuracy(net, ds, splits.members, splits.test,
-                                                      allow_weak_model=allow_weak_model).to_dict()}
+        info = {
+            **info,
+            "check": check_model_accuracy(
+                net, ds, splits.members, splits.test, allow_weak_model=allow_weak_model
+            ).to_dict(),
+        }
     return net, name, info
 
 
@@ -134,20 +193,31 @@ def _load_audited(
         )
     net, spec, info = load_model(model_dir)
     if model is not None and model != spec.name:
-        raise ConfigError(f"{str(model_dir)!r} holds a {spec.name!r} model, not {model!r}; drop --model or use another --out")
+        raise ConfigError(
+            f"{str(model_dir)!r} holds a {spec.name!r} model, not {model!r}; drop --model or use another --out"
+        )
     if info.get("data_fingerprint") not in (None, ds.fingerprint()):
-        raise ConfigError(f"the model in {str(model_dir)!r} was trained on other data; use the same --dataset or another --out")
+        raise ConfigError(
+            f"the model in {str(model_dir)!r} was trained on other data; use the same --dataset or another --out"
+        )
     trained_with = Preprocess.from_dict(info.get("preprocess"))
     if trained_with != ds.preprocess:
         raise ConfigError(
             f"the model in {str(model_dir)!r} was trained with preprocessing {trained_with.to_dict()}, not "
-            f"{ds.preprocess.to_dict()}; drop --mean/--std/--grey-to-rgb (the recorded one is used) or use another --out")
+            f"{ds.preprocess.to_dict()}; drop --mean/--std/--grey-to-rgb (the recorded one is used) or use another --out"
+        )
     check_model(net, ds.image_shape, ds.num_classes, name=spec.name)
     return net, spec.name, {**info, "preprocess": trained_with.to_dict()}
 
 
-def describe_layers(model: str, dataset: str, *, data_root: str | None = None, image_size: int | None = None,
-                    preprocess: Preprocess | None = None) -> list[LayerInfo]:
+def describe_layers(
+    model: str,
+    dataset: str,
+    *,
+    data_root: str | None = None,
+    image_size: int | None = None,
+    preprocess: Preprocess | None = None,
+) -> list[LayerInfo]:
     """Every tappable layer of ``model`` (zoo name, ``package.module:factory`` or a saved model dir) for ``dataset``'s inputs."""
     ds = load_dataset(dataset, root=data_root, image_size=image_size).with_preprocess(preprocess)
     if Path(model).is_dir():
@@ -163,25 +233,48 @@ def resolve_taps(net: nn.Module, model_name: str, taps: str) -> list[tuple[str, 
     if taps == "published":
         pub = published_taps(model_name)
         if pub is None:
-            raise ConfigError(f"model {model_name!r} has no published taps; choose layers with --taps (names, indices, glob or all)")
+            raise ConfigError(
+                f"model {model_name!r} has no published taps; choose layers with --taps (names, indices, glob or all)"
+            )
         return pub
     layers = select_layers(net, taps)
     return [(f"L{i}", name) for i, name in enumerate(layers, start=1)]
 
 
-def report_for(out_dir: Path, ds: ImageDataset, splits: Splits, model_name: str, net: nn.Module, info: dict[str, Any],
-                config: dict[str, Any], command: list[str]) -> dict[str, Any]:
+def report_for(
+    out_dir: Path,
+    ds: ImageDataset,
+    splits: Splits,
+    model_name: str,
+    net: nn.Module,
+    info: dict[str, Any],
+    config: dict[str, Any],
+    command: list[str],
+) -> dict[str, Any]:
     known = int(round(config.get("known_fraction", 0.5) * len(splits.members)))
-    dataset = {"name": ds.name, "members": len(splits.members), "external": len(splits.external),
-               "test": len(splits.test), "seed": splits.seed, "fingerprint": ds.fingerprint(),
-               "known_members": known, "heldout_members": len(splits.members) - known}
+    dataset = {
+        "name": ds.name,
+        "members": len(splits.members),
+        "external": len(splits.external),
+        "test": len(splits.test),
+        "seed": splits.seed,
+        "fingerprint": ds.fingerprint(),
+        "known_members": known,
+        "heldout_members": len(splits.members) - known,
+    }
     check = info.get("check")
     if check is None:  # the gate measured both before the audit; measure them here otherwise
         check = check_model_accuracy(net, ds, splits.members, splits.test, allow_weak_model=True).to_dict()
         check["weak_model_allowed"] = False
-    mdl = {"name": model_name, "task_accuracy": check["test_accuracy"], "train_accuracy": check["members_accuracy"],
-           "fingerprint": model_fingerprint(net), "epochs": info.get("train", {}).get("epochs"),
-           "preprocess": ds.preprocess_record, "chance_accuracy": check["chance"]}
+    mdl = {
+        "name": model_name,
+        "task_accuracy": check["test_accuracy"],
+        "train_accuracy": check["members_accuracy"],
+        "fingerprint": model_fingerprint(net),
+        "epochs": info.get("train", {}).get("epochs"),
+        "preprocess": ds.preprocess_record,
+        "chance_accuracy": check["chance"],
+    }
     if isinstance(info.get("dp"), dict):
         mdl["dp"] = info["dp"]  # the DP-SGD claim (model.json), beside every result's measured epsilon lower bound
     if check.get("weak_model_allowed"):

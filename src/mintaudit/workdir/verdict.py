@@ -34,8 +34,10 @@ QUERY_ROLES = ("heldout-members", "test")
 """Split roles ``verdict`` accepts as ``query`` (besides files of indices and new data sets)."""
 
 
-_NULL_SOURCE = ("non-member test samples: a seeded half of the test split, never used to train the model, fit the "
-                "MINT model, choose its layer or set a threshold")
+_NULL_SOURCE = (
+    "non-member test samples: a seeded half of the test split, never used to train the model, fit the "
+    "MINT model, choose its layer or set a threshold"
+)
 
 
 def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -54,17 +56,32 @@ def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple
     test = np.random.default_rng([seed, 1]).permutation(splits.test)
     k = int(round(fraction * len(test)))
     if k == 0 or k == len(test):
-        raise ConfigError(f"{len(test)} test samples cannot be split into a null reference and a query pool; "
-                          "use more --test samples")
+        raise ConfigError(
+            f"{len(test)} test samples cannot be split into a null reference and a query pool; use more --test samples"
+        )
     return np.sort(test[:k]), np.sort(test[k:])
 
 
 def verdict(
-    out_dir: str | Path, ds: ImageDataset, splits: Splits, *, query: str, method: str | None = None,
-    layer: str | None = None, fuse_outputs: bool = False, fdr: float = 0.05, alpha: float = 0.05,
-    decision: str = "mann-whitney", model: str | None = None, weights: str | None = None,
-    config: SweepConfig | None = None, null_fraction: float = 0.5, command: list[str] | None = None,
-    show_progress: bool | None = None, allow_weak_model: bool = False, setup: str = "middle",
+    out_dir: str | Path,
+    ds: ImageDataset,
+    splits: Splits,
+    *,
+    query: str,
+    method: str | None = None,
+    layer: str | None = None,
+    fuse_outputs: bool = False,
+    fdr: float = 0.05,
+    alpha: float = 0.05,
+    decision: str = "mann-whitney",
+    model: str | None = None,
+    weights: str | None = None,
+    config: SweepConfig | None = None,
+    null_fraction: float = 0.5,
+    command: list[str] | None = None,
+    show_progress: bool | None = None,
+    allow_weak_model: bool = False,
+    setup: str = "middle",
 ) -> dict[str, Any]:
     """Were the ``query`` samples, or some of them, used to train the audited model? Test it and write the verdict.
 
@@ -125,8 +142,14 @@ def verdict(
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
     null_idx, test_pool = null_split(splits, fraction=null_fraction, seed=config.seed)
     q_ds, q_ids, q_info = _resolve_query(query, ds, split, test_pool)
-    _refuse_overlap(q_ds, q_ids, ds, null_idx, "the null reference",
-                    "the null must never contain query samples; use --query test for non-members outside it")
+    _refuse_overlap(
+        q_ds,
+        q_ids,
+        ds,
+        null_idx,
+        "the null reference",
+        "the null must never contain query samples; use --query test for non-members outside it",
+    )
     if method == "amint":
         from mintaudit.active.train import membership_scores
         from mintaudit.active.workflow import load_delivered
@@ -134,109 +157,285 @@ def verdict(
         if model is not None or weights is not None:
             raise ConfigError("--model and --weights do not apply to --method amint; it reads OUT/amint/SETUP")
         amodel, meta = load_delivered(out, ds, splits, setup)
-        _refuse_overlap(q_ds, q_ids, ds, splits.external, "the external samples the aMINT head was trained on",
-                        "their scores are pushed towards 'non-member'; query other samples")
+        _refuse_overlap(
+            q_ds,
+            q_ids,
+            ds,
+            splits.external,
+            "the external samples the aMINT head was trained on",
+            "their scores are pushed towards 'non-member'; query other samples",
+        )
         if q_info["source"] == "heldout-members":
-            q_info = {**q_info, "description": "training members; the aMINT head was trained on them too (the "
-                      "published protocol): a positive control"}
+            q_info = {
+                **q_info,
+                "description": "training members; the aMINT head was trained on them too (the "
+                "published protocol): a positive control",
+            }
         null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
-        about = {"method": "amint", "signal": "activations", "layer": "+".join(meta["taps"]),
-                 "detector": f"amint-head ({setup})"}
+        about = {
+            "method": "amint",
+            "signal": "activations",
+            "layer": "+".join(meta["taps"]),
+            "detector": f"amint-head ({setup})",
+        }
         net, name, info = amodel.backbone, meta["backbone"]["name"], {}
-        return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx,
-                               null_scores, q_scores, about, fdr=fdr, alpha=alpha, decision=decision,
-                               null_fraction=null_fraction)
-    net, name, info = resolve_model(out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model)
+        return _finish_verdict(
+            out,
+            ds,
+            splits,
+            net,
+            name,
+            info,
+            config,
+            command,
+            q_ids,
+            q_info,
+            null_idx,
+            null_scores,
+            q_scores,
+            about,
+            fdr=fdr,
+            alpha=alpha,
+            decision=decision,
+            null_fraction=null_fraction,
+        )
+    net, name, info = resolve_model(
+        out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
+    )
     report_path = out / "report.json"
     report = load_report(report_path) if report_path.is_file() else {"results": []}
     attack_done: dict[str, Any] = {}
     if method is None:
-        method, layer_name, choice, attack_done = choose_default(out, net, ds, splits, split, report,
-                                                                 other_data=q_ds is not ds, model=model,
-                                                                 weights=weights, show_progress=show_progress)
+        method, layer_name, choice, attack_done = choose_default(
+            out,
+            net,
+            ds,
+            splits,
+            split,
+            report,
+            other_data=q_ds is not ds,
+            model=model,
+            weights=weights,
+            show_progress=show_progress,
+        )
         fuse = layer_name is None or choice["signal"] == "activations+outputs"
     else:
         choice = {"chosen": method, "given": True, "sentence": f"Method given with --method {method}."}
     if method not in ("passive-mint", "loss"):  # a registry attack
-        return _attack_verdict(out, ds, splits, net, name, info, config, command, q_ds, q_ids, q_info, null_idx,
-                               split, report, method, choice, attack_done.get(method), model, weights, show_progress,
-                               fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
+        return _attack_verdict(
+            out,
+            ds,
+            splits,
+            net,
+            name,
+            info,
+            config,
+            command,
+            q_ds,
+            q_ids,
+            q_info,
+            null_idx,
+            split,
+            report,
+            method,
+            choice,
+            attack_done.get(method),
+            model,
+            weights,
+            show_progress,
+            fdr=fdr,
+            alpha=alpha,
+            decision=decision,
+            null_fraction=null_fraction,
+        )
     if method == "passive-mint":
-        _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
-                        "the MINT model's training data (known members and external samples)",
-                        "their scores say nothing about membership; query other samples, or use --method loss")
+        _refuse_overlap(
+            q_ds,
+            q_ids,
+            ds,
+            np.concatenate([split.known_members, split.external]),
+            "the MINT model's training data (known members and external samples)",
+            "their scores say nothing about membership; query other samples, or use --method loss",
+        )
     if choice.get("given"):
         layer_name, fuse = _verdict_layer(out, net, layer, fuse_outputs) if method == "passive-mint" else (None, False)
     layers = [layer_name] if layer_name is not None else []
     base_idx = np.unique(split.all_indices())
     # the tap is stored as the sweep stored it (same --tap-mode / --tap-budget): a cache of another mode is not reused
     modes = plan_tap_modes(net, ds, base_idx, layers, config.tap_mode, config.tap_budget, config.dtype)
-    store = {"batch_size": config.batch_size, "dtype": config.dtype, "show_progress": show_progress,
-             "tap_mode": modes or None, "tap_budget": config.tap_budget}
+    store = {
+        "batch_size": config.batch_size,
+        "dtype": config.dtype,
+        "show_progress": show_progress,
+        "tap_mode": modes or None,
+        "tap_budget": config.tap_budget,
+    }
     cache = _find_cache(out / "cache", net, ds, layers, base_idx, modes) or extract_signals(
-        net, ds, base_idx, layers, out / "cache", **store)  # type: ignore[arg-type]
+        net, ds, base_idx, layers, out / "cache", **store
+    )  # type: ignore[arg-type]
     if q_ds is not ds:
         q_cache = extract_signals(net, q_ds, q_ids, layers, out / "cache", **store)  # type: ignore[arg-type]
     elif np.isin(q_ids, cache.indices).all():
         q_cache = cache
     else:
         q_cache = _find_cache(out / "cache", net, ds, layers, q_ids, modes) or extract_signals(
-            net, ds, np.sort(q_ids), layers, out / "cache", **store)  # type: ignore[arg-type]
+            net, ds, np.sort(q_ids), layers, out / "cache", **store
+        )  # type: ignore[arg-type]
 
     if method == "loss":
+
         def score(c: Any, ids: np.ndarray) -> np.ndarray:  # in float64 from the logits: no ties at zero loss
             from mintaudit.attacks.scores import loss_scores
 
             o, rows = c.outputs(), c.rows(ids)
             return loss_scores(o["logits"][rows].astype(np.float64), o["labels"][rows])
+
         about = {"method": "loss", "signal": "outputs", "layer": "outputs", "detector": "none (minus the loss)"}
     else:
         det = _verdict_detector(out, net, ds, splits, split, cache, layer_name, fuse, config, show_progress)
 
         def score(c: Any, ids: np.ndarray) -> np.ndarray:
             return mint_scores(det, c, layer_name, fuse, ids)
+
         signal = "outputs" if layer_name is None else ("activations+outputs" if fuse else "activations")
         about = {"method": "passive-mint", "signal": signal, "layer": layer_name or "outputs", "detector": det.kind_}
     about["choice"] = choice
 
     null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
-    return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx, null_scores,
-                           q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
+    return _finish_verdict(
+        out,
+        ds,
+        splits,
+        net,
+        name,
+        info,
+        config,
+        command,
+        q_ids,
+        q_info,
+        null_idx,
+        null_scores,
+        q_scores,
+        about,
+        fdr=fdr,
+        alpha=alpha,
+        decision=decision,
+        null_fraction=null_fraction,
+    )
 
 
 def _attack_verdict(
-    out: Path, ds: ImageDataset, splits: Splits, net: nn.Module, name: str, info: dict[str, Any], config: SweepConfig,
-    command: list[str] | None, q_ds: ImageDataset, q_ids: np.ndarray, q_info: dict[str, Any], null_idx: np.ndarray,
-    split: Any, report: dict[str, Any], method: str, choice: dict[str, Any], scores: Any, model: str | None,
-    weights: str | None, show_progress: bool | None, *, fdr: float, alpha: float, decision: str, null_fraction: float,
+    out: Path,
+    ds: ImageDataset,
+    splits: Splits,
+    net: nn.Module,
+    name: str,
+    info: dict[str, Any],
+    config: SweepConfig,
+    command: list[str] | None,
+    q_ds: ImageDataset,
+    q_ids: np.ndarray,
+    q_info: dict[str, Any],
+    null_idx: np.ndarray,
+    split: Any,
+    report: dict[str, Any],
+    method: str,
+    choice: dict[str, Any],
+    scores: Any,
+    model: str | None,
+    weights: str | None,
+    show_progress: bool | None,
+    *,
+    fdr: float,
+    alpha: float,
+    decision: str,
+    null_fraction: float,
 ) -> dict[str, Any]:
     """The verdict scored by the registry attack ``method``, from the reference models ``mintaudit attack`` cached."""
     if q_ds is not ds:
-        raise ConfigError(f"--method {method} scores samples of the audited data set only (its scores are calibrated "
-                          "on them); for new samples (npz:/folder:) use --method passive-mint or loss")
-    _refuse_overlap(q_ds, q_ids, ds, np.concatenate([split.known_members, split.external]),
-                    "the attack's calibration and reference data (known members and external samples)",
-                    "their scores say nothing about membership; query other samples, or use --method loss")
+        raise ConfigError(
+            f"--method {method} scores samples of the audited data set only (its scores are calibrated "
+            "on them); for new samples (npz:/folder:) use --method passive-mint or loss"
+        )
+    _refuse_overlap(
+        q_ds,
+        q_ids,
+        ds,
+        np.concatenate([split.known_members, split.external]),
+        "the attack's calibration and reference data (known members and external samples)",
+        "their scores say nothing about membership; query other samples, or use --method loss",
+    )
     scored = np.concatenate([split.heldout_members, split.test])
     inside = np.isin(q_ids, scored).all()
     if scores is None or not inside:
         spec = model_spec(out, ds, model, weights)
-        scores = score_attack(method, out, net, spec, ds, splits, split, report, extra=None if inside else q_ids,
-                              show_progress=show_progress)
+        scores = score_attack(
+            method,
+            out,
+            net,
+            spec,
+            ds,
+            splits,
+            split,
+            report,
+            extra=None if inside else q_ids,
+            show_progress=show_progress,
+        )
     pool = dict(zip(scored.tolist(), np.r_[scores.members, scores.nonmembers].tolist()))
     null_scores = np.array([pool[i] for i in null_idx.tolist()], dtype=np.float64)
-    q_scores = (np.array([pool[i] for i in q_ids.tolist()], dtype=np.float64) if inside
-                else np.asarray(scores.extra, dtype=np.float64))
-    about = {"method": method, "signal": "outputs", "layer": "outputs", "choice": choice,
-             "detector": f"{method} attack ({scores.info.get('n_reference', 0)} reference models)"}
-    return _finish_verdict(out, ds, splits, net, name, info, config, command, q_ids, q_info, null_idx, null_scores,
-                           q_scores, about, fdr=fdr, alpha=alpha, decision=decision, null_fraction=null_fraction)
+    q_scores = (
+        np.array([pool[i] for i in q_ids.tolist()], dtype=np.float64)
+        if inside
+        else np.asarray(scores.extra, dtype=np.float64)
+    )
+    about = {
+        "method": method,
+        "signal": "outputs",
+        "layer": "outputs",
+        "choice": choice,
+        "detector": f"{method} attack ({scores.info.get('n_reference', 0)} reference models)",
+    }
+    return _finish_verdict(
+        out,
+        ds,
+        splits,
+        net,
+        name,
+        info,
+        config,
+        command,
+        q_ids,
+        q_info,
+        null_idx,
+        null_scores,
+        q_scores,
+        about,
+        fdr=fdr,
+        alpha=alpha,
+        decision=decision,
+        null_fraction=null_fraction,
+    )
 
 
 def _finish_verdict(
-    out: Path, ds: ImageDataset, splits: Splits, net: nn.Module, name: str, info: dict[str, Any], config: SweepConfig,
-    command: list[str] | None, q_ids: np.ndarray, q_info: dict[str, Any], null_idx: np.ndarray,
-    null_scores: np.ndarray, q_scores: np.ndarray, about: dict[str, Any], *, fdr: float, alpha: float, decision: str,
+    out: Path,
+    ds: ImageDataset,
+    splits: Splits,
+    net: nn.Module,
+    name: str,
+    info: dict[str, Any],
+    config: SweepConfig,
+    command: list[str] | None,
+    q_ids: np.ndarray,
+    q_info: dict[str, Any],
+    null_idx: np.ndarray,
+    null_scores: np.ndarray,
+    q_scores: np.ndarray,
+    about: dict[str, Any],
+    *,
+    fdr: float,
+    alpha: float,
+    decision: str,
     null_fraction: float,
 ) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
@@ -247,16 +446,24 @@ def _finish_verdict(
     test = dataset_test(q_scores, null_scores, alpha=alpha, decision=decision)  # type: ignore[arg-type]
     csv_path = _write_verdict_csv(out / "verdict.csv", q_ids, q_scores, per_sample)
     result = {
-        **test.to_dict(), **about,
+        **test.to_dict(),
+        **about,
         "query": {**q_info, "n": int(len(q_ids))},
-        "null_reference": {"source": _NULL_SOURCE, "n": int(len(null_idx)), "fraction_of_test": null_fraction,
-                           "seed": config.seed},
+        "null_reference": {
+            "source": _NULL_SOURCE,
+            "n": int(len(null_idx)),
+            "fraction_of_test": null_fraction,
+            "seed": config.seed,
+        },
         "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
         "command": " ".join(command or sys.argv),
     }
     report_path = out / "report.json"
-    report = load_report(report_path) if report_path.is_file() else report_for(
-        out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    report = (
+        load_report(report_path)
+        if report_path.is_file()
+        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    )
     set_verdict(report, result)
     write_report(report, out)
     return result
@@ -267,24 +474,50 @@ def _resolve_query(
 ) -> tuple[ImageDataset, np.ndarray, dict[str, Any]]:
     """(the data set the query lives in, its sample ids there, a description) of ``--query``."""
     if query == "heldout-members":
-        return ds, split.heldout_members, {"source": "heldout-members", "kind": "split", "truth": "members",
-                                           "description": "training members the MINT model never saw; a positive control"}
+        return (
+            ds,
+            split.heldout_members,
+            {
+                "source": "heldout-members",
+                "kind": "split",
+                "truth": "members",
+                "description": "training members the MINT model never saw; a positive control",
+            },
+        )
     if query == "test":
-        return ds, test_pool, {"source": "test", "kind": "split", "truth": "non-members",
-                               "description": "non-member test samples outside the null reference; a negative control"}
+        return (
+            ds,
+            test_pool,
+            {
+                "source": "test",
+                "kind": "split",
+                "truth": "non-members",
+                "description": "non-member test samples outside the null reference; a negative control",
+            },
+        )
     if query.lower().startswith(("npz:", "folder:")):
         q_ds = load_dataset(query)
         if q_ds.image_shape != ds.image_shape or q_ds.num_classes > ds.num_classes:
-            raise ConfigError(f"--query {query!r} holds {q_ds.num_classes} classes of {q_ds.image_shape} images; the "
-                              f"audited data has {ds.num_classes} classes of {ds.image_shape}: give samples of the same kind")
-        return q_ds, np.arange(len(q_ds), dtype=np.int64), {
-            "source": query, "kind": "dataset", "truth": None, "description": "new samples (sample_id = their row)"}
+            raise ConfigError(
+                f"--query {query!r} holds {q_ds.num_classes} classes of {q_ds.image_shape} images; the "
+                f"audited data has {ds.num_classes} classes of {ds.image_shape}: give samples of the same kind"
+            )
+        return (
+            q_ds,
+            np.arange(len(q_ds), dtype=np.int64),
+            {"source": query, "kind": "dataset", "truth": None, "description": "new samples (sample_id = their row)"},
+        )
     path = Path(query)
     if not path.is_file():
-        raise ConfigError(f"--query {query!r} is neither a split role ({', '.join(QUERY_ROLES)}), nor a file of pool "
-                          "indices (.txt/.csv one per line, .npy), nor new samples (npz:PATH, folder:PATH)")
-    return ds, _read_indices(path, len(ds)), {"source": str(path), "kind": "indices", "truth": None,
-                                              "description": "pool indices from a file"}
+        raise ConfigError(
+            f"--query {query!r} is neither a split role ({', '.join(QUERY_ROLES)}), nor a file of pool "
+            "indices (.txt/.csv one per line, .npy), nor new samples (npz:PATH, folder:PATH)"
+        )
+    return (
+        ds,
+        _read_indices(path, len(ds)),
+        {"source": str(path), "kind": "indices", "truth": None, "description": "pool indices from a file"},
+    )
 
 
 def _read_indices(path: Path, n_pool: int) -> np.ndarray:
@@ -295,7 +528,9 @@ def _read_indices(path: Path, n_pool: int) -> np.ndarray:
         try:
             values = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise CorruptFileError(f"{str(path)!r} is not a readable .npy array of indices ({e}); save one with numpy.save") from e
+            raise CorruptFileError(
+                f"{str(path)!r} is not a readable .npy array of indices ({e}); save one with numpy.save"
+            ) from e
     else:
         cells = [line.split(",")[0].strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
         cells = [c for c in cells if c]
@@ -303,27 +538,36 @@ def _read_indices(path: Path, n_pool: int) -> np.ndarray:
             cells = cells[1:]  # a header
         bad = next((c for c in cells if not c.removeprefix("-").isdecimal()), None)
         if bad is not None:
-            raise CorruptFileError(f"{str(path)!r}: {bad!r} is not a sample index; write one integer pool index per line")
+            raise CorruptFileError(
+                f"{str(path)!r}: {bad!r} is not a sample index; write one integer pool index per line"
+            )
         ints = [int(c) for c in cells]
         huge = next((v for v in ints if not 0 <= v < n_pool), None)  # before int64, which a 20-digit index overflows
         if huge is not None:
-            raise SplitError(f"{str(path)!r} holds index {huge}; the pool has {n_pool} samples (valid: 0 to {n_pool - 1})")
+            raise SplitError(
+                f"{str(path)!r} holds index {huge}; the pool has {n_pool} samples (valid: 0 to {n_pool - 1})"
+            )
         values = np.array(ints, dtype=np.int64)
     values = np.asarray(values)
     if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
-        raise SplitError(f"{str(path)!r} must hold a non-empty 1-D list of integer pool indices; "
-                         f"given {values.dtype} of shape {values.shape}")
+        raise SplitError(
+            f"{str(path)!r} must hold a non-empty 1-D list of integer pool indices; "
+            f"given {values.dtype} of shape {values.shape}"
+        )
     values = values.astype(np.int64)
     if values.min() < 0 or values.max() >= n_pool:
-        raise SplitError(f"{str(path)!r} holds indices in [{values.min()}, {values.max()}]; the pool has {n_pool} "
-                         f"samples (valid: 0 to {n_pool - 1})")
+        raise SplitError(
+            f"{str(path)!r} holds indices in [{values.min()}, {values.max()}]; the pool has {n_pool} "
+            f"samples (valid: 0 to {n_pool - 1})"
+        )
     if len(np.unique(values)) != len(values):
         raise SplitError(f"{str(path)!r} repeats {len(values) - len(np.unique(values))} indices; list each sample once")
     return values
 
 
-def _refuse_overlap(q_ds: ImageDataset, q_ids: np.ndarray, ds: ImageDataset, other: np.ndarray, what: str,
-                    fix: str) -> None:
+def _refuse_overlap(
+    q_ds: ImageDataset, q_ids: np.ndarray, ds: ImageDataset, other: np.ndarray, what: str, fix: str
+) -> None:
     """SplitError when query samples are among ``other`` (pool indices; by image content for new samples)."""
     from mintaudit.errors import SplitError
 
@@ -345,8 +589,11 @@ def _verdict_layer(out: Path, net: nn.Module, layer: str | None, fuse_outputs: b
         return select_layers(net, layer)[0], bool(fuse_outputs)
     report_path = out / "report.json"
     results = load_report(report_path)["results"] if report_path.is_file() else []
-    fitted = [r for r in results if r.get("method") == "passive-mint"
-              and isinstance((r.get("fit") or {}).get("val_auc"), (int, float))]
+    fitted = [
+        r
+        for r in results
+        if r.get("method") == "passive-mint" and isinstance((r.get("fit") or {}).get("val_auc"), (int, float))
+    ]
     if not fitted:
         return None, True
     best = max(fitted, key=lambda r: r["fit"]["val_auc"])
@@ -355,8 +602,9 @@ def _verdict_layer(out: Path, net: nn.Module, layer: str | None, fuse_outputs: b
     return str(best["layer"]), best.get("signal") == "activations+outputs"
 
 
-def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str], indices: np.ndarray,
-                modes: dict[str, str]) -> Any:
+def _find_cache(
+    root: Path, net: nn.Module, ds: ImageDataset, layers: list[str], indices: np.ndarray, modes: dict[str, str]
+) -> Any:
     """An existing activation cache under ``root`` of this model and data holding ``layers`` (stored in ``modes``) and ``indices``, or None."""
     from mintaudit.errors import CacheError
     from mintaudit.signals import SignalCache
@@ -370,9 +618,12 @@ def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str],
         except CacheError:
             continue
         m = cache.manifest
-        if (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp) or \
-                m.get("signal", "activations") != "activations" or not set(layers) <= set(m.get("layers", [])) or \
-                m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess_record:
+        if (
+            (m.get("model_fingerprint"), m.get("data_fingerprint")) != (model_fp, data_fp)
+            or m.get("signal", "activations") != "activations"
+            or not set(layers) <= set(m.get("layers", []))
+            or m.get("preprocess", DEFAULT_PREPROCESS.to_dict()) != ds.preprocess_record
+        ):
             continue
         if any(cache.tap_mode(layer) != modes[layer] for layer in layers):
             continue
@@ -381,8 +632,18 @@ def _find_cache(root: Path, net: nn.Module, ds: ImageDataset, layers: list[str],
     return None
 
 
-def _verdict_detector(out: Path, net: nn.Module, ds: ImageDataset, splits: Splits, split: Any, cache: Any,
-                      layer: str | None, fuse: bool, config: SweepConfig, show_progress: bool | None) -> Any:
+def _verdict_detector(
+    out: Path,
+    net: nn.Module,
+    ds: ImageDataset,
+    splits: Splits,
+    split: Any,
+    cache: Any,
+    layer: str | None,
+    fuse: bool,
+    config: SweepConfig,
+    show_progress: bool | None,
+) -> Any:
     """The MINT model of ``layer``: the one saved in ``OUT/detectors`` when fitted on the same protocol, else fitted now (and saved)."""
     import dataclasses
 
@@ -406,6 +667,8 @@ def _write_verdict_csv(path: Path, ids: np.ndarray, scores: np.ndarray, d: Any) 
     from mintaudit._io import atomic_write_text
 
     lines = ["sample_id,score,p_value,flagged_bh,flagged_alpha,n_null"]
-    lines += [f"{int(i)},{s:.9g},{p:.9g},{int(b)},{int(a)},{d.n_null}"
-              for i, s, p, b, a in zip(ids, scores, d.p_values, d.flagged_bh, d.flagged_alpha)]
+    lines += [
+        f"{int(i)},{s:.9g},{p:.9g},{int(b)},{int(a)},{d.n_null}"
+        for i, s, p, b, a in zip(ids, scores, d.p_values, d.flagged_bh, d.flagged_alpha)
+    ]
     return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -43,12 +43,25 @@ from mintaudit.errors import ConfigError
 from mintaudit.evaluation.metrics import auc_score
 from mintaudit.signals import extract_signals, output_features
 
-__all__ = ["CALIBRATED", "FEATURES", "SPREAD_FLOOR_QUANTILE", "calibrated_signals", "spread_floors",
-           "training_rows", "validation_rows"]
+__all__ = [
+    "CALIBRATED",
+    "FEATURES",
+    "SPREAD_FLOOR_QUANTILE",
+    "calibrated_signals",
+    "spread_floors",
+    "training_rows",
+    "validation_rows",
+]
 
 #: The reference-calibrated columns of :func:`calibrated_signals`, in order.
-CALIBRATED = ("loss_minus_ref", "loss_z", "confidence_minus_ref", "confidence_z", "ref_confidence_mean",
-              "ref_confidence_spread")
+CALIBRATED = (
+    "loss_minus_ref",
+    "loss_z",
+    "confidence_minus_ref",
+    "confidence_z",
+    "ref_confidence_mean",
+    "ref_confidence_spread",
+)
 #: Every feature of the MINT model, in column order.
 FEATURES = ("loss", "logit_confidence", "max_probability", "entropy", "correct", *CALIBRATED, "rmia", "lira")
 #: The spread floor: this quantile of the references' per-sample spreads on the MINT-training rows.
@@ -56,7 +69,9 @@ SPREAD_FLOOR_QUANTILE = 0.25
 _MIN_PER_CLASS = 4
 
 
-def spread_floors(ref_logits: np.ndarray, labels: np.ndarray, quantile: float = SPREAD_FLOOR_QUANTILE) -> tuple[float, float]:
+def spread_floors(
+    ref_logits: np.ndarray, labels: np.ndarray, quantile: float = SPREAD_FLOOR_QUANTILE
+) -> tuple[float, float]:
     """The floors of the loss and confidence spreads: ``quantile`` of the per-sample spreads (at least 1e-6).
 
     Args:
@@ -67,8 +82,9 @@ def spread_floors(ref_logits: np.ndarray, labels: np.ndarray, quantile: float = 
     return max(float(np.quantile(loss_sd, quantile)), 1e-6), max(float(np.quantile(conf_sd, quantile)), 1e-6)
 
 
-def calibrated_signals(logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarray,
-                       floors: tuple[float, float]) -> np.ndarray:
+def calibrated_signals(
+    logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarray, floors: tuple[float, float]
+) -> np.ndarray:
     """float64 (N, 6): the :data:`CALIBRATED` columns (higher = more likely a member, except the last two).
 
     ``loss_minus_ref`` = mean reference loss - target loss (the calibrated-loss attack's score);
@@ -85,12 +101,22 @@ def calibrated_signals(logits: np.ndarray, labels: np.ndarray, ref_logits: np.nd
     loss_diff = ref_loss.mean(0) + loss_scores(logits, labels)
     conf_diff = logit_confidence(logits, labels) - ref_conf.mean(0)
     conf_sd = ref_conf.std(0)
-    return np.stack([loss_diff, loss_diff / np.maximum(ref_loss.std(0), floors[0]), conf_diff,
-                     conf_diff / np.maximum(conf_sd, floors[1]), ref_conf.mean(0), conf_sd], 1)
+    return np.stack(
+        [
+            loss_diff,
+            loss_diff / np.maximum(ref_loss.std(0), floors[0]),
+            conf_diff,
+            conf_diff / np.maximum(conf_sd, floors[1]),
+            ref_conf.mean(0),
+            conf_sd,
+        ],
+        1,
+    )
 
 
-def training_rows(n_members: int, n_nonmembers: int, n_known: int, n_calibration: int,
-                  n_extra: int) -> tuple[np.ndarray, np.ndarray]:
+def training_rows(
+    n_members: int, n_nonmembers: int, n_known: int, n_calibration: int, n_extra: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows (of ``scored`` then the extra external samples) the MINT model is fitted on, and their labels.
 
     Known members (1), then the calibration external samples and the extra ones (0); never a
@@ -128,16 +154,23 @@ def _features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
     used = np.concatenate([ctx.reference_population, ctx.calibration_external])
     extra = np.setdiff1d(ctx.split.external, used)  # external samples no reference model saw, outside ``scored``
     if min(n_k, n_calib + len(extra)) < _MIN_PER_CLASS:  # before any reference model is trained
-        raise ConfigError(f"calibrated-mint fits a MINT model on known members against external samples and needs "
-                          f"at least {_MIN_PER_CLASS} of each; got {n_k} and {n_calib + len(extra)}: give more "
-                          "--members and --external")
+        raise ConfigError(
+            f"calibrated-mint fits a MINT model on known members against external samples and needs "
+            f"at least {_MIN_PER_CLASS} of each; got {n_k} and {n_calib + len(extra)}: give more "
+            "--members and --external"
+        )
     _, rl = ctx.reference("offline")
     rl = rl[:, 0]  # the plain view
     logits, labels = ctx.logits, ctx.labels
     if len(extra):
         ref_set, _ = ctx.reference("offline")
-        t = extract_signals(ctx.model, ctx.dataset, extra, [], ctx.signals_root, batch_size=cfg.batch_size,
-                            show_progress=False).outputs()["logits"].astype(np.float64)
+        t = (
+            extract_signals(
+                ctx.model, ctx.dataset, extra, [], ctx.signals_root, batch_size=cfg.batch_size, show_progress=False
+            )
+            .outputs()["logits"]
+            .astype(np.float64)
+        )
         r = reference_logits(ref_set, ctx.dataset, extra, ctx.cache_root / "signals").astype(np.float64)
         logits, labels, rl = np.r_[logits, t], np.r_[labels, ctx.dataset.labels[extra]], np.concatenate([rl, r], 1)
     fit_rows, y = training_rows(n_m, n_n, n_k, n_calib, len(extra))
@@ -146,11 +179,16 @@ def _features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
     rmia = rmia_scores(logits, labels, rl, logits[z], labels[z], rl[:, z], offline_a=cfg.rmia_a, gamma=cfg.rmia_gamma)
     fixed = cfg.fixed_variance if cfg.fixed_variance is not None else cfg.n_reference < 8
     lira = lira_scores(logits, labels, rl, fixed_variance=fixed)
-    X = np.c_[output_features(logits, labels).astype(np.float64), calibrated_signals(logits, labels, rl, floors),
-              rmia, lira]
-    about = {"spread_floor": {"loss": floors[0], "confidence": floors[1], "quantile": SPREAD_FLOOR_QUANTILE},
-             "lira_fixed_variance": fixed, "rmia_population": n_calib,
-             "n_known_members": int(n_k), "n_external": int(n_calib + len(extra))}
+    X = np.c_[
+        output_features(logits, labels).astype(np.float64), calibrated_signals(logits, labels, rl, floors), rmia, lira
+    ]
+    about = {
+        "spread_floor": {"loss": floors[0], "confidence": floors[1], "quantile": SPREAD_FLOOR_QUANTILE},
+        "lira_fixed_variance": fixed,
+        "rmia_population": n_calib,
+        "n_known_members": int(n_k),
+        "n_external": int(n_calib + len(extra)),
+    }
     return X, y, fit_rows, about
 
 
@@ -169,10 +207,20 @@ def calibrated_mint(ctx: AttackContext) -> AttackScores:
     kind = max(val_auc, key=lambda k: (val_auc[k], k == "mlp"))  # a tie keeps the MLP
     n = len(ctx.scored)
     s, vs = expit(decide[kind](X[:n])), expit(decide[kind](Xf[val]))
-    info = {"val_auc": val_auc[kind], "detector": kind, "val_auc_by_detector": val_auc,
-            "best_epoch": mlp.best_epoch_ if kind == "mlp" else None, "features": list(FEATURES), **about,
-            "n_reference": ctx.config.n_reference, "seconds": round(time.perf_counter() - t0, 2),
-            "row": {"signal": "outputs+calibrated", "detector": kind,
-                    "threshold_source": "the MINT model's validation part (known members vs external samples)"}}
+    info = {
+        "val_auc": val_auc[kind],
+        "detector": kind,
+        "val_auc_by_detector": val_auc,
+        "best_epoch": mlp.best_epoch_ if kind == "mlp" else None,
+        "features": list(FEATURES),
+        **about,
+        "n_reference": ctx.config.n_reference,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "row": {
+            "signal": "outputs+calibrated",
+            "detector": kind,
+            "threshold_source": "the MINT model's validation part (known members vs external samples)",
+        },
+    }
     sc = ctx.to_scores(s, info)
     return replace(sc, calibration_members=vs[y[val] == 1], calibration_nonmembers=vs[y[val] == 0])

@@ -16,8 +16,12 @@ def _lira(ctx: AttackContext, online: bool) -> tuple[np.ndarray, dict[str, Any]]
     fixed = cfg.fixed_variance if cfg.fixed_variance is not None else per_side < 8
     ref_in = ref_set.in_mask(ctx.scored)
     s = lira_scores(target, ctx.labels, rl, ref_in, online=online, fixed_variance=fixed)
-    return s, {"online": online, "fixed_variance": fixed, "flip": cfg.flip,
-               **lira_variance(ref_in, online=online, fixed_variance=fixed)}
+    return s, {
+        "online": online,
+        "fixed_variance": fixed,
+        "flip": cfg.flip,
+        **lira_variance(ref_in, online=online, fixed_variance=fixed),
+    }
 
 
 @register_attack("lira", needs_references=True, label="LIRA")

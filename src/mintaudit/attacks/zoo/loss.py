@@ -10,8 +10,9 @@ from mintaudit.attacks.registry import AttackContext, AttackScores, register_att
 from mintaudit.results import Result
 
 
-def _row(model: nn.Module, dataset: Any, split: Any, signals_root: Path, config: Any,
-         show_progress: bool | None) -> Result:
+def _row(
+    model: nn.Module, dataset: Any, split: Any, signals_root: Path, config: Any, show_progress: bool | None
+) -> Result:
     cache = loss_cache(model, dataset, split, signals_root, batch_size=config.batch_size, show_progress=show_progress)
     return loss_result(cache, split, n_bootstrap=config.n_bootstrap, seed=config.seed)
 
@@ -19,6 +20,12 @@ def _row(model: nn.Module, dataset: Any, split: Any, signals_root: Path, config:
 @register_attack("loss", label="LOSS", result=_row)
 def loss(ctx: AttackContext) -> AttackScores:
     """On every split sample: calibrated on known members vs all external samples."""
-    cache = loss_cache(ctx.model, ctx.dataset, ctx.split, ctx.signals_root, batch_size=ctx.config.batch_size,
-                       show_progress=ctx.show_progress)
+    cache = loss_cache(
+        ctx.model,
+        ctx.dataset,
+        ctx.split,
+        ctx.signals_root,
+        batch_size=ctx.config.batch_size,
+        show_progress=ctx.show_progress,
+    )
     return AttackScores(*loss_split_scores(cache, ctx.split), {"n_reference": 0})

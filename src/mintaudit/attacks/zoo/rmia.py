@@ -13,5 +13,7 @@ def rmia(ctx: AttackContext) -> tuple[np.ndarray, dict[str, Any]]:
     _, rl = ctx.reference("offline")
     cfg, logits, labels = ctx.config, ctx.logits, ctx.labels
     z = slice(ctx.n_members + ctx.n_nonmembers + ctx.n_known, None)  # the calibration half of the external samples
-    s = rmia_scores(logits, labels, rl[:, 0], logits[z], labels[z], rl[:, 0, z], offline_a=cfg.rmia_a, gamma=cfg.rmia_gamma)
+    s = rmia_scores(
+        logits, labels, rl[:, 0], logits[z], labels[z], rl[:, 0, z], offline_a=cfg.rmia_a, gamma=cfg.rmia_gamma
+    )
     return s, {"offline_a": cfg.rmia_a, "gamma": cfg.rmia_gamma, "population": int(len(ctx.calibration_external))}

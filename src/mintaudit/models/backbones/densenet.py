@@ -96,8 +96,12 @@ class DenseNet(nn.Module):
     ) -> None:
         super().__init__()
         check_positive(
-            "DenseNet", growth_rate=growth_rate, bn_size=bn_size, compression=compression,
-            in_channels=in_channels, num_classes=num_classes,
+            "DenseNet",
+            growth_rate=growth_rate,
+            bn_size=bn_size,
+            compression=compression,
+            in_channels=in_channels,
+            num_classes=num_classes,
         )
         if compression > 1:
             raise ModelError(f"DenseNet: compression must be in (0, 1], got {compression!r}")

@@ -68,7 +68,9 @@ def _vit_scaled(model: nn.Module) -> dict[str, list[str]]:
     """The ViT presets of a built model, from its number of blocks."""
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
-        raise ConfigError(f"the 'vit' tap preset needs a model with a non-empty 'blocks' list, got {type(model).__name__}")
+        raise ConfigError(
+            f"the 'vit' tap preset needs a model with a non-empty 'blocks' list, got {type(model).__name__}"
+        )
     return _vit_taps(len(blocks))
 
 
@@ -125,13 +127,26 @@ def active_taps(name: str, setup: Setup, model: nn.Module | None = None) -> list
 
 
 _RESNET_TAPS = {"entry": ["stem", "layer1"], "middle": ["layer2", "layer3"], "output": ["layer4", "pool"]}
-register_model("mobilenet", MobileNetV1,
-               taps={"entry": ["stem", "conv1"], "middle": ["conv2", "conv3"], "output": ["conv4", "pool"]})
+register_model(
+    "mobilenet",
+    MobileNetV1,
+    taps={"entry": ["stem", "conv1"], "middle": ["conv2", "conv3"], "output": ["conv4", "pool"]},
+)
 register_model("resnet50", resnet50, taps=_RESNET_TAPS)
 register_model("resnet101", resnet101, taps=_RESNET_TAPS)
-register_model("densenet121", densenet121,
-               taps={"entry": ["stem", "transition1"], "middle": ["transition2", "transition3"], "output": ["dense4", "pool"]})
-register_model("xception", Xception,
-               taps={"entry": ["entry.block1", "entry.block2"], "middle": ["middle"], "output": ["exit", "pool"]})
-register_model("vit", ViT, taps={"entry": ["blocks.1", "blocks.3"], "middle": ["blocks.7"], "output": ["blocks.11", "norm"]},
-               scale_taps=_vit_scaled)
+register_model(
+    "densenet121",
+    densenet121,
+    taps={"entry": ["stem", "transition1"], "middle": ["transition2", "transition3"], "output": ["dense4", "pool"]},
+)
+register_model(
+    "xception",
+    Xception,
+    taps={"entry": ["entry.block1", "entry.block2"], "middle": ["middle"], "output": ["exit", "pool"]},
+)
+register_model(
+    "vit",
+    ViT,
+    taps={"entry": ["blocks.1", "blocks.3"], "middle": ["blocks.7"], "output": ["blocks.11", "norm"]},
+    scale_taps=_vit_scaled,
+)

@@ -100,8 +100,14 @@ class ViT(nn.Module):
     ) -> None:
         super().__init__()
         check_positive(
-            "ViT", patch_size=patch_size, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
-            in_channels=in_channels, num_classes=num_classes,
+            "ViT",
+            patch_size=patch_size,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
+            in_channels=in_channels,
+            num_classes=num_classes,
         )
         if dim % heads:
             raise ModelError(f"ViT: heads ({heads}) must divide dim ({dim}); e.g. dim={heads * max(1, dim // heads)}")

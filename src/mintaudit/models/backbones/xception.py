@@ -120,8 +120,12 @@ class Xception(nn.Module):
             OrderedDict(
                 block=_XceptionBlock(c728, c1024, 2, 2, start_with_relu=True, grow_first=False),
                 conv=nn.Sequential(
-                    _SeparableConv(c1024, c1536), nn.BatchNorm2d(c1536), nn.ReLU(),
-                    _SeparableConv(c1536, c2048), nn.BatchNorm2d(c2048), nn.ReLU(),
+                    _SeparableConv(c1024, c1536),
+                    nn.BatchNorm2d(c1536),
+                    nn.ReLU(),
+                    _SeparableConv(c1536, c2048),
+                    nn.BatchNorm2d(c2048),
+                    nn.ReLU(),
                 ),
             )
         )

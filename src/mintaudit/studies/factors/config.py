@@ -86,8 +86,15 @@ class BaseConfig:
 
     def train_config(self, seed: int) -> TrainConfig:
         """The :class:`~mintaudit.training.TrainConfig` of this point."""
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           seed=seed, augment=self.augment, label_smoothing=self.label_smoothing)
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=seed,
+            augment=self.augment,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 @dataclass(frozen=True)
@@ -204,8 +211,12 @@ def _coerce(factor: str, value: Any) -> Any:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        want = {"epochs": "an integer >= 1", "members_per_class": "an integer >= 1", "augment": "on or off",
-                "weight_decay": "a number >= 0"}.get(factor, "a number in [0, 1)")
+        want = {
+            "epochs": "an integer >= 1",
+            "members_per_class": "an integer >= 1",
+            "augment": "on or off",
+            "weight_decay": "a number >= 0",
+        }.get(factor, "a number in [0, 1)")
         raise ConfigError(f"factor {factor!r} takes {want}; given {value!r}")
     return v
 
@@ -226,31 +237,81 @@ def parse_grid(items: Iterable[str] | Mapping[str, Sequence[Any]] | None) -> dic
     out: dict[str, tuple[Any, ...]] = {}
     for key, values in pairs:
         factor = _check_factor(key.replace("-", "_"))
-        out[factor] = tuple(_coerce(factor, v.strip() if isinstance(v, str) else v) for v in values
-                            if not (isinstance(v, str) and not v.strip()))
+        out[factor] = tuple(
+            _coerce(factor, v.strip() if isinstance(v, str) else v)
+            for v in values
+            if not (isinstance(v, str) and not v.strip())
+        )
     return out
 
 
 def _profile(name: str) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
     """(FactorsConfig keywords, grid) of a named profile."""
     if name == "tiny":  # digits, seconds: for tests
-        return ({"dataset": "digits", "external": 300, "test": 300, "taps": ("fc_relu",),
-                 "base": BaseConfig(epochs=3, members_per_class=20, batch_size=32),
-                 "detector": DetectorConfig(epochs=3, patience=2), "n_bootstrap": 50},
-                {"epochs": (1, 3), "members_per_class": (10, 20), "dropout": (0.0, 0.25), "weight_decay": (0.0, 1e-3),
-                 "augment": (False, True), "label_smoothing": (0.0, 0.1)})
+        return (
+            {
+                "dataset": "digits",
+                "external": 300,
+                "test": 300,
+                "taps": ("fc_relu",),
+                "base": BaseConfig(epochs=3, members_per_class=20, batch_size=32),
+                "detector": DetectorConfig(epochs=3, patience=2),
+                "n_bootstrap": 50,
+            },
+            {
+                "epochs": (1, 3),
+                "members_per_class": (10, 20),
+                "dropout": (0.0, 0.25),
+                "weight_decay": (0.0, 1e-3),
+                "augment": (False, True),
+                "label_smoothing": (0.0, 0.1),
+            },
+        )
     if name == "cpu":  # Fashion-MNIST: 12 min measured on 2 cores (703 s); aMINT off (it would add ~20 min)
-        return ({"dataset": "fashion-mnist", "external": 2000, "test": 2000, "taps": ("block3.relu2", "fc_relu"),
-                 "base": BaseConfig(epochs=15, members_per_class=200, batch_size=64)},
-                {"epochs": (5, 15, 40), "members_per_class": (50, 100, 200), "dropout": (0.0, 0.25, 0.5),
-                 "weight_decay": (0.0, 1e-4, 1e-3), "augment": (False, True), "label_smoothing": (0.0, 0.1)})
+        return (
+            {
+                "dataset": "fashion-mnist",
+                "external": 2000,
+                "test": 2000,
+                "taps": ("block3.relu2", "fc_relu"),
+                "base": BaseConfig(epochs=15, members_per_class=200, batch_size=64),
+            },
+            {
+                "epochs": (5, 15, 40),
+                "members_per_class": (50, 100, 200),
+                "dropout": (0.0, 0.25, 0.5),
+                "weight_decay": (0.0, 1e-4, 1e-3),
+                "augment": (False, True),
+                "label_smoothing": (0.0, 0.1),
+            },
+        )
     if name == "gpu":  # CIFAR-10 (the study's data), the seven published taps, aMINT on
-        return ({"dataset": "cifar10", "external": 5000, "test": 5000, "amint": True,
-                 "taps": ("block1.relu1", "block1.relu2", "block2.relu1", "block2.relu2", "block3.relu1",
-                          "block3.relu2", "fc_relu"),
-                 "base": BaseConfig(epochs=30, members_per_class=500, batch_size=64)},
-                {"epochs": (10, 30, 100), "members_per_class": (100, 250, 500), "dropout": (0.0, 0.25, 0.5),
-                 "weight_decay": (0.0, 1e-4, 1e-3), "augment": (False, True), "label_smoothing": (0.0, 0.1, 0.2)})
+        return (
+            {
+                "dataset": "cifar10",
+                "external": 5000,
+                "test": 5000,
+                "amint": True,
+                "taps": (
+                    "block1.relu1",
+                    "block1.relu2",
+                    "block2.relu1",
+                    "block2.relu2",
+                    "block3.relu1",
+                    "block3.relu2",
+                    "fc_relu",
+                ),
+                "base": BaseConfig(epochs=30, members_per_class=500, batch_size=64),
+            },
+            {
+                "epochs": (10, 30, 100),
+                "members_per_class": (100, 250, 500),
+                "dropout": (0.0, 0.25, 0.5),
+                "weight_decay": (0.0, 1e-4, 1e-3),
+                "augment": (False, True),
+                "label_smoothing": (0.0, 0.1, 0.2),
+            },
+        )
     raise ConfigError(f"unknown profile {name!r}: choose among {', '.join(PROFILES)}")
 
 
@@ -289,8 +350,9 @@ def factors_config(
             raise ConfigError(f"--factors names none; choose among {', '.join(FACTORS)}")
         missing = [f for f in names if f not in values]
         if missing:
-            raise ConfigError(f"factor {missing[0]!r} has no values in profile {profile!r}; give them with "
-                              f"--grid {missing[0]}=V1,V2")
+            raise ConfigError(
+                f"factor {missing[0]!r} has no values in profile {profile!r}; give them with --grid {missing[0]}=V1,V2"
+            )
         values = {f: values[f] for f in names}
     else:
         values = {f: values[f] for f in FACTORS if f in values}

@@ -15,13 +15,15 @@ from mintaudit.studies.factors.config import FACTOR_TEXT, FactorsConfig, value_t
 __all__ = ["factor_effect"]
 
 
-def _delta_ci(lo: dict[str, np.ndarray], hi: dict[str, np.ndarray], prefix: str, n_bootstrap: int,
-              seed: int) -> tuple[float, list[float] | None, bool]:
+def _delta_ci(
+    lo: dict[str, np.ndarray], hi: dict[str, np.ndarray], prefix: str, n_bootstrap: int, seed: int
+) -> tuple[float, list[float] | None, bool]:
     """(AUC(hi) - AUC(lo), its 95% percentile bootstrap interval, paired?) from per-sample scores.
 
     Members and non-members are resampled separately; a side whose sample ids are the same at
     both points is resampled once for both (paired), otherwise each point's is resampled on its own.
     """
+
     def auc(m: np.ndarray, n: np.ndarray) -> float:
         return auc_score(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n])
 
@@ -43,8 +45,9 @@ def _delta_ci(lo: dict[str, np.ndarray], hi: dict[str, np.ndarray], prefix: str,
     return point, [float(lo_q), float(hi_q)], same_m and same_n
 
 
-def factor_effect(factor: str, rows: list[dict[str, Any]], scores: dict[str, dict[str, np.ndarray]],
-            config: FactorsConfig) -> dict[str, Any]:
+def factor_effect(
+    factor: str, rows: list[dict[str, Any]], scores: dict[str, dict[str, np.ndarray]], config: FactorsConfig
+) -> dict[str, Any]:
     lo, hi = rows[0], rows[-1]
     out: dict[str, Any] = {"factor": factor, "from": lo["value"], "to": hi["value"]}
     for name, prefix in (("passive", "mint"), ("loss", "loss")):
@@ -87,7 +90,8 @@ def _sentence(e: dict[str, Any]) -> str:
     if ci is not None:
         text += f"; 95% bootstrap interval of the difference {ci[0]:+.3f} to {ci[1]:+.3f})"
         text += {"increase": ": a clear increase.", "decrease": ": a clear decrease."}.get(
-            e["passive_direction"], ": the interval includes 0, so no clear effect at this sample size.")
+            e["passive_direction"], ": the interval includes 0, so no clear effect at this sample size."
+        )
     else:
         text += "; no interval: bootstrap off)."
     lci = e["loss_delta_auc_ci95"]
@@ -96,6 +100,10 @@ def _sentence(e: dict[str, Any]) -> str:
     text += f" Task accuracy moved by {e['task_delta_accuracy']:+.3f} and the train-test gap by {e['gap_delta']:+.3f}."
     if "amint_delta_auc" in e:
         ov = e.get("amint_overlap")
-        how = "" if ov is None else (" (the two AUC intervals overlap)" if ov else " (the two AUC intervals do not overlap)")
+        how = (
+            ""
+            if ov is None
+            else (" (the two AUC intervals overlap)" if ov else " (the two AUC intervals do not overlap)")
+        )
         text += f" aMINT AUC moved by {e['amint_delta_auc']:+.3f}{how}."
     return text

@@ -19,18 +19,41 @@ from mintaudit import __version__
 from mintaudit._io import atomic_write_json, atomic_write_text
 from mintaudit._progress import progress
 from mintaudit.data import load_dataset
-from mintaudit.studies.factors.config import AMINT_FACTORS, SCHEMA, BaseConfig, FactorsConfig, factors_config, value_text
+from mintaudit.studies.factors.config import (
+    AMINT_FACTORS,
+    SCHEMA,
+    BaseConfig,
+    FactorsConfig,
+    factors_config,
+    value_text,
+)
 from mintaudit.studies.factors.effects import factor_effect
 from mintaudit.studies.factors.points import (
-    amint_point, audit_point, member_pool, model_key, point_spec, point_splits, train_point,
+    amint_point,
+    audit_point,
+    member_pool,
+    model_key,
+    point_spec,
+    point_splits,
+    train_point,
 )
 
 __all__ = ["run_factors", "format_factors_table"]
 
 
-def _row(factor: str, value: Any, point: BaseConfig, config: FactorsConfig, key: str, members: int,
-         audit: dict[str, Any], amint: dict[str, Any] | None, trained: bool, audited: bool,
-         info: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    factor: str,
+    value: Any,
+    point: BaseConfig,
+    config: FactorsConfig,
+    key: str,
+    members: int,
+    audit: dict[str, Any],
+    amint: dict[str, Any] | None,
+    trained: bool,
+    audited: bool,
+    info: dict[str, Any],
+) -> dict[str, Any]:
     best = audit["taps"][audit["best"]]
     loss = audit["loss"]
 
@@ -43,28 +66,61 @@ def _row(factor: str, value: Any, point: BaseConfig, config: FactorsConfig, key:
         return v[fpr] if fpr else v
 
     row = {
-        "factor": factor, "value": value, "is_base": value == getattr(config.base, factor), "key": key,
-        "members": members, "config": asdict(point),
-        "task_accuracy": audit["task_accuracy"], "train_accuracy": audit["train_accuracy"], "gap": audit["gap"],
-        "passive_tap": best["label"], "passive_val_auc": best["fit"]["val_auc"],
-        "passive_auc": m(best, "auc"), "passive_auc_ci95": ci(best, "auc"),
-        "passive_tpr_at_1pct_fpr": m(best, "tpr_at_fpr", "0.01"), "passive_tpr_ci95": ci(best, "tpr_at_fpr", "0.01"),
-        "passive_accuracy": m(best, "accuracy"), "passive_accuracy_ci95": ci(best, "accuracy"),
-        "loss_auc": m(loss, "auc"), "loss_auc_ci95": ci(loss, "auc"),
-        "loss_tpr_at_1pct_fpr": m(loss, "tpr_at_fpr", "0.01"), "loss_tpr_ci95": ci(loss, "tpr_at_fpr", "0.01"),
-        "amint_auc": None, "amint_auc_ci95": None, "amint_tpr_at_1pct_fpr": None, "amint_tpr_ci95": None,
-        "n_heldout_members": best["n_members"], "n_nonmembers": best["n_nonmembers"],
-        "n_known_members": audit["n_known_members"], "n_external": audit["n_external"],
-        "taps": [{"label": r["label"], "val_auc": r["fit"]["val_auc"], "auc": m(r, "auc"), "auc_ci95": ci(r, "auc"),
-                  "tpr_at_1pct_fpr": m(r, "tpr_at_fpr", "0.01")} for r in audit["taps"]],
-        "train_seconds": info.get("seconds"), "audit_seconds": audit.get("seconds"),
-        "trained_now": trained, "audited_now": audited,
+        "factor": factor,
+        "value": value,
+        "is_base": value == getattr(config.base, factor),
+        "key": key,
+        "members": members,
+        "config": asdict(point),
+        "task_accuracy": audit["task_accuracy"],
+        "train_accuracy": audit["train_accuracy"],
+        "gap": audit["gap"],
+        "passive_tap": best["label"],
+        "passive_val_auc": best["fit"]["val_auc"],
+        "passive_auc": m(best, "auc"),
+        "passive_auc_ci95": ci(best, "auc"),
+        "passive_tpr_at_1pct_fpr": m(best, "tpr_at_fpr", "0.01"),
+        "passive_tpr_ci95": ci(best, "tpr_at_fpr", "0.01"),
+        "passive_accuracy": m(best, "accuracy"),
+        "passive_accuracy_ci95": ci(best, "accuracy"),
+        "loss_auc": m(loss, "auc"),
+        "loss_auc_ci95": ci(loss, "auc"),
+        "loss_tpr_at_1pct_fpr": m(loss, "tpr_at_fpr", "0.01"),
+        "loss_tpr_ci95": ci(loss, "tpr_at_fpr", "0.01"),
+        "amint_auc": None,
+        "amint_auc_ci95": None,
+        "amint_tpr_at_1pct_fpr": None,
+        "amint_tpr_ci95": None,
+        "n_heldout_members": best["n_members"],
+        "n_nonmembers": best["n_nonmembers"],
+        "n_known_members": audit["n_known_members"],
+        "n_external": audit["n_external"],
+        "taps": [
+            {
+                "label": r["label"],
+                "val_auc": r["fit"]["val_auc"],
+                "auc": m(r, "auc"),
+                "auc_ci95": ci(r, "auc"),
+                "tpr_at_1pct_fpr": m(r, "tpr_at_fpr", "0.01"),
+            }
+            for r in audit["taps"]
+        ],
+        "train_seconds": info.get("seconds"),
+        "audit_seconds": audit.get("seconds"),
+        "trained_now": trained,
+        "audited_now": audited,
     }
     if amint is not None:
-        row.update({"amint_auc": m(amint, "auc"), "amint_auc_ci95": ci(amint, "auc"),
-                    "amint_tpr_at_1pct_fpr": m(amint, "tpr_at_fpr", "0.01"),
-                    "amint_tpr_ci95": ci(amint, "tpr_at_fpr", "0.01"), "amint_task_accuracy": amint.get("aud"),
-                    "amint_protocol": amint.get("protocol")})
+        row.update(
+            {
+                "amint_auc": m(amint, "auc"),
+                "amint_auc_ci95": ci(amint, "auc"),
+                "amint_tpr_at_1pct_fpr": m(amint, "tpr_at_fpr", "0.01"),
+                "amint_tpr_ci95": ci(amint, "tpr_at_fpr", "0.01"),
+                "amint_task_accuracy": amint.get("aud"),
+                "amint_protocol": amint.get("protocol"),
+            }
+        )
     return row
 
 
@@ -101,8 +157,13 @@ def run_factors(
     root = out / "factors"
     t0 = time.perf_counter()
     ds = load_dataset(config.dataset, root=data_root)
-    pool = member_pool(ds, members_per_class=config.max_members_per_class(), external=config.external,
-                       test=config.test, seed=config.seed)
+    pool = member_pool(
+        ds,
+        members_per_class=config.max_members_per_class(),
+        external=config.external,
+        test=config.test,
+        seed=config.seed,
+    )
     pool.save(root / "splits.json")
 
     done: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], bool, bool, dict[str, Any]]] = {}
@@ -142,27 +203,42 @@ def run_factors(
         "mintaudit_version": __version__,
         "command": " ".join(command if command is not None else sys.argv),
         "profile": config.profile,
-        "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "member_pool": len(pool.members),
-                    "members_per_class_max": config.max_members_per_class(), "external": len(pool.external),
-                    "test": len(pool.test), "seed": config.seed, "num_classes": ds.num_classes},
+        "dataset": {
+            "name": ds.name,
+            "fingerprint": ds.fingerprint(),
+            "member_pool": len(pool.members),
+            "members_per_class_max": config.max_members_per_class(),
+            "external": len(pool.external),
+            "test": len(pool.test),
+            "seed": config.seed,
+            "num_classes": ds.num_classes,
+        },
         "model": config.model,
         "base": asdict(config.base),
         "config": config.to_dict(),
         "protocol": {
             "passive": "heldout-members: the MINT model is fitted on known members vs external samples; scored on the "
-                       "other members against as many non-member test samples (balanced by construction)",
+            "other members against as many non-member test samples (balanced by construction)",
             "best_tap": "the tap (fused with the output signals) or the output signals alone whose MINT model has the "
-                        "highest validation AUC on the MINT-training data; never chosen on the test side",
+            "highest validation AUC on the MINT-training data; never chosen on the test side",
             "loss": "minus the loss on the true label, on the same held-out members and non-members",
             "amint": "training-members: the members the head was trained on against the test split (the aMINT papers' "
-                     "protocol), balanced by subsampling" if config.amint else None,
+            "protocol), balanced by subsampling"
+            if config.amint
+            else None,
             "effect_interval": "95% percentile bootstrap of AUC(highest setting) - AUC(lowest setting) over the "
-                               "per-sample scores; samples both points share are resampled together (paired)",
+            "per-sample scores; samples both points share are resampled together (paired)",
         },
         "rows": rows,
         "effects": effects,
-        "runs": {"trained": trained_keys, "audited": audited_keys, "amint_trained": amint_keys,
-                 "models": len(done), "member_epochs": member_epochs, "seconds": round(time.perf_counter() - t0, 1)},
+        "runs": {
+            "trained": trained_keys,
+            "audited": audited_keys,
+            "amint_trained": amint_keys,
+            "models": len(done),
+            "member_epochs": member_epochs,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
     }
     atomic_write_json(out / "factors.json", doc)
     atomic_write_text(out / "factors.html", render_factors_html(doc))
@@ -174,14 +250,17 @@ def run_factors(
 
 def format_factors_table(doc: dict[str, Any]) -> str:
     """The rows as a plain-text table, then one line per effect."""
+
     def f(v: Any, d: int = 3) -> str:
         return f"{v:.{d}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else "-"
 
     def ci(v: Any) -> str:
         return f"[{f(v[0])}, {f(v[1])}]" if isinstance(v, list) and len(v) == 2 else ""
 
-    head = (f"{'factor':<17} {'value':>7} {'task':>6} {'gap':>6}  {'passive AUC':<22} {'TPR@1%':<22} "
-            f"{'LOSS AUC':<22} {'best tap':<20}")
+    head = (
+        f"{'factor':<17} {'value':>7} {'task':>6} {'gap':>6}  {'passive AUC':<22} {'TPR@1%':<22} "
+        f"{'LOSS AUC':<22} {'best tap':<20}"
+    )
     lines = [head, "-" * len(head)]
     for r in doc["rows"]:
         value = value_text(r["factor"], r["value"]) + ("*" if r["is_base"] else "")
