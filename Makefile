@@ -1,13 +1,16 @@
 # mintaudit: `make demo` runs the main job on the embedded data; `make test` runs the tests.
-# Both create .venv when missing and install the package with its dev extras first.
+# Every target creates .venv when missing and installs the package with its dev extras first.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mintaudit-installed
 # The CPU wheel of torch, installed before the package so its range never pulls a CUDA build.
 TORCH  ?= torch==2.13.0
+# One torch thread per test process: on 2 shared cores more threads spin-wait and run slower.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+PYTEST := $(TEST_ENV) $(PY) -m pytest -q
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-slow check lint format docs install bench clean
 
 install: $(STAMP)
 
@@ -21,11 +24,31 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/mintaudit demo --out runs/demo
 
+# The suite without the heavy end-to-end cases (those are `make test-slow`; CI runs both).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST) -m "not heavy"
+
+# The heavy end-to-end cases: real data, full pipelines, minutes each.
+test-slow: $(STAMP)
+	$(PYTEST) -m heavy
+
+# Lint and format check, then the fast tier: no real-data end-to-end case (about 2 minutes).
+check: lint
+	$(PYTEST) -x -m "not slow and not heavy and not fashion"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests benchmarks examples
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(PY) benchmarks/passive_sweep.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache
