@@ -22,6 +22,7 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
 
 __all__ = [
+    "PackageTrainer",
     "TrainConfig",
     "TrainResult",
     "train_classifier",
@@ -411,3 +412,37 @@ def train_classifier(
     if dev != home:
         model.to(home)
     return result
+
+
+class PackageTrainer:
+    """The package's recipe as a :class:`mintaudit.protocols.Trainer`: Adam on cross-entropy over a loader.
+
+    ``trainer(model, loader)`` trains ``model`` in place for ``config.epochs`` passes over
+    ``loader`` (batches of ``(x, y)``) with the config's learning rate, weight decay and label
+    smoothing, after seeding torch with ``config.seed``, and returns it in eval mode. It is the
+    loader-shaped twin of :func:`train_classifier` (which reads a pool by index, checkpoints and
+    augments) for reference models trained from a user's loader.
+
+    Example:
+        >>> net = nn.Linear(4, 2)
+        >>> loader = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))]
+        >>> PackageTrainer(TrainConfig(epochs=1))(net, loader) is net
+        True
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        self.config = config or TrainConfig()
+
+    def __call__(self, model: nn.Module, loader: Any) -> nn.Module:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model.train()
+        for _ in range(cfg.epochs):
+            for x, y in loader:
+                loss = nn.functional.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        model.eval()
+        return model

@@ -20,11 +20,13 @@ from mintaudit.data.registry import (
     register_dataset,
     unregister_dataset,
 )
+from mintaudit.data.source import PoolSource
 from mintaudit.data.splits import Splits, make_splits
 from mintaudit.data.store import PoolStore
 
 __all__ = [
     "ImageDataset",
+    "PoolSource",
     "PoolStore",
     "load_dataset",
     "DATASET_NAMES",

@@ -37,6 +37,7 @@ __all__ = [
     "DetectorConfig",
     "DetectorFactory",
     "DetectorKind",
+    "DetectorScorer",
     "detector_kind",
     "register_detector",
     "unregister_detector",
@@ -152,3 +153,22 @@ class DetectorConfig:
         for key in ("width", "hidden", "epochs", "batch_size", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+class DetectorScorer:
+    """A :class:`Detector` as a :class:`mintaudit.protocols.Scorer`: ``score`` is its ``decision_function``.
+
+    Example:
+        >>> from mintaudit.detectors import MintDetector
+        >>> scorer = DetectorScorer(MintDetector())
+    """
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+
+    def fit(self, X: Any, y: np.ndarray, extra: np.ndarray | None = None) -> DetectorScorer:
+        self.detector = self.detector.fit(X, y, extra)
+        return self
+
+    def score(self, X: Any, extra: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray(self.detector.decision_function(X, extra), dtype=np.float64)
