@@ -241,7 +241,7 @@ def test_query_files_new_samples_and_refused_overlaps(work, tmp_path, capsys):
     base = ["test", "--dataset", data, "--out", str(out), "--quiet", "--allow-weak-model"]
 
     (tmp_path / "q.csv").write_text("sample_id,note\n" + "".join(f"{i},x\n" for i in pool[:12]))
-    assert main([*base, "--query", str(tmp_path / "q.csv"), "--method", "loss"]) == 0
+    assert main([*base, "--query", str(tmp_path / "q.csv"), "--query-header", "--method", "loss"]) == 0
     assert json.loads((out / "report.json").read_text())["verdict"]["n_query"] == 12
     capsys.readouterr()
 

@@ -235,6 +235,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             ds,
             splits,
             query=args.query,
+            query_header=args.query_header,
             method=args.method,
             layer=args.layer,
             fuse_outputs=args.fuse_outputs,

@@ -356,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
         "pool indices (.txt/.csv one per line, .npy), or new samples as npz:PATH / folder:PATH",
     )
     g.add_argument(
+        "--query-header",
+        action="store_true",
+        help="the first line of the --query index file is a header to skip (without it every line must be an index)",
+    )
+    g.add_argument(
         "--method",
         default=None,
         help="membership score: passive-mint (a MINT model), amint (the delivered aMINT model's membership "

@@ -2,7 +2,8 @@
 
 A list file names one sample per line: a pool index (an integer in ``[0, N)``), or, for image
 folders (``folder:PATH``), a path relative to the folder (``shirt/001.png``). Blank lines and
-lines starting with ``#`` are skipped. The pool order of each data set is documented in the
+lines starting with ``#`` are skipped; a UTF-8 byte-order mark is dropped; every other line is
+used or refused, naming its number. The pool order of each data set is documented in the
 README (for Fashion-MNIST: the 60,000 training images, then the 10,000 test images).
 
 :func:`splits_with` makes :class:`~mintaudit.data.splits.Splits` where some roles come from
@@ -12,6 +13,7 @@ such lists and the others are drawn, seeded, from the rest of the pool.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -23,6 +25,7 @@ from mintaudit.errors import DataNotFoundError, SplitError
 __all__ = ["read_sample_list", "splits_with"]
 
 _MAX_LINES = 100_000_000
+_INDEX = re.compile(r"[0-9]{1,19}\Z")  # ASCII digits: "²" is a digit to str.isdigit, not an index
 
 
 def _folder_key(entry: str) -> str | None:
@@ -53,7 +56,7 @@ def read_sample_list(path: str | Path, dataset: ImageDataset, *, role: str = "me
             f"{option} {str(path)!r} does not exist or is not a file; give a text file with one pool index per line"
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first line
     except (OSError, UnicodeDecodeError) as e:
         raise SplitError(
             f"{option} {str(path)!r} cannot be read as UTF-8 text ({e}); give one pool index per line"
@@ -67,7 +70,7 @@ def read_sample_list(path: str | Path, dataset: ImageDataset, *, role: str = "me
         if not entry or entry.startswith("#"):
             continue
         where = f"{option} {str(path)!r} line {lineno}"
-        if entry.lstrip("-").isdigit() and len(entry) <= 19:
+        if _INDEX.match(entry.removeprefix("-")):
             index = int(entry)
             if not 0 <= index < n:
                 raise SplitError(

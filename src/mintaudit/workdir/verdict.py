@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from mintaudit._io import atomic_write_json
-from mintaudit.data import ImageDataset, Splits, load_dataset
+from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.preprocess import DEFAULT_PREPROCESS
 from mintaudit.models import model_fingerprint
@@ -24,14 +24,9 @@ from mintaudit.attacks.registry import ATTACKS
 from mintaudit.workdir.audit import detector_protocol
 from mintaudit.workdir.choice import choose_default, score_attack
 from mintaudit.workdir.model import model_spec, report_for, resolve_model
+from mintaudit.workdir.query import QUERY_ROLES, resolve_query
 
 __all__ = ["QUERY_ROLES", "null_split", "verdict"]
-
-
-QUERY_ROLES = ("heldout-members", "test")
-
-
-"""Split roles ``verdict`` accepts as ``query`` (besides files of indices and new data sets)."""
 
 
 _NULL_SOURCE = (
@@ -82,6 +77,7 @@ def verdict(
     show_progress: bool | None = None,
     allow_weak_model: bool = False,
     setup: str = "middle",
+    query_header: bool = False,
 ) -> dict[str, Any]:
     """Were the ``query`` samples, or some of them, used to train the audited model? Test it and write the verdict.
 
@@ -119,6 +115,7 @@ def verdict(
             or refitted MINT model is the one the sweep measured).
         null_fraction: the share of the test split forming the null reference.
         setup: with ``amint``, which delivered model (the folder name under ``OUT/amint``).
+        query_header: the first line of a query file of indices is a header (else every line is read).
 
     Returns:
         The verdict dict stored as ``report["verdict"]``.
@@ -141,7 +138,7 @@ def verdict(
     out = Path(out_dir)
     split = passive_split(splits, known_fraction=config.known_fraction, seed=config.seed)
     null_idx, test_pool = null_split(splits, fraction=null_fraction, seed=config.seed)
-    q_ds, q_ids, q_info = _resolve_query(query, ds, split, test_pool)
+    q_ds, q_ids, q_info = resolve_query(query, ds, split, test_pool, header=query_header)
     _refuse_overlap(
         q_ds,
         q_ids,
@@ -467,102 +464,6 @@ def _finish_verdict(
     set_verdict(report, result)
     write_report(report, out)
     return result
-
-
-def _resolve_query(
-    query: str, ds: ImageDataset, split: Any, test_pool: np.ndarray
-) -> tuple[ImageDataset, np.ndarray, dict[str, Any]]:
-    """(the data set the query lives in, its sample ids there, a description) of ``--query``."""
-    if query == "heldout-members":
-        return (
-            ds,
-            split.heldout_members,
-            {
-                "source": "heldout-members",
-                "kind": "split",
-                "truth": "members",
-                "description": "training members the MINT model never saw; a positive control",
-            },
-        )
-    if query == "test":
-        return (
-            ds,
-            test_pool,
-            {
-                "source": "test",
-                "kind": "split",
-                "truth": "non-members",
-                "description": "non-member test samples outside the null reference; a negative control",
-            },
-        )
-    if query.lower().startswith(("npz:", "folder:")):
-        q_ds = load_dataset(query)
-        if q_ds.image_shape != ds.image_shape or q_ds.num_classes > ds.num_classes:
-            raise ConfigError(
-                f"--query {query!r} holds {q_ds.num_classes} classes of {q_ds.image_shape} images; the "
-                f"audited data has {ds.num_classes} classes of {ds.image_shape}: give samples of the same kind"
-            )
-        return (
-            q_ds,
-            np.arange(len(q_ds), dtype=np.int64),
-            {"source": query, "kind": "dataset", "truth": None, "description": "new samples (sample_id = their row)"},
-        )
-    path = Path(query)
-    if not path.is_file():
-        raise ConfigError(
-            f"--query {query!r} is neither a split role ({', '.join(QUERY_ROLES)}), nor a file of pool "
-            "indices (.txt/.csv one per line, .npy), nor new samples (npz:PATH, folder:PATH)"
-        )
-    return (
-        ds,
-        _read_indices(path, len(ds)),
-        {"source": str(path), "kind": "indices", "truth": None, "description": "pool indices from a file"},
-    )
-
-
-def _read_indices(path: Path, n_pool: int) -> np.ndarray:
-    """Pool indices from a ``.npy`` array or a text / CSV file (first column; a header line is skipped)."""
-    from mintaudit.errors import CorruptFileError, SplitError
-
-    if path.suffix.lower() == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise CorruptFileError(
-                f"{str(path)!r} is not a readable .npy array of indices ({e}); save one with numpy.save"
-            ) from e
-    else:
-        cells = [line.split(",")[0].strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-        cells = [c for c in cells if c]
-        if cells and not cells[0].removeprefix("-").isdecimal():
-            cells = cells[1:]  # a header
-        bad = next((c for c in cells if not c.removeprefix("-").isdecimal()), None)
-        if bad is not None:
-            raise CorruptFileError(
-                f"{str(path)!r}: {bad!r} is not a sample index; write one integer pool index per line"
-            )
-        ints = [int(c) for c in cells]
-        huge = next((v for v in ints if not 0 <= v < n_pool), None)  # before int64, which a 20-digit index overflows
-        if huge is not None:
-            raise SplitError(
-                f"{str(path)!r} holds index {huge}; the pool has {n_pool} samples (valid: 0 to {n_pool - 1})"
-            )
-        values = np.array(ints, dtype=np.int64)
-    values = np.asarray(values)
-    if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
-        raise SplitError(
-            f"{str(path)!r} must hold a non-empty 1-D list of integer pool indices; "
-            f"given {values.dtype} of shape {values.shape}"
-        )
-    values = values.astype(np.int64)
-    if values.min() < 0 or values.max() >= n_pool:
-        raise SplitError(
-            f"{str(path)!r} holds indices in [{values.min()}, {values.max()}]; the pool has {n_pool} "
-            f"samples (valid: 0 to {n_pool - 1})"
-        )
-    if len(np.unique(values)) != len(values):
-        raise SplitError(f"{str(path)!r} repeats {len(values) - len(np.unique(values))} indices; list each sample once")
-    return values
 
 
 def _refuse_overlap(
