@@ -58,7 +58,7 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read --config {str(p)!r} ({e}); give a readable UTF-8 YAML file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         raise ConfigError(f"--config {_yaml_problem(p, e)}; fix the YAML (option: value, one per line)") from None
     if data is None:
@@ -69,6 +69,32 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             "such as 'epochs: 5'"
         )
     return data
+
+
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        twice = key in seen
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: SafeLoader reports it
+                        continue
+                    if twice:
+                        raise yaml.constructor.ConstructorError(
+                            "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark
+                        )
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _yaml_problem(path: Path, e: Exception) -> str:

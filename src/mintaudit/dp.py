@@ -260,6 +260,12 @@ def train_dp(
     train_indices = np.asarray(train_indices, dtype=np.int64)
     if len(train_indices) < 2:
         raise ConfigError(f"DP-SGD needs at least 2 training samples, got {len(train_indices)}")
+    if dp.delta >= 1.0 / len(train_indices):
+        raise ConfigError(
+            f"--dp-delta {dp.delta:g} is not below 1 / {len(train_indices)} training samples "
+            f"({1.0 / len(train_indices):.3g}): such a delta allows releasing whole records; give e.g. "
+            f"--dp-delta {10 ** math.floor(math.log10(0.1 / len(train_indices))):g}"
+        )
     if config.batch_size > len(train_indices):
         raise ConfigError(
             f"--batch-size {config.batch_size} exceeds the {len(train_indices)} training samples; with "

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import re
 import zipfile
 from collections.abc import Callable
@@ -105,6 +106,24 @@ def _import_factory(ref: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def _check_zoo_kwargs(name: str, factory: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    """A zoo model's numeric arguments must be numbers (``dropout=abc`` named, not a TypeError deep inside)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in kwargs.items():
+        p = params.get(key)
+        if p is None or isinstance(p.default, bool) or not isinstance(p.default, (int, float)):
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (isinstance(p.default, int) and not isinstance(p.default, float) and value != int(value)):
+            kind = "a whole number" if isinstance(p.default, int) and not isinstance(p.default, float) else "a number"
+            raise ModelError(
+                f"model {name!r}: argument {key}={value!r} must be {kind} (default {p.default!r}); e.g. {key}={p.default!r}"
+            )
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """Build the (untrained) model described by ``spec``.
 
@@ -134,6 +153,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
         args = {k: v for k, v in offered.items() if takes_any or k in params}
     except (TypeError, ValueError):
         args = {}
+    if entry is not None:
+        _check_zoo_kwargs(spec.name, factory, spec.kwargs)
     try:
         model = factory(**args, **spec.kwargs)
     except (Exception, SystemExit) as e:  # user code (or a zoo model given sizes it cannot take)
@@ -318,7 +339,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load weights from ``.safetensors`` or a ``.pt``/``.pth`` state dict (weights_only) into ``model``.
 
     Raises:
-        WeightsError: unsafe format, or weights that do not fit the architecture.
+        WeightsError: unsafe format, weights that do not fit the architecture, or NaN / infinite values.
     """
     state = _read_state_dict(Path(path))
     own = model.state_dict()
@@ -339,6 +360,13 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise WeightsError(
             f"weights {str(path)!r} do not fit the architecture: {'; '.join(parts)}; "
             "check the model name, channels, classes and image size"
+        )
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        n = int((~torch.isfinite(state[bad])).sum())
+        raise WeightsError(
+            f"weights {str(path)!r}: tensor {bad!r} holds {n} NaN or infinite value(s); the model cannot give "
+            "meaningful outputs: give the weights of a finished, finite training run"
         )
     model.load_state_dict(state)
     return model

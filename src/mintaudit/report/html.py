@@ -230,6 +230,7 @@ def _results_rows(results: list[dict[str, Any]], names: list[str]) -> list[dict[
                 "metrics": [_cell(r, *key) for key in _TABLE_METRICS],
                 "eps": _eps_cell(r),
                 "members": f"{value_text(r.get('n_members'))} / {value_text(r.get('n_nonmembers'))}",
+                "warnings": [str(w) for w in r.get("warnings") or [] if isinstance(w, str)],
             }
         )
     return rows

@@ -16,6 +16,7 @@ from mintaudit._io import atomic_write_json, atomic_write_text
 from mintaudit.errors import CorruptFileError, DataNotFoundError, EvaluationError
 from mintaudit.report.html import render_html  # one way: the page renders plain dicts, it never imports this module
 from mintaudit.results import PROTOCOLS, Protocol, Result
+from mintaudit.sizes import size_warning
 
 __all__ = [
     "SCHEMA",
@@ -94,7 +95,9 @@ def add_result(report: dict[str, Any], result: Result | Mapping[str, Any]) -> No
     "label": "L2", "detector": "cnn", "protocol": "heldout-members",
     **evaluate_scores(...).to_dict()}``, checked by :meth:`Result.from_dict
     <mintaudit.results.Result.from_dict>` and stored as given. ``layer``, ``depth`` (1-based tap
-    depth), ``label`` and ``detector`` are optional; baselines have no depth.
+    depth), ``label`` and ``detector`` are optional; baselines have no depth. A row with fewer
+    than 100 samples on a side gains a ``warnings`` list saying so in words
+    (:func:`mintaudit.sizes.size_warning`).
 
     Args:
         report: a report from :func:`new_report` or :func:`load_report`.
@@ -111,6 +114,9 @@ def add_result(report: dict[str, Any], result: Result | Mapping[str, Any]) -> No
         Result.from_dict(result)  # types and ranges
         row = copy.deepcopy(dict(result))
     _choice(row, "method", report_methods())  # the registries are live: checked when the row joins a report
+    note = size_warning(row["n_members"], row["n_nonmembers"])
+    if note is not None and note not in (row.get("warnings") or []):
+        row["warnings"] = [*(row.get("warnings") or []), note]  # shown in words in the terminal and the HTML
     report.setdefault("results", []).append(row)
 
 

@@ -57,6 +57,9 @@ def format_table(report: dict[str, Any]) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for r, row in zip(results, rows[1:]):  # a row's warnings in words (e.g. a small sample), under the table
+        for note in r.get("warnings") or []:
+            lines.append(f"! {row[0].strip()}: {note}")
     lines += dp_lines(report, results)
     return "\n".join(lines)
 

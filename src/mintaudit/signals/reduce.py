@@ -123,7 +123,12 @@ def parse_tap_modes(
         elif not str(layer).strip():
             raise ConfigError(f"{name} {spec!r}: a layer=mode pair lacks its layer; write e.g. block1.relu1=pooled")
         else:
-            per[str(layer).strip()] = parse_tap_mode(mode, name=name)
+            key = str(layer).strip()
+            if key in per:
+                raise ConfigError(
+                    f"{name} {spec!r} names tap {key!r} twice ({per[key]} and {mode.strip()}); give each tap one mode"
+                )
+            per[key] = parse_tap_mode(mode, name=name)
     if default is None and not per:
         raise ConfigError(f"{name} is empty; give a mode ({TAP_MODE_HELP}) or layer=mode pairs")
     return default, per
@@ -236,7 +241,8 @@ def resolve_tap_modes(
         itemsize: bytes per stored value (4 for float32, 2 for float16).
 
     Raises:
-        ConfigError: a per-tap mode for a layer that is not selected, or a budget below one value per channel.
+        ConfigError: a per-tap mode for a layer that is not selected, a grid with more cells than the tap
+            (it would only upsample), or a budget below one value per channel.
     """
     budget = DEFAULT_TAP_BUDGET if budget is None else budget
     default, per = parse_tap_modes(tap_mode)
@@ -257,8 +263,26 @@ def resolve_tap_modes(
                 stacklevel=2,
             )
             mode = "full"
+        _check_grid(layer, shape, mode)
         out[layer] = mode
     return out
+
+
+def _check_grid(layer: str, shape: Sequence[int], mode: str) -> None:
+    """Refuse ``grid:k`` with more cells than the tap has (k > H or W of a map, k*k > tokens): it upsamples."""
+    if not mode.startswith("grid:") or _kind(shape) == "vector":
+        return
+    k = int(mode[5:])
+    if _kind(shape) == "maps" and k > min(shape[1], shape[2]):
+        raise ConfigError(
+            f"--tap-mode {mode} on tap {layer!r}, a {shape[1]}x{shape[2]} map: a grid larger than the map only "
+            f"copies values; use grid:{min(shape[1], shape[2])} or less, or full"
+        )
+    if _kind(shape) == "tokens" and k * k > shape[0]:
+        raise ConfigError(
+            f"--tap-mode {mode} on tap {layer!r} of {shape[0]} tokens: {k * k} cells is more than the tokens; "
+            f"use grid:{math.isqrt(shape[0])} or less, or full"
+        )
 
 
 @torch.no_grad()

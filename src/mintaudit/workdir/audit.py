@@ -17,6 +17,7 @@ from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import model_fingerprint
+from mintaudit.sizes import check_split
 from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report, write_report
 from mintaudit.signals import extract_signals
@@ -90,6 +91,7 @@ def fit_tap(
     """Fit one passive MINT model on ``layer``, save it under ``out_dir/detectors``, and add its result to the report."""
     config = config or SweepConfig()
     out = Path(out_dir)
+    check_split(passive_split(splits, known_fraction=config.known_fraction, seed=config.seed))
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
@@ -139,6 +141,7 @@ def sweep(
     """The passive-MINT layer sweep; writes ``report.json`` and ``report.html`` in ``out_dir`` and returns the report."""
     config = config or SweepConfig()
     out = Path(out_dir)
+    check_split(passive_split(splits, known_fraction=config.known_fraction, seed=config.seed))
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
@@ -328,6 +331,7 @@ def attack(
     """
     config = config or AttackConfig()
     out = Path(out_dir)
+    check_split(passive_split(splits, known_fraction=known_fraction, seed=config.seed))
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )

@@ -229,7 +229,12 @@ def describe_layers(
 
 
 def resolve_taps(net: nn.Module, model_name: str, taps: str) -> list[tuple[str, str]]:
-    """(label, layer) pairs: ``published`` gives the study's L1..L7; anything else goes to the selector."""
+    """(label, layer) pairs: ``published`` gives the study's L1..L7; anything else goes to the selector.
+
+    Layers of a model with published taps keep their published labels whatever the selection
+    (objcls-cnn's ``block1.relu2,fc_relu`` are L2 and L7); its other layers are labelled by name.
+    Other models' layers are numbered L1, L2, ... in the order given.
+    """
     if taps == "published":
         pub = published_taps(model_name)
         if pub is None:
@@ -238,6 +243,9 @@ def resolve_taps(net: nn.Module, model_name: str, taps: str) -> list[tuple[str, 
             )
         return pub
     layers = select_layers(net, taps)
+    pub = {layer: label for label, layer in published_taps(model_name) or ()}
+    if pub:  # a published tap keeps its label (L2 stays L2 when chosen alone); others are named, never numbered
+        return [(pub.get(name, name), name) for name in layers]
     return [(f"L{i}", name) for i, name in enumerate(layers, start=1)]
 
 
