@@ -159,7 +159,7 @@ def test_run_attacks_writes_a_calibrated_mint_row(small_setup, tmp_path):
     assert attack_spec("calibrated-mint").needs_references
 
 
-def _npz(tmp_path, n=60):
+def _npz(tmp_path, n=100):
     rng = np.random.default_rng(0)
     path = tmp_path / "data.npz"
     np.savez(path, x=rng.integers(0, 256, (n, 8, 8), dtype=np.uint8), y=np.arange(n) % 3)
@@ -177,7 +177,7 @@ def test_cli_writes_the_row(tmp_path, capsys):
                 "--model",
                 "tiny-cnn",
                 "--members",
-                "20",
+                "40",
                 "--external",
                 "20",
                 "--test",
@@ -222,13 +222,13 @@ def test_cli_writes_the_row(tmp_path, capsys):
     "external, extra, message",
     [
         ("20", ["--reference", "0"], "--reference must be"),
-        ("6", [], "calibrated-mint fits a MINT model on known members against external samples and needs at least 4"),
+        ("6", [], "6 external samples (the MINT model's non-members): a membership measurement needs at least 20"),
     ],
     ids=["no-reference-models", "too-few-external"],
 )
 def test_bad_input_is_one_line(tmp_path, refused, capsys, external, extra, message):
     data, out = _npz(tmp_path), tmp_path / "run"
-    sizes = ["--members", "20", "--external", external, "--test", "20"]
+    sizes = ["--members", "40", "--external", external, "--test", "20"]  # 20 a side (mintaudit.sizes)
     assert (
         main(["train", "--dataset", data, "--model", "tiny-cnn", *sizes, "--epochs", "1", "--out", str(out), "--quiet"])
         == 0

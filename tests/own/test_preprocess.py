@@ -97,8 +97,8 @@ def test_bad_preprocessing_options_are_one_line(tmp_path, refused, argv, needle)
 def test_preprocessing_is_recorded_and_reused_and_enters_the_cache_key(tmp_path, capsys):
     from mintaudit.cli import main
 
-    data, out = _npz(tmp_path), tmp_path / "run"
-    common = ["--dataset", data, "--members", "30", "--external", "15", "--test", "15", "--quiet"]
+    data, out = _npz(tmp_path, n=90), tmp_path / "run"  # a sweep needs 20 a side (mintaudit.sizes)
+    common = ["--dataset", data, "--members", "40", "--external", "20", "--test", "20", "--quiet"]
     assert (
         main(
             [

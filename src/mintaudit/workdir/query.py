@@ -26,7 +26,7 @@ __all__ = ["QUERY_ROLES", "load_query_samples", "read_query_indices", "resolve_q
 QUERY_ROLES = ("heldout-members", "test")
 """Split roles ``verdict`` accepts as ``query`` (besides files of indices and new data sets)."""
 
-_INDEX = re.compile(r"[0-9]+\Z")  # ASCII digits only: "²" or "١" are digits to str.isdigit, not to a pool
+_INDEX = re.compile(r"-?[0-9]+\Z")  # ASCII digits only: "²" or "١" are digits to str.isdigit, not to a pool
 
 
 def resolve_query(
@@ -174,14 +174,14 @@ def read_query_indices(path: Path, n_pool: int, *, header: bool = False) -> np.n
             if skip_header:
                 skip_header = False
                 continue
-            if not _INDEX.match(cell) or len(cell) > 19:
+            if not _INDEX.match(cell):
                 hint = " (a header? declare it with --query-header)" if not ints and not header else ""
                 raise CorruptFileError(
                     f"{str(path)!r} line {lineno}: {cell[:40]!r} is not a sample index{hint}; write one whole "
                     f"number in [0, {n_pool}) per line"
                 )
-            v = int(cell)
-            if v >= n_pool:
+            v = int(cell)  # any length: a Python int, range-checked before int64
+            if not 0 <= v < n_pool:
                 raise SplitError(
                     f"{str(path)!r} line {lineno} holds index {v}; the pool has {n_pool} samples "
                     f"(valid: 0 to {n_pool - 1})"
