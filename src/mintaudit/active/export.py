@@ -14,7 +14,7 @@ from mintaudit._io import atomic_dir, atomic_write_json
 from mintaudit.active.head import HeadConfig
 from mintaudit.active.model import ActiveModel
 from mintaudit.data.images import load_image
-from mintaudit.errors import DataError, ModelError
+from mintaudit.errors import DataError, MintauditError, ModelError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.models.registry import ModelSpec, build_model, load_weights, model_fingerprint
 
@@ -93,15 +93,22 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
         )
     try:
         meta = json.loads(cfg_path.read_text())
+        if not isinstance(meta, dict):
+            raise ModelError(
+                f"{str(cfg_path)!r} holds a {type(meta).__name__}, not an amint.json; export the model again"
+            )
         if meta.get("schema") != SCHEMA:
             raise ModelError(f"{str(cfg_path)!r} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
         spec = ModelSpec.from_dict(meta["backbone"])
         taps, shapes = list(meta["taps"]), [tuple(int(v) for v in s) for s in meta["tap_shapes"]]
         head = HeadConfig.from_dict(meta["head"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        if isinstance(e, ModelError):
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as e:
+        if isinstance(e, MintauditError):
             raise
-        raise ModelError(f"{str(cfg_path)!r} is malformed ({e}); export the model again") from e
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ModelError(
+            f"{str(cfg_path)!r} is malformed ({type(e).__name__}: {reason}); export the model again"
+        ) from e
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
     if backbone is None and spec.name == MODULE_BACKBONE:

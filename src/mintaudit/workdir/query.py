@@ -154,10 +154,13 @@ def read_query_indices(path: Path, n_pool: int, *, header: bool = False) -> np.n
             raise ConfigError("--query-header applies to text / CSV files of indices; drop it for a .npy file")
         try:
             values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
+        except Exception as e:  # numpy raises ValueError, OSError, EOFError, BadZipFile ... on a damaged file
+            reason = " ".join(str(e).split()) or type(e).__name__
             raise CorruptFileError(
-                f"{str(path)!r} is not a readable .npy array of indices ({e}); save one with numpy.save"
+                f"{str(path)!r} is not a readable .npy array of indices ({reason}); save one with numpy.save"
             ) from e
+        if not isinstance(values, np.ndarray):  # an .npz archive under a .npy name
+            raise CorruptFileError(f"{str(path)!r} is not a .npy array (an .npz archive?); save one with numpy.save")
     else:
         try:
             text = path.read_bytes().decode("utf-8-sig")
