@@ -47,8 +47,8 @@ def _npz(tmp_path, n=60, size=8):
 
 @pytest.fixture
 def trained(tmp_path, capsys):
-    """A tiny-cnn trained for one epoch on a 60-sample npz data set, in a work directory."""
-    data = _npz(tmp_path)
+    """A tiny-cnn trained for one epoch on a 100-sample npz data set, in a work directory (20 a side: mintaudit.sizes)."""
+    data = _npz(tmp_path, n=100)
     out = tmp_path / "run"
     args = [
         "train",
@@ -57,7 +57,7 @@ def trained(tmp_path, capsys):
         "--model",
         "tiny-cnn",
         "--members",
-        "20",
+        "40",
         "--external",
         "20",
         "--test",

@@ -18,10 +18,11 @@ from mintaudit.cli import main
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """A 60-sample npz data set, tiny-cnn trained 2 epochs (checkpoint after epoch 2), relu1 extracted."""
+    """A 100-sample npz data set (20 a side: mintaudit.sizes), tiny-cnn trained 2 epochs (checkpoint after epoch 2), relu1
+    extracted."""
     root = tmp_path_factory.mktemp("base")
     rng = np.random.default_rng(0)
-    np.savez(root / "data.npz", x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
+    np.savez(root / "data.npz", x=rng.integers(0, 256, (100, 8, 8), dtype=np.uint8), y=np.arange(100) % 3)
     data, out = f"npz:{root / 'data.npz'}", root / "run"
     assert (
         main(
@@ -32,7 +33,7 @@ def base(tmp_path_factory):
                 "--model",
                 "tiny-cnn",
                 "--members",
-                "20",
+                "40",
                 "--external",
                 "20",
                 "--test",

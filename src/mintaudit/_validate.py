@@ -90,7 +90,10 @@ def _unique_key_loader() -> type:
                         continue
                     if twice:
                         raise yaml.constructor.ConstructorError(
-                            "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark
+                            "while reading a mapping",
+                            node.start_mark,
+                            f"key {key!r} is given twice",
+                            key_node.start_mark,
                         )
             return super().construct_mapping(node, deep=deep)
 

@@ -265,7 +265,9 @@ def test_sweep_same_with_store_and_in_memory(tmp_path: Path, capsys, monkeypatch
     def sweep(out: Path) -> list[dict]:
         data = ["--dataset", f"folder:{folder}", *sizes, "--out", str(out), "--quiet"]
         assert main(["train", *data, "--model", "tiny-cnn", "--epochs", "1"]) == 0, capsys.readouterr().err
-        assert main(["sweep", *data, "--mint-epochs", "1", "--bootstrap", "10", "--allow-weak-model"]) == 0, capsys.readouterr().err
+        assert main(["sweep", *data, "--mint-epochs", "1", "--bootstrap", "10", "--allow-weak-model"]) == 0, (
+            capsys.readouterr().err
+        )
         return [untimed(row) for row in json.loads((out / "report.json").read_text())["results"]]
 
     def untimed(row: object) -> object:
