@@ -142,3 +142,22 @@ def test_weights_holding_nan_are_refused_naming_the_tensor(objcls, tmp_path, ref
     line = refused([*argv, "--out", "w"], allow_new=("w/*", "w/*/*", "w/*/*/*"))
     assert "'block1.conv1.weight' holds 1 NaN or infinite value(s)" in line and "preprocessing" not in line
     assert torch.isnan(state["block1.conv1.weight"]).sum() == 1
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), 2.0, -0.1, "abc", None])
+def test_amint_thresholds_lie_in_0_1_on_export_and_on_load(tmp_path, threshold):  # C111, C119 (thresholds in [0, 1])
+    from mintaudit.active import ActiveModel, export_active, load_active
+    from mintaudit.errors import ModelError
+    from mintaudit.models import ModelSpec, build_model
+
+    spec = ModelSpec("tiny-cnn", 1, 3, (8, 8))
+    model = ActiveModel(build_model(spec), ["relu2"], example=torch.zeros(2, 1, 8, 8)).eval()
+    with pytest.raises(ModelError, match=r"threshold must be a membership probability in \[0, 1\]"):
+        export_active(model, spec, tmp_path / "bad", threshold=threshold)
+    assert not (tmp_path / "bad").exists()
+    folder = export_active(model, spec, tmp_path / "m", threshold=1.0)
+    meta = json.loads((folder / "amint.json").read_text())
+    meta["threshold"] = threshold
+    (folder / "amint.json").write_text(json.dumps(meta))  # NaN is written as the JSON extension NaN
+    with pytest.raises(ModelError, match="amint.json': threshold must be"):
+        load_active(folder)

@@ -18,7 +18,7 @@ from mintaudit.errors import DataError, MintauditError, ModelError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.models.registry import ModelSpec, build_model, load_weights, model_fingerprint
 
-__all__ = ["SCHEMA", "export_active", "load_active", "Prediction", "query_images"]
+__all__ = ["SCHEMA", "check_threshold", "export_active", "load_active", "Prediction", "query_images"]
 
 SCHEMA = "mintaudit/amint@1"
 WEIGHTS, CONFIG = "model.safetensors", "amint.json"
@@ -46,6 +46,7 @@ def export_active(
 
     if class_names is not None and len(class_names) != spec.num_classes:
         raise ModelError(f"{len(class_names)} class names for {spec.num_classes} classes")
+    threshold = check_threshold(threshold, "threshold")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
         "schema": SCHEMA,
@@ -69,6 +70,25 @@ def export_active(
         save_file(state, str(tmp / WEIGHTS))
         atomic_write_json(tmp / CONFIG, meta)
     return out
+
+
+_ABOVE_ONE = float(np.nextafter(1.0, 2.0))
+
+
+def check_threshold(value: Any, name: str) -> float:
+    """A membership decision threshold: a number in [0, 1] (NaN, 2.0 or "abc" would answer one way for everything).
+
+    Raises:
+        ModelError: anything else, naming ``name``.
+    """
+    # the largest allowed is the float just above 1: the calibrated "no member at all" of a useless score (best_threshold)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) <= _ABOVE_ONE
+    if not ok:
+        raise ModelError(
+            f"{name} must be a membership probability in [0, 1], got {value!r}; a threshold outside it answers "
+            "'member' or 'non-member' for everything: export the model again (default 0.5)"
+        )
+    return float(value)
 
 
 #: The backbone name recorded for a model exported from a module with no factory to rebuild it.
@@ -111,6 +131,7 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
         ) from e
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
+    check_threshold(meta.get("threshold"), f"{str(cfg_path)!r}: threshold")
     if backbone is None and spec.name == MODULE_BACKBONE:
         raise ModelError(
             f"{str(folder)!r} was exported from a module with no factory: pass backbone=<a new instance of "
