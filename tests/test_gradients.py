@@ -301,7 +301,7 @@ def _npz(tmp_path, n=60, size=8):
 def test_cli_sweep_gradients_end_to_end(tmp_path, capsys):
     from mintaudit.cli import main
 
-    data, out = _npz(tmp_path), tmp_path / "run"
+    data, out = _npz(tmp_path, n=100), tmp_path / "run"  # 40 members: 20 a side (mintaudit.sizes)
     base = [
         "--dataset",
         data,
@@ -323,7 +323,7 @@ def test_cli_sweep_gradients_end_to_end(tmp_path, capsys):
                 "--model",
                 "tiny-cnn",
                 "--members",
-                "20",
+                "40",
                 "--external",
                 "20",
                 "--test",

@@ -67,7 +67,7 @@ def max_logit(ctx: AttackContext) -> np.ndarray:
 '''
 
 
-def _npz(tmp_path, n=60, size=8):
+def _npz(tmp_path, n=100, size=8):  # 40 members: 20 a side (mintaudit.sizes)
     rng = np.random.default_rng(0)
     path = tmp_path / "data.npz"
     np.savez(path, x=rng.integers(0, 256, (n, size, size), dtype=np.uint8), y=np.arange(n) % 3)
@@ -76,7 +76,7 @@ def _npz(tmp_path, n=60, size=8):
 
 @pytest.fixture
 def trained(tmp_path, capsys):
-    """A tiny-cnn trained for one epoch on a 60-sample npz data set, in a work directory."""
+    """A tiny-cnn trained for one epoch on a 100-sample npz data set, in a work directory."""
     data, out = _npz(tmp_path), tmp_path / "run"
     args = [
         "train",
@@ -85,7 +85,7 @@ def trained(tmp_path, capsys):
         "--model",
         "tiny-cnn",
         "--members",
-        "20",
+        "40",
         "--external",
         "20",
         "--test",

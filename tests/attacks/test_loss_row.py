@@ -32,7 +32,7 @@ def test_fused_loss_column_and_cached_loss_are_the_float64_loss_cast_once(toy_da
     assert np.array_equal(output_features(out["logits"], out["labels"])[:, 0], out["loss"])
 
 
-def _npz(tmp_path, n=60, size=8):
+def _npz(tmp_path, n=100, size=8):  # 40 members: 20 a side (mintaudit.sizes)
     rng = np.random.default_rng(0)
     path = tmp_path / "data.npz"
     np.savez(path, x=rng.integers(0, 256, (n, size, size), dtype=np.uint8), y=np.arange(n) % 3)
@@ -56,7 +56,7 @@ def test_the_loss_row_is_the_same_whichever_command_ran_last(tmp_path, capsys):
                 "--model",
                 "tiny-cnn",
                 "--members",
-                "20",
+                "40",
                 "--external",
                 "20",
                 "--test",
@@ -135,7 +135,7 @@ def test_attack_with_one_reference_model_takes_the_explicit_lira_fallback(tmp_pa
                 "--model",
                 "tiny-cnn",
                 "--members",
-                "20",
+                "40",
                 "--external",
                 "20",
                 "--test",
@@ -176,7 +176,7 @@ def test_attack_with_one_reference_model_takes_the_explicit_lira_fallback(tmp_pa
     (row,) = [r for r in json.loads((out / "report.json").read_text())["results"] if r["attack"] == "lira"]
     fit = row["fit"]
     assert fit["n_reference"] == 1 and fit["fixed_variance"] is (fixed == "auto")
-    # one model per sample: no per-sample variance exists, so every scored sample (10 held-out and 10 known
+    # one model per sample: no per-sample variance exists, so every scored sample (20 held-out and 20 known
     # members, 20 test and 10 calibration non-members) takes the spread of all reference statistics
-    assert fit["pool"] == {"out": "all reference statistics"} and fit["n_pooled"] == {"out": 50}
+    assert fit["pool"] == {"out": "all reference statistics"} and fit["n_pooled"] == {"out": 70}
     assert 0.0 <= row["metrics"]["auc"] <= 1.0

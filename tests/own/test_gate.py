@@ -77,7 +77,7 @@ def _random_work(tmp_path, capsys):
 
     rng = np.random.default_rng(0)
     path = tmp_path / "data.npz"
-    np.savez(path, x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
+    np.savez(path, x=rng.integers(0, 256, (100, 8, 8), dtype=np.uint8), y=np.arange(100) % 3)  # 20 a side
     out = tmp_path / "run"
     assert (
         main(
@@ -88,7 +88,7 @@ def _random_work(tmp_path, capsys):
                 "--model",
                 "tiny-cnn",
                 "--members",
-                "20",
+                "40",
                 "--external",
                 "20",
                 "--test",
