@@ -182,9 +182,26 @@ def samples_needed(
         )
     m = int(n_null or null.size)
 
+    values = np.unique(np.r_[mem, null])
+    mem_v, null_v = np.searchsorted(values, mem), np.searchsorted(values, null)
+
+    def counts(rng: np.random.Generator, where: NDArray[np.int64], size: int) -> NDArray[np.float64]:
+        """(n_trials, len(values)): how often each value is drawn in ``size`` draws with replacement."""
+        k = len(where)
+        if size <= 4 * k:  # few draws: count them; many: one multinomial per row
+            picks = rng.integers(0, k, (n_trials, size)) + k * np.arange(n_trials)[:, None]
+            drawn = np.bincount(picks.ravel(), minlength=n_trials * k).reshape(n_trials, k)
+        else:
+            drawn = rng.multinomial(size, np.full(k, 1.0 / k), size=n_trials)
+        order = np.argsort(where, kind="stable")
+        distinct, starts = np.unique(where[order], return_index=True)
+        out = np.zeros((n_trials, len(values)))
+        out[:, distinct] = np.add.reduceat(drawn[:, order], starts, axis=1)
+        return out
+
     def power_at(n: int) -> float:
         rng = np.random.default_rng([seed, n])
-        p = _mann_whitney_rows(rng.choice(mem, (n_trials, n)), rng.choice(null, (n_trials, m)))
+        p = _mann_whitney_counts(counts(rng, mem_v, n), counts(rng, null_v, m))
         return float(np.mean(p < alpha))
 
     from scipy.stats import mannwhitneyu
@@ -211,20 +228,22 @@ def samples_needed(
     return SamplesNeeded(hi, p_hi, alpha, power, n_trials, max_n, m, auc, how)
 
 
-def _mann_whitney_rows(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
-    """One-sided (x greater) asymptotic Mann-Whitney U p-values of each row pair, with the tie correction."""
-    from scipy.stats import norm, rankdata
+def _mann_whitney_counts(cx: NDArray[np.float64], cy: NDArray[np.float64]) -> NDArray[np.float64]:
+    """One-sided (x greater) asymptotic Mann-Whitney U p-values, with the tie correction, from value counts.
 
-    n, m = x.shape[1], y.shape[1]
-    both = np.hstack([x, y])
-    u = rankdata(both, axis=1)[:, :n].sum(1) - n * (n + 1) / 2.0
-    ordered = np.sort(both, axis=1)
-    rows, width = ordered.shape
-    starts = np.ones_like(ordered, dtype=bool)
-    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    group = np.cumsum(starts.ravel()) - 1
-    sizes = np.bincount(group).astype(np.float64)
-    ties = np.bincount(np.repeat(np.arange(rows), width)[starts.ravel()], weights=sizes**3 - sizes, minlength=rows)
+    Args:
+        cx, cy: (R, V) how often each of V sorted distinct values occurs in row r's x and y samples.
+
+    Returns:
+        (R,) p-values, as ``scipy.stats.mannwhitneyu(x, y, alternative="greater", method="asymptotic")``.
+    """
+    from scipy.stats import norm
+
+    n, m = cx.sum(1), cy.sum(1)
+    below = np.cumsum(cy, axis=1) - cy
+    u = (cx * (below + 0.5 * cy)).sum(1)
+    t = cx + cy
+    ties = (t**3 - t).sum(1)
     var = n * m / 12.0 * ((n + m + 1) - ties / ((n + m) * (n + m - 1)))
     z = (u - n * m / 2.0 - 0.5) / np.sqrt(np.maximum(var, 1e-300))  # continuity correction, as scipy's
     return np.where(var > 0, norm.sf(z), 1.0)
