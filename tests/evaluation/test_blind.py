@@ -14,7 +14,7 @@ from mintaudit.evaluation.blind import blind_features, blind_test
 def digits():
     images = np.asarray(load_dataset("digits").images)
     order = np.random.default_rng(0).permutation(len(images))
-    return images[order[:400]], images[order[400:550]], images[order[550:700]]
+    return images[order[:250]], images[order[250:350]], images[order[350:450]]
 
 
 def test_flags_a_brightness_shift_and_not_an_iid_query(digits):
