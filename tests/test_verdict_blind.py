@@ -62,3 +62,30 @@ def test_a_brightened_query_is_inconclusive_everywhere(audit, capsys):
     html = (out / "report.html").read_text()
     assert '<span class="badge maybe">Inconclusive</span>' in html and "Evidence of use" not in html
     assert "Blind baseline" in html and f"{v['blind']['auc']:.3f}" in html
+
+
+def test_a_tiny_query_gets_its_verdict_with_the_blind_baseline_skipped_in_words():
+    from mintaudit.data import ImageDataset
+    from mintaudit.report.verdict_text import verdict_check_lines
+    from mintaudit.workdir.verdict_checks import add_verdict_checks
+
+    rng = np.random.default_rng(0)
+    ds = ImageDataset("toy", rng.integers(0, 256, (60, 8, 8, 1), dtype=np.uint8), np.arange(60) % 2, 2)
+    v = {"reject": True, "sentence": "Evidence that ...", "n_query": 3, "n_null": 40, "p_value": 0.01}
+    add_verdict_checks(
+        v,
+        q_ds=ds,
+        q_ids=np.arange(3),
+        ds=ds,
+        null_idx=np.arange(20, 60),
+        q_scores=np.array([3.0, 2.0, 1.0]),
+        null_scores=rng.normal(0, 1, 40),
+        member_ids=np.arange(3, 20),
+        member_scores=rng.normal(1, 1, 17),
+    )
+    assert v["conclusion"] == "evidence" and v["blind"]["auc"] is None and "at least 10" in v["blind"]["skipped"]
+    assert v["usage_share"]["tpr_measured_on_query"] is False and v["usage_share"]["n_members"] == 17
+    assert {"n", "power_at_n", "auc"} <= set(v["samples_needed"]) and v["samples_needed"]["n_null"] == 40
+    lines = verdict_check_lines(v)
+    assert lines[0].startswith("  blind baseline not computed: the blind baseline needs at least 10 images")
+    assert len(lines) == 3
