@@ -99,14 +99,15 @@ def read_roles(members: Any, external: Any, test: Any, *, preprocess: Preprocess
         )
     raw = preprocess is not None
     parts = [collect_samples(given[r], r, raw=raw) for r in ROLES]
+    if raw:  # each role's layout (NCHW or NHWC) read on its own, then compared
+        parts = [(_nhwc(_raw_pixels(x, role), role), y) for (x, y), role in zip(parts, ROLES)]
     shapes = {tuple(p[0].shape[1:]) for p in parts}
     if len(shapes) != 1:
         raise DataError(
             f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform them alike"
         )
     if raw:
-        xs = [_raw_pixels(x, role) for (x, _), role in zip(parts, ROLES)]
-        x = np.concatenate([_nhwc(t) for t in xs])
+        x = np.ascontiguousarray(torch.cat([p[0] for p in parts]).numpy())
     else:
         for (t, _), role in zip(parts, ROLES):
             _check_transformed(t, role)
@@ -200,16 +201,16 @@ def _raw_pixels(x: torch.Tensor, role: str) -> torch.Tensor:
     return x.to(torch.uint8)
 
 
-def _nhwc(x: torch.Tensor) -> np.ndarray:
-    """uint8 (N, C, H, W) or (N, H, W, C), C in {1, 3}, as (N, H, W, C)."""
+def _nhwc(x: torch.Tensor, role: str) -> torch.Tensor:
+    """uint8 (N, C, H, W) or (N, H, W, C), C in {1, 3}, as a contiguous (N, H, W, C)."""
     _, a, _, c = x.shape
     if a in (1, 3):
         x = x.permute(0, 2, 3, 1)
     elif c not in (1, 3):
         raise DataError(
-            f"raw pixels of shape {tuple(x.shape[1:])} have no channel axis of 1 or 3; give (N, C, H, W) or (N, H, W, C)"
+            f"{role}: raw pixels of shape {tuple(x.shape[1:])} have no channel axis of 1 or 3; give (N, C, H, W) or (N, H, W, C)"
         )
-    return np.ascontiguousarray(x.numpy())
+    return x.contiguous()
 
 
 def _check_disjoint(data: RoleData) -> None:
