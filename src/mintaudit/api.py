@@ -1,8 +1,9 @@
 """Audit a model on the user's own data, from Python: ``mintaudit.audit(model, members=..., external=..., test=...)``.
 
-Each set is a ``torch.utils.data.DataLoader`` (or any iterable of ``(x, y)`` batches), a map-style
-``Dataset`` yielding ``(x, y)``, or a pair of tensors ``(x, y)``: the samples as the model takes
-them, already transformed by the user's own preprocessing. The audit is the command line's
+Each set is a ``torch.utils.data.DataLoader`` (or a list or any iterable of ``(x, y)`` batches), a
+map-style ``Dataset`` yielding ``(x, y)``, or a pair of tensors ``(x, y)``; items may be Hugging Face
+style dicts (``{"pixel_values", "labels"}``). The samples are the model's inputs, already transformed
+by the user's own preprocessing, or raw pixels with ``preprocess=``. The audit is the command line's
 sweep (``mintaudit sweep``): the sanity gate first, then passive MINT on each tap (and on the
 output signals) and the LOSS baseline, on the same protocol (known members against external
 samples to fit, held-out members against the test samples to score). Results are typed
@@ -111,31 +112,48 @@ def audit(
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
+    Everything the caller passes is read and checked before the model runs (see
+    ``docs/howto/python-inputs.md``); a refusal is one line, a :class:`~mintaudit.errors.MintauditError`.
+
     Args:
-        model: the audited classifier, returning logits (B, K); it is not modified.
+        model: the audited classifier, a ``torch.nn.Module`` (a ``transformers`` model as it is); it is not
+            modified. Its output is read by one rule (:func:`mintaudit._logits.logits_of`): the logits tensor
+            (B, K), a ``ModelOutput`` or dict with a ``"logits"`` entry, or a tuple whose first item is the logits.
         members: the samples it was trained on; external: non-members the auditor holds (to fit the
             MINT models beside the known members); test: non-members to score against the held-out
-            members. Each a DataLoader / iterable of ``(x, y)`` batches, a Dataset of ``(x, y)``, or ``(x, y)``
-            tensors, with ``x`` already transformed as the model expects.
+            members. Each a pair ``(x, y)`` of tensors or arrays; a DataLoader, list or other iterable of batches
+            or samples; or a map-style Dataset of samples. An item is ``(x, y)`` or a dict such as
+            ``{"pixel_values": x, "labels": y}`` or ``{"image": x, "label": y}``; ``x`` is one sample (C, H, W) or a
+            batch (N, C, H, W), ``y`` integer class indices. ``x`` is the model's input, float, already transformed,
+            unless ``preprocess`` is given. Each role needs at least 20 samples per side of an AUC row, and no
+            input may appear in two roles (the same object, or identical rows).
         taps: layers to audit (names, indices or a glob, as ``mintaudit layers`` lists them); None audits the
             output signals only.
         num_classes: K (default: the model's logit width).
         name: the model's name in the report.
-        fusion, known_fraction, detector, n_bootstrap, seed, batch_size: as ``mintaudit sweep``.
+        fusion, known_fraction, detector, n_bootstrap, seed, batch_size: as ``mintaudit sweep`` (same ranges).
         work_dir: where the signal cache lives (and is reused); default a temporary folder, removed after.
         allow_weak_model: audit even a model at chance on its members (the report says so).
         tap_mode: what each tap stores: ``"full"``, ``"pooled"`` (per-channel mean and max), ``"grid:4"``, or per
             tap (``{"layer3": "grid:4"}`` or ``"layer3=grid:4,fc=full"``); None lets ``tap_budget`` pick.
         tap_budget: bytes per sample per tap (an int, or ``"64K"``, ``"1M"``); default 512 KiB
             (:data:`mintaudit.signals.DEFAULT_TAP_BUDGET`). A reduced tap's rows carry ``tap_mode``.
+        preprocess: give it to pass raw pixels instead (whole numbers 0-255: uint8 or float tensors, arrays, NCHW or
+            NHWC, or PIL images): :class:`mintaudit.Preprocess` scales and normalises them as the model was
+            trained, and the report records it.
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
 
     Raises:
         WeakModelError: the model is at chance on its members (its inputs are likely wrong).
-        DataError: a set that is not ``(x, y)`` images with integer labels.
-        ModelError: the model fails on the inputs, returns a tuple, or logits of the wrong width.
+        DataError: a set that cannot be read, is empty or too small, holds raw or mis-scaled inputs (without
+            ``preprocess``), strings, bools or fractions as labels, or PIL images without ``preprocess``.
+        SplitError: two roles that are the same object or share identical inputs.
+        ModelError: not an ``nn.Module``, weights on the meta device, a forward that fails on the inputs, or an
+            output with no logits by the rule above, or of the wrong width.
+        ConfigError: a number out of range (``n_bootstrap``, ``seed``, ``batch_size``, ``known_fraction``,
+            ``num_classes``), a bad ``fusion``, ``tap_mode`` or ``tap_budget``.
     """
     check_module(model)
     _check_num_classes(num_classes)
