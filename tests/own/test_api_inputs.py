@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 import mintaudit
 from mintaudit.data import load_dataset
 from mintaudit.detectors import DetectorConfig
-from mintaudit.errors import MintauditError, ModelError
+from mintaudit.errors import DataError, MintauditError, ModelError
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"fusion": "outputs", "n_bootstrap": 20, "detector": DetectorConfig(epochs=2), "show_progress": False}
@@ -103,6 +103,22 @@ def test_raw_pixels_with_preprocess_give_the_same_audit(digits, baseline):
     )
     assert _metrics(result) == baseline
     assert result.report["model"]["preprocess"] == {"mean": [0.0], "std": [1.0], "grey_to_rgb": False}
+    # a model that takes 0-255 values as they are: the refusal's way out is std=1/255, the pixels pass unchanged
+    unscaled = _Unscaled(net)
+    sets = {role: (pixels[i].float(), y[i]) for role, i in idx.items()}
+    with pytest.raises(DataError, match=r"as they are: preprocess=mintaudit.Preprocess\(mean=0, std=1 / 255\)"):
+        mintaudit.audit(unscaled, **sets, **FAST)
+    result = mintaudit.audit(unscaled, **sets, preprocess=mintaudit.Preprocess(mean=0, std=1 / 255), **FAST)
+    assert _metrics(result) == baseline
+
+
+class _Unscaled(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x / 255)
 
 
 class _Wrapped(nn.Module):

@@ -162,7 +162,8 @@ def _check_transformed(x: torch.Tensor, role: str) -> None:
         raise DataError(
             f"{role}: inputs lie in [{lo:g}, {hi:g}], which looks like raw 0-255 pixels, not the model's "
             "transformed inputs: apply the training transform (e.g. x / 255, then your normalisation), or pass "
-            "preprocess=mintaudit.Preprocess(mean=..., std=...) with the raw pixels"
+            "preprocess=mintaudit.Preprocess(mean=..., std=...) with the raw pixels (a model trained on 0-255 values "
+            "as they are: preprocess=mintaudit.Preprocess(mean=0, std=1 / 255))"
         )
 
 
