@@ -261,3 +261,29 @@ def test_a_weak_model_is_refused_in_python_words(digits):
     with pytest.raises(mintaudit.errors.WeakModelError) as e:
         mintaudit.audit(net, **_pairs(x, shifted, idx), **FAST)
     assert "allow_weak_model=True" in str(e.value) and "--" not in str(e.value)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        for i in range(0, len(self.x), 7):
+            yield {"x": self.x[i : i + 7], "y": self.y[i : i + 7]}
+
+
+def test_every_form_reads_the_same_samples():
+    from mintaudit.data.tensors import collect_samples
+
+    x, y = torch.rand(30, 1, 4, 4, dtype=torch.float64), torch.arange(30) % 3
+    want_x, want_y = collect_samples((x, y), "members")
+    forms = {
+        "iterable dataset of dict batches": _Stream(x, y),
+        "generator of samples": ((x[i], y[i]) for i in range(30)),
+        "dict of whole tensors": {"pixel_values": x, "labels": y},
+        "numpy pair with a list of labels": (x.numpy(), y.tolist()),
+        "float labels that are whole": (x, y.double()),
+    }
+    for form, data in forms.items():
+        got_x, got_y = collect_samples(data, "members")
+        assert torch.equal(got_x, want_x) and torch.equal(got_y, want_y), form

@@ -124,7 +124,7 @@ def _items(data: Any, role: str) -> Iterator[Any]:
         yield tuple(data)
     elif isinstance(data, Mapping):
         yield data
-    elif isinstance(data, (torch.utils.data.DataLoader, list, tuple)) or (
+    elif isinstance(data, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset, list, tuple)) or (
         isinstance(data, Iterable) and not hasattr(data, "__getitem__")
     ):
         yield from data
