@@ -107,6 +107,7 @@ def read_roles(members: Any, external: Any, test: Any, *, preprocess: Preprocess
             f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform them alike"
         )
     if raw:
+        _check_channels(preprocess, int(parts[0][0].shape[-1]))  # type: ignore[arg-type]
         x = np.ascontiguousarray(torch.cat([p[0] for p in parts]).numpy())
     else:
         for (t, _), role in zip(parts, ROLES):
@@ -200,6 +201,17 @@ def _raw_pixels(x: torch.Tensor, role: str) -> torch.Tensor:
     if lo < 0 or hi > 255:
         raise DataError(f"{role}: with preprocess= the pixels must lie in 0-255, got [{lo:g}, {hi:g}]")
     return x.to(torch.uint8)
+
+
+def _check_channels(preprocess: Preprocess, channels: int) -> None:
+    """A mean/std of one value or one per channel the model sees (the Python words for Preprocess.check)."""
+    c = preprocess.channels(channels)
+    for name, v in (("mean", preprocess.mean), ("std", preprocess.std)):
+        if len(v) not in (1, c):
+            raise ConfigError(
+                f"preprocess {name} has {len(v)} values but the model sees {c} channel(s); give one value or {c}"
+                + ("" if c == 3 else " (or grey_to_rgb=True for an RGB model)")
+            )
 
 
 def _nhwc(x: torch.Tensor, role: str) -> torch.Tensor:
