@@ -189,7 +189,11 @@ def _cases(x, y, pixels, idx):
         "0-255 floats": ({**sets, "members": (pixels[m].float(), y[m])}, {}, "looks like raw 0-255 pixels"),
         "C078 1e30": ({**sets, "members": (x[m] * 1e30, y[m])}, {}, "members: inputs reach |x| = 1e+30"),
         "one role scaled": ({**sets, "test": (x[t] * 19, y[t])}, {}, "test's inputs spread 19.0x wider"),
-        "C079 empty": ({**sets, "members": (x[:0], y[:0])}, {}, "members holds no samples (tuple is empty)"),
+        "C079 empty": (
+            {**sets, "members": (x[:0], y[:0])},
+            {},
+            "members holds no samples (the tuple given yields none)",
+        ),
         "C081 3 members": ({**sets, "members": (x[m[:3]], y[m[:3]])}, {}, "known members"),
         "19 test": ({**sets, "test": (x[t[:19]], y[t[:19]])}, {}, "test: 19 samples"),
         "C083 same object": ({**sets, "test": sets["members"]}, {}, "test is the same object as members"),

@@ -186,8 +186,8 @@ def collect_samples(data: Any, role: str, *, raw: bool = False) -> tuple[torch.T
         ys.append(y.cpu())
     if not xs or sum(len(t) for t in xs) == 0:
         raise DataError(
-            f"{role} holds no samples ({type(data).__name__} is empty); give the {role} samples as tensors, "
-            "a Dataset or a DataLoader"
+            f"{role} holds no samples (the {type(data).__name__} given yields none); audit() needs the {role} "
+            "samples as tensors, a Dataset or a DataLoader"
         )
     return torch.cat(xs), torch.cat(ys)
 
