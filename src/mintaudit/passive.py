@@ -1,6 +1,6 @@
 """Passive MINT: audit a frozen classifier from its activations, one tap at a time.
 
-Protocol ``heldout-members`` (methods.md, section 6): the members are split (seeded) into
+Protocol ``heldout-members`` (docs/explanation/protocols.md): the members are split (seeded) into
 *known* members, which the auditor uses with the external samples to fit the MINT model, and
 *held-out* members, which the MINT model never sees; the audit is scored on held-out members
 against the non-member test split, balanced by subsampling.
