@@ -37,12 +37,12 @@ check: lint
 	$(PYTEST) -x -m "not slow and not fashion"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/*.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/*.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks examples
-	$(VENV)/bin/ruff check --fix src tests benchmarks examples
+	$(VENV)/bin/ruff format src tests benchmarks examples docs/*.py
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples docs/*.py
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -131,7 +131,13 @@ def audit(
             output signals only.
         num_classes: K (default: the model's logit width).
         name: the model's name in the report.
-        fusion, known_fraction, detector, n_bootstrap, seed, batch_size: as ``mintaudit sweep`` (same ranges).
+        fusion: fuse the output signals into the MINT model (``"none"``, ``"outputs"``, ``"both"``), as
+            ``mintaudit sweep``.
+        known_fraction: the share of members known to the auditor (the rest are held out), as ``mintaudit sweep``.
+        detector: the MINT model (:class:`~mintaudit.detectors.DetectorConfig`); None: ``kind="auto"``, as ``mintaudit sweep``.
+        n_bootstrap: bootstrap resamples of the 95% intervals.
+        seed: seeds the split of the members, the MINT models and the intervals.
+        batch_size: batch size of extraction and of the MINT models.
         work_dir: where the signal cache lives (and is reused); default a temporary folder, removed after.
         allow_weak_model: audit even a model at chance on its members (the report says so).
         tap_mode: what each tap stores: ``"full"``, ``"pooled"`` (per-channel mean and max), ``"grid:4"``, or per
