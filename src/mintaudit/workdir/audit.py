@@ -18,7 +18,8 @@ from mintaudit.errors import ConfigError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import model_fingerprint
 from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
-from mintaudit.report import add_result, format_table, load_report, write_report
+from mintaudit.report import add_result, format_table, load_report
+from mintaudit.report.merge import merge_into
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 
@@ -107,19 +108,9 @@ def fit_tap(
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
     det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
     atomic_write_json(det_dir / "protocol.json", detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
-    report_path = out / "report.json"
-    report = (
-        load_report(report_path)
-        if report_path.is_file()
-        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
-    )
-    report["results"] = [
-        r
-        for r in report["results"]
-        if not (r["method"] == "passive-mint" and r.get("layer") == result.layer and r.get("signal") == result.signal)
-    ]
+    report = report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
     add_result(report, result)
-    write_report(report, out)
+    merge_into(out, report)  # the one merge rule: a row of the same key is replaced, others kept
     return result.to_dict()
 
 
@@ -156,8 +147,7 @@ def sweep(
         command=command,
         show_progress=show_progress,
     )
-    write_report(report, out)
-    return report
+    return merge_into(out, report)  # earlier rows of other keys, the verdicts and the DP audit are kept
 
 
 def sweep_model(
@@ -225,25 +215,11 @@ def gradient_sweep(
         net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress
     )
     report = report_for(out, ds, splits, name, net, info, run_config, command or sys.argv)
-    report_path = out / "report.json"
-    if report_path.is_file():
-        old = load_report(report_path)
-        same = (
-            old.get("model", {}).get("fingerprint") == report["model"]["fingerprint"]
-            and all(
-                old.get("dataset", {}).get(k) == report["dataset"][k]
-                for k in ("fingerprint", "members", "external", "test", "seed", "known_members")
-            )
-            and old.get("config", {}).get("seed") == config.seed
-        )
-        if same:
-            old["results"] = [r for r in old["results"] if r.get("method") not in ("gmint", "loss")]
-            old.setdefault("config", {})["gmint"] = run_config
-            report = old
+    if (out / "report.json").is_file():
+        report["config"] = {"gmint": run_config}  # beside the sweep's configuration, not over it
     for r in results:
         add_result(report, r)
-    write_report(report, out)
-    return report
+    return merge_into(out, report)
 
 
 def render(report_path: str | Path) -> tuple[Path, Path, str]:
@@ -347,16 +323,12 @@ def attack(
         signals_root=out / "cache",
         show_progress=show_progress,
     )
-    report_path = out / "report.json"
-    report = (
-        load_report(report_path)
-        if report_path.is_file()
-        else report_for(out, ds, splits, name, net, info, {"known_fraction": known_fraction}, command or sys.argv)
+    run_config = {"attacks": config.to_dict(), "attack_population": population}
+    report = report_for(
+        out, ds, splits, name, net, info, {"known_fraction": known_fraction, **run_config}, command or sys.argv
     )
-    report["results"] = [r for r in report["results"] if r.get("attack", r["method"]) not in set(methods)]
+    if (out / "report.json").is_file():
+        report["config"] = run_config  # beside the sweep's configuration, not over it
     for r in results:
         add_result(report, r)
-    report.setdefault("config", {})["attacks"] = config.to_dict()
-    report["config"]["attack_population"] = population
-    write_report(report, out)
-    return report
+    return merge_into(out, report)
