@@ -38,6 +38,7 @@ __all__ = [
     "add_verdict",
     "query_digest",
     "merge_into",
+    "check_record",
 ]
 
 #: Row fields (top level) that identify a row, beside the reference count and the options hash.
@@ -123,6 +124,15 @@ def record_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
 def same_record(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether two reports are about the same model, preprocessing, data and splits (see :func:`record_difference`)."""
     return record_difference(old, new) is None
+
+
+def check_record(out_dir: str | os.PathLike[str], new: Mapping[str, Any]) -> None:
+    """Refuse (before any work) a run whose model or data (``new``: a partial report) contradicts ``out_dir/report.json``."""
+    from mintaudit.report.schema import load_report
+
+    path = Path(out_dir) / "report.json"
+    if path.is_file():
+        merge_reports(load_report(path), {**new, "results": []}, where=out_dir)
 
 
 def merge_reports(

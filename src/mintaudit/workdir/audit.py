@@ -19,7 +19,7 @@ from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, re
 from mintaudit.models import model_fingerprint
 from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
 from mintaudit.report import add_result, format_table, load_report
-from mintaudit.report.merge import merge_into
+from mintaudit.report.merge import check_record, merge_into
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 
@@ -36,6 +36,15 @@ __all__ = [
     "attack",
     "reference_population",
 ]
+
+
+def _check_record(out: Path, ds: ImageDataset, splits: Splits, net: nn.Module) -> None:
+    """Another model, preprocessing, data or split than OUT's report: refused before any work (see report.merge)."""
+    dataset = {"fingerprint": ds.fingerprint(), "members": len(splits.members), "external": len(splits.external)}
+    dataset.update(test=len(splits.test), seed=splits.seed)
+    check_record(
+        out, {"model": {"fingerprint": model_fingerprint(net), "preprocess": ds.preprocess_record}, "dataset": dataset}
+    )
 
 
 def extract(
@@ -94,6 +103,7 @@ def fit_tap(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     matched = select_layers(net, layer)
     if len(matched) != 1:
         raise ConfigError(
@@ -133,6 +143,7 @@ def sweep(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     tap_pairs = resolve_taps(net, name, taps)
     report = sweep_model(
         net,
@@ -203,6 +214,7 @@ def gradient_sweep(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     budget_list = parse_budgets(budgets)
     run_config = {
         **config.to_dict(),
@@ -307,6 +319,7 @@ def attack(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     spec = model_spec(out, ds, model, weights)
     split = passive_split(splits, known_fraction=known_fraction, seed=config.seed)
     pop = reference_population(ds, splits, population, config.seed)
