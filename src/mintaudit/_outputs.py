@@ -54,6 +54,8 @@ def _real(p: str | os.PathLike[str]) -> Path:
 def check_out_dir(path: str | os.PathLike[str], name: str = "--out") -> None:
     """Refuse the root, a system folder (or anything under one) and a shared top-level folder as a work directory."""
     p = _real(path)
+    if p == Path(p.anchor):
+        raise ConfigError(f"{name} {str(path)!r} is the root of the file system; give a folder, e.g. {name} runs/audit")
     for folder in SYSTEM_FOLDERS:
         if p == Path(folder) or Path(folder) in p.parents:
             raise ConfigError(

@@ -203,11 +203,11 @@ def gradient_sweep(
 ) -> dict[str, Any]:
     """Gradient MINT over setups x data budgets, plus the LOSS baseline; writes the reports in ``out_dir``.
 
-    The gMINT results join an existing ``report.json`` made from the same model, data and
-    held-out split (same seed and known fraction), replacing its earlier gMINT and LOSS rows, so
-    that passive and gradient MINT sit in one table; otherwise a new report is written. The LOSS
-    row is the one ``sweep`` and ``attack`` write too (:mod:`mintaudit.attacks.loss`), so
-    replacing it changes nothing but its place.
+    The gMINT results join an existing ``report.json`` under the one merge rule
+    (:mod:`mintaudit.report.merge`): a row of the same key (setup, budget, reduction, ...) is
+    replaced in place, others are kept, so passive and gradient MINT sit in one table; a report of
+    another model or data is refused. The LOSS row is the one ``sweep`` and ``attack`` write too
+    (:mod:`mintaudit.attacks.loss`), recomputed in its place.
     """
     config = config or GradientSweepConfig()
     out = Path(out_dir)
