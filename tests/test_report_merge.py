@@ -10,6 +10,8 @@ import json
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mintaudit.cli import main
 from mintaudit.errors import ConfigError
@@ -156,3 +158,30 @@ def test_a_refused_command_keeps_the_earlier_config(work, refused):
     refused(["sweep", *SIZES, "--out", str(work), "--taps", "nosuch", *WEAK])
     assert (work / "sweep.config.json").read_bytes() == config
     assert json.loads(config)["taps"] == "relu1"
+
+
+_rows_st = st.lists(
+    st.fixed_dictionaries(
+        {
+            "method": st.sampled_from(["passive-mint", "loss", "gmint"]),
+            "signal": st.just("activations"),
+            "protocol": st.sampled_from(["heldout-members", "training-members"]),
+            "layer": st.sampled_from(["a", "b", None]),
+            "n_members": st.integers(1, 3),
+            "n_nonmembers": st.just(2),
+            "v": st.integers(),
+        }
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=_rows_st, new=_rows_st)
+def test_merge_rows_loses_no_key_and_is_idempotent(old, new):
+    merged = merge_rows(old, new)
+    keys = [row_key(r) for r in merged]
+    assert set(keys) == {row_key(r) for r in [*old, *new]}  # every measurement kept, once per new key
+    latest = {row_key(r): r for r in new}
+    assert all(merged[keys.index(k)] == r for k, r in latest.items())  # a rerun's row wins
+    assert merge_rows(merged, new) == merged

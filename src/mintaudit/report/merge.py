@@ -85,17 +85,19 @@ def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
 def merge_rows(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``old`` with each row of ``new`` replacing the old row of its key (in place), or appended after them.
 
-    Rows of ``new`` that share a key with each other: the last one counts.
+    Rows of ``new`` that share a key with each other: the last one counts. Old rows sharing a key
+    (reports written before this rule) are all replaced by a new row of that key, at the first one's place.
     """
-    out = [copy.deepcopy(dict(r)) for r in old]
-    where = {row_key(r): i for i, r in enumerate(out)}
-    for r in new:
-        k, row = row_key(r), copy.deepcopy(dict(r))
-        if k in where:
-            out[where[k]] = row
-        else:
-            where[k] = len(out)
-            out.append(row)
+    latest = {row_key(r): copy.deepcopy(dict(r)) for r in new}
+    out, placed = [], set()
+    for r in old:
+        k = row_key(r)
+        if k not in latest:
+            out.append(copy.deepcopy(dict(r)))
+        elif k not in placed:
+            out.append(latest[k])
+            placed.add(k)
+    out.extend(row for k, row in latest.items() if k not in placed)
     return out
 
 
