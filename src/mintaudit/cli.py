@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mintaudit._lock import command_lock
 from mintaudit._validate import check_paths, check_values
 from mintaudit.cli_args import apply_config, build_parser
 
@@ -23,7 +24,6 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from mintaudit import pipeline
-    from mintaudit._io import atomic_write_json
     from mintaudit.detectors import DetectorConfig
     from mintaudit.errors import ConfigError
     from mintaudit.passive import SweepConfig
@@ -82,7 +82,6 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             guesses = (kp, kn)
         check_audit(args.canaries, guesses=guesses, confidence=args.confidence, delta=dp.delta if dp else 1e-5)
     out = Path(args.out)
-    atomic_write_json(out / f"{args.verb}.config.json", {"command": command, **_resolved(args)})
     if args.verb == "demo":
         report = pipeline.demo(
             out,
@@ -327,6 +326,19 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _save_config(args: argparse.Namespace, command: list[str]) -> None:
+    """``OUT/<verb>.config.json``, written only after the command succeeded: a refused or failed run never
+    replaces the configuration of the run that made the files in OUT."""
+    from mintaudit._io import atomic_write_json
+
+    if not getattr(args, "out", None) or args.verb in ("factors", "layers", "report"):
+        return
+    if args.verb == "active" and args.active_verb == "query":
+        return
+    name = f"active-{args.active_verb}" if args.verb == "active" else args.verb
+    atomic_write_json(Path(args.out) / f"{name}.config.json", {"command": command, **_resolved(args)})
+
+
 def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     """The data set (as the audited model's view) and the splits, from the data options of any verb."""
     from mintaudit import pipeline
@@ -383,17 +395,16 @@ def _factors(args: argparse.Namespace, command: list[str], show: bool | None) ->
         seed=args.seed,
     )  # checked before anything is written
     out = Path(args.out)
-    atomic_write_json(
+    doc = run_factors(out, config, data_root=args.data_root, command=command, show_progress=show)
+    atomic_write_json(  # only after success: a refused run leaves the earlier run's configuration
         out / "factors.config.json", {"command": command, **_resolved(args), "resolved": config.to_dict()}
     )
-    doc = run_factors(out, config, data_root=args.data_root, command=command, show_progress=show)
     print(format_factors_table(doc))
     print(f"wrote {out / 'factors.json'} and {out / 'factors.html'}")
     return 0
 
 
 def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> int:
-    from mintaudit._io import atomic_write_json
     from mintaudit.errors import ConfigError
     from mintaudit.report import format_table
 
@@ -408,7 +419,6 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
                 print(f"wrote {path}")
         return 0
     out = Path(args.out)
-    atomic_write_json(out / f"active-{args.active_verb}.config.json", {"command": command, **_resolved(args)})
     ds, splits = _data(args, out)
     if args.active_verb == "eval":
         from mintaudit.active.workflow import active_eval
@@ -545,8 +555,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, origin = apply_config(parser, argv)
         check_values(vars(args), origin)  # option values and paths, before anything is written
         check_paths(vars(args), origin)
-        with _torchrun(args), use_device(getattr(args, "device", None)):
-            return _run(args, argv)
+        with command_lock(getattr(args, "out", None), ["mintaudit", *argv]):
+            with _torchrun(args), use_device(getattr(args, "device", None)):
+                status = _run(args, argv)
+                if status == 0:
+                    _save_config(args, ["mintaudit", *argv])
+                return status
     except MintauditError as e:
         if "--debug" in argv or getattr(args, "debug", False):
             raise

@@ -44,6 +44,7 @@ def export_active(
     """
     from safetensors.torch import save_file
 
+    _check_threshold(threshold, "threshold", "pass a probability such as 0.5")
     if class_names is not None and len(class_names) != spec.num_classes:
         raise ModelError(f"{len(class_names)} class names for {spec.num_classes} classes")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -65,10 +66,40 @@ def export_active(
         **(info or {}),
     }
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, schema_file=CONFIG) as tmp:
         save_file(state, str(tmp / WEIGHTS))
         atomic_write_json(tmp / CONFIG, meta)
     return out
+
+
+def _check_threshold(value: Any, name: str, fix: str) -> None:
+    import math
+    import numbers
+
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+    if not ok:
+        raise ModelError(f"{name} must be a number in [0, 1] (a membership probability); given {value!r}; {fix}")
+
+
+def _check_meta(meta: dict[str, Any], cfg_path: Path, num_classes: int) -> None:
+    """The fields :func:`query_images` reads: a threshold in [0, 1], one class name per class, the input block."""
+    where = f"{str(cfg_path)!r}"
+    _check_threshold(meta.get("threshold"), f"'threshold' in {where}", "export the model again")
+    names = meta.get("class_names")
+    if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
+        raise ModelError(
+            f"'class_names' in {where} must list {num_classes} names (one per class); export the model again"
+        )
+    given = meta.get("input")
+    missing = [k for k in ("mean", "std", "channels", "image_size") if not isinstance(given, dict) or k not in given]
+    if missing:
+        raise ModelError(f"'input' in {where} lacks {', '.join(missing)}; export the model again")
+    try:
+        Preprocess.from_dict(given)
+        h, w = (int(v) for v in given["image_size"])
+        int(given["channels"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"'input' in {where} is malformed ({e}); export the model again") from None
 
 
 #: The backbone name recorded for a model exported from a module with no factory to rebuild it.
@@ -102,6 +133,7 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
         if isinstance(e, ModelError):
             raise
         raise ModelError(f"{str(cfg_path)!r} is malformed ({e}); export the model again") from e
+    _check_meta(meta, cfg_path, spec.num_classes)
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
     if backbone is None and spec.name == MODULE_BACKBONE:

@@ -286,7 +286,10 @@ def stream_signals(
     was_training = model.training
     model.eval()
     try:
-        with atomic_dir(target) if main else contextlib.nullcontext() as tmp_main, producer as run:
+        with (
+            atomic_dir(target, schema_file="manifest.json") if main else contextlib.nullcontext() as tmp_main,
+            producer as run,
+        ):
             tmp = Path(distributed.broadcast_object(str(tmp_main) if main else None))
             files: list[_CacheWriter] = []
 

@@ -452,6 +452,7 @@ def _finish_verdict(
 ) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
     from mintaudit.evaluation.statistics import dataset_test, sample_decisions
+    from mintaudit.report.merge import add_verdict, query_digest
     from mintaudit.report.schema import set_verdict
 
     per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
@@ -460,7 +461,7 @@ def _finish_verdict(
     result = {
         **test.to_dict(),
         **about,
-        "query": {**q_info, "n": int(len(q_ids))},
+        "query": {**q_info, "n": int(len(q_ids)), "sha256": query_digest(str(q_info.get("source")), q_ids)},
         "null_reference": {
             "source": _NULL_SOURCE,
             "n": int(len(null_idx)),
@@ -477,7 +478,8 @@ def _finish_verdict(
         if report_path.is_file()
         else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
     )
-    set_verdict(report, result)
+    set_verdict(report, result)  # checked
+    add_verdict(report, result)  # kept per (query content, method): another query's verdict stays
     write_report(report, out)
     return result
 
