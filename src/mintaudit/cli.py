@@ -328,7 +328,7 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
 
     preprocess = _given_preprocess(args)
     if args.verb not in ("train", "audit-dp"):  # the model's declared preprocessing, or a refusal when flags differ
-        preprocess = pipeline.model_preprocess(getattr(args, "model", None), preprocess)
+        preprocess = pipeline.model_preprocess(_model(args), preprocess)
     return pipeline.prepare_data(
         args.dataset,
         out,
@@ -358,7 +358,7 @@ def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
     """--model as the workdir functions take it: the locator, or a TargetRef with --model-arg/--accept-preprocessing."""
     from mintaudit.workdir.target import TargetRef
 
-    locator = locator if locator is not None else args.model
+    locator = locator if locator is not None else getattr(args, "model", None)
     kwargs = _key_values(getattr(args, "model_arg", []) or [], "--model-arg")
     accept = bool(getattr(args, "accept_preprocessing", False))
     if locator is None:
