@@ -26,6 +26,7 @@ def own(tmp_path_factory):
         from model import ResNetSmall
     finally:
         sys.path.remove(str(EXAMPLE))
+        sys.modules.pop("model", None)
     torch.manual_seed(0)
     ds = load_dataset("digits")
     members = np.arange(300)
@@ -43,6 +44,12 @@ def own(tmp_path_factory):
     save_file(net.state_dict(), str(root / "model.safetensors"))
     (root / "members.txt").write_text("\n".join(map(str, members)))
     return root
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_example_module():
+    yield
+    sys.modules.pop("model", None)  # the factory 'model:ResNetSmall' was imported by name
 
 
 def _attack(own, out, *extra):
