@@ -14,8 +14,10 @@ from safetensors.torch import save_file
 
 from mintaudit.cli import main
 from mintaudit.data import load_dataset
+from mintaudit.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_model"
+_NET: dict[str, torch.nn.Module] = {}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def own(tmp_path_factory):
     root = tmp_path_factory.mktemp("own")
     save_file(net.state_dict(), str(root / "model.safetensors"))
     (root / "members.txt").write_text("\n".join(map(str, members)))
+    _NET["own"] = net.eval()  # the module itself, for mintaudit.audit
     return root
 
 
@@ -104,3 +107,27 @@ def test_model_arg_values_are_typed_and_a_bad_one_is_one_line(own, refused, monk
     assert "--model-arg takes KEY=VALUE" in line
     line = refused([*_attack(own, "o3")[:8], "width=9", *_attack(own, "o3")[9:]], allow_new=("splits.json",))
     assert "model:ResNetSmall" in line or "weights" in line  # the weights do not fit a width-9 model: one line
+
+
+def test_python_callers_passing_raw_pixels_and_preprocess_are_probed(own):
+    import mintaudit
+    from mintaudit.errors import DataError
+    from mintaudit.preprocess import Preprocess
+
+    ds = load_dataset("digits")
+
+    def raw(ids):
+        return torch.from_numpy(ds.images[ids]).permute(0, 3, 1, 2), torch.from_numpy(ds.labels[ids]).long()
+
+    net = _NET["own"]
+    sets = {"members": raw(np.arange(300)), "external": raw(np.arange(300, 400)), "test": raw(np.arange(400, 500))}
+    with pytest.raises(ConfigError, match=r"with x / 255 .* give preprocess=Preprocess\(mean=0, std=1\)"):
+        mintaudit.audit(net, **sets, fusion="outputs", preprocess=Preprocess())
+    result = mintaudit.audit(net, **sets, fusion="outputs", preprocess=Preprocess(mean=0, std=1))
+    probe = result.report["model"]["probe"]
+    assert probe["better"] is None and probe["declared_accuracy"] == pytest.approx(result.check.members_accuracy)
+    x, y = sets["members"]
+    with pytest.raises(DataError, match="raw pixels"):
+        mintaudit.audit(
+            net, members=(x / 255.0, y), external=sets["external"], test=sets["test"], preprocess=Preprocess()
+        )

@@ -26,12 +26,15 @@ import numpy as np
 from torch import nn
 
 from mintaudit.data.splits import Splits
+from mintaudit.data.pixels import pixel_pool
 from mintaudit.data.tensors import TensorPool, collect_samples
 from mintaudit.detectors import DetectorConfig
 from mintaudit.errors import ConfigError
 from mintaudit.gate import ModelCheck, check_model_accuracy
 from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
+from mintaudit.preprocess import Preprocess
+from mintaudit.probe import probe_preprocessing
 from mintaudit.workdir.audit import sweep_model
 from mintaudit.report import write_report
 from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
@@ -102,6 +105,8 @@ def audit(
     show_progress: bool | None = None,
     tap_mode: str | dict[str, str] | None = None,
     tap_budget: int | str | None = None,
+    preprocess: Preprocess | None = None,
+    accept_preprocessing: bool = False,
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
@@ -122,6 +127,10 @@ def audit(
             tap (``{"layer3": "grid:4"}`` or ``"layer3=grid:4,fc=full"``); None lets ``tap_budget`` pick.
         tap_budget: bytes per sample per tap (an int, or ``"64K"``, ``"1M"``); default 512 KiB
             (:data:`mintaudit.signals.DEFAULT_TAP_BUDGET`). A reduced tap's rows carry ``tap_mode``.
+        preprocess: the sets hold raw pixels (whole values 0-255, e.g. uint8 tensors (N, C, H, W)) and this
+            :class:`~mintaudit.Preprocess` turns them into the model's input; the preprocessing probe
+            (:mod:`mintaudit.probe`) then checks it against the usual alternatives on the members.
+        accept_preprocessing: go on when the probe finds a clearly better preprocessing (the report says so).
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
@@ -142,12 +151,22 @@ def audit(
     was_training = model.training
     model.eval()
     try:
-        k = num_classes if num_classes is not None else _logit_width(model, x[:2])
-        pool = TensorPool(f"{name}-data", x, y, int(k))
+        if preprocess is not None:  # raw pixels: read through the declared preprocessing, then probed
+            raw = pixel_pool(f"{name}-data", x, y, max(int(y.max()) + 1, 1), preprocess)
+            k = num_classes if num_classes is not None else _logit_width(model, raw.batch(np.arange(2)).numpy())
+            pool = pixel_pool(f"{name}-data", x, y, int(k), preprocess)
+        else:
+            k = num_classes if num_classes is not None else _logit_width(model, x[:2])
+            pool = TensorPool(f"{name}-data", x, y, int(k))
         check_model(model, pool.image_shape, pool.num_classes)
         sizes = [len(p[0]) for p in parts]
         cuts = np.cumsum([0, *sizes])
         splits = Splits(pool.name, pool.fingerprint(), int(seed), *(np.arange(cuts[i], cuts[i + 1]) for i in range(3)))
+        probe = None
+        if preprocess is not None:
+            probe = probe_preprocessing(
+                model, pool, splits.members, accept=accept_preprocessing, seed=seed, declared_by="preprocess="
+            )
         check = check_model_accuracy(model, pool, splits.members, splits.test, allow_weak_model=allow_weak_model)
         layers = [] if taps is None else select_layers(model, taps)
         tap_pairs = [(f"L{i}", layer) for i, layer in enumerate(layers, start=1)]
@@ -164,7 +183,7 @@ def audit(
             tap_mode=_mode_text(tap_mode),
             tap_budget=budget,
         )
-        info = {"check": check.to_dict()}
+        info = {"check": check.to_dict(), **({"probe": probe} if probe is not None else {})}
         with tempfile.TemporaryDirectory(prefix="mintaudit-") as tmp:
             root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp) / "cache"
             report = sweep_model(

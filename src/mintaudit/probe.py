@@ -37,6 +37,11 @@ def _flags(p: Preprocess) -> str:
     return f + (" (channels in BGR order)" if p.channel_order == "bgr" else "")
 
 
+def _python(d: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v!r}" for k, v in d.items() if k != "grey_to_rgb")
+    return f"preprocess=Preprocess({args.replace('(0.0,)', '0').replace('(1.0,)', '1')})"
+
+
 def candidates(ds: ImageDataset, members: np.ndarray, declared: Preprocess) -> list[tuple[str, Preprocess]]:
     """(name, preprocessing) of the alternatives to try; each keeps the declared size, crop and grey-to-RGB."""
     c = ds.image_shape[0]
@@ -125,11 +130,13 @@ def probe_preprocessing(
         "accepted": bool(accept and best is not None),
     }
     if best is not None and not accept:
+        python = declared_by == "preprocess="
+        fix = _python(best["preprocess"]) if python else best["flags"]
+        override = "accept_preprocessing=True" if python else "--accept-preprocessing"
         raise ConfigError(
             f"the audited model classifies its members at {base.mean():.3f} with the declared preprocessing "
             f"({declared_by}: {_flags(declared)}) but at {best['accuracy']:.3f} with {best['candidate']} "
             f"(difference {best['difference']:+.3f}, 95% CI {best['ci95'][0]:+.3f} to {best['ci95'][1]:+.3f}): "
-            f"it was likely trained with that one; give {best['flags']}, or --accept-preprocessing to audit "
-            "with the declared one"
+            f"it was likely trained with that one; give {fix}, or {override} to audit with the declared one"
         )
     return record

@@ -181,3 +181,14 @@ def test_the_preprocessor_config_is_parsed_by_hand(tmp_path):
 def test_preprocessor_keys_that_change_pixels_and_are_not_understood_are_refused(tmp_path, cfg, match):
     with pytest.raises(ConfigError, match=match):
         _proc(tmp_path, cfg)
+
+
+def test_layers_lists_an_hf_folder_and_a_wrong_size_is_one_line(saved, refused, capsys):
+    from mintaudit.cli import main
+
+    _, path = saved["vit"]
+    assert main(["layers", f"hf:{path}", "--dataset", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "vit.layernorm" in out and "classifier" in out
+    line = refused(["layers", f"hf:{path}", "--dataset", "digits", "--image-size", "16"])
+    assert f"hf:{path}" in line
