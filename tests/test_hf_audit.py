@@ -80,6 +80,8 @@ def test_the_page_runs_and_the_audit_uses_the_models_own_preprocessing(page):
     methods = {(r["method"], r["signal"]) for r in report["results"]}
     assert ("loss", "outputs") in methods and len(report["results"]) >= 4
     assert report["verdict"] and (page["root"] / "runs" / "vit-audit" / "verdict.csv").is_file()
+    cached = list((page["root"] / "runs" / "vit-audit" / "cache" / "probe").glob("*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text()) == m["probe"]  # probed once, reused by test
 
 
 @pytest.mark.parametrize("verb", ["sweep", "test"])

@@ -6,16 +6,21 @@ than a locator to say (``--model-arg``, ``--accept-preprocessing``); a plain str
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from mintaudit._io import atomic_write_json
+
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
-from mintaudit.models import ModelSpec, check_model
+from mintaudit.models import ModelSpec, check_model, model_fingerprint
 from mintaudit.preprocess import Preprocess
 from mintaudit.probe import probe_preprocessing
 from mintaudit.targets import open_target, split_scheme
@@ -68,7 +73,9 @@ def open_audited(
     """
     ref = _ref(model)
     c, h, w = ds.image_shape
-    target = open_target(ref.locator, input_shape=(c, h, w), num_classes=ds.num_classes, weights=weights, kwargs=ref.kwargs)
+    target = open_target(
+        ref.locator, input_shape=(c, h, w), num_classes=ds.num_classes, weights=weights, kwargs=ref.kwargs
+    )
     net = target.module
     check_model(net, ds.image_shape, ds.num_classes, name=ref.locator)
     info: dict[str, Any] = {"preprocess": ds.preprocess_record, "kind": target.kind}
@@ -76,10 +83,29 @@ def open_audited(
         info["weights"] = str(weights)
     if splits is not None:
         declared_by = "the model's preprocessor_config.json" if target.preprocess is not None else "--mean/--std"
-        info["probe"] = probe_preprocessing(
-            net, ds, splits.members, accept=ref.accept_preprocessing, seed=splits.seed, declared_by=declared_by
-        )
+        info["probe"] = _probe_once(out_dir, net, ds, splits, ref.accept_preprocessing, declared_by)
     return net, ref.locator, info
+
+
+def _probe_once(
+    out_dir: str | Path, net: nn.Module, ds: ImageDataset, splits: Splits, accept: bool, declared_by: str
+) -> dict[str, Any]:
+    """The probe's record, cached in OUT/cache/probe/ once it found nothing better (same model, data, preprocessing, members)."""
+    members = np.sort(np.asarray(splits.members, dtype=np.int64))
+    key = json.dumps([model_fingerprint(net), ds.fingerprint(), ds.preprocess.key(), splits.seed])
+    key += hashlib.sha256(members.tobytes()).hexdigest()
+    path = Path(out_dir) / "cache" / "probe" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None  # unreadable: measured again, and rewritten below
+        if isinstance(record, dict) and record.get("better") is None and "candidates" in record:
+            return record
+    record = probe_preprocessing(net, ds, members, accept=accept, seed=splits.seed, declared_by=declared_by)
+    if record["better"] is None:  # an accepted override is measured again each time, never cached
+        atomic_write_json(path, record)
+    return record
 
 
 def target_spec(ds: ImageDataset, model: str | TargetRef, weights: str | None) -> ModelSpec:
