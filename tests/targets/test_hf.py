@@ -131,6 +131,12 @@ def test_pickled_weights_remote_code_and_missing_folders_are_refused(saved, tmp_
     (remote / "config.json").write_text(json.dumps({**cfg, "auto_map": {"AutoModel": "x.Y"}}))
     with pytest.raises(ModelError, match="remote code"):
         open_target(f"hf:{remote}", input_shape=(1, 8, 8), num_classes=10)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.json").write_text(json.dumps(cfg))
+    (cut / "model.safetensors").write_bytes(open(f"{path}/model.safetensors", "rb").read()[:100])
+    with pytest.raises(ModelError, match="cannot load hf:.* as an image classifier"):
+        open_target(f"hf:{cut}", input_shape=(1, 8, 8), num_classes=10)
     with pytest.raises(ModelError, match="is not a folder"):
         open_target(f"hf:{tmp_path / 'nope'}", input_shape=(1, 8, 8), num_classes=10)
     with pytest.raises(ConfigError, match="--model-arg does not apply"):
