@@ -119,3 +119,23 @@ def test_the_loss_auc_equals_auditing_the_same_module_from_python(page):
     )
     api_auc = next(r.metrics["auc"] for r in result.rows if r.method == "loss")
     assert abs(api_auc - cli_auc) <= 0.002, (api_auc, cli_auc)
+
+
+def test_weights_beside_an_hf_folder_are_refused(page, refused):
+    d = page["root"] / "runs"
+    line = refused(
+        [
+            "test",
+            "--dataset",
+            "digits",
+            "--model",
+            f"hf:{d / 'vit'}",
+            "--weights",
+            d / "vit" / "model.safetensors",
+            "--query",
+            "heldout-members",
+            "--out",
+            d / "vit-audit",
+        ]
+    )
+    assert "--weights does not apply to hf:" in line

@@ -72,6 +72,11 @@ def open_audited(
         (module in eval mode, its locator, info with ``preprocess``, ``weights``, ``kind`` and ``probe``).
     """
     ref = _ref(model)
+    scheme = split_scheme(ref.locator)[0]
+    if scheme is not None and weights is not None:
+        raise ConfigError(
+            f"--weights does not apply to {ref.locator}: the {scheme} model carries its own; drop --weights"
+        )
     c, h, w = ds.image_shape
     target = open_target(
         ref.locator, input_shape=(c, h, w), num_classes=ds.num_classes, weights=weights, kwargs=ref.kwargs
