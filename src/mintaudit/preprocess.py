@@ -227,7 +227,6 @@ class Preprocess:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).expand(c).view(1, c, 1, 1)
         return x.div_(255.0 * std).sub_(mean / std)
 
-
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
         """Resize (``resample``, antialiased when shrinking) and centre crop a float (N, C, H, W) batch of 0-255 values."""
         h, w = x.shape[-2:]
