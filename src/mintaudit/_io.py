@@ -83,8 +83,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     Example:
-        >>> with atomic_path("out.bin") as tmp:  # doctest: +SKIP
-        ...     tmp.write_bytes(b"...")
+        >>> with atomic_path("out.bin") as tmp:
+        ...     _ = tmp.write_bytes(b"...")
+        >>> Path("out.bin").read_bytes()
+        b'...'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -273,6 +273,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
             f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)"
         )
+        from mintaudit.report.verdict_text import verdict_check_lines
+
+        print("\n".join(verdict_check_lines(v)))  # blind baseline, usage share, samples needed
         print(f"wrote {out / 'verdict.csv'}, {out / 'report.json'} and {out / 'report.html'}")
         return 0
     if args.signal == "gradients":

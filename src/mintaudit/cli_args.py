@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["constant", "cosine"],
         default=d.AC.lr_schedule,
         help="constant (published) or cosine: the rate falls from --lr to 0 along a half cosine over "
-        "--epochs, step by step (with a large external pool it took Entry TPR@1%% FPR to 1.0; README, aMINT) "
+        "--epochs, step by step "
         "(default: %(default)s)",
     )
     g.add_argument(

@@ -4,7 +4,7 @@ Layout added to a work directory (see :mod:`mintaudit.pipeline`): ``amint/<setup
 delivered model: ``model.safetensors`` + ``amint.json``), ``checkpoints/amint-<setup>/``
 (per-epoch checkpoint), and ``amint`` rows in ``report.json``.
 
-Protocol ``training-members`` (methods.md, section 3): members are the training members, the
+Protocol ``training-members`` (docs/explanation/protocols.md): members are the training members, the
 very samples the head saw as positives; non-members are the test split; both sides balanced
 by subsampling. Accuracy is reported at 0.5 (the published convention) and at the threshold
 calibrated on validation data no training step saw (``calibrated_accuracy``).

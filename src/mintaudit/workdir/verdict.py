@@ -24,6 +24,7 @@ from mintaudit.attacks.registry import ATTACKS
 from mintaudit.workdir.audit import detector_protocol
 from mintaudit.workdir.choice import choose_default, score_attack
 from mintaudit.workdir.model import model_spec, report_for, resolve_model
+from mintaudit.workdir.verdict_checks import add_verdict_checks
 
 __all__ = ["QUERY_ROLES", "null_split", "verdict"]
 
@@ -172,6 +173,8 @@ def verdict(
                 "published protocol): a positive control",
             }
         null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
+        held = {"q_ds": q_ds, "member_ids": split.heldout_members}
+        held["member_scores"] = membership_scores(amodel, ds, split.heldout_members)
         about = {
             "method": "amint",
             "signal": "activations",
@@ -198,6 +201,7 @@ def verdict(
             alpha=alpha,
             decision=decision,
             null_fraction=null_fraction,
+            **held,
         )
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
@@ -302,6 +306,7 @@ def verdict(
     about["choice"] = choice
 
     null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
+    held = {"q_ds": q_ds, "member_ids": split.heldout_members, "member_scores": score(cache, split.heldout_members)}
     return _finish_verdict(
         out,
         ds,
@@ -321,6 +326,7 @@ def verdict(
         alpha=alpha,
         decision=decision,
         null_fraction=null_fraction,
+        **held,
     )
 
 
@@ -388,6 +394,8 @@ def _attack_verdict(
         if inside
         else np.asarray(scores.extra, dtype=np.float64)
     )
+    held = {"q_ds": q_ds, "member_ids": split.heldout_members}
+    held["member_scores"] = np.array([pool[i] for i in split.heldout_members.tolist()], dtype=np.float64)
     about = {
         "method": method,
         "signal": "outputs",
@@ -414,6 +422,7 @@ def _attack_verdict(
         alpha=alpha,
         decision=decision,
         null_fraction=null_fraction,
+        **held,
     )
 
 
@@ -437,6 +446,9 @@ def _finish_verdict(
     alpha: float,
     decision: str,
     null_fraction: float,
+    q_ds: ImageDataset | None = None,
+    member_ids: np.ndarray | None = None,
+    member_scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
     from mintaudit.evaluation.statistics import dataset_test, sample_decisions
@@ -458,6 +470,7 @@ def _finish_verdict(
         "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
         "command": " ".join(command or sys.argv),
     }
+    add_verdict_checks(result, q_ds=q_ds or ds, q_ids=q_ids, ds=ds, null_idx=null_idx, q_scores=q_scores, null_scores=null_scores, member_ids=member_ids, member_scores=member_scores, seed=config.seed)  # fmt: skip
     report_path = out / "report.json"
     report = (
         load_report(report_path)
