@@ -119,6 +119,22 @@ def test_the_loss_auc_equals_auditing_the_same_module_from_python(page):
     )
     api_auc = next(r.metrics["auc"] for r in result.rows if r.method == "loss")
     assert abs(api_auc - cli_auc) <= 0.002, (api_auc, cli_auc)
+    # the raw transformers model (a ModelOutput) with a DataLoader of {"pixel_values", "labels"} dicts
+    from torch.utils.data import DataLoader
+
+    def loader(ids):
+        x, y = role(ids)
+        return DataLoader([{"pixel_values": xi, "labels": yi} for xi, yi in zip(x, y)], batch_size=64)
+
+    raw = mintaudit.audit(
+        page["model"],
+        members=loader(splits.members),
+        external=loader(splits.external),
+        test=loader(splits.test),
+        fusion="outputs",
+    )
+    raw_auc = next(r.metrics["auc"] for r in raw.rows if r.method == "loss")
+    assert abs(raw_auc - cli_auc) <= 0.002, (raw_auc, cli_auc)
 
 
 def test_weights_beside_an_hf_folder_are_refused(page, refused):
