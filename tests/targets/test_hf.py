@@ -198,3 +198,23 @@ def test_layers_lists_an_hf_folder_and_a_wrong_size_is_one_line(saved, refused, 
     assert "vit.layernorm" in out and "classifier" in out
     line = refused(["layers", f"hf:{path}", "--dataset", "digits", "--image-size", "16"])
     assert f"hf:{path}" in line
+
+
+def test_a_model_for_larger_images_reads_the_pool_resized_by_its_preprocessor_config(tmp_path, capsys):
+    from mintaudit.cli import main
+
+    cfg = transformers.ViTConfig(
+        image_size=16,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+        num_labels=10,
+    )
+    path = _save(transformers.ViTForImageClassification(cfg).eval(), tmp_path / "vit16")
+    proc = {"do_resize": True, "size": {"height": 16, "width": 16}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    (tmp_path / "vit16" / "preprocessor_config.json").write_text(json.dumps(proc))
+    assert main(["layers", f"hf:{path}", "--dataset", "digits"]) == 0  # 8x8 grey digits -> 16x16 RGB
+    assert "vit.layernorm" in capsys.readouterr().out
