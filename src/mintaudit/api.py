@@ -38,6 +38,7 @@ from mintaudit.gate import ModelCheck, check_model_accuracy
 from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
 from mintaudit.preprocess import Preprocess
+from mintaudit.probe import probe_preprocessing
 from mintaudit.workdir.audit import sweep_model
 from mintaudit.report import write_report
 from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
@@ -109,6 +110,7 @@ def audit(
     tap_mode: str | dict[str, str] | None = None,
     tap_budget: int | str | None = None,
     preprocess: Preprocess | None = None,
+    accept_preprocessing: bool = False,
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
@@ -146,7 +148,9 @@ def audit(
             (:data:`mintaudit.signals.DEFAULT_TAP_BUDGET`). A reduced tap's rows carry ``tap_mode``.
         preprocess: give it to pass raw pixels instead (whole numbers 0-255: uint8 or float tensors, arrays, NCHW or
             NHWC, or PIL images): :class:`mintaudit.Preprocess` scales and normalises them as the model was
-            trained, and the report records it.
+            trained, and the report records it. The preprocessing probe (:mod:`mintaudit.probe`) then compares it
+            with the usual alternatives on the members and refuses a clearly worse one, naming the better one.
+        accept_preprocessing: go on when the probe finds a clearly better preprocessing (``model.probe`` says so).
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
@@ -196,11 +200,16 @@ def audit(
         pool = data.pool(f"{name}-data", int(k))
         check_model(model, pool.image_shape, pool.num_classes)
         splits = Splits(pool.name, pool.fingerprint(), int(seed), *data.ranges())
+        probe = None
+        if preprocess is not None:  # raw pixels read through a declared preprocessing: is it the model's?
+            probe = probe_preprocessing(
+                model, pool, splits.members, accept=accept_preprocessing, seed=seed, declared_by="preprocess="
+            )
         check = check_model_accuracy(model, pool, splits.members, splits.test, allow_weak_model=True)
         if check.weak and not allow_weak_model:
             raise WeakModelError(_weak_message(check, preprocess))
         check = replace(check, weak_model_allowed=bool(allow_weak_model))
-        info = {"check": check.to_dict()}
+        info = {"check": check.to_dict(), **({"probe": probe} if probe is not None else {})}
         with tempfile.TemporaryDirectory(prefix="mintaudit-") as tmp:
             root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp) / "cache"
             report = sweep_model(

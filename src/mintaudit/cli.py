@@ -34,14 +34,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     show = False if args.quiet else None
     command = ["mintaudit", *argv]
     if args.verb == "layers":
-        from mintaudit.preprocess import Preprocess
-
         layers = pipeline.describe_layers(
-            args.model_ref,
+            _model(args, args.model_ref),
             args.dataset,
             data_root=args.data_root,
             image_size=args.image_size,
-            preprocess=Preprocess.parse(args.mean, args.std, args.grey_to_rgb),
+            preprocess=_given_preprocess(args),
         )
         print(f"{'index':>5}  {'name':<28} {'type':<14} output shape")
         for info in layers:
@@ -160,7 +158,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             out,
             ds,
             splits,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             taps=args.taps,
             dtype="float16" if args.float16 else "float32",
@@ -188,7 +186,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             ds,
             splits,
             methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             config=attack_cfg,
             known_fraction=args.known_fraction,
@@ -218,7 +216,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             ds,
             splits,
             layer=args.layer,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             config=sweep_cfg,
             fuse_outputs=args.fuse_outputs,
@@ -240,7 +238,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             fdr=args.fdr,
             alpha=args.alpha,
             decision=args.decision,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             config=sweep_cfg,
             command=command,
@@ -299,7 +297,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             out,
             ds,
             splits,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             setups=args.setups,
             budgets=args.budgets,
@@ -313,7 +311,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             out,
             ds,
             splits,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             taps=args.taps,
             config=sweep_cfg,
@@ -342,10 +340,10 @@ def _save_config(args: argparse.Namespace, command: list[str]) -> None:
 def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     """The data set (as the audited model's view) and the splits, from the data options of any verb."""
     from mintaudit import pipeline
-    from mintaudit.preprocess import Preprocess
 
-    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
-    preprocess = Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
+    preprocess = _given_preprocess(args)
+    if args.verb not in ("train", "audit-dp"):  # the model's declared preprocessing, or a refusal when flags differ
+        preprocess = pipeline.model_preprocess(_model(args), preprocess)
     return pipeline.prepare_data(
         args.dataset,
         out,
@@ -361,6 +359,30 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
         external_file=args.external_file,
         test_file=args.test_file,
     )
+
+
+def _given_preprocess(args: argparse.Namespace) -> Any:
+    """The preprocessing --mean/--std/--grey-to-rgb give, or None when none of them was given."""
+    from mintaudit.preprocess import Preprocess
+
+    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
+    return Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
+
+
+def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
+    """--model as the workdir functions take it: the locator, or a TargetRef with --model-arg/--accept-preprocessing."""
+    from mintaudit.workdir.target import TargetRef
+
+    locator = locator if locator is not None else getattr(args, "model", None)
+    kwargs = _key_values(getattr(args, "model_arg", []) or [], "--model-arg")
+    accept = bool(getattr(args, "accept_preprocessing", False))
+    if locator is None:
+        if kwargs or accept:
+            from mintaudit.errors import ConfigError
+
+            raise ConfigError("--model-arg and --accept-preprocessing need --model (a model given by you)")
+        return None
+    return TargetRef(locator, kwargs, accept) if kwargs or accept else locator
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:
