@@ -24,25 +24,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/mintaudit demo --out runs/demo
 
-# The suite without the heavy end-to-end cases (those are `make test-slow`; CI runs both).
+# The suite without the heavy end-to-end cases (marked slow: those are `make test-slow`; CI runs both).
 test: $(STAMP)
-	$(PYTEST) -m "not heavy"
+	$(PYTEST) -m "not slow"
 
-# The heavy end-to-end cases: real data, full pipelines, minutes each.
+# The heavy end-to-end cases (marked slow): real data, full pipelines, torchrun, minutes each.
 test-slow: $(STAMP)
-	$(PYTEST) -m heavy
+	$(PYTEST) -m slow
 
-# Lint and format check, then the fast tier: no real-data end-to-end case (about 2 minutes).
+# Lint and format check, then the fast tier: no end-to-end case, no real data set on disk.
 check: lint
-	$(PYTEST) -x -m "not slow and not heavy and not fashion"
+	$(PYTEST) -x -m "not slow and not fashion"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/*.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/*.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks examples
-	$(VENV)/bin/ruff check --fix src tests benchmarks examples
+	$(VENV)/bin/ruff format src tests benchmarks examples docs/*.py
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples docs/*.py
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site

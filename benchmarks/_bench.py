@@ -8,6 +8,9 @@ docs' benchmark pages are generated from files anyone can regenerate by rerunnin
 Example:
     >>> emit_result("demo", {"auc": 0.61234, "layer": "L7"}, write=False)
     RESULT auc=0.6123 layer=L7
+    'RESULT auc=0.6123 layer=L7'
+    >>> _ = emit_result("demo", {"ratio": 1.2571, "minutes": 56.71}, digits={"ratio": 3, "minutes": 1}, write=False)
+    RESULT ratio=1.257 minutes=56.7
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def emit_result(
     figures: Mapping[str, Any],
     *,
     details: Mapping[str, Any] | None = None,
-    digits: int = 4,
+    digits: int | Mapping[str, int] = 4,
     write: bool = True,
     results_dir: str | Path | None = None,
 ) -> str:
@@ -90,14 +93,16 @@ def emit_result(
         name: the benchmark's name (its file stem, or stem plus profile: ``amint_grid-cpu``).
         figures: the RESULT line's keys and values, in order.
         details: anything else worth keeping beside the figures (tables, intervals, sizes).
-        digits: decimals of floats on the line (the JSON keeps full precision).
+        digits: decimals of floats on the line (the JSON keeps full precision): one number for every
+            key, or a mapping of key to decimals (keys it does not name get 4).
         write: False to print only (a ``--quick`` run, a doctest).
         results_dir: where the JSON goes (default ``benchmarks/results``).
 
     Returns:
         The RESULT line.
     """
-    line = "RESULT " + " ".join(f"{k}={format_value(v, digits)}" for k, v in figures.items())
+    places = (lambda k: digits.get(k, 4)) if isinstance(digits, Mapping) else (lambda k: digits)
+    line = "RESULT " + " ".join(f"{k}={format_value(v, places(k))}" for k, v in figures.items())
     if write:
         folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
         folder.mkdir(parents=True, exist_ok=True)

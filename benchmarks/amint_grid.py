@@ -40,6 +40,8 @@ from mintaudit.pipeline import prepare_data
 from mintaudit.training import TrainConfig
 from mintaudit.workdir.model import train_model
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 # The five other backbones at what 2 CPU cores allow (issue 18, item 3). At one torch thread, with the other core
 # busy, a plain step of 64 Fashion-MNIST images took 0.4-1.4 s with the small-input stem (28x28 maps into the first
 # stage) even at base width 8: those nets are bound by their number of layers and the map size, not by width. The
@@ -302,7 +304,7 @@ def _grid(
             f"| {a['aud']:.4f} / {seen['aud']:.4f} | {_f(seen, 'accuracy') if held else '-'} | {_f(held, 'auc') if held else '-'} "
             f"| {ep['best']}/{ep['run']} | {pub_s} | {sec / 60:.1f} |"
         )
-    print(_result_line(table, minutes))
+    emit_result(f"amint_grid-{args.profile}", _result_figures(table, minutes), digits={"minutes": 1, "backbones": 0})
 
 
 def _plain_aud(out: Path, ds: Any, splits: Any, backbone: str, kwargs: dict[str, Any], cfg: ActiveConfig) -> float:
@@ -328,7 +330,7 @@ def _plain_aud(out: Path, ds: Any, splits: Any, backbone: str, kwargs: dict[str,
     return float(info["task_accuracy"])
 
 
-def _result_line(table: list[tuple[Any, ...]], minutes: float) -> str:
+def _result_figures(table: list[tuple[Any, ...]], minutes: float) -> dict[str, float]:
     """RESULT: objcls-cnn's setup with the best validation AUC (nan without objcls-cnn), its Entry TPRs, the backbone count."""
     nan = float("nan")
     ours = [t for t in table if t[1] == "objcls-cnn"]
@@ -358,8 +360,7 @@ def _result_line(table: list[tuple[Any, ...]], minutes: float) -> str:
         )
     keys["entry_tpr1"] = entry["metrics"]["tpr_at_fpr"]["0.01"] if entry else nan
     keys["entry_tpr01"] = entry["metrics"]["tpr_at_fpr"]["0.001"] if entry else nan
-    body = " ".join(f"{k}={v:.4f}" for k, v in keys.items())
-    return f"RESULT {body} backbones={len({t[1] for t in table})} minutes={minutes:.1f}"
+    return {**keys, "backbones": len({t[1] for t in table}), "minutes": minutes}
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from torch import nn
 from mintaudit.active import ActiveModel, HeadConfig
 from mintaudit.models import ModelSpec, active_taps, build_model
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
@@ -94,8 +96,11 @@ def main() -> None:
         f"parameters: backbone {backbone:,}; default head {head:,} ({head / backbone:.2f}x); "
         f"paper head {paper_head:,} ({paper_head / backbone:.2f}x)"
     )
-    print(
-        f"RESULT step_ratio={ma / mp:.3f} head_params={head} backbone_params={backbone} paper_head_params={paper_head}"
+    emit_result(
+        "amint_overhead",
+        {"step_ratio": ma / mp, "head_params": head, "backbone_params": backbone, "paper_head_params": paper_head},
+        details={"plain_step_ms": 1000 * mp, "amint_step_ms": 1000 * ma},
+        digits=3,
     )
 
 

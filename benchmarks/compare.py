@@ -29,6 +29,8 @@ from mintaudit.attacks.run import AttackConfig
 from mintaudit.pipeline import attack, prepare_data, resolve_model
 from mintaudit.training import TrainConfig
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 OFFLINE = [
     "loss",
     "confidence",
@@ -160,26 +162,14 @@ def main() -> None:
         "\nseconds: MINT rows = fitting the MINT model; attacks = scoring with reference models already trained "
         "(their training time is listed above)"
     )
-    best = (
-        []
-        if best_mint is None
-        else [
-            f"best_mint_auc={best_mint['metrics']['auc']:.4f}",
-            f"best_mint_tpr1={best_mint['metrics']['tpr_at_fpr']['0.01']:.4f}",
-        ]
-    )
-    print(
-        "RESULT "
-        + " ".join(
-            [
-                *(
-                    f"{k}_auc={r['metrics']['auc']:.4f} {k}_tpr1={r['metrics']['tpr_at_fpr']['0.01']:.4f}"
-                    for k, r in keyed.items()
-                ),
-                *best,
-            ]
-        )
-    )
+    figures: dict[str, float] = {}
+    for k, r in keyed.items():
+        figures[f"{k}_auc"] = r["metrics"]["auc"]
+        figures[f"{k}_tpr1"] = r["metrics"]["tpr_at_fpr"]["0.01"]
+    if best_mint is not None:
+        figures["best_mint_auc"] = best_mint["metrics"]["auc"]
+        figures["best_mint_tpr1"] = best_mint["metrics"]["tpr_at_fpr"]["0.01"]
+    emit_result("compare", figures)
 
 
 if __name__ == "__main__":

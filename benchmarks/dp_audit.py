@@ -42,6 +42,8 @@ from mintaudit.passive import SweepConfig
 from mintaudit.pipeline import sweep, train_model
 from mintaudit.training import TrainConfig
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 DELTA = 1e-5
 
 
@@ -156,9 +158,18 @@ def main() -> None:
         f"every DP bound <= the accountant's epsilon and the non-private bound > 0: {'yes' if ok else 'NO'}; "
         f"total {time.perf_counter() - t0:.0f} s"
     )
-    print(
-        f"RESULT eps_inf_lb={lb['inf']:.3f} eps8_lb={lb['8']:.3f} eps1_lb={lb['1']:.3f} eps8_acc={acc['8']:.3f} "
-        f"eps1_acc={acc['1']:.3f} onerun_inf_lb={rows[0]['onerun']['epsilon']:.3f}"
+    emit_result(
+        "dp_audit",
+        {
+            "eps_inf_lb": lb["inf"],
+            "eps8_lb": lb["8"],
+            "eps1_lb": lb["1"],
+            "eps8_acc": acc["8"],
+            "eps1_acc": acc["1"],
+            "onerun_inf_lb": rows[0]["onerun"]["epsilon"],
+        },
+        details={"rows": rows, "bounds_hold": ok},
+        digits=3,
     )
 
 

@@ -25,6 +25,8 @@ import torch
 
 from mintaudit.factors import PROFILES, factors_config, format_factors_table, run_factors
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +75,11 @@ def main() -> None:
     )
     print(format_factors_table(doc))
     print(f"\nwrote {out}/factors.json and {out}/factors.html")
-    print("RESULT " + " ".join(f"{e['factor']}_delta_auc={e['passive_delta_auc']:.4f}" for e in doc["effects"]))
+    emit_result(
+        f"factors-{args.profile}",
+        {f"{e['factor']}_delta_auc": e["passive_delta_auc"] for e in doc["effects"]},
+        details={"effects": doc["effects"], "seconds": seconds},
+    )
 
 
 if __name__ == "__main__":

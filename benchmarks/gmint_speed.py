@@ -35,6 +35,8 @@ from mintaudit._tensor import resolve_device
 from mintaudit.models.zoo import ObjClsCNN, TinyCNN
 from mintaudit.signals import SETUPS, gradient_layers, gradient_vectors, reduce_per_filter
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -156,7 +158,12 @@ def main() -> None:
         f"{1e3 * main_row['loop'] / b:.2f} ms/sample, one batched backward {1e3 * main_row['backward'] / b:.2f} ms/sample; "
         f"the floor is {main_row['loop'] / main_row['backward']:.2f}x faster than the loop on this device"
     )
-    print(f"RESULT speedup_vs_loop={main_row['speedup']:.2f} ratio_vs_backward={main_row['ratio']:.2f}")
+    emit_result(
+        f"gmint_speed-{device.type}",
+        {"speedup_vs_loop": main_row["speedup"], "ratio_vs_backward": main_row["ratio"]},
+        details={"setup": args.setup, "batch_size": b, "rows": rows},
+        digits=2,
+    )
 
 
 if __name__ == "__main__":

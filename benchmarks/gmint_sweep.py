@@ -33,6 +33,8 @@ from mintaudit.gradient import GradientSweepConfig, budget_label, parse_budgets
 from mintaudit.pipeline import gradient_sweep, prepare_data, resolve_model, train_model
 from mintaudit.training import TrainConfig
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 
 def _cell(r: dict) -> str:
     m, ci = r["metrics"], r["ci95"]["auc"]
@@ -154,10 +156,15 @@ def main() -> None:
     )
     held = [r for r in gm if r["protocol"] == "heldout-members"]
     best = max(held, key=lambda r: r["metrics"]["auc"])
-    print(
-        f"RESULT best_setup={best['label'].replace(' ', '_')} best_auc={best['metrics']['auc']:.4f} "
-        f"best_accuracy={best['metrics']['accuracy']:.4f} best_tpr1={best['metrics']['tpr_at_fpr']['0.01']:.4f} "
-        f"loss_auc={loss['metrics']['auc']:.4f}"
+    emit_result(
+        "gmint_sweep",
+        {
+            "best_setup": best["label"],
+            "best_auc": best["metrics"]["auc"],
+            "best_accuracy": best["metrics"]["accuracy"],
+            "best_tpr1": best["metrics"]["tpr_at_fpr"]["0.01"],
+            "loss_auc": loss["metrics"]["auc"],
+        },
     )
 
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own_model"
 
@@ -184,10 +186,18 @@ def main() -> None:
         f"{sum(a['metrics'] == b['metrics'] for a, b in rows)} of {len(rows)}"
     )
     print(f"seconds: training {t_train:.0f}, CLI audit {t_cli:.0f}, API audit {t_api:.0f}")
-    print(
-        f"RESULT task_accuracy={m['task_accuracy']:.4f} loss_auc={loss['metrics']['auc']:.4f} "
-        f"best_mint_auc={best['metrics']['auc']:.4f} cli_equals_api={int(equal)} max_diff={diff:.5f} "
-        f"default_refused={int(refused)}"
+    emit_result(
+        "own_model",
+        {
+            "task_accuracy": m["task_accuracy"],
+            "loss_auc": loss["metrics"]["auc"],
+            "best_mint_auc": best["metrics"]["auc"],
+            "cli_equals_api": int(equal),
+            "max_diff": diff,
+            "default_refused": int(refused),
+        },
+        details={"seconds": {"training": t_train, "cli_audit": t_cli, "api_audit": t_api}},
+        digits={"max_diff": 5},
     )
 
 

@@ -25,6 +25,8 @@ from mintaudit.pipeline import prepare_data, resolve_model, sweep, train_model
 from mintaudit.report import format_table
 from mintaudit.training import TrainConfig
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,9 +86,15 @@ def main() -> None:
         f"{best['ci95']['auc']}, precision {best['metrics']['precision']:.3f}; LOSS AUC {loss['metrics']['auc']:.3f} "
         f"{loss['ci95']['auc']}; published: 70-80% precision, best tap L7 with AUC 0.72"
     )
-    print(
-        f"RESULT best_layer={name} best_auc={best['metrics']['auc']:.4f} best_accuracy={best['metrics']['accuracy']:.4f} "
-        f"loss_auc={loss['metrics']['auc']:.4f}"
+    emit_result(
+        "passive_sweep",
+        {
+            "best_layer": name,
+            "best_auc": best["metrics"]["auc"],
+            "best_accuracy": best["metrics"]["accuracy"],
+            "loss_auc": loss["metrics"]["auc"],
+        },
+        details={"best_ci95_auc": best["ci95"]["auc"], "loss_ci95_auc": loss["ci95"]["auc"]},
     )
 
 

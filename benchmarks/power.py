@@ -52,6 +52,8 @@ from mintaudit.pipeline import prepare_data, resolve_model
 from mintaudit.signals import extract_signals, output_features
 from mintaudit.workdir.choice import choose_default
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 SIZES = (10, 30, 100, 300)
 FRACTIONS = (0.0, 0.1, 0.5, 1.0)
 
@@ -233,9 +235,15 @@ def main() -> None:
         + ", ".join(f"{k} {v:.4f}" for k, v in null_all.items())
     )
     print(f"torch threads {torch.get_num_threads()}; total {time.perf_counter() - t0:.0f} s")
-    print(
-        f"RESULT null_reject_rate={null_rate:.4f} power_n100_full={rejections[main_key]['mann-whitney'][(100, 1.0)] / R:.4f} "
-        f"power_n100_half={rejections[main_key]['mann-whitney'][(100, 0.5)] / R:.4f} default_method={method}"
+    emit_result(
+        "power",
+        {
+            "null_reject_rate": null_rate,
+            "power_n100_full": rejections[main_key]["mann-whitney"][(100, 1.0)] / R,
+            "power_n100_half": rejections[main_key]["mann-whitney"][(100, 0.5)] / R,
+            "default_method": method,
+        },
+        details={"null_reject_rate_by_method": null_all, "repetitions": R, "sizes": list(sizes)},
     )
 
 

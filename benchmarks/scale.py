@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 TAPS = ["layer2", "layer3"]
 SIZE = 224
 CLASSES = 10
@@ -226,9 +228,16 @@ def main() -> None:
         f"{large['extract_s']:.2f} | {ratio:.2f} x forward |"
     )
     print(f"total {time.perf_counter() - t_start:.0f} s")
-    print(
-        f"RESULT bytes_per_sample={max(small['bytes_per_sample'].values())} memory_ratio={mem:.3f} "
-        f"extract_ratio={ratio:.3f} pool_rss_mib={large['pool_rss_mib']:.0f}"
+    emit_result(
+        "scale",
+        {
+            "bytes_per_sample": max(small["bytes_per_sample"].values()),
+            "memory_ratio": mem,
+            "extract_ratio": ratio,
+            "pool_rss_mib": large["pool_rss_mib"],
+        },
+        details={"small": small, "large": large},
+        digits={"memory_ratio": 3, "extract_ratio": 3, "pool_rss_mib": 0},
     )
 
 

@@ -55,6 +55,8 @@ from mintaudit.errors import DataNotFoundError
 from mintaudit.models import ModelSpec, active_taps, build_model, published_taps
 from mintaudit.signals import extract_signals
 
+from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+
 MODEL = "objcls-cnn"
 BATCH = 256
 
@@ -320,10 +322,23 @@ def main() -> None:
     memory_ratio = mem[1]["peak_bytes"] / mem[0]["peak_bytes"]
     print(f"peak memory ratio 4N / N: {memory_ratio:.2f} (target <= 1.2)")
     print(f"extraction ratios: full maps {extract / bare:.2f}, pooled {pooled / bare:.2f}")
-    print(
-        f"RESULT extract_ratio={extract / bare:.3f} memory_ratio={memory_ratio:.3f} "
-        f"amint_step_ratio={active_s / plain_s:.3f} extract_per_s={args.n / extract:.1f} "
-        f"extract_ratio_pooled={pooled / bare:.3f}"
+    emit_result(
+        f"throughput-{device.type}",
+        {
+            "extract_ratio": extract / bare,
+            "memory_ratio": memory_ratio,
+            "amint_step_ratio": active_s / plain_s,
+            "extract_per_s": args.n / extract,
+            "extract_ratio_pooled": pooled / bare,
+        },
+        details={"n": args.n, "seconds": {"bare": bare, "extract": extract, "pooled": pooled}},
+        digits={
+            "extract_per_s": 1,
+            "extract_ratio": 3,
+            "memory_ratio": 3,
+            "amint_step_ratio": 3,
+            "extract_ratio_pooled": 3,
+        },
     )
 
 

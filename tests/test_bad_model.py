@@ -57,16 +57,15 @@ _CASES = {
         "def build(in_channels, num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(10, num_classes))\n",
         ["fails on a batch of shape (2, 1, 8, 8)", "RuntimeError", "--image-size"],
     ),
-    "tuple-output": (
+    "dict-output-without-logits": (
         "class Net(nn.Module):\n"
         "    def __init__(self, num_classes):\n"
         "        super().__init__()\n"
         "        self.fc = nn.Linear(64, num_classes)\n"
         "    def forward(self, x):\n"
-        "        h = x.flatten(1)\n"
-        "        return self.fc(h), h\n"
+        "        return {'scores': self.fc(x.flatten(1))}\n"
         "def build(num_classes):\n    return Net(num_classes)\n",
-        ["returned a tuple of 2", "expected one tensor of (B, 3) logits", "returns only the logits"],
+        ["returned a dict without a 'logits' tensor (keys: 'scores')", "a tuple whose first item is the logits"],
     ),
     "one-dimensional-output": (
         "def build(in_channels, num_classes):\n"

@@ -359,7 +359,7 @@ def test_cli_sweep_gradients_end_to_end(tmp_path, capsys):
     assert "Combined 50%" in printed and "gmint" in printed
     report = json.loads((out / "report.json").read_text())
     methods = [r["method"] for r in report["results"]]
-    assert methods == ["passive-mint", "gmint", "gmint", "gmint", "gmint", "loss"]
+    assert methods == ["passive-mint", "loss", "gmint", "gmint", "gmint", "gmint"]  # LOSS recomputed in its place
     gm = [r for r in report["results"] if r["method"] == "gmint"]
     assert [r["label"] for r in gm] == ["Entry 100%", "Entry 50%", "Combined 100%", "Combined 50%"]
     assert all(r["reduction"] == "mean+l2" and r["protocol"] == "heldout-members" for r in gm)

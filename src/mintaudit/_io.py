@@ -23,6 +23,8 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_dir",
+    "check_replaceable",
+    "MARKER",
     "atomic_path",
     "remove_stale_temporaries",
 ]
@@ -83,8 +85,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     Example:
-        >>> with atomic_path("out.bin") as tmp:  # doctest: +SKIP
-        ...     tmp.write_bytes(b"...")
+        >>> with atomic_path("out.bin") as tmp:
+        ...     _ = tmp.write_bytes(b"...")
+        >>> Path("out.bin").read_bytes()
+        b'...'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,19 +154,93 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+MARKER = ".mintaudit-made"
+"""The file every folder written by :func:`atomic_dir` carries: the names the tool wrote in it."""
+
+
+def _refuse(path: Path, why: str) -> None:
+    from mintaudit.errors import ConfigError
+
+    raise ConfigError(
+        f"{str(path)!r} {why}; mintaudit only replaces a folder it made itself: give a new or empty folder"
+    )
+
+
+def check_replaceable(
+    path: str | os.PathLike[str], schema_file: str | None = None, new_names: list[str] | None = None
+) -> None:
+    """Refuse (ConfigError) to replace ``path`` unless it is missing, an empty folder, or a folder this tool made.
+
+    Ours: a real folder (no symlink) holding :data:`MARKER` and nothing the marker does not list,
+    or (folders made before the marker) holding ``schema_file`` and only names of the new folder
+    (``new_names``, when known). Never the current folder or one of its parents.
+    """
+    path = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    if path == cwd or path in cwd.parents:
+        _refuse(path, "is the current folder (or holds it)")
+    if path.is_symlink():
+        _refuse(path, "is a symbolic link")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        _refuse(path, "is a file, not a folder")
+    try:
+        entries = {p.name for p in path.iterdir()}
+    except OSError as e:
+        _refuse(path, f"cannot be read ({e.strerror})")
+    if not entries:
+        return
+    listed: set[str] | None = None
+    if MARKER in entries:
+        try:
+            doc = json.loads((path / MARKER).read_text(encoding="utf-8"))
+            listed = {str(n) for n in doc["entries"]} | {MARKER}
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = None
+    elif schema_file is not None and schema_file in entries:
+        listed = set(new_names) if new_names is not None else set(entries)
+    if listed is None:
+        _refuse(path, "is a folder holding files mintaudit did not write")
+    others = sorted(entries - listed)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        _refuse(path, f"holds files mintaudit did not write ({shown})")
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; it replaces ``path`` only on success."""
-    path = Path(path)
+def atomic_dir(path: str | os.PathLike[str], *, schema_file: str | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; it replaces ``path`` only on success.
+
+    An existing ``path`` is replaced only when :func:`check_replaceable` finds it is ours (checked
+    before anything is written and again before the rename); the old folder is moved aside under a
+    temporary name, then removed. A symlink, a file, the current folder or a folder holding
+    anything else is refused (ConfigError) and left as it was. The new folder carries
+    :data:`MARKER`, listing what was written in it.
+    """
+    path = Path(os.path.abspath(path))
+    check_replaceable(path, schema_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        names = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
+        (tmp / MARKER).write_text(json.dumps({"made_by": "mintaudit", "entries": names}) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
+        check_replaceable(path, schema_file, names)
+        aside = None
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            aside = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+            os.replace(path, aside)  # onto the empty folder just made: nothing of the user's is touched
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, path)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)  # ours: checked above
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -362,6 +362,9 @@ PATHS: dict[str, PathRole] = {
 
 def check_paths(values: Mapping[str, Any], origin: Origin) -> None:
     """Refuse a path that cannot be what its option needs (see :data:`PATHS`), before anything is written."""
+    from mintaudit._outputs import check_outputs
+
+    check_outputs(values, origin.label)  # system folders; outputs onto inputs or onto files we did not write
     for dest, role in PATHS.items():
         v = values.get(dest)
         if v is None or v == "":

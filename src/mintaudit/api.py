@@ -1,8 +1,9 @@
 """Audit a model on the user's own data, from Python: ``mintaudit.audit(model, members=..., external=..., test=...)``.
 
-Each set is a ``torch.utils.data.DataLoader`` (or any iterable of ``(x, y)`` batches), a map-style
-``Dataset`` yielding ``(x, y)``, or a pair of tensors ``(x, y)``: the samples as the model takes
-them, already transformed by the user's own preprocessing. The audit is the command line's
+Each set is a ``torch.utils.data.DataLoader`` (or a list or any iterable of ``(x, y)`` batches), a
+map-style ``Dataset`` yielding ``(x, y)``, or a pair of tensors ``(x, y)``; items may be Hugging Face
+style dicts (``{"pixel_values", "labels"}``). The samples are the model's inputs, already transformed
+by the user's own preprocessing, or raw pixels with ``preprocess=``. The audit is the command line's
 sweep (``mintaudit sweep``): the sanity gate first, then passive MINT on each tap (and on the
 output signals) and the LOSS baseline, on the same protocol (known members against external
 samples to fit, held-out members against the test samples to score). Results are typed
@@ -17,21 +18,27 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 from torch import nn
 
 from mintaudit.data.splits import Splits
-from mintaudit.data.tensors import TensorPool, collect_samples
+from mintaudit.data.roles import check_role_sizes, read_roles
+from mintaudit._logits import logits_of
+from mintaudit._pyapi import check_arguments, check_module
 from mintaudit.detectors import DetectorConfig
-from mintaudit.errors import ConfigError
+from mintaudit._tensor import device_of
+from mintaudit.errors import ConfigError, WeakModelError
 from mintaudit.gate import ModelCheck, check_model_accuracy
 from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
+from mintaudit.preprocess import Preprocess
+from mintaudit.probe import probe_preprocessing
 from mintaudit.workdir.audit import sweep_model
 from mintaudit.report import write_report
 from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
@@ -102,69 +109,107 @@ def audit(
     show_progress: bool | None = None,
     tap_mode: str | dict[str, str] | None = None,
     tap_budget: int | str | None = None,
+    preprocess: Preprocess | None = None,
+    accept_preprocessing: bool = False,
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
+    Everything the caller passes is read and checked before the model runs (see
+    ``docs/howto/python-inputs.md``); a refusal is one line, a :class:`~mintaudit.errors.MintauditError`.
+
     Args:
-        model: the audited classifier, returning logits (B, K); it is not modified.
+        model: the audited classifier, a ``torch.nn.Module`` (a ``transformers`` model as it is); it is not
+            modified. Its output is read by one rule (:func:`mintaudit._logits.logits_of`): the logits tensor
+            (B, K), a ``ModelOutput`` or dict with a ``"logits"`` entry, or a tuple whose first item is the logits.
         members: the samples it was trained on; external: non-members the auditor holds (to fit the
             MINT models beside the known members); test: non-members to score against the held-out
-            members. Each a DataLoader / iterable of ``(x, y)`` batches, a Dataset of ``(x, y)``, or ``(x, y)``
-            tensors, with ``x`` already transformed as the model expects.
+            members. Each a pair ``(x, y)`` of tensors or arrays; a DataLoader, list or other iterable of batches
+            or samples; or a map-style Dataset of samples. An item is ``(x, y)`` or a dict such as
+            ``{"pixel_values": x, "labels": y}`` or ``{"image": x, "label": y}``; ``x`` is one sample (C, H, W) or a
+            batch (N, C, H, W), ``y`` integer class indices. ``x`` is the model's input, float, already transformed,
+            unless ``preprocess`` is given. Each role needs at least 20 samples per side of an AUC row, and no
+            input may appear in two roles (the same object, or identical rows).
         taps: layers to audit (names, indices or a glob, as ``mintaudit layers`` lists them); None audits the
             output signals only.
         num_classes: K (default: the model's logit width).
         name: the model's name in the report.
-        fusion, known_fraction, detector, n_bootstrap, seed, batch_size: as ``mintaudit sweep``.
+        fusion: fuse the output signals into the MINT model (``"none"``, ``"outputs"``, ``"both"``), as
+            ``mintaudit sweep``.
+        known_fraction: the share of members known to the auditor (the rest are held out), as ``mintaudit sweep``.
+        detector: the MINT model (:class:`~mintaudit.detectors.DetectorConfig`); None: ``kind="auto"``, as ``mintaudit sweep``.
+        n_bootstrap: bootstrap resamples of the 95% intervals.
+        seed: seeds the split of the members, the MINT models and the intervals.
+        batch_size: batch size of extraction and of the MINT models.
         work_dir: where the signal cache lives (and is reused); default a temporary folder, removed after.
         allow_weak_model: audit even a model at chance on its members (the report says so).
         tap_mode: what each tap stores: ``"full"``, ``"pooled"`` (per-channel mean and max), ``"grid:4"``, or per
             tap (``{"layer3": "grid:4"}`` or ``"layer3=grid:4,fc=full"``); None lets ``tap_budget`` pick.
         tap_budget: bytes per sample per tap (an int, or ``"64K"``, ``"1M"``); default 512 KiB
             (:data:`mintaudit.signals.DEFAULT_TAP_BUDGET`). A reduced tap's rows carry ``tap_mode``.
+        preprocess: give it to pass raw pixels instead (whole numbers 0-255: uint8 or float tensors, arrays, NCHW or
+            NHWC, or PIL images): :class:`mintaudit.Preprocess` scales and normalises them as the model was
+            trained, and the report records it. The preprocessing probe (:mod:`mintaudit.probe`) then compares it
+            with the usual alternatives on the members and refuses a clearly worse one, naming the better one.
+        accept_preprocessing: go on when the probe finds a clearly better preprocessing (``model.probe`` says so).
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
 
     Raises:
         WeakModelError: the model is at chance on its members (its inputs are likely wrong).
-        DataError: a set that is not ``(x, y)`` images with integer labels.
-        ModelError: the model fails on the inputs, returns a tuple, or logits of the wrong width.
+        DataError: a set that cannot be read, is empty or too small, holds raw or mis-scaled inputs (without
+            ``preprocess``), strings, bools or fractions as labels, or PIL images without ``preprocess``.
+        SplitError: two roles that are the same object or share identical inputs.
+        ModelError: not an ``nn.Module``, weights on the meta device, a forward that fails on the inputs, or an
+            output with no logits by the rule above, or of the wrong width.
+        ConfigError: a number out of range (``n_bootstrap``, ``seed``, ``batch_size``, ``known_fraction``,
+            ``num_classes``), a bad ``fusion``, ``tap_mode`` or ``tap_budget``.
     """
-    parts = [collect_samples(d, role) for d, role in ((members, "members"), (external, "external"), (test, "test"))]
-    shapes = {p[0].shape[1:] for p in parts}
-    if len(shapes) != 1:
-        raise ConfigError(
-            f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform them alike"
-        )
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
+    check_module(model)
+    _check_num_classes(num_classes)
+    check_arguments(
+        "audit",
+        {
+            "n_bootstrap": ("bootstrap", n_bootstrap),
+            "seed": ("seed", seed),
+            "batch_size": ("batch_size", batch_size),
+            "known_fraction": ("known_fraction", known_fraction),
+        },
+    )
+    layers = [] if taps is None else select_layers(model, taps)
+    tap_pairs = [(f"L{i}", layer) for i, layer in enumerate(layers, start=1)]
+    if not tap_pairs and fusion == "none":
+        raise ConfigError("no taps and fusion 'none' leave nothing to audit; give taps=[...] or fusion='outputs'")
+    budget = DEFAULT_TAP_BUDGET if tap_budget is None else parse_tap_budget(tap_budget, name="tap_budget")
+    config = SweepConfig(
+        detector=detector or DetectorConfig(seed=seed),
+        fusion=fusion,
+        known_fraction=known_fraction,
+        n_bootstrap=n_bootstrap,
+        batch_size=batch_size,
+        seed=seed,
+        tap_mode=_mode_text(tap_mode),
+        tap_budget=budget,
+    )
+    data = read_roles(members, external, test, preprocess=preprocess)
+    check_role_sizes(data.sizes, known_fraction)
     was_training = model.training
     model.eval()
     try:
-        k = num_classes if num_classes is not None else _logit_width(model, x[:2])
-        pool = TensorPool(f"{name}-data", x, y, int(k))
+        k = num_classes if num_classes is not None else _logit_width(model, data.example())
+        pool = data.pool(f"{name}-data", int(k))
         check_model(model, pool.image_shape, pool.num_classes)
-        sizes = [len(p[0]) for p in parts]
-        cuts = np.cumsum([0, *sizes])
-        splits = Splits(pool.name, pool.fingerprint(), int(seed), *(np.arange(cuts[i], cuts[i + 1]) for i in range(3)))
-        check = check_model_accuracy(model, pool, splits.members, splits.test, allow_weak_model=allow_weak_model)
-        layers = [] if taps is None else select_layers(model, taps)
-        tap_pairs = [(f"L{i}", layer) for i, layer in enumerate(layers, start=1)]
-        if not tap_pairs and fusion == "none":
-            raise ConfigError("no taps and fusion 'none' leave nothing to audit; give taps=[...] or fusion='outputs'")
-        budget = DEFAULT_TAP_BUDGET if tap_budget is None else parse_tap_budget(tap_budget, name="tap_budget")
-        config = SweepConfig(
-            detector=detector or DetectorConfig(seed=seed),
-            fusion=fusion,
-            known_fraction=known_fraction,
-            n_bootstrap=n_bootstrap,
-            batch_size=batch_size,
-            seed=seed,
-            tap_mode=_mode_text(tap_mode),
-            tap_budget=budget,
-        )
-        info = {"check": check.to_dict()}
+        splits = Splits(pool.name, pool.fingerprint(), int(seed), *data.ranges())
+        probe = None
+        if preprocess is not None:  # raw pixels read through a declared preprocessing: is it the model's?
+            probe = probe_preprocessing(
+                model, pool, splits.members, accept=accept_preprocessing, seed=seed, declared_by="preprocess="
+            )
+        check = check_model_accuracy(model, pool, splits.members, splits.test, allow_weak_model=True)
+        if check.weak and not allow_weak_model:
+            raise WeakModelError(_weak_message(check, preprocess))
+        check = replace(check, weak_model_allowed=bool(allow_weak_model))
+        info = {"check": check.to_dict(), **({"probe": probe} if probe is not None else {})}
         with tempfile.TemporaryDirectory(prefix="mintaudit-") as tmp:
             root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp) / "cache"
             report = sweep_model(
@@ -185,6 +230,28 @@ def audit(
     return AuditResult(check, [ResultRow.from_dict(r) for r in report["results"]], report)
 
 
+def _check_num_classes(num_classes: Any) -> None:
+    if num_classes is not None and (
+        not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 2
+    ):
+        raise ConfigError(
+            f"audit(): num_classes must be a whole number >= 2, got {num_classes!r}; or None (the logits' width)"
+        )
+
+
+def _weak_message(check: ModelCheck, preprocess: Preprocess | None) -> str:
+    """The gate's refusal, in the words of a Python caller (no command-line flags)."""
+    if preprocess is None:
+        cause = "inputs not transformed as in training (or give raw pixels with preprocess=mintaudit.Preprocess(...))"
+    else:
+        cause = f"preprocess={preprocess!r} is not the model's training transform"
+    return (
+        f"the audited model classifies its own members at accuracy {check.members_accuracy:.3f}, chance is "
+        f"{check.chance:.3f}: it cannot see its inputs, so an audit would be noise; likely causes: {cause}, labels "
+        "in another order than the model's classes, or the wrong model; allow_weak_model=True audits it anyway"
+    )
+
+
 def _mode_text(tap_mode: str | dict[str, str] | None) -> str | None:
     """A tap_mode mapping as the ``layer=mode,...`` text SweepConfig keeps (a config is plain JSON)."""
     if tap_mode is None or isinstance(tap_mode, str):
@@ -194,15 +261,11 @@ def _mode_text(tap_mode: str | dict[str, str] | None) -> str | None:
     return ",".join(f"{layer}={mode}" for layer, mode in tap_mode.items())
 
 
-def _logit_width(model: nn.Module, x: np.ndarray) -> int:
-    """K, read off one forward; a model that fails or returns no (B, K) tensor gets check_model's one-line error."""
-    import torch
-
-    from mintaudit._tensor import device_of
-
+def _logit_width(model: nn.Module, x: torch.Tensor) -> int:
+    """K, read off one forward (logits by :func:`~mintaudit._logits.logits_of`); a failure gets check_model's line."""
     try:
         with torch.no_grad():
-            out = model(torch.from_numpy(x).to(device_of(model)))
+            out = logits_of(model(x.to(device_of(model))))
     except Exception:  # noqa: BLE001 - check_model names what went wrong
         out = None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:

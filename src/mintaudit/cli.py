@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mintaudit._lock import command_lock
 from mintaudit._validate import check_paths, check_values
 from mintaudit.cli_args import apply_config, build_parser
 
@@ -23,7 +24,6 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from mintaudit import pipeline
-    from mintaudit._io import atomic_write_json
     from mintaudit.detectors import DetectorConfig
     from mintaudit.errors import ConfigError
     from mintaudit.passive import SweepConfig
@@ -34,14 +34,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     show = False if args.quiet else None
     command = ["mintaudit", *argv]
     if args.verb == "layers":
-        from mintaudit.preprocess import Preprocess
-
         layers = pipeline.describe_layers(
-            args.model_ref,
+            _model(args, args.model_ref),
             args.dataset,
             data_root=args.data_root,
             image_size=args.image_size,
-            preprocess=Preprocess.parse(args.mean, args.std, args.grey_to_rgb),
+            preprocess=_given_preprocess(args),
         )
         print(f"{'index':>5}  {'name':<28} {'type':<14} output shape")
         for info in layers:
@@ -82,7 +80,6 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             guesses = (kp, kn)
         check_audit(args.canaries, guesses=guesses, confidence=args.confidence, delta=dp.delta if dp else 1e-5)
     out = Path(args.out)
-    atomic_write_json(out / f"{args.verb}.config.json", {"command": command, **_resolved(args)})
     if args.verb == "demo":
         report = pipeline.demo(
             out,
@@ -161,7 +158,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             out,
             ds,
             splits,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             taps=args.taps,
             dtype="float16" if args.float16 else "float32",
@@ -189,7 +186,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             ds,
             splits,
             methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             config=attack_cfg,
             known_fraction=args.known_fraction,
@@ -219,7 +216,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             ds,
             splits,
             layer=args.layer,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             config=sweep_cfg,
             fuse_outputs=args.fuse_outputs,
@@ -242,7 +239,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             fdr=args.fdr,
             alpha=args.alpha,
             decision=args.decision,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             config=sweep_cfg,
             command=command,
@@ -276,6 +273,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
             f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)"
         )
+        from mintaudit.report.verdict_text import verdict_check_lines
+
+        print("\n".join(verdict_check_lines(v)))  # blind baseline, usage share, samples needed
         print(f"wrote {out / 'verdict.csv'}, {out / 'report.json'} and {out / 'report.html'}")
         return 0
     if args.signal == "gradients":
@@ -298,7 +298,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             out,
             ds,
             splits,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             setups=args.setups,
             budgets=args.budgets,
@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             out,
             ds,
             splits,
-            model=args.model,
+            model=_model(args),
             weights=args.weights,
             taps=args.taps,
             config=sweep_cfg,
@@ -325,13 +325,26 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _save_config(args: argparse.Namespace, command: list[str]) -> None:
+    """``OUT/<verb>.config.json``, written only after the command succeeded: a refused or failed run never
+    replaces the configuration of the run that made the files in OUT."""
+    from mintaudit._io import atomic_write_json
+
+    if not getattr(args, "out", None) or args.verb in ("factors", "layers", "report"):
+        return
+    if args.verb == "active" and args.active_verb == "query":
+        return
+    name = f"active-{args.active_verb}" if args.verb == "active" else args.verb
+    atomic_write_json(Path(args.out) / f"{name}.config.json", {"command": command, **_resolved(args)})
+
+
 def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     """The data set (as the audited model's view) and the splits, from the data options of any verb."""
     from mintaudit import pipeline
-    from mintaudit.preprocess import Preprocess
 
-    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
-    preprocess = Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
+    preprocess = _given_preprocess(args)
+    if args.verb not in ("train", "audit-dp"):  # the model's declared preprocessing, or a refusal when flags differ
+        preprocess = pipeline.model_preprocess(_model(args), preprocess)
     return pipeline.prepare_data(
         args.dataset,
         out,
@@ -347,6 +360,30 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
         external_file=args.external_file,
         test_file=args.test_file,
     )
+
+
+def _given_preprocess(args: argparse.Namespace) -> Any:
+    """The preprocessing --mean/--std/--grey-to-rgb give, or None when none of them was given."""
+    from mintaudit.preprocess import Preprocess
+
+    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
+    return Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
+
+
+def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
+    """--model as the workdir functions take it: the locator, or a TargetRef with --model-arg/--accept-preprocessing."""
+    from mintaudit.workdir.target import TargetRef
+
+    locator = locator if locator is not None else getattr(args, "model", None)
+    kwargs = _key_values(getattr(args, "model_arg", []) or [], "--model-arg")
+    accept = bool(getattr(args, "accept_preprocessing", False))
+    if locator is None:
+        if kwargs or accept:
+            from mintaudit.errors import ConfigError
+
+            raise ConfigError("--model-arg and --accept-preprocessing need --model (a model given by you)")
+        return None
+    return TargetRef(locator, kwargs, accept) if kwargs or accept else locator
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:
@@ -381,17 +418,16 @@ def _factors(args: argparse.Namespace, command: list[str], show: bool | None) ->
         seed=args.seed,
     )  # checked before anything is written
     out = Path(args.out)
-    atomic_write_json(
+    doc = run_factors(out, config, data_root=args.data_root, command=command, show_progress=show)
+    atomic_write_json(  # only after success: a refused run leaves the earlier run's configuration
         out / "factors.config.json", {"command": command, **_resolved(args), "resolved": config.to_dict()}
     )
-    doc = run_factors(out, config, data_root=args.data_root, command=command, show_progress=show)
     print(format_factors_table(doc))
     print(f"wrote {out / 'factors.json'} and {out / 'factors.html'}")
     return 0
 
 
 def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> int:
-    from mintaudit._io import atomic_write_json
     from mintaudit.errors import ConfigError
     from mintaudit.report import format_table
 
@@ -406,7 +442,6 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
                 print(f"wrote {path}")
         return 0
     out = Path(args.out)
-    atomic_write_json(out / f"active-{args.active_verb}.config.json", {"command": command, **_resolved(args)})
     ds, splits = _data(args, out)
     if args.active_verb == "eval":
         from mintaudit.active.workflow import active_eval
@@ -543,8 +578,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, origin = apply_config(parser, argv)
         check_values(vars(args), origin)  # option values and paths, before anything is written
         check_paths(vars(args), origin)
-        with _torchrun(args), use_device(getattr(args, "device", None)):
-            return _run(args, argv)
+        with command_lock(getattr(args, "out", None), ["mintaudit", *argv]):
+            with _torchrun(args), use_device(getattr(args, "device", None)):
+                status = _run(args, argv)
+                if status == 0:
+                    _save_config(args, ["mintaudit", *argv])
+                return status
     except MintauditError as e:
         if "--debug" in argv or getattr(args, "debug", False):
             raise

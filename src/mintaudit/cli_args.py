@@ -97,12 +97,29 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("audited model")
     g.add_argument(
         "--model",
-        help="zoo name (objcls-cnn, tiny-cnn, mobilenet, resnet50, resnet101, densenet121, xception, vit) or package.module:factory (default: the model trained in OUT)",
+        help="zoo name (objcls-cnn, tiny-cnn, mobilenet, resnet50, resnet101, densenet121, xception, vit), package.module:factory, or hf:DIR (a Hugging Face save_pretrained folder) (default: the model trained in OUT)",
     )
     g.add_argument(
         "--weights", help="weights of --model: .safetensors, or a .pt/.pth state dict (read with weights_only)"
     )
+    _add_target_options(g)
     _add_device(p)
+
+
+def _add_target_options(g: Any) -> None:
+    g.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for the model's factory (repeatable; values read as int, float, bool or JSON)",
+    )
+    g.add_argument(
+        "--accept-preprocessing",
+        action="store_true",
+        help="audit with the declared preprocessing even when another one classifies the members clearly "
+        "better (the probe; the report says so)",
+    )
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -260,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
         "mintaudit layers objcls-cnn --dataset fashion-mnist\n  mintaudit layers runs/fm/model --dataset fashion-mnist",
         out=False,
     )
-    p.add_argument("model_ref", metavar="MODEL", help="zoo name, package.module:factory, or a saved model folder")
+    p.add_argument(
+        "model_ref", metavar="MODEL", help="zoo name, package.module:factory, hf:DIR, or a saved model folder"
+    )
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="as for --model")
     _add_data(p, sizes=False)
 
     p = verb(
@@ -561,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["constant", "cosine"],
         default=d.AC.lr_schedule,
         help="constant (published) or cosine: the rate falls from --lr to 0 along a half cosine over "
-        "--epochs, step by step (with a large external pool it took Entry TPR@1%% FPR to 1.0; README, aMINT) "
+        "--epochs, step by step "
         "(default: %(default)s)",
     )
     g.add_argument(

@@ -1,12 +1,22 @@
 """Passive MINT: audit a frozen classifier from its activations, one tap at a time.
 
-Protocol ``heldout-members`` (methods.md, section 6): the members are split (seeded) into
+Protocol ``heldout-members`` (docs/explanation/protocols.md): the members are split (seeded) into
 *known* members, which the auditor uses with the external samples to fit the MINT model, and
 *held-out* members, which the MINT model never sees; the audit is scored on held-out members
 against the non-member test split, balanced by subsampling.
 
-Example:
-    >>> results = run_sweep(model, spec_name, dataset, splits, cache_root="runs/x/cache")  # doctest: +SKIP
+Example (a tiny, untrained model on 100 digits a role; a real audit trains the model first):
+    >>> import tempfile
+    >>> from mintaudit.data import load_dataset, make_splits
+    >>> from mintaudit.detectors import DetectorConfig
+    >>> from mintaudit.models import ModelSpec, build_model, published_taps
+    >>> ds = load_dataset("digits")
+    >>> splits = make_splits(ds, members=100, external=100, test=100, seed=0)
+    >>> model = build_model(ModelSpec("tiny-cnn", 1, ds.num_classes, (8, 8)))
+    >>> config = SweepConfig(detector=DetectorConfig(epochs=3), n_bootstrap=0)
+    >>> results = run_sweep(model, ds, splits, published_taps("tiny-cnn"), tempfile.mkdtemp(), config, show_progress=False)
+    >>> [(r.label, r.method, r.protocol) for r in results]
+    [('L1', 'passive-mint', 'heldout-members'), ('L2', 'passive-mint', 'heldout-members'), ('LOSS', 'loss', 'heldout-members')]
 """
 
 from __future__ import annotations

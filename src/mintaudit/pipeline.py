@@ -37,6 +37,7 @@ from mintaudit.workdir.audit import (
 )
 from mintaudit.workdir.verdict import QUERY_ROLES, null_split, verdict
 from mintaudit.workdir.demo import DEMO_ATTACKS, demo
+from mintaudit.workdir.target import model_preprocess
 from mintaudit.workdir.dpaudit import AUDIT_DP_METHODS, audit_dp
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "train_model",
     "resolve_model",
     "describe_layers",
+    "model_preprocess",
     "resolve_taps",
     "report_for",
     "model_spec",

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["PROTOCOLS", "Protocol", "Calibration", "GradientSetup", "Result"]
 
 Protocol = Literal["heldout-members", "training-members"]
-#: The evaluation protocols a result may have (methods.md, section 6).
+#: The evaluation protocols a result may have (docs/explanation/protocols.md).
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 _REQUIRED = ("method", "signal", "protocol", "n_members", "n_nonmembers", "metrics", "ci95")

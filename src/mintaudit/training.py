@@ -16,6 +16,7 @@ from torch import nn
 
 from mintaudit import distributed
 from mintaudit._io import atomic_path
+from mintaudit._logits import logits_of as read_logits
 from mintaudit._progress import progress
 from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device, to_device
 from mintaudit.data._base import ImageDataset
@@ -242,8 +243,8 @@ def correct_per_sample(
     out = [np.zeros(0, dtype=bool)]
     try:
         for x, y, _ in iter_batches(dataset, indices, batch_size, device=device):
-            logits = model(to_device(x, device))
-            logits = logits if logits_of is None else logits_of(logits)
+            out_ = model(to_device(x, device))
+            logits = read_logits(out_) if logits_of is None else logits_of(out_)
             out.append((logits.argmax(1) == y).cpu().numpy())
     finally:
         model.train(was_training)
@@ -375,7 +376,7 @@ def train_classifier(
             if config.augment:  # after sharding: each rank augments its own batch
                 x = to_device(augment(x, augment_generator(config.seed, epoch, step)), dev)
             with autocast(dev):
-                logits = net(x)
+                logits = read_logits(net(x))
                 loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
@@ -440,7 +441,7 @@ class PackageTrainer:
         model.train()
         for _ in range(cfg.epochs):
             for x, y in loader:
-                loss = nn.functional.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+                loss = nn.functional.cross_entropy(read_logits(model(x)), y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -130,32 +130,35 @@ def test_a_weak_model_is_refused_by_the_api_too(trained):
         )
 
 
-class _Tuple(nn.Module):
+class _NoLogits(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(64, 3)
 
     def forward(self, x):
-        return self.fc(x.flatten(1)), x
+        return x, self.fc(x.flatten(1))  # the logits second: the rule reads the first item
 
 
 @pytest.mark.parametrize(
     "model, sets, error, needle",
     [
-        (_Tuple(), None, ModelError, "returned a tuple"),
+        (_NoLogits(), None, ModelError, "returned shape (2, 1, 8, 8)"),
         (nn.Sequential(nn.Flatten(), nn.Linear(10, 3)), None, ModelError, "fails on a batch"),
-        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "flat", DataError, "must be images"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "flat", DataError, "inputs of shape (40, 64)"),
         (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "float-labels", DataError, "integer class indices"),
-        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "not-pairs", DataError, "yield (x, y) pairs"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), "not-pairs", DataError, "must yield (x, y) pairs"),
     ],
 )
 def test_bad_models_and_sets_are_refused(model, sets, error, needle):
-    x, y = torch.rand(30, 1, 8, 8), torch.arange(30) % 3
-    data = {
-        None: (x, y),
-        "flat": (x.flatten(1), y),
-        "float-labels": (x, y.float() + 0.5),
-        "not-pairs": [x[:10], x[10:20], x[20:]],
-    }[sets]
+    def role(seed):
+        g = torch.Generator().manual_seed(seed)
+        x, y = torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 3
+        return {
+            None: (x, y),
+            "flat": (x.flatten(1), y),
+            "float-labels": (x, y.float() + 0.5),
+            "not-pairs": [x[:10], x[10:20], x[20:]],
+        }[sets]
+
     with pytest.raises(error, match=needle.replace("(", r"\(").replace(")", r"\)")):
-        mintaudit.audit(model, members=data, external=data, test=data)
+        mintaudit.audit(model, members=role(0), external=role(1), test=role(2))

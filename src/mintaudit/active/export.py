@@ -18,7 +18,7 @@ from mintaudit.errors import DataError, MintauditError, ModelError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 from mintaudit.models.registry import ModelSpec, build_model, load_weights, model_fingerprint
 
-__all__ = ["SCHEMA", "check_threshold", "export_active", "load_active", "Prediction", "query_images"]
+__all__ = ["SCHEMA", "export_active", "load_active", "Prediction", "query_images"]
 
 SCHEMA = "mintaudit/amint@1"
 WEIGHTS, CONFIG = "model.safetensors", "amint.json"
@@ -44,9 +44,9 @@ def export_active(
     """
     from safetensors.torch import save_file
 
+    _check_threshold(threshold, "threshold", "pass a probability such as 0.5")
     if class_names is not None and len(class_names) != spec.num_classes:
         raise ModelError(f"{len(class_names)} class names for {spec.num_classes} classes")
-    threshold = check_threshold(threshold, "threshold")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
         "schema": SCHEMA,
@@ -66,29 +66,40 @@ def export_active(
         **(info or {}),
     }
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, schema_file=CONFIG) as tmp:
         save_file(state, str(tmp / WEIGHTS))
         atomic_write_json(tmp / CONFIG, meta)
     return out
 
 
-_ABOVE_ONE = float(np.nextafter(1.0, 2.0))
+def _check_threshold(value: Any, name: str, fix: str) -> None:
+    import math
+    import numbers
 
-
-def check_threshold(value: Any, name: str) -> float:
-    """A membership decision threshold: a number in [0, 1] (NaN, 2.0 or "abc" would answer one way for everything).
-
-    Raises:
-        ModelError: anything else, naming ``name``.
-    """
-    # the largest allowed is the float just above 1: the calibrated "no member at all" of a useless score (best_threshold)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) <= _ABOVE_ONE
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
     if not ok:
+        raise ModelError(f"{name} must be a number in [0, 1] (a membership probability); given {value!r}; {fix}")
+
+
+def _check_meta(meta: dict[str, Any], cfg_path: Path, num_classes: int) -> None:
+    """The fields :func:`query_images` reads: a threshold in [0, 1], one class name per class, the input block."""
+    where = f"{str(cfg_path)!r}"
+    _check_threshold(meta.get("threshold"), f"'threshold' in {where}", "export the model again")
+    names = meta.get("class_names")
+    if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
         raise ModelError(
-            f"{name} must be a membership probability in [0, 1], got {value!r}; a threshold outside it answers "
-            "'member' or 'non-member' for everything: export the model again (default 0.5)"
+            f"'class_names' in {where} must list {num_classes} names (one per class); export the model again"
         )
-    return float(value)
+    given = meta.get("input")
+    missing = [k for k in ("mean", "std", "channels", "image_size") if not isinstance(given, dict) or k not in given]
+    if missing:
+        raise ModelError(f"'input' in {where} lacks {', '.join(missing)}; export the model again")
+    try:
+        Preprocess.from_dict(given)
+        h, w = (int(v) for v in given["image_size"])
+        int(given["channels"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"'input' in {where} is malformed ({e}); export the model again") from None
 
 
 #: The backbone name recorded for a model exported from a module with no factory to rebuild it.
@@ -129,9 +140,9 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
         raise ModelError(
             f"{str(cfg_path)!r} is malformed ({type(e).__name__}: {reason}); export the model again"
         ) from e
+    _check_meta(meta, cfg_path, spec.num_classes)
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
-    check_threshold(meta.get("threshold"), f"{str(cfg_path)!r}: threshold")
     if backbone is None and spec.name == MODULE_BACKBONE:
         raise ModelError(
             f"{str(folder)!r} was exported from a module with no factory: pass backbone=<a new instance of "

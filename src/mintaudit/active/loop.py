@@ -31,10 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from mintaudit.active.checks import check_example, example_failure
 from mintaudit.active.export import MODULE_BACKBONE, export_active
 from mintaudit.active.head import HeadConfig
 from mintaudit.active.model import ActiveModel
-from mintaudit.errors import ConfigError, DataError
+from mintaudit.errors import ConfigError, DataError, MintauditError
 from mintaudit.models.registry import ModelSpec
 from mintaudit.preprocess import Preprocess
 
@@ -54,7 +55,13 @@ def make_auditable(
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"make_auditable takes an nn.Module, got {type(model).__name__}")
-    return ActiveModel(model, taps, example=example, head=head)
+    check_example(example)
+    try:
+        return ActiveModel(model, taps, example=example, head=head)
+    except MintauditError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the model's own error on the example, in one line
+        raise example_failure(example, e) from e
 
 
 def _xy(item: Any, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -91,10 +98,15 @@ def paired_batches(
     ext = _cycle(external)
     pending: list[torch.Tensor] = []
     have = 0
-    for item in members:
+    for n, item in enumerate(members):
         xm, ym = _xy(item, "members")
         if ym is None:
             raise DataError("members must yield (x, y) batches: the task loss needs their labels")
+        if len(xm) == 0 or len(ym) != len(xm):
+            raise DataError(
+                f"members batch {n} holds {len(xm)} inputs and {len(ym)} labels; give non-empty batches with one "
+                "label per input"
+            )
         while have < len(xm):
             xe, _ = _xy(next(ext), "external")
             if len(xe) == 0:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mintaudit._logits import logits_of
 from mintaudit.active.head import HeadConfig, MintHead
 from mintaudit.errors import ConfigError
 from mintaudit.taps import Recorder, select_layers
@@ -82,7 +83,7 @@ class ActiveModel(nn.Module):
         backbone for membership as published, 0 leaves it to the task loss alone.
         """
         with Recorder(self.backbone, self.taps, detach=False) as rec:
-            logits = self.backbone(x)
+            logits = logits_of(self.backbone(x))
             out = rec.pop()
         feats = [out[name] for name in self._check(out)]
         if mint_grad_scale != 1.0:

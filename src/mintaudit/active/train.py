@@ -17,6 +17,7 @@ from torch import nn
 from mintaudit import distributed
 from mintaudit._progress import progress
 from mintaudit._tensor import autocast, device_of, iter_batches, to_device
+from mintaudit.active.checks import loss_inputs
 from mintaudit.active.model import ActiveModel
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, WeightsError
@@ -242,7 +243,11 @@ class AmintLoss:
             labels: int64 (B_m,) their labels.
             membership: float (B_m + B_e,) membership logits, members first, then the external samples.
             n_members: B_m.
+
+        Membership logits of shape (B, 1) are read as (B,); other shapes, float labels, and ``n_members`` that
+        does not match the logits (or leaves no external sample) are refused in one line (:class:`DataError`).
         """
+        logits, labels, membership, n_members = loss_inputs(logits, labels, membership, n_members)
         target = torch.zeros(len(membership), device=membership.device)
         target[:n_members] = 1.0
         l_task = nn.functional.cross_entropy(logits, labels)

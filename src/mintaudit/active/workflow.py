@@ -4,7 +4,7 @@ Layout added to a work directory (see :mod:`mintaudit.pipeline`): ``amint/<setup
 delivered model: ``model.safetensors`` + ``amint.json``), ``checkpoints/amint-<setup>/``
 (per-epoch checkpoint), and ``amint`` rows in ``report.json``.
 
-Protocol ``training-members`` (methods.md, section 3): members are the training members, the
+Protocol ``training-members`` (docs/explanation/protocols.md): members are the training members, the
 very samples the head saw as positives; non-members are the test split; both sides balanced
 by subsampling. Accuracy is reported at 0.5 (the published convention) and at the threshold
 calibrated on validation data no training step saw (``calibrated_accuracy``).
@@ -34,6 +34,7 @@ from mintaudit.models import active_taps, build_model, load_model
 from mintaudit.workdir.model import report_for, spec_for, train_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, passive_split
 from mintaudit.report import add_result, load_report, write_report
+from mintaudit.report.merge import merge_rows
 from mintaudit.results import Calibration, Result
 from mintaudit.signals import extract_signals
 from mintaudit.training import TrainConfig
@@ -161,8 +162,10 @@ def _merge_report(out: Path, new: dict[str, Any], rows: list[Result], drop: Any)
             old["results"] = [r for r in old["results"] if not drop(r)]
             old.setdefault("config", {}).update(new["config"])
             report = old
+    fresh: dict[str, Any] = {"results": []}
     for r in rows:
-        add_result(report, r)
+        add_result(fresh, r)  # checked as before, then merged by the one rule (a row of the same key replaced)
+    report["results"] = merge_rows(report.get("results") or [], fresh["results"])
     write_report(report, out)
     return report
 
@@ -423,7 +426,14 @@ def active_query(
     csv_path: str | Path | None = None,
     json_path: str | Path | None = None,
 ) -> list[Any]:
-    """Class and membership probability of each image file; optionally written as CSV and/or JSON."""
+    """Class and membership probability of each image file; optionally written as CSV and/or JSON.
+
+    An output file that is an input (an image, the model's files), is named like an image, or is an
+    existing file other than an answers file of this function is refused before anything runs.
+    """
+    from mintaudit._outputs import check_outputs
+
+    check_outputs({"csv": csv_path, "json": json_path, "images": list(images), "model_dir": model_dir})
     model, meta = load_active(model_dir)
     answers = query_images(model, meta, list(images))
     rows = [asdict(a) for a in answers]

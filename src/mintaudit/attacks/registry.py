@@ -2,7 +2,7 @@
 
 An attack is a score function decorated with :func:`register_attack`; ``mintaudit attack``,
 :func:`mintaudit.attacks.run.attack_scores` and the report schema read this registry, so adding
-an attack is one file (see ``docs/extending.md``; the built-ins live in
+an attack is one file (see ``docs/howto/extending.md``; the built-ins live in
 ``mintaudit/attacks/zoo/``, one file each, ``confidence.py`` being the smallest).
 
 A score function takes an :class:`AttackContext` (the target model's logits on the scored rows,

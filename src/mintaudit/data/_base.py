@@ -103,6 +103,7 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W): the shape of one sample as the models see it."""
         _, h, w, c = self.images.shape
+        h, w = self.preprocess.output_size(int(h), int(w))
         return (self.preprocess.channels(int(c)), int(h), int(w))
 
     @property

@@ -3,8 +3,8 @@
 A list file names one sample per line: a pool index (an integer in ``[0, N)``), or, for image
 folders (``folder:PATH``), a path relative to the folder (``shirt/001.png``). Blank lines and
 lines starting with ``#`` are skipped; a UTF-8 byte-order mark is dropped; every other line is
-used or refused, naming its number. The pool order of each data set is documented in the
-README (for Fashion-MNIST: the 60,000 training images, then the 10,000 test images).
+used or refused, naming its number. The pool order of each data set is documented in
+``docs/howto/data.md`` (for Fashion-MNIST: the 60,000 training images, then the 10,000 test images).
 
 :func:`splits_with` makes :class:`~mintaudit.data.splits.Splits` where some roles come from
 such lists and the others are drawn, seeded, from the rest of the pool.
@@ -75,7 +75,7 @@ def read_sample_list(path: str | Path, dataset: ImageDataset, *, role: str = "me
             if not 0 <= index < n:
                 raise SplitError(
                     f"{where}: index {index} is outside the pool [0, {n}) of {dataset.name!r}; "
-                    "indices count from 0 in the pool order the README documents"
+                    "indices count from 0 in the pool order docs/howto/data.md documents"
                 )
         elif by_source is not None:
             key = _folder_key(entry)

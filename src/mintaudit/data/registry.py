@@ -1,7 +1,7 @@
 """Load a data set by name from local files, through the data-set registry. Nothing is ever downloaded.
 
 Every name :func:`load_dataset` accepts is an entry of the registry (:func:`register_dataset`): a
-reader with what it expects. A new format is one call, in one file (see ``docs/extending.md``).
+reader with what it expects. A new format is one call, in one file (see ``docs/howto/extending.md``).
 
 Each named data set is looked for, in order, in ``root`` and ``root/<name>`` (when given), in
 ``$MINTAUDIT_DATA/<name>`` (the variable may list several folders, separated by ``os.pathsep``),

@@ -325,7 +325,7 @@ def write_store(
     pixels = hashlib.sha256()
     bar = progress(range(shape[0]), desc=desc, unit="img")
     written = 0
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, schema_file=MANIFEST_FILE) as tmp:
         with open(tmp / DATA_FILE, "wb") as f:
             for batch in batches:
                 batch = np.ascontiguousarray(batch, dtype=np.uint8)

@@ -4,6 +4,7 @@ Every method produces per-sample scores (higher = more likely a member); evaluat
 scores, never the method that made them.
 """
 
+from mintaudit.evaluation.blind import BlindTest, blind_features, blind_test
 from mintaudit.evaluation.evaluate import TARGET_FPRS, Evaluation, SampleInfo, evaluate_scores
 from mintaudit.evaluation.metrics import (
     ThresholdMetrics,
@@ -23,9 +24,17 @@ from mintaudit.evaluation.statistics import (
     dataset_test,
     sample_decisions,
 )
+from mintaudit.evaluation.usage import SamplesNeeded, UsageShare, samples_needed, usage_share
 
 __all__ = [
     "TARGET_FPRS",
+    "BlindTest",
+    "SamplesNeeded",
+    "UsageShare",
+    "blind_features",
+    "blind_test",
+    "samples_needed",
+    "usage_share",
     "DatasetTest",
     "EpsilonBound",
     "Evaluation",

@@ -124,10 +124,11 @@ def evaluate_scores(
         n_bootstrap: bootstrap resamples for ``ci95``; 0 skips the intervals (NaN).
         seed: seeds balancing and bootstrap, and the halves of the epsilon bound; equal inputs
             and seed give equal results.
-        member_info, nonmember_info: true labels and correctness of each scored sample, in the
-            order of the scores; both given, the result gains ``slices``.
-        delta, confidence: of the epsilon lower bound (see
-            :func:`~mintaudit.evaluation.epsilon_lower_bound`), each in (0, 1).
+        member_info: true labels and correctness of each scored member, in the order of the
+            scores; given with ``nonmember_info``, the result gains ``slices``.
+        nonmember_info: the same for the non-members.
+        delta: of the epsilon lower bound (see :func:`~mintaudit.evaluation.epsilon_lower_bound`), in (0, 1).
+        confidence: of the epsilon lower bound, in (0, 1).
 
     Returns:
         An :class:`Evaluation`; ``to_dict()`` is ready for ``report.add_result``.
@@ -137,7 +138,7 @@ def evaluate_scores(
             non-finite threshold, a negative ``n_bootstrap``, delta or confidence outside
             (0, 1), or sample information of the wrong length or given for one side only.
 
-    Example:
+    Examples:
         >>> rng = np.random.default_rng(0)
         >>> ev = evaluate_scores(rng.normal(1, 1, 500), rng.normal(0, 1, 500), n_bootstrap=200)
         >>> 0.7 < ev.metrics["auc"] < 0.8, ev.ci95["auc"][0] < ev.metrics["auc"] < ev.ci95["auc"][1]

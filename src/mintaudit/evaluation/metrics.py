@@ -268,7 +268,7 @@ def best_threshold(y_true: ArrayLike, scores: ArrayLike) -> float:
     make "nobody is a member" the best cut; on balanced data it is the plain accuracy.
 
     Tune it on *validation* scores and apply it to the test side: a threshold tuned on the
-    samples it is then scored on overstates accuracy (methods.md, section 6).
+    samples it is then scored on overstates accuracy (docs/explanation/protocols.md).
 
     The returned value lies halfway between the two distinct scores that bracket the best
     cut, so it generalises better than a score itself; among equally accurate cuts the highest

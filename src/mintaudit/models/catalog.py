@@ -4,7 +4,7 @@
 tables: the factory (:func:`mintaudit.models.build_model`), the study's published taps
 (:func:`mintaudit.models.published_taps`) and the aMINT tap presets
 (:func:`mintaudit.models.active_taps`). The built-ins register themselves next to their classes
-(``models/backbones/``, ``models/zoo.py``); a new model is one file (see ``docs/extending.md``).
+(``models/backbones/``, ``models/zoo.py``); a new model is one file (see ``docs/howto/extending.md``).
 
 Example:
     >>> register_model("my-cnn", MyCNN, taps={"published": ["relu1", "relu2"],  # doctest: +SKIP

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
+from mintaudit._logits import logits_of
 from mintaudit.errors import CorruptFileError, ModelError, WeightsError
 import mintaudit.models.backbones  # noqa: F401  (registers the aMINT backbones, then zoo.py the older models)
 import mintaudit.models.zoo  # noqa: F401
@@ -198,7 +199,7 @@ def check_model(
     try:
         model.eval()
         with torch.no_grad():
-            out = model(x)
+            raw = model(x)
     except (Exception, SystemExit) as e:
         raise ModelError(
             f"model {label!r} fails on a batch of shape {tuple(x.shape)} ({_user_error(e)}); expected it to return "
@@ -207,16 +208,10 @@ def check_model(
     finally:
         for m, training in modes:
             m.training = training
-    if not isinstance(out, torch.Tensor):
-        what = (
-            f"a {type(out).__name__} of {len(out)}"
-            if isinstance(out, (tuple, list, dict))
-            else f"a {type(out).__name__}"
-        )
-        raise ModelError(
-            f"model {label!r} returned {what}, expected one tensor of {expected}; "
-            "wrap it so that forward returns only the logits"
-        )
+    try:
+        out = logits_of(raw)
+    except ModelError as e:
+        raise ModelError(f"model {label!r}: {e}") from None
     if out.dim() != 2 or tuple(out.shape) != (2, num_classes) or not out.is_floating_point():
         got = f"shape {tuple(out.shape)}" + ("" if out.is_floating_point() else f" of {out.dtype}")
         raise ModelError(

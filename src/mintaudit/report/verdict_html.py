@@ -8,6 +8,7 @@ from typing import Any
 from mintaudit.report._format import kv_rows, value_text, DASH, fmt, is_number, pct
 from mintaudit.report.figures import MEMBER, NONMEMBER, figure
 from mintaudit.report.svg import Plot
+from mintaudit.report.verdict_text import verdict_checks_view
 
 __all__ = ["verdict_view"]
 
@@ -43,6 +44,7 @@ def verdict_view(verdict: Any) -> dict[str, Any] | None:
         },
         "figure": _verdictfigure(v),
         "choice": _choice(v.get("choice")),
+        **verdict_checks_view(v),
     }
     if query or scored:
         about = query.get("description") or query.get("source")

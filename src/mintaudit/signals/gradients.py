@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mintaudit._logits import logits_of
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, LayerNotFoundError
 from mintaudit.signals.reader import SignalCache
@@ -223,7 +224,7 @@ def _batched_gradients(
     per_sample_bytes = sum(w.numel() * w.element_size() for w in wanted.values())
 
     def loss(w: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = functional_call(model, ({**params, **w}, buffers), (x[None],))
+        logits = logits_of(functional_call(model, ({**params, **w}, buffers), (x[None],)))
         return nn.functional.cross_entropy(logits, y[None]), logits[0]
 
     def one(

@@ -36,6 +36,7 @@ from torch import nn
 
 from mintaudit import distributed
 from mintaudit._io import atomic_dir, atomic_write_json
+from mintaudit._logits import logits_of
 from mintaudit._progress import progress
 from mintaudit._tensor import autocast, device_of, iter_batches, resolve_device, to_device
 from mintaudit.data._base import ImageDataset
@@ -285,7 +286,10 @@ def stream_signals(
     was_training = model.training
     model.eval()
     try:
-        with atomic_dir(target) if main else contextlib.nullcontext() as tmp_main, producer as run:
+        with (
+            atomic_dir(target, schema_file="manifest.json") if main else contextlib.nullcontext() as tmp_main,
+            producer as run,
+        ):
             tmp = Path(distributed.broadcast_object(str(tmp_main) if main else None))
             files: list[_CacheWriter] = []
 
@@ -424,10 +428,10 @@ def _recorded(
         @torch.no_grad()
         def run(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             if device.type == "cpu":
-                logits = model(x)
+                logits = logits_of(model(x))
                 return logits, rec.pop()
             with autocast(device):
-                logits = model(to_device(x, device))
+                logits = logits_of(model(to_device(x, device)))
             if device.type != "cuda":
                 return logits.float().cpu(), {k: v.float().contiguous().cpu() for k, v in rec.pop().items()}
             out = {k: _pinned_copy(v) for k, v in rec.pop().items()}

@@ -15,6 +15,9 @@ from mintaudit.targets.base import (
     split_scheme,
     unregister_scheme,
 )
+from mintaudit.targets.hf import open_hf
+
+register_scheme("hf", open_hf)
 
 __all__ = [
     "ModuleTarget",

@@ -19,7 +19,8 @@ from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, re
 from mintaudit.models import model_fingerprint
 from mintaudit.sizes import check_split
 from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
-from mintaudit.report import add_result, format_table, load_report, write_report
+from mintaudit.report import add_result, format_table, load_report
+from mintaudit.report.merge import check_record, merge_into
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 
@@ -36,6 +37,15 @@ __all__ = [
     "attack",
     "reference_population",
 ]
+
+
+def _check_record(out: Path, ds: ImageDataset, splits: Splits, net: nn.Module) -> None:
+    """Another model, preprocessing, data or split than OUT's report: refused before any work (see report.merge)."""
+    dataset = {"fingerprint": ds.fingerprint(), "members": len(splits.members), "external": len(splits.external)}
+    dataset.update(test=len(splits.test), seed=splits.seed)
+    check_record(
+        out, {"model": {"fingerprint": model_fingerprint(net), "preprocess": ds.preprocess_record}, "dataset": dataset}
+    )
 
 
 def extract(
@@ -95,6 +105,7 @@ def fit_tap(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     matched = select_layers(net, layer)
     if len(matched) != 1:
         raise ConfigError(
@@ -109,19 +120,9 @@ def fit_tap(
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
     det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
     atomic_write_json(det_dir / "protocol.json", detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
-    report_path = out / "report.json"
-    report = (
-        load_report(report_path)
-        if report_path.is_file()
-        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
-    )
-    report["results"] = [
-        r
-        for r in report["results"]
-        if not (r["method"] == "passive-mint" and r.get("layer") == result.layer and r.get("signal") == result.signal)
-    ]
+    report = report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
     add_result(report, result)
-    write_report(report, out)
+    merge_into(out, report)  # the one merge rule: a row of the same key is replaced, others kept
     return result.to_dict()
 
 
@@ -145,6 +146,7 @@ def sweep(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     tap_pairs = resolve_taps(net, name, taps)
     report = sweep_model(
         net,
@@ -159,8 +161,7 @@ def sweep(
         command=command,
         show_progress=show_progress,
     )
-    write_report(report, out)
-    return report
+    return merge_into(out, report)  # earlier rows of other keys, the verdicts and the DP audit are kept
 
 
 def sweep_model(
@@ -205,17 +206,18 @@ def gradient_sweep(
 ) -> dict[str, Any]:
     """Gradient MINT over setups x data budgets, plus the LOSS baseline; writes the reports in ``out_dir``.
 
-    The gMINT results join an existing ``report.json`` made from the same model, data and
-    held-out split (same seed and known fraction), replacing its earlier gMINT and LOSS rows, so
-    that passive and gradient MINT sit in one table; otherwise a new report is written. The LOSS
-    row is the one ``sweep`` and ``attack`` write too (:mod:`mintaudit.attacks.loss`), so
-    replacing it changes nothing but its place.
+    The gMINT results join an existing ``report.json`` under the one merge rule
+    (:mod:`mintaudit.report.merge`): a row of the same key (setup, budget, reduction, ...) is
+    replaced in place, others are kept, so passive and gradient MINT sit in one table; a report of
+    another model or data is refused. The LOSS row is the one ``sweep`` and ``attack`` write too
+    (:mod:`mintaudit.attacks.loss`), recomputed in its place.
     """
     config = config or GradientSweepConfig()
     out = Path(out_dir)
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     budget_list = parse_budgets(budgets)
     run_config = {
         **config.to_dict(),
@@ -228,25 +230,11 @@ def gradient_sweep(
         net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress
     )
     report = report_for(out, ds, splits, name, net, info, run_config, command or sys.argv)
-    report_path = out / "report.json"
-    if report_path.is_file():
-        old = load_report(report_path)
-        same = (
-            old.get("model", {}).get("fingerprint") == report["model"]["fingerprint"]
-            and all(
-                old.get("dataset", {}).get(k) == report["dataset"][k]
-                for k in ("fingerprint", "members", "external", "test", "seed", "known_members")
-            )
-            and old.get("config", {}).get("seed") == config.seed
-        )
-        if same:
-            old["results"] = [r for r in old["results"] if r.get("method") not in ("gmint", "loss")]
-            old.setdefault("config", {})["gmint"] = run_config
-            report = old
+    if (out / "report.json").is_file():
+        report["config"] = {"gmint": run_config}  # beside the sweep's configuration, not over it
     for r in results:
         add_result(report, r)
-    write_report(report, out)
-    return report
+    return merge_into(out, report)
 
 
 def render(report_path: str | Path) -> tuple[Path, Path, str]:
@@ -335,6 +323,7 @@ def attack(
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
+    _check_record(out, ds, splits, net)
     spec = model_spec(out, ds, model, weights)
     split = passive_split(splits, known_fraction=known_fraction, seed=config.seed)
     pop = reference_population(ds, splits, population, config.seed)
@@ -351,16 +340,12 @@ def attack(
         signals_root=out / "cache",
         show_progress=show_progress,
     )
-    report_path = out / "report.json"
-    report = (
-        load_report(report_path)
-        if report_path.is_file()
-        else report_for(out, ds, splits, name, net, info, {"known_fraction": known_fraction}, command or sys.argv)
+    run_config = {"attacks": config.to_dict(), "attack_population": population}
+    report = report_for(
+        out, ds, splits, name, net, info, {"known_fraction": known_fraction, **run_config}, command or sys.argv
     )
-    report["results"] = [r for r in report["results"] if r.get("attack", r["method"]) not in set(methods)]
+    if (out / "report.json").is_file():
+        report["config"] = run_config  # beside the sweep's configuration, not over it
     for r in results:
         add_result(report, r)
-    report.setdefault("config", {})["attacks"] = config.to_dict()
-    report["config"]["attack_population"] = population
-    write_report(report, out)
-    return report
+    return merge_into(out, report)

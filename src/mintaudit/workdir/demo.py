@@ -8,6 +8,7 @@ from typing import Any
 
 
 from mintaudit._io import atomic_write_json
+from mintaudit.errors import ConfigError
 from mintaudit.attacks.run import AttackConfig
 from mintaudit.detectors import DetectorConfig
 from mintaudit.passive import SweepConfig
@@ -50,6 +51,11 @@ def demo(
     model_json = out / "model" / "model.json"
     saved = json.loads(model_json.read_text()) if model_json.is_file() else {}
     if saved.get("train") != train_cfg.to_dict() or saved.get("splits_fingerprint") != splits.fingerprint():
+        if (out / "report.json").is_file():  # its results are about the model a retrain would replace
+            raise ConfigError(
+                f"{str(out / 'report.json')!r} holds results for the model of an earlier demo with other options "
+                "(epochs, seed or splits); its results are kept: use another --out"
+            )
         train_model(out, ds, splits, model="objcls-cnn", config=train_cfg, show_progress=show_progress)
     cfg = SweepConfig(detector=DetectorConfig(seed=seed), fusion=fusion, seed=seed)  # type: ignore[arg-type]
     sweep(out, ds, splits, taps="published", config=cfg, command=command, show_progress=show_progress)

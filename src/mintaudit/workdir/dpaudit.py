@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mintaudit._io import atomic_write_json
+from mintaudit._logits import logits_of
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.models import model_fingerprint, save_model
@@ -29,7 +30,7 @@ def _logits(net: nn.Module, ds: ImageDataset, idx: np.ndarray, batch_size: int =
     from mintaudit._tensor import iter_batches
 
     net.eval()
-    out = [net(x).double().cpu().numpy() for x, _, _ in iter_batches(ds, idx, batch_size)]
+    out = [logits_of(net(x)).double().cpu().numpy() for x, _, _ in iter_batches(ds, idx, batch_size)]
     return np.concatenate(out) if out else np.zeros((0, ds.num_classes))
 
 

@@ -27,6 +27,7 @@ from mintaudit.models import (
 from mintaudit.report import new_report
 from mintaudit.taps import LayerInfo, list_layers, select_layers
 from mintaudit.training import TrainConfig, train_classifier
+from mintaudit.workdir.target import is_user_target, open_audited, target_layers, target_spec
 
 
 __all__ = [
@@ -164,7 +165,10 @@ def resolve_model(
     Raises:
         WeakModelError: the members' accuracy is not clearly above chance (and not ``allow_weak_model``).
     """
-    net, name, info = _load_audited(out_dir, ds, model=model, weights=weights)
+    if is_user_target(model, weights):  # zoo/factory + weights, hf:DIR, any scheme: opened, checked, probed
+        net, name, info = open_audited(out_dir, ds, model, weights, splits)
+    else:
+        net, name, info = _load_audited(out_dir, ds, model=model, weights=weights)
     if splits is not None:
         info = {
             **info,
@@ -219,11 +223,11 @@ def describe_layers(
     preprocess: Preprocess | None = None,
 ) -> list[LayerInfo]:
     """Every tappable layer of ``model`` (zoo name, ``package.module:factory`` or a saved model dir) for ``dataset``'s inputs."""
-    ds = load_dataset(dataset, root=data_root, image_size=image_size).with_preprocess(preprocess)
-    if Path(model).is_dir():
-        net, _, _ = load_model(model)
-    else:
-        net = build_model(spec_for(model, ds))
+    ds = load_dataset(dataset, root=data_root, image_size=image_size)
+    if is_user_target(model, None) or not Path(str(model)).is_dir():
+        return target_layers(ds, model, preprocess)
+    ds = ds.with_preprocess(preprocess)
+    net, _, _ = load_model(model)
     c, h, w = ds.image_shape
     return list_layers(net, torch.zeros(1, c, h, w))
 
@@ -283,6 +287,8 @@ def report_for(
         "preprocess": ds.preprocess_record,
         "chance_accuracy": check["chance"],
     }
+    if "probe" in info:
+        mdl["probe"] = info["probe"]  # the preprocessing probe (mintaudit.probe), and whether it was overridden
     if isinstance(info.get("dp"), dict):
         mdl["dp"] = info["dp"]  # the DP-SGD claim (model.json), beside every result's measured epsilon lower bound
     if check.get("weak_model_allowed"):
@@ -292,7 +298,7 @@ def report_for(
 
 def model_spec(out_dir: str | Path, ds: ImageDataset, model: str | None, weights: str | None) -> ModelSpec:
     """The architecture of the audited model (for reference models): the user's or the saved one."""
-    if weights is not None and model is not None:
-        return spec_for(model, ds)
+    if is_user_target(model, weights):
+        return target_spec(ds, model, weights)
     meta = json.loads((Path(out_dir) / "model" / "model.json").read_text())
     return ModelSpec.from_dict(meta["spec"])

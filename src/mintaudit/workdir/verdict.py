@@ -25,6 +25,7 @@ from mintaudit.workdir.audit import detector_protocol
 from mintaudit.workdir.choice import choose_default, score_attack
 from mintaudit.workdir.model import model_spec, report_for, resolve_model
 from mintaudit.workdir.query import QUERY_ROLES, resolve_query
+from mintaudit.workdir.verdict_checks import add_verdict_checks
 
 __all__ = ["QUERY_ROLES", "null_split", "verdict"]
 
@@ -169,6 +170,8 @@ def verdict(
                 "published protocol): a positive control",
             }
         null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
+        held = {"q_ds": q_ds, "member_ids": split.heldout_members}
+        held["member_scores"] = membership_scores(amodel, ds, split.heldout_members)
         about = {
             "method": "amint",
             "signal": "activations",
@@ -195,6 +198,7 @@ def verdict(
             alpha=alpha,
             decision=decision,
             null_fraction=null_fraction,
+            **held,
         )
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
@@ -299,6 +303,7 @@ def verdict(
     about["choice"] = choice
 
     null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
+    held = {"q_ds": q_ds, "member_ids": split.heldout_members, "member_scores": score(cache, split.heldout_members)}
     return _finish_verdict(
         out,
         ds,
@@ -318,6 +323,7 @@ def verdict(
         alpha=alpha,
         decision=decision,
         null_fraction=null_fraction,
+        **held,
     )
 
 
@@ -385,6 +391,8 @@ def _attack_verdict(
         if inside
         else np.asarray(scores.extra, dtype=np.float64)
     )
+    held = {"q_ds": q_ds, "member_ids": split.heldout_members}
+    held["member_scores"] = np.array([pool[i] for i in split.heldout_members.tolist()], dtype=np.float64)
     about = {
         "method": method,
         "signal": "outputs",
@@ -411,6 +419,7 @@ def _attack_verdict(
         alpha=alpha,
         decision=decision,
         null_fraction=null_fraction,
+        **held,
     )
 
 
@@ -434,9 +443,13 @@ def _finish_verdict(
     alpha: float,
     decision: str,
     null_fraction: float,
+    q_ds: ImageDataset | None = None,
+    member_ids: np.ndarray | None = None,
+    member_scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
     from mintaudit.evaluation.statistics import dataset_test, sample_decisions
+    from mintaudit.report.merge import add_verdict, query_digest
     from mintaudit.report.schema import set_verdict
 
     per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
@@ -445,7 +458,7 @@ def _finish_verdict(
     result = {
         **test.to_dict(),
         **about,
-        "query": {**q_info, "n": int(len(q_ids))},
+        "query": {**q_info, "n": int(len(q_ids)), "sha256": query_digest(str(q_info.get("source")), q_ids)},
         "null_reference": {
             "source": _NULL_SOURCE,
             "n": int(len(null_idx)),
@@ -455,13 +468,15 @@ def _finish_verdict(
         "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
         "command": " ".join(command or sys.argv),
     }
+    add_verdict_checks(result, q_ds=q_ds or ds, q_ids=q_ids, ds=ds, null_idx=null_idx, q_scores=q_scores, null_scores=null_scores, member_ids=member_ids, member_scores=member_scores, seed=config.seed)  # fmt: skip
     report_path = out / "report.json"
     report = (
         load_report(report_path)
         if report_path.is_file()
         else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
     )
-    set_verdict(report, result)
+    set_verdict(report, result)  # checked
+    add_verdict(report, result)  # kept per (query content, method): another query's verdict stays
     write_report(report, out)
     return result
 

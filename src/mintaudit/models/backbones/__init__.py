@@ -35,6 +35,7 @@ One module per family (``mobilenet``, ``resnet``, ``densenet``, ``xception``, ``
 they share in ``layers``, the presets and registrations in ``presets``; this package gathers them.
 
 Example:
+    >>> import torch
     >>> m = resnet50(3, 10, 32, base_width=8)
     >>> m(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
