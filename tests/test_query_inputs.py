@@ -134,16 +134,3 @@ def test_member_file_with_a_byte_order_mark_keeps_its_first_line(tmp_path, capsy
     assert main(["splits", "--dataset", "digits", "--members-file", str(tmp_path / "m.txt"), "--out", str(out)]) == 0
     splits = Splits.load(out / "splits.json", dataset=DIGITS)
     assert sorted(splits.members.tolist()) == list(range(40))
-
-
-def test_later_verb_without_flags_reads_the_reports_preprocessing(own, tmp_path, capsys):  # C043 with an npz query
-    ids = _query_pool(own, 30)
-    (tmp_path / "q.txt").write_text("".join(f"{i}\n" for i in ids))
-    out = tmp_path / "audit"  # a user's model (factory + weights) audited in a fresh OUT: no model.json there
-    user = ["--model", "tiny-cnn", "--weights", str(own / "model" / "model.safetensors")]
-    user += ["--splits", str(own / "splits.json")]
-    by_index, _ = _scores(out, capsys, str(tmp_path / "q.txt"), *user, "--mean", "0", "--std", "1")
-    report = json.loads((out / "report.json").read_text())
-    assert report["model"]["preprocess"]["mean"] == [0.0]
-    as_npz, _ = _scores(out, capsys, _npz(tmp_path / "q.npz", ids), *user)  # no --mean/--std: the report's
-    np.testing.assert_allclose(as_npz, by_index, rtol=1e-6)

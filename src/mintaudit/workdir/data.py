@@ -117,21 +117,13 @@ def pool_cache(out_dir: str | Path) -> Path | None:
 
 
 def _recorded_preprocess(out_dir: str | Path) -> Preprocess:
-    """The preprocessing recorded in ``out_dir``: the model trained there (``model/model.json``), else the audited
-    model of its report (``report.json``'s ``model.preprocess``, e.g. a user's model audited with --mean/--std),
-    else the default."""
+    """The preprocessing recorded with the model trained in ``out_dir`` (the default when there is none)."""
     path = Path(out_dir) / "model" / "model.json"
     if path.is_file():
         try:
             return Preprocess.from_dict(json.loads(path.read_text()).get("preprocess"))
-        except (ValueError, AttributeError, OSError):
+        except (ValueError, AttributeError):
             pass  # a malformed model.json is reported by whoever loads the model
-    report = Path(out_dir) / "report.json"
-    if report.is_file():
-        try:
-            return Preprocess.from_dict((json.loads(report.read_text()).get("model") or {}).get("preprocess"))
-        except (ValueError, AttributeError, OSError, TypeError):
-            pass  # a malformed report is refused by whoever reads it
     return DEFAULT_PREPROCESS
 
 
