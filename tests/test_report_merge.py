@@ -146,7 +146,7 @@ def test_a_sweep_of_another_model_is_refused_and_keeps_the_report(work, refused,
             str(tmp_path / "other.safetensors"),
             *WEAK,
         ],  # fmt: skip
-        allow_new=("*/cache/*",),
+        allow_new=("*/cache/*", "*/cache/probe/*"),
     )
     assert "another record" in line and "use another --out" in line
     assert (work / "report.json").read_bytes() == before and (work / "sweep.config.json").read_bytes() == config
