@@ -13,6 +13,7 @@ from typing import Any
 
 from mintaudit._validate import check_paths, check_values
 from mintaudit.cli_args import apply_config, build_parser
+from mintaudit.cli_record import audit_record
 
 __all__ = ["main", "build_parser"]
 
@@ -542,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, origin = apply_config(parser, argv)
         check_values(vars(args), origin)  # option values and paths, before anything is written
         check_paths(vars(args), origin)
-        with _torchrun(args), use_device(getattr(args, "device", None)):
+        with _torchrun(args), use_device(getattr(args, "device", None)), audit_record(args, argv):
             return _run(args, argv)
     except MintauditError as e:
         if "--debug" in argv or getattr(args, "debug", False):
