@@ -236,7 +236,10 @@ def check_options(
         return fill
     pre = Preprocess.from_dict(mdl.get("preprocess"))
     if any(k in given for k in ("mean", "std", "grey_to_rgb")):
-        asked = Preprocess.parse(given.get("mean"), given.get("std"), bool(given.get("grey_to_rgb")))
+        have = _preprocess_options(mdl)  # what is not given is the record's
+        asked = Preprocess.parse(
+            given.get("mean", have["mean"]), given.get("std", have["std"]), given.get("grey_to_rgb", pre.grey_to_rgb)
+        )
         if asked != pre:
             flag, now, then = next(
                 (f"--{k.replace('_', '-')}", getattr(asked, k), getattr(pre, k))
@@ -245,8 +248,7 @@ def check_options(
             )
             shown = {tuple: lambda v: ",".join(f"{x:g}" for x in v)}.get(type(now), str)
             raise _contradiction(flag, shown(now), shown(then), out)
-    else:
-        fill.update(_preprocess_options(mdl))
+    fill.update({k: v for k, v in _preprocess_options(mdl).items() if k not in given})
     _check_model(out, mdl, given, fill)
     if "tap_mode" in given and mdl.get("tap_modes") is not None:
         _check_tap_modes(out, given["tap_mode"], mdl["tap_modes"])
