@@ -47,7 +47,7 @@ def audit_record(args: argparse.Namespace, argv: Sequence[str]) -> Iterator[None
     from mintaudit.workdir.record import archive_record, check_options, check_report, load_record
 
     out = Path(args.out)
-    if getattr(args, "new_record", False):
+    if getattr(args, "new_record", False) and int(os.environ.get("RANK", "0")) == 0:
         archive_record(out)
     record = load_record(out)
     if record is not None:
