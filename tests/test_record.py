@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mintaudit.cli import main
 
@@ -171,6 +175,9 @@ def test_own_model_flow_needs_no_flags_after_the_sweep(own, tmp_path, capsys, re
     assert report["model"]["fingerprint"] == rec["fingerprint"]
     line = refused(["test", "--out", out, "--query", "heldout-members", "--mean", "0.5", "--std", "0.5"])
     assert "--mean 0.5 " in line and "--mean 0 " in line
+    _ok(["sweep", "--out", out, *_SWEEP], capsys)  # C042: the sweep repeated without its flags keeps them
+    report = _json(out / "report.json")
+    assert report["model"]["preprocess"]["std"] == [1.0] and report["model"]["fingerprint"] == rec["fingerprint"]
 
 
 def test_own_model_weights_moved_or_replaced(own, tmp_path, refused, capsys):
@@ -189,7 +196,47 @@ def test_own_model_weights_moved_or_replaced(own, tmp_path, refused, capsys):
     assert str(other) in line and str(weights.resolve()) in line
     _ok(["test", "--out", out, "--query", "test", "--weights", moved, "--method", "loss", "--quiet"], capsys)
     rec = _json(src / "record.json")
+    rec["model"]["weights"] = str(moved.resolve())
+    (out / "record.json").write_text(json.dumps(rec))
+    moved.write_bytes(other.read_bytes())  # the recorded file replaced in place, then named again with --weights
+    line = refused(["test", "--out", out, "--query", "test", "--weights", moved])
+    assert str(moved) in line and "changed" in line
     rec["model"]["weights"] = str(tmp_path / "gone.safetensors")
     (out / "record.json").write_text(json.dumps(rec))
     line = refused(["test", "--out", out, "--query", "test"])
     assert str(tmp_path / "gone.safetensors") in line and "gone" in line
+
+
+_NUMBER = st.sampled_from([0.0, 0.25, 0.5, 1.0])
+_VALUES = st.lists(_NUMBER, min_size=1, max_size=1) | st.lists(_NUMBER, min_size=3, max_size=3)  # one, or per RGB
+
+
+@settings(max_examples=60, deadline=None)
+@given(mean=_VALUES, std=_VALUES, given_mean=st.none() | _VALUES, given_std=st.none() | _VALUES)
+def test_check_options_takes_or_refuses_the_preprocessing(mean, std, given_mean, given_std):
+    """Property: with the recorded preprocessing P, --mean/--std are either refused naming both values, or the
+    options after filling read back as exactly P."""
+    from mintaudit.errors import ConfigError
+    from mintaudit.preprocess import Preprocess
+    from mintaudit.workdir.record import check_options, model_part, weights_sha256
+
+    std = [s or 1.0 for s in std]
+    given_std = None if given_std is None else [s or 1.0 for s in given_std]
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d)
+        (out / "model").mkdir()
+        (out / "model" / "model.safetensors").write_bytes(b"weights")
+        pre = Preprocess(mean=tuple(mean), std=tuple(std))
+        mdl = model_part(
+            locator="tiny-cnn", in_out=True, weights="model/model.safetensors", fingerprint="f", preprocess=pre
+        )
+        mdl["weights_sha256"] = weights_sha256(out / "model" / "model.safetensors")
+        given = {k: ",".join(map(str, v)) for k, v in (("mean", given_mean), ("std", given_std)) if v is not None}
+        try:
+            fill = check_options(out, {"model": mdl}, "test", given)
+        except ConfigError as e:
+            flag = "--mean" if given_mean is not None and tuple(given_mean) != pre.mean else "--std"
+            assert f"{flag} " in str(e) and "contradicts the audit record" in str(e)
+            return
+        values = {**given, **fill}
+        assert Preprocess.parse(values["mean"], values["std"], values["grey_to_rgb"]) == pre

@@ -43,6 +43,7 @@ __all__ = [
     "check_options",
     "check_report",
     "data_part",
+    "data_locator",
     "model_part",
     "weights_sha256",
     "holds_results",
@@ -148,8 +149,8 @@ def data_part(
 ) -> dict[str, Any]:
     """The record's data part."""
     return {
-        "dataset": dataset,
-        "data_root": None if data_root is None else str(data_root),
+        "dataset": None if dataset is None else data_locator(dataset),
+        "data_root": None if data_root is None else str(Path(data_root).resolve()),
         "image_size": image_size,
         "splits": None if splits_file is None else str(Path(splits_file).resolve()),
         "data_fingerprint": data_fingerprint,
@@ -215,10 +216,11 @@ def check_options(
     data = record.get("data") or {}
     if data:
         if data.get("dataset") is not None:  # an adopted record may not know its locator
-            for dest, flag in (("dataset", "--dataset"), ("image_size", "--image-size")):
-                if dest in given and given[dest] != data.get(dest):
-                    raise _contradiction(flag, _shown(given[dest]), _shown(data.get(dest)), out)
-                fill[dest] = data.get(dest)
+            if "dataset" in given and _data_kind(given["dataset"]) != _data_kind(data["dataset"]):
+                raise _contradiction("--dataset", _shown(given["dataset"]), _shown(data["dataset"]), out)
+            if "image_size" in given and given["image_size"] != data.get("image_size"):
+                raise _contradiction("--image-size", given["image_size"], data.get("image_size"), out)
+            fill.update({k: data.get(k) for k in ("dataset", "image_size") if k not in given})
         if "data_root" not in given and data.get("data_root") is not None:
             fill["data_root"] = data["data_root"]  # another root is checked by the data fingerprint
         _check_splits(out, data, given, fill)
@@ -255,6 +257,21 @@ def check_options(
     elif mdl.get("tap_modes") is not None:
         fill["tap_mode"] = mdl["tap_modes"]
     return fill
+
+
+def data_locator(dataset: str) -> str:
+    """``dataset`` as the record keeps it: a ``PREFIX:PATH`` locator with its path made absolute."""
+    prefix, sep, rest = str(dataset).partition(":")
+    if sep and len(prefix) > 1 and prefix.isalpha() and rest:
+        return f"{prefix}:{Path(rest).resolve()}"
+    return str(dataset)
+
+
+def _data_kind(dataset: str) -> str:
+    """A registered name, or the prefix of a ``PREFIX:PATH`` locator: another path of that kind is checked by
+    the data fingerprint (the data may have moved), another kind is a contradiction."""
+    prefix, sep, rest = str(dataset).partition(":")
+    return (prefix + ":" if sep and len(prefix) > 1 and prefix.isalpha() and rest else str(dataset)).lower()
 
 
 def _preprocess_options(mdl: Mapping[str, Any]) -> dict[str, Any]:
@@ -308,7 +325,9 @@ def _check_model(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any], fi
     fill["model"] = mdl.get("locator")
     if given.get("weights") is not None:
         path = Path(given["weights"])
-        if path.resolve() != Path(str(mdl.get("weights"))) and (not path.is_file() or weights_sha256(path) != sha):
+        if path.resolve() == Path(str(mdl.get("weights"))):
+            _check_weights(out, path, sha, "give --weights with the file's new place")
+        elif not path.is_file() or weights_sha256(path) != sha:  # another file: the same content, or refused
             raise _contradiction(
                 "--weights", repr(str(path)), f"{_shown(mdl.get('weights'))} (sha256 {str(sha)[:12]}...)", out
             )
