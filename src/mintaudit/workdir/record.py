@@ -219,7 +219,10 @@ def check_options(
             if "dataset" in given and _data_kind(given["dataset"]) != _data_kind(data["dataset"]):
                 raise _contradiction("--dataset", _shown(given["dataset"]), _shown(data["dataset"]), out)
             if "image_size" in given and given["image_size"] != data.get("image_size"):
-                raise _contradiction("--image-size", given["image_size"], data.get("image_size"), out)
+                size = data.get("image_size")
+                raise _contradiction(
+                    "--image-size", given["image_size"], "none (no resize)" if size is None else size, out
+                )
             fill.update({k: data.get(k) for k in ("dataset", "image_size") if k not in given})
         if "data_root" not in given and data.get("data_root") is not None:
             fill["data_root"] = data["data_root"]  # another root is checked by the data fingerprint
