@@ -176,8 +176,10 @@ def test_own_model_flow_needs_no_flags_after_the_sweep(own, tmp_path, capsys, re
     line = refused(["test", "--out", out, "--query", "heldout-members", "--mean", "0.5", "--std", "0.5"])
     assert "--mean 0.5 " in line and "--mean 0 " in line
     _ok(["sweep", "--out", out, *_SWEEP], capsys)  # C042: the sweep repeated without its flags keeps them
+    _ok(["attack", "--out", out, "--methods", "loss", "--bootstrap", "20", "--quiet"], capsys)  # so does attack
     report = _json(out / "report.json")
     assert report["model"]["preprocess"]["std"] == [1.0] and report["model"]["fingerprint"] == rec["fingerprint"]
+    assert {r["method"] for r in report["results"]} >= {"passive-mint", "loss"}
 
 
 def test_own_model_weights_moved_or_replaced(own, tmp_path, refused, capsys):
