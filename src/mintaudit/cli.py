@@ -14,6 +14,7 @@ from typing import Any
 from mintaudit._lock import command_lock
 from mintaudit._validate import check_paths, check_values
 from mintaudit.cli_args import apply_config, build_parser
+from mintaudit.cli_record import audit_record
 
 __all__ = ["main", "build_parser"]
 
@@ -580,7 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_paths(vars(args), origin)
         with command_lock(getattr(args, "out", None), ["mintaudit", *argv]):
             with _torchrun(args), use_device(getattr(args, "device", None)):
-                status = _run(args, argv)
+                with audit_record(args, argv):
+                    status = _run(args, argv)
                 if status == 0:
                     _save_config(args, ["mintaudit", *argv])
                 return status

@@ -16,7 +16,10 @@ from typing import Any
 from mintaudit import __version__
 from mintaudit._validate import OptionSpec, Origin, config_values, read_config
 
-__all__ = ["build_parser", "apply_config", "verb_options"]
+__all__ = ["build_parser", "apply_config", "verb_options", "RECORD_VERBS"]
+
+RECORD_VERBS = ("splits", "train", "extract", "fit", "sweep", "test", "attack", "audit-dp")
+"""The verbs bound to the work directory's audit record (OUT/record.json; see mintaudit.workdir.record)."""
 
 
 @functools.cache
@@ -242,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if out:
             p.add_argument("--out", default="runs/audit", help="work directory (default: %(default)s)")
+        if name in RECORD_VERBS:
+            p.add_argument(
+                "--new-record",
+                action="store_true",
+                help="start a new audit record in OUT: the old record and its results move to OUT/archive/<time>/",
+            )
         return p
 
     p = verb(

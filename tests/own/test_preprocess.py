@@ -150,7 +150,7 @@ def test_preprocessing_is_recorded_and_reused_and_enters_the_cache_key(tmp_path,
     capsys.readouterr()
     assert main(["sweep", *common[:2], "--out", str(out), "--taps", "relu2", "--mean", "0.5", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "trained with preprocessing" in err and "drop --mean/--std" in err
+    assert "--mean 0.5 contradicts the audit record" in err and "(--mean 0 there)" in err
 
 
 def test_cache_key_depends_on_the_preprocessing(tmp_path, tiny_model, toy_dataset):
