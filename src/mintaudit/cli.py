@@ -14,7 +14,7 @@ from typing import Any
 from mintaudit._lock import command_lock
 from mintaudit._validate import check_paths, check_values
 from mintaudit.cli_args import apply_config, build_parser
-from mintaudit.cli_record import audit_record
+from mintaudit.cli_record import audit_record, given_preprocess as _given_preprocess, key_values as _key_values
 
 __all__ = ["main", "build_parser"]
 
@@ -363,14 +363,6 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     )
 
 
-def _given_preprocess(args: argparse.Namespace) -> Any:
-    """The preprocessing --mean/--std/--grey-to-rgb give, or None when none of them was given."""
-    from mintaudit.preprocess import Preprocess
-
-    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
-    return Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None
-
-
 def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
     """--model as the workdir functions take it: the locator, or a TargetRef with --model-arg/--accept-preprocessing."""
     from mintaudit.workdir.target import TargetRef
@@ -385,24 +377,6 @@ def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
             raise ConfigError("--model-arg and --accept-preprocessing need --model (a model given by you)")
         return None
     return TargetRef(locator, kwargs, accept) if kwargs or accept else locator
-
-
-def _key_values(items: list[str], option: str) -> dict[str, Any]:
-    """KEY=VALUE strings -> dict, values read as YAML scalars (0 -> int, 0.5 -> float, true -> bool)."""
-    import yaml
-
-    from mintaudit.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}; e.g. {option} dropout=0")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
 
 
 def _factors(args: argparse.Namespace, command: list[str], show: bool | None) -> int:

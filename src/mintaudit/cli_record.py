@@ -18,7 +18,7 @@ from typing import Any
 
 from mintaudit.cli_args import RECORD_VERBS, build_parser, verb_options
 
-__all__ = ["given_options", "audit_record"]
+__all__ = ["audit_record", "given_options", "given_preprocess", "key_values"]
 
 _MODEL_VERBS = ("extract", "fit", "sweep", "test", "attack")
 
@@ -104,6 +104,10 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     from mintaudit.preprocess import Preprocess
     from mintaudit.workdir.record import model_part, weights_sha256
 
+    from mintaudit.targets import split_scheme
+
+    if split_scheme(str(getattr(args, "model", None) or ""))[0] is not None and args.verb != "train":
+        return _scheme_part(args, out)
     if getattr(args, "weights", None) and args.verb != "train":
         from mintaudit import pipeline
 
@@ -138,3 +142,49 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     )
     part["weights_sha256"] = weights_sha256(out / "model" / "model.safetensors")
     return part
+
+
+def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The model part of ``hf:DIR``, ``onnx:FILE`` or ``export:FILE``: the locator and the hash of its files."""
+    from mintaudit import pipeline
+    from mintaudit.workdir.record import absolute_locator, locator_sha256, model_part
+
+    preprocess = pipeline.model_preprocess(args.model, given_preprocess(args))
+    if preprocess is None:
+        from mintaudit.preprocess import DEFAULT_PREPROCESS as preprocess
+    part = model_part(
+        locator=absolute_locator(args.model),
+        in_out=False,
+        weights=args.model.partition(":")[2],
+        fingerprint=None,
+        preprocess=preprocess,
+        model_args=key_values(getattr(args, "model_arg", []) or [], "--model-arg"),
+    )
+    part["files_sha256"] = locator_sha256(args.model)
+    return part
+
+
+def key_values(items: list[str], option: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict, values read as YAML scalars (0 -> int, 0.5 -> float, true -> bool)."""
+    import yaml
+
+    from mintaudit.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}; e.g. {option} dropout=0")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def given_preprocess(args: argparse.Namespace) -> Any:
+    """The preprocessing --mean/--std/--grey-to-rgb give, or None when none of them was given."""
+    from mintaudit.preprocess import Preprocess
+
+    given = any(getattr(args, k, None) is not None for k in ("mean", "std")) or getattr(args, "grey_to_rgb", False)
+    return Preprocess.parse(args.mean, args.std, args.grey_to_rgb) if given else None

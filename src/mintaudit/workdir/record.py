@@ -68,6 +68,35 @@ def weights_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def absolute_locator(locator: str) -> str:
+    """``SCHEME:PATH`` with PATH made absolute (so the record holds wherever the next command runs from)."""
+    from mintaudit.targets import split_scheme
+
+    scheme, rest = split_scheme(str(locator))
+    return f"{scheme}:{Path(rest).resolve()}" if scheme is not None else str(locator)
+
+
+def locator_sha256(locator: str) -> str | None:
+    """The SHA-256 of the files behind a scheme locator (``hf:DIR``: its safetensors and JSON files, sorted by
+    name; ``onnx:FILE``, ``export:FILE``: the file), or None when ``locator`` names no registered scheme."""
+    from mintaudit.targets import split_scheme
+
+    scheme, rest = split_scheme(locator)
+    if scheme is None:
+        return None
+    path = Path(rest)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".json"))
+    else:
+        files = [path] if path.is_file() else []
+    if not files:
+        raise ModelError(f"the files of the audited model {locator!r} are gone (moved or deleted)")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + weights_sha256(f).encode())
+    return h.hexdigest()
+
+
 def read_record(out_dir: str | Path) -> dict[str, Any] | None:
     """``OUT/record.json`` (checked), or None when there is none."""
     path = Path(out_dir) / RECORD_NAME
@@ -313,6 +342,18 @@ def _check_splits(out: Path, data: Mapping[str, Any], given: Mapping[str, Any], 
 def _check_model(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any], fill: dict[str, Any]) -> None:
     """The recorded model: the same locator, and weights of the recorded hash (the file named when not)."""
     sha = mdl.get("weights_sha256")
+    if mdl.get("files_sha256") is not None:  # hf:DIR, onnx:FILE, export:FILE: the model carries its weights
+        if given.get("model") is not None and absolute_locator(given["model"]) != mdl.get("locator"):
+            raise _contradiction("--model", _shown(given["model"]), _shown(mdl.get("locator")), out)
+        if locator_sha256(str(mdl["locator"])) != mdl["files_sha256"]:
+            raise ModelError(
+                f"the files of the audited model {mdl['locator']!r} changed since the audit record of {str(out)!r} "
+                f"was written; put them back, or {_START_OVER}"
+            )
+        fill["model"] = mdl.get("locator")
+        if mdl.get("model_args") and "model_arg" not in given:
+            fill["model_arg"] = [f"{k}={json.dumps(v)}" for k, v in mdl["model_args"].items()]
+        return
     if mdl.get("trained_in_out"):
         if given.get("weights") is not None:
             raise _contradiction(
