@@ -240,3 +240,32 @@ def test_onnx_graph_without_scopes_taps_every_node(trained):
     with Recorder(model, ["conv1"]) as rec:
         model(sets["test"][0][:3])
         torch.testing.assert_close(got, rec.pop()["conv1"], **TOL)
+
+
+def _relu_chain(names, scopes=None):
+    """x -> Relu -> Relu -> ... (one node per name) -> logits, node i named ``names[i]``, scopes as dynamo writes them."""
+    from onnx import TensorProto, helper
+
+    nodes = []
+    for i, name in enumerate(names):
+        src, dst = ("x" if i == 0 else f"t{i - 1}"), ("logits" if i == len(names) - 1 else f"t{i}")
+        node = helper.make_node("Relu", [src], [dst], name=name)
+        if scopes is not None:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = "pkg.torch.onnx.name_scopes", repr(["", *scopes[i], f"relu_{i}"])
+        nodes.append(node)
+    io_ = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", 4]) for n in ("x", "logits")]
+    return helper.make_graph(nodes, "g", [io_[0]], [io_[1]])
+
+
+def test_onnx_tap_names_follow_both_exporters():
+    torchscript = _relu_chain(["/stem/stem.0/Conv", "/stage1/conv1/Relu", "/stage1/Relu", "/head/head.0/Relu"])
+    dynamo = _relu_chain(
+        ["n0", "n1", "n2", "n3"],
+        [["stem", "stem.0"], ["stage1", "stage1.conv1"], ["stage1"], ["head", "head.0"]],
+    )
+    want = {"stem": "t0", "stem.0": "t0", "stage1.conv1": "t1", "stage1": "t2", "head": "logits", "head.0": "logits"}
+    assert onnx_taps(torchscript) == want
+    assert onnx_taps(dynamo) == want
+    module = OnnxModule(onnx.helper.make_model(dynamo), "onnx:chain")
+    assert [info.name for info in list_layers(module)] == ["stem", "stem.0", "stage1", "stage1.conv1", "head", "head.0"]

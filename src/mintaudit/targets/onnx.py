@@ -69,7 +69,8 @@ def _node_scopes(node: Any) -> list[str]:
         for part in node.name.split("/")[1:-1]:
             if not part:
                 continue
-            out.append(part if out and part.startswith(out[-1] + ".") or not out else f"{out[-1]}.{part}")
+            qualified = not out or part.startswith(out[-1] + ".")  # 'stem.0' is already qualified under 'stem'
+            out.append(part if qualified else f"{out[-1]}.{part}")
         return out
     return []
 
