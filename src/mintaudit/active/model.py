@@ -10,6 +10,7 @@ from torch import nn
 from mintaudit._logits import logits_of
 from mintaudit.active.head import HeadConfig, MintHead
 from mintaudit.errors import ConfigError
+from mintaudit.targets.saved import require_gradients
 from mintaudit.taps import Recorder, select_layers
 
 __all__ = ["ActiveModel"]
@@ -47,6 +48,7 @@ class ActiveModel(nn.Module):
         head: HeadConfig | None = None,
         shapes: Sequence[Sequence[int]] | None = None,
     ) -> None:
+        require_gradients(backbone, "aMINT")
         super().__init__()
         self.backbone = backbone
         self.taps = select_layers(backbone, taps)

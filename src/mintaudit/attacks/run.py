@@ -40,6 +40,7 @@ from mintaudit.models.registry import ModelSpec
 from mintaudit.passive import PassiveSplit
 from mintaudit.results import Result
 from mintaudit.signals import extract_signals
+from mintaudit.targets.saved import require_fresh_copy
 from mintaudit.training import TrainConfig
 
 __all__ = ["ATTACKS", "AttackConfig", "AttackScores", "attack_scores", "run_attacks"]
@@ -114,6 +115,7 @@ def attack_scores(
     """
     config = config or AttackConfig()
     _check_names(methods)
+    require_fresh_copy(model, spec, [m for m in methods if attack_spec(m).needs_references])
     rng = np.random.default_rng(config.seed)
     external = rng.permutation(split.external)
     ref_pop, calib_ext = np.sort(external[: len(external) // 2]), np.sort(external[len(external) // 2 :])

@@ -46,6 +46,7 @@ from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, LayerNotFoundError
 from mintaudit.signals.reader import SignalCache
 from mintaudit.signals.writer import BatchFn, stream_signals
+from mintaudit.targets.saved import require_gradients
 from mintaudit.taps import select_layers
 
 __all__ = [
@@ -113,6 +114,7 @@ def gradient_layers(model: nn.Module, spec: str | int | Sequence[str | int]) -> 
         ConfigError: the model has no weighted layer, or a selection keeps none.
         LayerNotFoundError: an unknown layer, or one without a weight matrix or kernel.
     """
+    require_gradients(model, "gMINT")
     weighted = weighted_layers(model)
     if not weighted:
         raise ConfigError(f"{type(model).__name__} has no layer with a weight matrix or kernel; gMINT needs one")
@@ -217,6 +219,7 @@ def _batched_gradients(
     """
     from torch.func import functional_call, grad, vmap
 
+    require_gradients(model, "gMINT")
     weight_of = _weights(model, layers)
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
