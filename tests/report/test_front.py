@@ -141,3 +141,19 @@ def test_the_details_keep_every_row_slice_plot_and_the_configuration(audit_repor
     assert "<summary>L1</summary>" in page and "class 2" in page  # slices
     made = page[page.index("<summary><h2>How this was made</h2>") :]
     assert "&quot;detector&quot;: &quot;cnn&quot;" in made and "mintaudit attack --out" in made
+
+
+def test_hostile_strings_in_the_verdicts_and_the_hint_appear_only_escaped(audit_report) -> None:
+    hostile = "<script>alert(1)</script>&\"'"
+    audit_report["verdicts"][0]["query"]["source"] = hostile
+    audit_report["verdicts"][0]["method"] = hostile
+    audit_report["results"][-1]["label"] = hostile
+    page = render_html(audit_report)
+    assert "<script" not in page and page.count("&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;&#x27;") >= 3
+    audit_report.update(verdict=None, verdicts=[], command=["mintaudit", "sweep", "--out", hostile])
+    page = render_html(audit_report)
+    assert "<script" not in page
+    assert (
+        "<code>mintaudit test --out &#x27;&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;&#x27;&quot;&#x27;&quot;&#x27;"
+        in page
+    )
