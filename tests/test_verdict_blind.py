@@ -60,7 +60,9 @@ def test_a_brightened_query_is_inconclusive_everywhere(audit, capsys):
     assert first.startswith("Inconclusive: the query differs in distribution from the reference (blind AUC ")
     assert v["sentence"] == first and v["test_sentence"].startswith("Evidence")
     html = (out / "report.html").read_text()
-    assert '<span class="badge maybe">Inconclusive</span>' in html and "Evidence of use" not in html
+    latest = html.split("Earlier verdicts")[0]  # the iid query's verdict, when kept, is folded below the latest
+    assert '<h2>Verdict <span class="badge maybe">Inconclusive</span></h2>' in latest
+    assert "Evidence of use" not in latest
     assert "Blind baseline" in html and f"{v['blind']['auc']:.3f}" in html
 
 

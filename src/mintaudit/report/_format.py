@@ -43,6 +43,18 @@ def interval(result: dict[str, Any], key: str, fpr: str | None = None) -> tuple[
     return None
 
 
+def ci_text(ci: Any) -> str | None:
+    """An interval as "[lo, hi]" with three decimals, or None unless both ends are numbers."""
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(is_number(v) for v in ci):
+        return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+    return None
+
+
+def metric_cell(result: dict[str, Any], key: str, fpr: str | None = None) -> dict[str, Any]:
+    """A metric and its 95% interval, for the templates' ``num`` macro: ``{"value": "0.612", "ci": "[...]" or None}``."""
+    return {"value": fmt(metric(result, key, fpr)), "ci": ci_text(interval(result, key, fpr))}
+
+
 def _dig(tree: Any, key: str, sub: str | None) -> Any:
     value = tree.get(key) if isinstance(tree, dict) else None
     if sub is not None:

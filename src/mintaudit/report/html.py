@@ -14,11 +14,23 @@ from collections.abc import Iterator
 from typing import Any
 
 
-from mintaudit.report._format import kv_rows, value_text, DASH, fmt, interval, is_number, metric, pct, result_names
+from mintaudit.report._format import (
+    DASH,
+    ci_text,
+    fmt,
+    interval,
+    is_number,
+    kv_rows,
+    metric,
+    metric_cell,
+    pct,
+    result_names,
+    value_text,
+)
 from mintaudit.report._jinja import render_page
 from mintaudit.report.figures import MEMBER, NONMEMBER, figure
 from mintaudit.report.svg import GREY, Plot, series_style
-from mintaudit.report.verdict_html import verdict_view
+from mintaudit.report.front_html import families_view, verdicts_view
 
 __all__ = ["render_html"]
 
@@ -34,11 +46,14 @@ _PROTOCOL_TEXT = {
 def render_html(report: dict[str, Any]) -> str:
     """Render a report (see :func:`~mintaudit.report.new_report`) as one self-contained HTML page.
 
-    The page holds: title and dataset / model summary, the verdict (when there is one), a
-    reading guide, the results table with 95% intervals, the best result in words, ROC curves
-    on log-log axes (one figure per protocol), member / non-member score histograms (one per
-    result), metrics against tap depth with baselines as dashed lines (one figure per
-    protocol), and how the report was made.
+    The page leads with the answer: first the verdict (the latest ``mintaudit test``: the answer
+    in words, the method and why it was chosen, the p-value, the share used, the samples needed,
+    the blind baseline; earlier verdicts folded under it; or, without one, the command that makes
+    one), then the best result of each family of methods (passive MINT, gMINT, aMINT, attacks)
+    and the best result in words, the DP claim against the measured bounds, the data and model.
+    The details follow, folded: a reading guide, every result with 95% intervals, passive vs
+    active MINT, ROC curves on log-log axes (one figure per protocol), member / non-member score
+    histograms, metrics against tap depth, slices, and how the report was made.
 
     Args:
         report: a report dict; missing or null values are shown as a dash.
@@ -52,7 +67,8 @@ def render_html(report: dict[str, Any]) -> str:
     return render_page(
         "report.html.j2",
         title=f"Membership audit: {model.get('name', 'model')} on {dataset.get('name', 'data')}",
-        verdict=verdict_view(report.get("verdict")),
+        verdicts=verdicts_view(report),
+        families=families_view(results, names),
         data=kv_rows(dataset),
         model=kv_rows(model),
         protocols=list(_PROTOCOL_TEXT.items()),
@@ -86,18 +102,6 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 _TABLE_METRICS = (("accuracy",), ("precision",), ("recall",), ("auc",), ("tpr_at_fpr", "0.01"), ("tpr_at_fpr", "0.001"))
-
-
-def _ci(ci: Any) -> str | None:
-    """An interval as "[lo, hi]" with three decimals, or None unless both ends are numbers."""
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(is_number(v) for v in ci):
-        return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-    return None
-
-
-def _cell(result: dict[str, Any], key: str, fpr: str | None = None) -> dict[str, Any]:
-    """A metric and its 95% interval, for the template's ``num`` macro."""
-    return {"value": fmt(metric(result, key, fpr)), "ci": _ci(interval(result, key, fpr))}
 
 
 def _eps_cell(result: dict[str, Any]) -> dict[str, Any]:
@@ -192,14 +196,14 @@ def _active_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "setup": str(a.get("setup") or DASH),
                 "layer": str(a.get("layer") or ""),
                 "grad_scale": f"{scale:g}" if is_number(scale) and scale != 1 else None,
-                "passive": _cell(plain, "accuracy") if plain else None,
-                "accuracy": _cell(a, "accuracy"),
+                "passive": metric_cell(plain, "accuracy") if plain else None,
+                "accuracy": metric_cell(a, "accuracy"),
                 "calibrated": {
                     "value": fmt(a.get("calibrated_accuracy")),
-                    "ci": _ci(a.get("calibrated_accuracy_ci95")),
+                    "ci": ci_text(a.get("calibrated_accuracy_ci95")),
                 },
-                "auc": _cell(a, "auc"),
-                "tpr": _cell(a, "tpr_at_fpr", "0.01"),
+                "auc": metric_cell(a, "auc"),
+                "tpr": metric_cell(a, "tpr_at_fpr", "0.01"),
                 "aud_plain": fmt(plain.get("aud")) if plain else DASH,
                 "aud": fmt(a.get("aud")),
             }
@@ -227,7 +231,7 @@ def _results_rows(results: list[dict[str, Any]], names: list[str]) -> list[dict[
                 "method": str(r.get("method") or DASH),
                 "detector": str(r.get("detector") or DASH),
                 "protocol": str(r.get("protocol") or DASH),
-                "metrics": [_cell(r, *key) for key in _TABLE_METRICS],
+                "metrics": [metric_cell(r, *key) for key in _TABLE_METRICS],
                 "eps": _eps_cell(r),
                 "members": f"{value_text(r.get('n_members'))} / {value_text(r.get('n_nonmembers'))}",
                 "warnings": [str(w) for w in r.get("warnings") or [] if isinstance(w, str)],
@@ -482,7 +486,7 @@ def _slices(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any] |
                 {
                     "text": text,
                     "members": f"{value_text(p.get('n_members'))} / {value_text(p.get('n_nonmembers'))}",
-                    "metrics": [_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01"))],
+                    "metrics": [metric_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01"))],
                     "eps": _eps_cell(p),
                 }
                 for _, text, p in parts

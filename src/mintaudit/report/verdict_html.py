@@ -44,6 +44,9 @@ def verdict_view(verdict: Any) -> dict[str, Any] | None:
         },
         "figure": _verdictfigure(v),
         "choice": _choice(v.get("choice")),
+        "why": str(v["choice"]["sentence"])
+        if isinstance(v.get("choice"), dict) and v["choice"].get("sentence")
+        else "",
         **verdict_checks_view(v),
     }
     if query or scored:
