@@ -269,3 +269,26 @@ def test_onnx_tap_names_follow_both_exporters():
     assert onnx_taps(dynamo) == want
     module = OnnxModule(onnx.helper.make_model(dynamo), "onnx:chain")
     assert [info.name for info in list_layers(module)] == ["stem", "stem.0", "stage1", "stage1.conv1", "head", "head.0"]
+
+
+@pytest.mark.parametrize("door", ["onnx", "export"])
+def test_the_command_line_audits_each_door_and_refuses_reference_attacks(trained, door, tmp_path, capsys, refused):
+    """`layers`, `sweep` and a record-only `test` through --model onnx:FILE / export:FILE; `attack --methods rmia`
+    refused in one line (no fresh copy to train reference models from)."""
+    from mintaudit.cli import main
+
+    _, _, root = trained
+    locator = f"{door}:{root / ('m.onnx' if door == 'onnx' else 'm.pt2')}"
+    assert main(["layers", locator, "--dataset", "digits"]) == 0
+    assert "relu1" in capsys.readouterr().out
+    members = tmp_path / "members.txt"
+    members.write_text("\n".join(map(str, range(300))))  # not the fixture's members: the verdict is not the point
+    out = tmp_path / "audit"
+    common = ["--dataset", "digits", "--model", locator, "--out", str(out), "--quiet"]
+    sizes = ["--members-file", str(members), "--external", "200", "--test", "200"]
+    assert main(["sweep", *common, *sizes, "--taps", "relu1", "--allow-weak-model"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {r["method"] for r in report["results"]} >= {"passive-mint", "loss"}
+    assert main(["test", "--out", str(out), "--query", "heldout-members", "--quiet", "--allow-weak-model"]) == 0
+    line = refused(["attack", "--out", out, "--methods", "rmia", "--allow-weak-model"], allow_new=("*/cache/*",))
+    assert "reference" in line, line

@@ -296,7 +296,7 @@ def report_for(
     return new_report(dataset=dataset, model=mdl, config=config, command=command)
 
 
-def model_spec(out_dir: str | Path, ds: ImageDataset, model: str | None, weights: str | None) -> ModelSpec:
+def model_spec(out_dir: str | Path, ds: ImageDataset, model: str | None, weights: str | None) -> ModelSpec | None:
     """The architecture of the audited model (for reference models): the user's or the saved one."""
     if is_user_target(model, weights):
         return target_spec(ds, model, weights)

@@ -113,8 +113,10 @@ def _probe_once(
     return record
 
 
-def target_spec(ds: ImageDataset, model: str | TargetRef, weights: str | None) -> ModelSpec:
-    """How to build a fresh untrained copy of the user's model (reference models), or a one-line refusal."""
+def target_spec(ds: ImageDataset, model: str | TargetRef, weights: str | None) -> ModelSpec | None:
+    """How to build a fresh untrained copy of the user's model (reference models), or None when it cannot be
+    built (``onnx:``, ``export:``): the attacks that need reference models refuse then, in one line
+    (:func:`mintaudit.targets.require_fresh_copy`), and every other method runs."""
     ref = _ref(model)
     scheme, path = split_scheme(ref.locator)
     c, h, w = ds.image_shape
@@ -125,12 +127,7 @@ def target_spec(ds: ImageDataset, model: str | TargetRef, weights: str | None) -
             "mintaudit.targets.hf:fresh_model", c, ds.num_classes, (h, w), {"path": str(Path(path).resolve())}
         )
     target = open_target(ref.locator, input_shape=(c, h, w), num_classes=ds.num_classes, kwargs=ref.kwargs)
-    if getattr(target, "spec", None) is None:
-        raise ConfigError(
-            f"{ref.locator} cannot build a fresh untrained copy, so reference models (LiRA, RMIA, ...) cannot be "
-            "trained for it; use a method without reference models, or give the model as package.module:factory"
-        )
-    return target.spec
+    return getattr(target, "spec", None)
 
 
 def target_layers(ds: ImageDataset, model: str | TargetRef, given: Preprocess | None) -> list[LayerInfo]:
