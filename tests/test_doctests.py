@@ -24,6 +24,7 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 #: Modules whose examples are skipped, and why (illustrations of a call on the user's own objects or files).
 SKIPPED = {
+    "mintaudit.targets.hf": "needs a Hugging Face folder saved with save_pretrained (run in tests/test_hf_audit.py)",
     "mintaudit.api": "audits the user's own model and loaders (run in tests/own/test_readme.py)",
     "mintaudit.active.loop": "the user's own training loop (run in tests/own/test_readme.py)",
     "mintaudit.active.train": "the loss inside the user's own loop",

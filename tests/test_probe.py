@@ -94,10 +94,13 @@ def test_the_right_flags_pass_and_accept_preprocessing_is_recorded(own, tmp_path
     probe = json.loads((tmp_path / "ok" / "report.json").read_text())["model"]["probe"]
     assert probe["declared_accuracy"] > 0.8 and probe["better"] is None and not probe["accepted"]
     assert {c["candidate"] for c in probe["candidates"]} == {"mean/std 0.5", "the data set's own mean/std"}
-    # C043: a later verdict on the same OUT that forgets --mean 0 --std 1 is refused, not judged "No evidence"
+    # C043: a later verdict on the same OUT that forgets --mean 0 --std 1 reads them from the audit record
+    # (never the default), and judges the held-out members as the model saw them
     verdict = ["test", "--query", "heldout-members", "--method", "loss", *_attack(own, tmp_path / "ok")[3:]]
-    line = refused([a for a in verdict if a not in ("--external", "--test", "100")])
-    assert "give --mean 0 --std 1" in line
+    assert main([str(a) for a in verdict if a not in ("--external", "--test", "100")]) == 0
+    report = json.loads((tmp_path / "ok" / "report.json").read_text())
+    assert report["model"]["preprocess"]["mean"] == [0.0] and report["verdict"]["method"] == "loss"
+    capsys.readouterr()
     assert main([str(a) for a in _attack(own, tmp_path / "acc", "--accept-preprocessing")]) == 0
     capsys.readouterr()
     probe = json.loads((tmp_path / "acc" / "report.json").read_text())["model"]["probe"]

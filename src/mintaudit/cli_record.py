@@ -30,9 +30,11 @@ def given_options(argv: Sequence[str], args: argparse.Namespace) -> dict[str, An
     parser = build_parser()
     sub, specs = verb_options(parser, parser.parse_args(list(argv)))
     unset = object()
-    sub.set_defaults(**dict.fromkeys(specs, unset))
+    # a list option (--model-arg: argparse appends to a copy of its default) gets its own empty list as the marker
+    marks = {d: ([] if spec.kind == "list" else unset) for d, spec in specs.items()}
+    sub.set_defaults(**marks)
     again = parser.parse_args(list(argv))
-    given = {d for d in specs if getattr(again, d, unset) is not unset}
+    given = {d for d in specs if getattr(again, d, marks[d]) is not marks[d]}
     if getattr(args, "config", None):
         given |= set(config_values(read_config(args.config), specs, source="--config", verb=args.verb))
     return {d: getattr(args, d) for d in given if d not in ("config", "debug", "quiet")}
@@ -118,13 +120,15 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
         )  # fmt: skip
         from mintaudit.models import build_model
 
-        net = load_weights(build_model(pipeline.spec_for(args.model, ds)), args.weights)
+        model_args = key_values(getattr(args, "model_arg", []) or [], "--model-arg")
+        net = load_weights(build_model(pipeline.spec_for(args.model, ds, model_args)), args.weights)
         part = model_part(
             locator=args.model,
             in_out=False,
             weights=args.weights,
             fingerprint=model_fingerprint(net),
             preprocess=pre,
+            model_args=model_args,
         )
         part["weights_sha256"] = weights_sha256(args.weights)
         return part

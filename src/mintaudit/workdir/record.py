@@ -351,8 +351,7 @@ def _check_model(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any], fi
                 f"was written; put them back, or {_START_OVER}"
             )
         fill["model"] = mdl.get("locator")
-        if mdl.get("model_args") and "model_arg" not in given:
-            fill["model_arg"] = [f"{k}={json.dumps(v)}" for k, v in mdl["model_args"].items()]
+        _check_model_args(out, mdl, given, fill)
         return
     if mdl.get("trained_in_out"):
         if given.get("weights") is not None:
@@ -367,6 +366,7 @@ def _check_model(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any], fi
     if given.get("model") is not None and given["model"] != mdl.get("locator"):
         raise _contradiction("--model", _shown(given["model"]), _shown(mdl.get("locator")), out)
     fill["model"] = mdl.get("locator")
+    _check_model_args(out, mdl, given, fill)
     if given.get("weights") is not None:
         path = Path(given["weights"])
         if path.resolve() == Path(str(mdl.get("weights"))):
@@ -379,6 +379,27 @@ def _check_model(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any], fi
     path = Path(str(mdl.get("weights")))
     _check_weights(out, path, sha, "give --weights with the file's new place")
     fill["weights"] = str(path)
+
+
+def _check_model_args(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any], fill: dict[str, Any]) -> None:
+    """``--model-arg``: the recorded ones are used when none is given; others are a contradiction."""
+    recorded = dict(mdl.get("model_args") or {})
+    if "model_arg" not in given or not given["model_arg"]:
+        if recorded:
+            fill["model_arg"] = [f"{k}={json.dumps(v)}" for k, v in recorded.items()]
+        return
+    import yaml
+
+    now = {}
+    for item in given["model_arg"]:
+        key, _, value = str(item).partition("=")
+        try:
+            now[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            now[key.strip()] = value
+    if now != recorded:
+        shown = " ".join(f"{k}={v}" for k, v in recorded.items()) or "none"
+        raise _contradiction("--model-arg", " ".join(map(str, given["model_arg"])), shown, out)
 
 
 def _check_weights(out: Path, path: Path, sha: str | None, fix: str) -> None:
