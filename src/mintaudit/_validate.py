@@ -420,3 +420,21 @@ def _input_file(p: Path, name: str, fix: str) -> None:
         raise ConfigError(f"{name} {str(p)!r} is a directory, not a file; {fix}")
     if not p.exists():
         raise DataNotFoundError(f"{name} {str(p)!r} does not exist; {fix}")
+
+
+def parse_key_values(items: list[str], option: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict, values read as YAML scalars (0 -> int, 0.5 -> float, true -> bool)."""
+    import yaml
+
+    from mintaudit.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}; e.g. {option} dropout=0")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out

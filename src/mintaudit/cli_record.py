@@ -16,9 +16,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mintaudit._validate import parse_key_values
 from mintaudit.cli_args import RECORD_VERBS, build_parser, verb_options
 
 __all__ = ["audit_record", "given_options", "given_preprocess", "key_values"]
+
+key_values = parse_key_values  # KEY=VALUE options (--model-arg, --backbone-arg): one parser for every verb
 
 _MODEL_VERBS = ("extract", "fit", "sweep", "test", "attack")
 
@@ -102,7 +105,7 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     """The model part of the model this command audited (or trained): the user's, or the one in OUT."""
     import json
 
-    from mintaudit.models import load_model, load_weights, model_fingerprint
+    from mintaudit.models import load_weights, model_fingerprint
     from mintaudit.preprocess import Preprocess
     from mintaudit.workdir.record import model_part, weights_sha256
 
@@ -135,17 +138,9 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     model_json = out / "model" / "model.json"
     if not model_json.is_file():
         return None
-    net, spec, _ = load_model(out / "model")
-    info = json.loads(model_json.read_text(encoding="utf-8"))
-    part = model_part(
-        locator=spec.name,
-        in_out=True,
-        weights="model/model.safetensors",
-        fingerprint=model_fingerprint(net),
-        preprocess=Preprocess.from_dict(info.get("preprocess")),
-    )
-    part["weights_sha256"] = weights_sha256(out / "model" / "model.safetensors")
-    return part
+    from mintaudit.workdir.record import trained_model_part
+
+    return trained_model_part(out, json.loads(model_json.read_text(encoding="utf-8")))
 
 
 def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -166,24 +161,6 @@ def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     )
     part["files_sha256"] = locator_sha256(args.model)
     return part
-
-
-def key_values(items: list[str], option: str) -> dict[str, Any]:
-    """KEY=VALUE strings -> dict, values read as YAML scalars (0 -> int, 0.5 -> float, true -> bool)."""
-    import yaml
-
-    from mintaudit.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}; e.g. {option} dropout=0")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
 
 
 def given_preprocess(args: argparse.Namespace) -> Any:

@@ -212,6 +212,22 @@ def model_part(
     }
 
 
+def trained_model_part(out: Path, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The model part of the model trained in ``out`` (``model/``; ``info``: its model.json)."""
+    from mintaudit.models import load_model, model_fingerprint
+
+    net, spec, _ = load_model(out / "model")
+    part = model_part(
+        locator=spec.name,
+        in_out=True,
+        weights="model/model.safetensors",
+        fingerprint=model_fingerprint(net),
+        preprocess=Preprocess.from_dict(info.get("preprocess")),
+    )
+    part["weights_sha256"] = weights_sha256(out / "model" / "model.safetensors")
+    return part
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -388,15 +404,9 @@ def _check_model_args(out: Path, mdl: Mapping[str, Any], given: Mapping[str, Any
         if recorded:
             fill["model_arg"] = [f"{k}={json.dumps(v)}" for k, v in recorded.items()]
         return
-    import yaml
+    from mintaudit._validate import parse_key_values
 
-    now = {}
-    for item in given["model_arg"]:
-        key, _, value = str(item).partition("=")
-        try:
-            now[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            now[key.strip()] = value
+    now = parse_key_values([str(item) for item in given["model_arg"]], "--model-arg")
     if now != recorded:
         shown = " ".join(f"{k}={v}" for k, v in recorded.items()) or "none"
         raise _contradiction("--model-arg", " ".join(map(str, given["model_arg"])), shown, out)
@@ -460,8 +470,6 @@ def adopt_record(out_dir: str | Path) -> dict[str, Any] | None:
     data = record.get("data") or {}
     report = _json(report_path) if report_path.is_file() else None
     if model_json.is_file():
-        from mintaudit.models import load_model, model_fingerprint
-
         info = _json(model_json)
         for key, what in (("splits_fingerprint", "splits"), ("data_fingerprint", "data")):
             if data and info.get(key) not in (None, data[key]):
@@ -469,16 +477,7 @@ def adopt_record(out_dir: str | Path) -> dict[str, Any] | None:
                     f"the model in {str(out / 'model')!r} was trained on other {what} ({info.get(key)}) than "
                     f"{str(splits_path)!r} holds ({data[key]}): put its splits.json back, or {_START_OVER}"
                 )
-        net, spec, _ = load_model(out / "model")
-        part = model_part(
-            locator=spec.name,
-            in_out=True,
-            weights="model/model.safetensors",
-            fingerprint=model_fingerprint(net),
-            preprocess=Preprocess.from_dict(info.get("preprocess")),
-        )
-        part["weights_sha256"] = weights_sha256(out / "model" / "model.safetensors")
-        record["model"] = part
+        record["model"] = trained_model_part(out, info)
     elif report is not None:
         weights = next((c.get("weights") for c in configs if c.get("weights")), None)
         mdl = report.get("model") or {}
