@@ -88,6 +88,12 @@ def demo(
         command=command,
         show_progress=show_progress,
     )
+    # the question, answered twice: on a suspect set of members (held out of every MINT model) and on non-members;
+    # before aMINT, so that the method is chosen among the rows of the audited model only (not its plain twin's)
+    verdicts = [
+        verdict(out, ds, splits, query=q, config=cfg, command=command, show_progress=show_progress)
+        for q in DEMO_QUERIES
+    ]
     # aMINT: the same backbone trained with a MINT head for the same budget, beside passive MINT on the plain model
     from mintaudit.active import ActiveConfig
     from mintaudit.active.workflow import ActiveRunConfig, active_train
@@ -97,11 +103,6 @@ def demo(
         train=ActiveConfig(epochs=epochs, batch_size=train_cfg.batch_size, lr=train_cfg.lr, patience=10, seed=seed),
     )
     report = active_train(out, ds, splits, active_cfg, plain=True, command=command, show_progress=show_progress)
-    # the question, answered twice: on a suspect set of members (held out of every MINT model) and on non-members
-    verdicts = [
-        verdict(out, ds, splits, query=q, config=cfg, command=command, show_progress=show_progress)
-        for q in DEMO_QUERIES
-    ]
     report = {**load_report(out / "report.json"), "demo_verdicts": verdicts, "demo_config": {"epochs": epochs}}
     atomic_write_json(
         out / "demo.config.json",
