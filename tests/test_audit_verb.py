@@ -140,3 +140,28 @@ def test_audit_verb_refusals_are_one_line(own, tmp_path, refused):
     assert "--references" in line
     line = refused(_argv(own, tmp_path / "r2", "--query", tmp_path / "missing.txt"))
     assert "missing.txt" in line
+
+
+def test_references_are_refused_for_a_model_with_no_fresh_copy(own, tmp_path, refused):
+    """A scheme whose target cannot be rebuilt untrained (no spec): RMIA/LiRA refused before any model runs."""
+    from safetensors.torch import load_file
+
+    from mintaudit.targets import ModuleTarget, register_scheme, unregister_scheme
+
+    import auditmod
+
+    def opener(path, *, input_shape, num_classes, kwargs=None):
+        net = auditmod.build(input_shape[0], num_classes)
+        net.load_state_dict(load_file(path))
+        return ModuleTarget(net.eval(), f"frozen:{path}", kind="frozen")
+
+    register_scheme("frozen", opener)
+    try:
+        argv = _argv(own, tmp_path / "r3", "--references", "2")
+        at = argv.index("auditmod:build")
+        argv[at : at + 3] = [f"frozen:{own / 'model.safetensors'}"]  # the scheme carries its weights
+        line = refused(argv, allow_new=("splits.json",))  # the splits are written first, nothing else
+        assert "cannot build a fresh untrained copy" in line and "reference models" in line
+        assert not (tmp_path / "r3" / "report.json").exists()
+    finally:
+        unregister_scheme("frozen")

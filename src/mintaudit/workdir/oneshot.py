@@ -137,8 +137,11 @@ def audit_run(
     config = config or SweepConfig(fusion="both")
     out = Path(out_dir)
     check_references(references)
-    if references:
-        model_spec(out, ds, model, weights)  # refuses, before any work, a model that cannot be copied fresh
+    if references and model_spec(out, ds, model, weights) is None:  # (it may also refuse itself, in one line)
+        raise ConfigError(
+            f"{model} cannot build a fresh untrained copy, so the reference models of RMIA and LiRA cannot be "
+            "trained for it; drop --references (passive MINT and LOSS need none)"
+        )
     net, name, _ = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
