@@ -134,6 +134,14 @@ def test_audit_verb_answers_first_on_a_factory_model(own, tmp_path, monkeypatch,
     assert report["verdict"]["n_query"] == 100 and (out / "verdict.csv").is_file()
     assert report["dataset"]["members"] == 150
 
+    # --references 2: RMIA and LiRA with two reference models of the factory, added beside the earlier rows
+    assert main(_argv(own, out, "--references", "2", "--reference-epochs", "2", *fast)) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("  reference attacks: ") for line in printed), printed
+    report = json.loads((out / "report.json").read_text())
+    assert {r["method"] for r in report["results"]} == {"passive-mint", "loss", "rmia", "lira"}
+    assert report["verdicts"][0]["n_query"] == 100  # the verdict of the earlier run is kept
+
 
 def test_audit_verb_refusals_are_one_line(own, tmp_path, refused):
     line = refused(_argv(own, tmp_path / "r1", "--references", "1"))
