@@ -12,7 +12,7 @@ import pytest
 
 from mintaudit.cli import build_parser, main
 
-VERBS = ["demo", "train", "layers", "extract", "fit", "sweep", "attack", "active", "report"]
+VERBS = ["demo", "audit", "train", "layers", "extract", "fit", "sweep", "attack", "active", "report"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

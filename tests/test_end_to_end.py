@@ -8,7 +8,7 @@ import pytest
 
 from mintaudit.detectors import DetectorConfig
 from mintaudit.passive import SweepConfig
-from mintaudit.pipeline import demo, prepare_data, sweep, train_model
+from mintaudit.pipeline import demo, demo_lines, prepare_data, sweep, train_model
 from mintaudit.report import load_report
 from mintaudit.training import TrainConfig
 
@@ -28,7 +28,7 @@ def _complete(result: dict) -> None:
 @pytest.mark.slow
 def test_demo_on_the_embedded_digits(tmp_path):
     out = tmp_path / "demo"
-    demo(out, epochs=10, fusion="none", show_progress=False)
+    first = demo(out, epochs=10, fusion="none", show_progress=False)
     report = load_report(out / "report.json")
     assert report["schema"] == "mintaudit/report@1"
     sweep_rows = [r for r in report["results"] if "audited_model" not in r]  # the audit of the demo's model
@@ -50,6 +50,13 @@ def test_demo_on_the_embedded_digits(tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 3 and "L7" in html
     assert json.loads((out / "splits.json").read_text())["seed"] == 0
+    # the question answered in words: a verdict on held-out members, then on test samples (never used)
+    assert [v["query"]["source"] for v in first["demo_verdicts"]] == ["heldout-members", "test"]
+    assert len(report["verdicts"]) == 2  # both kept in report.json, one per query
+    lines = demo_lines(first, out)
+    assert lines[1].startswith("The audited model was made to memorise (no dropout, ")
+    assert any(ln.startswith("Suspect set: ") and "held-out members" in ln for ln in lines)
+    assert lines[-1].startswith(f"wrote {out / 'report.json'}")
     # a rerun reuses splits, model and cache and gives the same numbers
     again = demo(out, epochs=10, fusion="none", show_progress=False)
     assert [r["metrics"] for r in again["results"]] == [r["metrics"] for r in report["results"]]

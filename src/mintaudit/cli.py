@@ -93,8 +93,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             show_progress=show,
         )
         print(format_table(report))
-        print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+        print("\n".join(pipeline.demo_lines(report, out)))  # the verdicts in words, then where the report is
         return 0
+    if args.verb == "audit":  # the whole audit in one command (mintaudit.cli_audit); options checked before the data
+        from mintaudit.cli_audit import run_audit
+
+        return run_audit(args, lambda: _data(args, out), _model(args), command, show)
     ds, splits = _data(args, out)
     if args.verb == "splits":
         print(pipeline.describe_splits(ds, splits))

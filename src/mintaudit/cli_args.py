@@ -427,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sweep(p)
 
+    from mintaudit.cli_audit import AUDIT_EXAMPLE, AUDIT_HELP, add_audit_options
+
+    p = verb("audit", AUDIT_HELP, AUDIT_EXAMPLE)
+    add_audit_options(p, data=_add_data, model=_add_model, gate=_add_gate, tap_storage=_add_tap_storage)
+
     p = verb(
         "attack",
         "Baseline membership inference attacks on the passive-MINT sets, added to OUT/report.json.",

@@ -36,7 +36,7 @@ from mintaudit.workdir.audit import (
     attack,
 )
 from mintaudit.workdir.verdict import QUERY_ROLES, null_split, verdict
-from mintaudit.workdir.demo import DEMO_ATTACKS, demo
+from mintaudit.workdir.demo import DEMO_ATTACKS, demo, demo_lines
 from mintaudit.workdir.target import model_preprocess
 from mintaudit.workdir.dpaudit import AUDIT_DP_METHODS, audit_dp
 
@@ -65,6 +65,7 @@ __all__ = [
     "verdict",
     "DEMO_ATTACKS",
     "demo",
+    "demo_lines",
     "AUDIT_DP_METHODS",
     "audit_dp",
 ]
