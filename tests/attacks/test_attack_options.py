@@ -89,7 +89,9 @@ def test_register_refuses_options_without_defaults():
 
 def test_rmia_a_is_an_alias_with_one_deprecation_line(work, capsys):
     out, base = work
-    assert main(["attack", *base, "--methods", "loss", "--rmia-a", "0.5", "--bootstrap", "20", "--allow-weak-model"]) == 0
+    assert (
+        main(["attack", *base, "--methods", "loss", "--rmia-a", "0.5", "--bootstrap", "20", "--allow-weak-model"]) == 0
+    )
     err = capsys.readouterr().err
     assert err.count("deprecated") == 1 and "--attack-opt rmia.a=0.5" in err
     report = json.loads((out / "report.json").read_text())
