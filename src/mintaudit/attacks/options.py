@@ -12,9 +12,10 @@ Example:
     >>> @dataclass(frozen=True)
     ... class TopOptions:
     ...     k: int = option(3, "how many top classes", low=1)
-    >>> @register_attack("top-k", options=TopOptions)  # doctest: +SKIP
-    ... def top_k(ctx):
-    ...     return np.sort(ctx.logits, 1)[:, -ctx.options.k:].sum(1)
+    >>> parse_attack_options(["top-k.k=2"], {"top-k": TopOptions})
+    {'top-k': {'k': 2}}
+    >>> option_lines([("top-k", TopOptions)])
+    ['top-k.k (a whole number >= 1, default 3): how many top classes']
 """
 
 from __future__ import annotations

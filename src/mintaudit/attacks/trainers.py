@@ -11,13 +11,17 @@ trainer's qualified name, a hash of its source (or the ``version`` given), its k
 the batch size, so another recipe never reads a cached model of this one.
 
 Example:
-    >>> def my_recipe(model, loader, epochs=3):  # doctest: +SKIP
+    >>> def my_recipe(model, loader, epochs=3):
     ...     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ...     for _ in range(epochs):
     ...         for x, y in loader:
-    ...             opt.zero_grad(); torch.nn.functional.cross_entropy(model(x), y).backward(); opt.step()
+    ...             opt.zero_grad()
+    ...             nn.functional.cross_entropy(model(x), y).backward()
+    ...             opt.step()
     ...     return model
-    >>> ReferenceTrainer.of(my_recipe, build=lambda: Net(), args={"epochs": 5})  # doctest: +SKIP
+    >>> recipe = ReferenceTrainer.of(my_recipe, build=lambda: nn.Linear(4, 2), args={"epochs": 5})
+    >>> recipe.describe()["name"], recipe.describe()["args"]
+    ('mintaudit.attacks.trainers:my_recipe', {'epochs': 5})
 """
 
 from __future__ import annotations
