@@ -283,6 +283,9 @@ def audit(
                 session = AttackSession(model, pool, splits, attack_cfg, known_fraction, root, tuple(attacks), tmp)
                 for row in run_python_attacks(session, show_progress):
                     add_result(report, row)
+                report.setdefault("config", {})["attacks"] = (
+                    attack_cfg.to_dict()
+                )  # the recipe as mintaudit attack records it
         finally:
             if session is None or work_dir is not None:
                 tmp.cleanup()

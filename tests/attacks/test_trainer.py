@@ -7,6 +7,7 @@ models trained by ``recipe_for_tests.sgd`` (plain SGD, 2 epochs on 40 samples): 
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,7 +20,7 @@ from mintaudit.attacks import ReferenceTrainer, train_reference_models
 from mintaudit.attacks.trainers import pool_loader
 from mintaudit.cli import main
 from mintaudit.data import Splits, load_dataset
-from mintaudit.errors import ConfigError
+from mintaudit.errors import ConfigError, ModelError
 from mintaudit.models import ModelSpec, build_model, load_model
 from mintaudit.training import TrainConfig
 from mintaudit.workdir.verdict import null_split
@@ -135,3 +136,38 @@ def test_python_rmia_and_lira_with_the_trainer_and_a_verdict_equal_to_mintaudit_
         result.verdict(null[:3], method="rmia")
     with pytest.raises(ConfigError, match="pool ids"):
         result.verdict((roles["test"][0][:4], roles["test"][1][:4]), method="rmia")
+
+
+def test_a_failing_recipe_is_one_line_and_a_recipe_may_return_none(toy_dataset, tmp_path):
+    spec, cfg = ModelSpec("tiny-cnn", 1, 3, (8, 8)), TrainConfig(epochs=1, batch_size=16)
+
+    def broken(model, loader):
+        raise RuntimeError("out of memory")
+
+    def wrong(model, loader):
+        return "a model"
+
+    for fn, message in ((broken, "failed: RuntimeError: out of memory"), (wrong, "must return the trained model")):
+        with pytest.raises(ModelError, match=message):
+            recipe = ReferenceTrainer.of(fn)
+            train_reference_models(spec, toy_dataset, np.arange(40, 80), 1, cfg, tmp_path / fn.__name__, trainer=recipe)
+        assert not (tmp_path / fn.__name__).exists() or not any((tmp_path / fn.__name__).iterdir())
+    in_place = ReferenceTrainer.of(lambda model, loader: None)  # trained in place
+    refs = train_reference_models(spec, toy_dataset, np.arange(40, 80), 1, cfg, tmp_path / "c", trainer=in_place)
+    assert len(refs.models) == 1
+
+
+def test_python_audit_refuses_bad_attack_arguments_before_any_work(cli_work):
+    net = torch.nn.Linear(64, 10)
+    data = (torch.zeros(0), torch.zeros(0))  # never read: the arguments are refused first
+    cases = [
+        ({"methods": ["lyra"]}, "unknown method(s) lyra"),
+        ({"methods": ["rmia"]}, "give build="),
+        ({"methods": ["rmia"], "build": lambda: net, "references": 0}, "references must be a whole number >= 1"),
+        ({"trainer": recipe_for_tests.sgd}, "name the attacks in methods="),
+        ({"methods": ["rmia"], "build": lambda: net, "trainer": 3}, "trainer must be a callable"),
+        ({"methods": ["rmia"], "build": lambda: net, "trainer_batch_size": 0}, "trainer_batch_size must be"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            mintaudit.audit(net, members=data, external=data, test=data, **kwargs)
