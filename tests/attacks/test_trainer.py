@@ -171,3 +171,18 @@ def test_python_audit_refuses_bad_attack_arguments_before_any_work(cli_work):
     for kwargs, message in cases:
         with pytest.raises(ConfigError, match=re.escape(message)):
             mintaudit.audit(net, members=data, external=data, test=data, **kwargs)
+
+
+def test_the_recipe_version_follows_its_source_and_bound_values():
+    from functools import partial
+
+    from mintaudit.training import PackageTrainer
+
+    def version(fn):
+        return ReferenceTrainer.of(fn).version
+
+    assert version(partial(recipe_for_tests.sgd, epochs=1)) == version(partial(recipe_for_tests.sgd, epochs=1))
+    assert version(partial(recipe_for_tests.sgd, epochs=1)) != version(partial(recipe_for_tests.sgd, epochs=2))
+    assert version(PackageTrainer(TrainConfig(epochs=1))) != version(PackageTrainer(TrainConfig(epochs=5)))
+    assert ReferenceTrainer.of(partial(recipe_for_tests.sgd, epochs=1)).name == "recipe_for_tests:sgd"
+    assert ReferenceTrainer.of(recipe_for_tests.sgd, version="v2").version == "v2"

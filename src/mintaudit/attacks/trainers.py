@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
@@ -46,18 +47,49 @@ __all__ = ["ReferenceTrainer", "load_trainer", "pool_loader"]
 
 
 def _qualname(obj: Any) -> str:
+    if isinstance(obj, functools.partial):
+        return _qualname(obj.func)
     target = obj if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) else type(obj)
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(obj).__name__)}"
 
 
-def _source_hash(obj: Any) -> str:
-    """SHA-256 (16 hex) of the source of ``obj`` (its class for a callable object); its name when none is readable."""
-    target = obj if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) else type(obj)
+def _identity(obj: Any) -> str:
+    """The text that identifies a recipe: its source, and what it closes over or was bound to.
+
+    A function: its source, defaults and closure values; a ``functools.partial``: its function's,
+    with the bound arguments; a callable object: its class's source and its attributes (so
+    ``PackageTrainer(TrainConfig(epochs=1))`` and ``epochs=5`` differ). Values are read by ``repr``.
+    """
+    if isinstance(obj, functools.partial):
+        return f"{_identity(obj.func)}|{obj.args!r}|{sorted(obj.keywords.items())!r}"
+    if inspect.ismethod(obj):
+        return f"{_identity(obj.__func__)}|{_identity(obj.__self__)}"
+    if inspect.isfunction(obj):
+        try:
+            text = inspect.getsource(obj)
+        except (OSError, TypeError):
+            text = _qualname(obj)
+        cells = [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
+        return f"{text}|{obj.__defaults__!r}|{obj.__kwdefaults__!r}|{cells!r}"
     try:
-        text = inspect.getsource(target)
+        text = inspect.getsource(obj if inspect.isclass(obj) else type(obj))
     except (OSError, TypeError):
         text = _qualname(obj)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    state = sorted(vars(obj).items()) if not inspect.isclass(obj) and hasattr(obj, "__dict__") else []
+    return f"{text}|{state!r}"
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _source_hash(obj: Any) -> str:
+    """SHA-256 (16 hex) of :func:`_identity`: another source or bound value is another recipe."""
+    return hashlib.sha256(_identity(obj).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
