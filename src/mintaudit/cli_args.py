@@ -452,9 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the reference models with your recipe, trainer(model, loader) -> model (loader: their "
         "training samples, --batch-size, seeded shuffling); default: the package's Adam loop",
     )
-    p.add_argument(
-        "--trainer-arg", action="append", default=[], metavar="KEY=VALUE", help="keyword argument of --trainer"
-    )
+    p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE", help="an argument of --trainer")
     p.add_argument("--flip", action="store_true", help="LiRA: test-time augmentation by horizontal flip")
     p.add_argument(
         "--fixed-variance",
@@ -463,7 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="LiRA: one variance for all samples; auto = when fewer than 8 models per side (default: %(default)s)",
     )
     p.add_argument("--rmia-a", type=float, default=None, help="deprecated: use --attack-opt rmia.a=A")
-    p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE", help=attack_options_help())
+    from mintaudit.attacks.options import options_help  # generated from each attack's options dataclass
+
+    p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE", help=options_help())
     p.add_argument(
         "--population",
         choices=["external", "unused"],
@@ -762,15 +762,6 @@ def verb_options(
         flag = next((o for o in a.option_strings if o.startswith("--")), a.metavar or a.dest)
         specs[a.dest] = OptionSpec(a.dest, flag, kind, a.type, tuple(a.choices) if a.choices else None)  # type: ignore[arg-type]
     return sub, specs
-
-
-def attack_options_help() -> str:
-    """--attack-opt's help, generated from each registered attack's options dataclass."""
-    from mintaudit.attacks.options import option_lines
-    from mintaudit.attacks.registry import attack_options
-
-    lines = option_lines(attack_options().items())
-    return "an option of one attack, repeatable: " + ("; ".join(lines) if lines else "none registered")
 
 
 def apply_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, Origin]:

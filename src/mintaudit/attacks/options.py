@@ -30,7 +30,15 @@ import yaml
 
 from mintaudit.errors import ConfigError
 
-__all__ = ["build_options", "option", "option_lines", "options_for", "parse_attack_options", "split_legacy"]
+__all__ = [
+    "build_options",
+    "option",
+    "option_lines",
+    "options_for",
+    "options_help",
+    "parse_attack_options",
+    "split_legacy",
+]
 
 
 def option(
@@ -185,3 +193,11 @@ def options_for(name: str, cls: type | None, config: Any) -> Any:
         if f.metadata.get("legacy") and hasattr(config, f.metadata["legacy"])
     }
     return build_options(name, cls, dict((getattr(config, "options", None) or {}).get(name, {})), defaults)
+
+
+def options_help() -> str:
+    """``--attack-opt``'s help, generated from each registered attack's options dataclass."""
+    from mintaudit.attacks.registry import attack_options
+
+    lines = option_lines(attack_options().items())
+    return "an option of one attack, repeatable: " + ("; ".join(lines) if lines else "none registered")
