@@ -188,6 +188,8 @@ def audit(
         references: reference models per kind (R); ``trainer`` is called once per model trained.
         trainer_batch_size: the batch size of the trainer's loader.
         trainer_version: a name for your recipe in the reference cache key (default: a hash of its source).
+            With attacks, the result keeps the model, the samples and the cache (a temporary folder without
+            ``work_dir``, removed with the result) for :meth:`AuditResult.verdict`.
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
@@ -280,12 +282,12 @@ def audit(
                 show_progress=show_progress,
             )
             if attack_cfg is not None:
-                session = AttackSession(model, pool, splits, attack_cfg, known_fraction, root, tuple(attacks), tmp)
-                for row in run_python_attacks(session, show_progress):
+                attacked = AttackSession(model, pool, splits, attack_cfg, known_fraction, root, tuple(attacks), tmp)
+                for row in run_python_attacks(attacked, show_progress):
                     add_result(report, row)
-                report.setdefault("config", {})["attacks"] = (
-                    attack_cfg.to_dict()
-                )  # the recipe as mintaudit attack records it
+                # the recipe, as mintaudit attack records it
+                report.setdefault("config", {})["attacks"] = attack_cfg.to_dict()
+                session = attacked  # only now: a failed attack leaves no temporary folder behind
         finally:
             if session is None or work_dir is not None:
                 tmp.cleanup()

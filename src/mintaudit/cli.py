@@ -393,12 +393,12 @@ def _attack_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     from mintaudit.attacks.options import parse_attack_options, split_legacy
     from mintaudit.attacks.registry import attack_options
 
-    items = list(args.attack_opt or [])
-    if args.rmia_a is not None:
-        print(f"mintaudit: --rmia-a is deprecated; use --attack-opt rmia.a={args.rmia_a}", file=sys.stderr)
-        items.insert(0, f"rmia.a={args.rmia_a}")  # an --attack-opt given too wins
+    alias = [] if args.rmia_a is None else [f"rmia.a={args.rmia_a}"]  # an --attack-opt given too wins
     specs = attack_options()
-    return split_legacy(parse_attack_options(items, specs), specs)
+    parsed = split_legacy(parse_attack_options([*alias, *(args.attack_opt or [])], specs), specs)
+    if alias:  # after the checks: a refusal stays one line
+        print(f"mintaudit: --rmia-a is deprecated; use --attack-opt {alias[0]}", file=sys.stderr)
+    return parsed
 
 
 def _trainer(args: argparse.Namespace) -> Any:
