@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from mintaudit.attacks.registry import ATTACKS, attack_spec
@@ -148,7 +149,12 @@ def python_verdict(
     cfg = session.config
     split = passive_split(session.splits, known_fraction=session.known_fraction, seed=cfg.seed)
     null_idx, test_pool = null_split(session.splits, fraction=null_fraction, seed=cfg.seed)
-    q_ids, source = _query_ids(query, split, test_pool, len(session.pool))
+    pool = session.pool
+    if _is_ids(query):
+        q_ids, source = _query_ids(query, split, test_pool, len(pool))
+    else:  # new samples: appended to the pool, scored beside the test samples (the references stay cached)
+        pool, q_ids = _with_samples(pool, query, np.concatenate([null_idx, split.known_members, split.external]))
+        source = "samples"
     for name, ids in (
         ("the null reference", null_idx),
         ("the known members and external samples", np.concatenate([split.known_members, split.external])),
@@ -164,7 +170,7 @@ def python_verdict(
     was_training = session.model.training
     session.model.eval()
     try:
-        scores = _scores(session, split, method, None if inside else q_ids)
+        scores = _scores(session, pool, split, method, None if inside else q_ids)
     finally:
         session.model.train(was_training)
     by_id = dict(zip(scored.tolist(), np.r_[scores.members, scores.nonmembers].tolist()))
@@ -186,11 +192,11 @@ def python_verdict(
     }
 
 
-def _scores(session: AttackSession, split: Any, method: str, extra: np.ndarray | None) -> Any:
+def _scores(session: AttackSession, pool: ImageDataset, split: Any, method: str, extra: np.ndarray | None) -> Any:
     return attack_scores(
         session.model,
         None,
-        session.pool,
+        pool,
         split,
         [method],
         session.cache_root / "attacks",
@@ -198,6 +204,44 @@ def _scores(session: AttackSession, split: Any, method: str, extra: np.ndarray |
         signals_root=session.cache_root,
         extra=extra,
     )[method]
+
+
+def _is_ids(query: Any) -> bool:
+    if isinstance(query, str):
+        return True
+    if isinstance(query, (np.ndarray, list)) or (isinstance(query, torch.Tensor) and query.dim() == 1):
+        arr = np.asarray(query)
+        return arr.ndim == 1 and arr.dtype.kind in "iu"
+    return False
+
+
+def _with_samples(pool: ImageDataset, query: Any, guarded: np.ndarray) -> tuple[ImageDataset, np.ndarray]:
+    """The pool with the query's samples appended (a TensorPool of model inputs), and their ids there."""
+    from mintaudit.data.tensors import TensorPool, collect_samples
+
+    if not isinstance(pool, TensorPool):
+        raise ConfigError(
+            "verdict(): new samples are read as model inputs, but this audit read raw pixels through preprocess=; "
+            "give the query as pool ids, or audit transformed inputs"
+        )
+    x, y = collect_samples(query, "query")
+    x = x.float().numpy()
+    if x.shape[1:] != pool.images.shape[1:] or int(y.min()) < 0 or int(y.max()) >= pool.num_classes:
+        raise ConfigError(
+            f"verdict(): the query holds inputs of shape {tuple(x.shape[1:])} with labels in [{int(y.min())}, "
+            f"{int(y.max())}]; the audit's are {tuple(pool.images.shape[1:])} in [0, {pool.num_classes - 1}]"
+        )
+    seen = {pool.images[i].tobytes() for i in guarded.tolist()}
+    clash = sum(row.tobytes() in seen for row in x)
+    if clash:
+        raise ConfigError(
+            f"verdict(): {clash} query samples are copies of the null reference, the known members or the external "
+            "samples; their scores say nothing about membership: query other samples"
+        )
+    grown = TensorPool(
+        f"{pool.name}+query", np.concatenate([pool.images, x]), np.r_[pool.labels, y.numpy()], pool.num_classes
+    )
+    return grown, np.arange(len(pool), len(grown), dtype=np.int64)
 
 
 def _query_ids(query: Any, split: Any, test_pool: np.ndarray, n_pool: int) -> tuple[np.ndarray, str]:
@@ -217,9 +261,8 @@ def _query_ids(query: Any, split: Any, test_pool: np.ndarray, n_pool: int) -> tu
         ids = np.zeros(0, dtype=object)
     if ids.ndim != 1 or ids.dtype.kind not in "iu" or not len(ids):
         raise ConfigError(
-            f"verdict(): for an attack, query is {' or '.join(map(repr, QUERY_ROLES))} or a 1-d array of pool ids; "
-            f"given {type(query).__name__}: an attack's scores are calibrated on the audit's own samples (as in "
-            "'mintaudit test'), so new samples (x, y) or a DataLoader go into audit(test=...) instead"
+            f"verdict(): query is {' or '.join(map(repr, QUERY_ROLES))}, a 1-d array of pool ids, or new samples "
+            f"((x, y) or a DataLoader); given {type(query).__name__}"
         )
     if ids.min() < 0 or ids.max() >= n_pool:
         raise ConfigError(f"verdict(): pool ids lie in 0..{n_pool - 1}; given {int(ids.min())}..{int(ids.max())}")

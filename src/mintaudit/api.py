@@ -81,7 +81,9 @@ class AuditResult:
 
         Args:
             query: ``"heldout-members"`` (a positive control), ``"test"`` (the test set's non-null half, a
-                negative control), or a 1-d array of pool ids (members, external, test in the order read).
+                negative control), a 1-d array of pool ids (members, external, test in the order read), or new
+                samples: ``(x, y)`` or a DataLoader of model inputs, scored beside the test samples by the same
+                (cached) reference models; copies of the null, known-member or external samples are refused.
             method: an attack of ``methods=[...]`` (or any registry attack; its reference models are then
                 trained by the same ``build`` and ``trainer``).
             options: ``fdr``, ``alpha``, ``decision``, ``null_fraction`` as for ``mintaudit test``.

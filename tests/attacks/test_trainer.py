@@ -134,8 +134,17 @@ def test_python_rmia_and_lira_with_the_trainer_and_a_verdict_equal_to_mintaudit_
     null, _ = null_split(SimpleNamespace(test=np.arange(320, 480)), seed=0)  # the audit's test set: pool ids 320..479
     with pytest.raises(ConfigError, match="null reference"):
         result.verdict(null[:3], method="rmia")
-    with pytest.raises(ConfigError, match="pool ids"):
-        result.verdict((roles["test"][0][:4], roles["test"][1][:4]), method="rmia")
+    # new samples: the test set's non-null half handed over as (x, y) gives the verdict of its pool ids
+    x_test, y_test = roles["test"]
+    keep = np.isin(np.arange(320, 480), null, invert=True)
+    as_samples = result.verdict((x_test[keep], y_test[keep]), method="rmia")
+    assert as_samples["p_value"] == pytest.approx(result.verdict("test", method="rmia")["p_value"], rel=1e-9)
+    assert as_samples["query"] == {"source": "samples", "n": 80} and len(recipe_for_tests.CALLS) == 2
+    unseen = (ds.batch(np.arange(480, 520)), torch.from_numpy(ds.labels[480:520]))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*unseen), batch_size=16)
+    assert result.verdict(loader, method="rmia")["query"]["n"] == 40
+    with pytest.raises(ConfigError, match="copies of the null reference"):
+        result.verdict((x_test[~keep][:3], y_test[~keep][:3]), method="rmia")
 
 
 def test_a_failing_recipe_is_one_line_and_a_recipe_may_return_none(toy_dataset, tmp_path):

@@ -59,6 +59,16 @@ def _key(
     return h.hexdigest()[:16]
 
 
+def rows_fingerprint(dataset: ImageDataset, ids: np.ndarray, batch_size: int = 1024) -> str:
+    """SHA-256 (16 hex) of the model inputs and labels of pool ``ids``, in order (read batch by batch)."""
+    h = hashlib.sha256(b"rows\0")
+    for start in range(0, len(ids), batch_size):
+        part = ids[start : start + batch_size]
+        h.update(np.ascontiguousarray(dataset.batch(part).numpy(), dtype=np.float32).data)
+        h.update(np.ascontiguousarray(dataset.labels[part], dtype=np.int64).data)
+    return h.hexdigest()[:16]
+
+
 def train_reference_models(
     spec: ModelSpec | None,
     dataset: ImageDataset,
@@ -95,10 +105,13 @@ def train_reference_models(
         raise ConfigError("reference models need the model's architecture: give build= (a fresh untrained model)")
     if len(population) < 2:
         raise ConfigError(f"reference models need a population of at least 2 samples, got {len(population)}")
+    # the default loop keeps its keys; a user's recipe keys on the population's samples themselves, so the
+    # same references serve a pool grown by new query samples (AuditResult.verdict on (x, y))
+    data_fp = dataset.fingerprint() if trainer is None else rows_fingerprint(dataset, population)
     models, parts = [], []
     for r in range(n_models):
         cfg = TrainConfig(**{**config.to_dict(), "seed": config.seed + r})
-        folder = Path(cache_root) / _key(spec, dataset.fingerprint(), population, cfg, r, trainer)
+        folder = Path(cache_root) / _key(spec, data_fp, population, cfg, r, trainer)
         # paired halves: model 2k takes a random half, model 2k+1 its complement
         perm = np.random.default_rng(config.seed + r // 2).permutation(population)
         half = np.sort(perm[: len(perm) // 2] if r % 2 == 0 else perm[len(perm) // 2 :])
