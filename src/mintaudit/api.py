@@ -40,7 +40,8 @@ from mintaudit.passive import Fusion, SweepConfig
 from mintaudit.preprocess import Preprocess
 from mintaudit.probe import probe_preprocessing
 from mintaudit.workdir.audit import sweep_model
-from mintaudit.report import write_report
+from mintaudit._pyattacks import AttackSession, attack_config, attack_methods, python_verdict, run_python_attacks
+from mintaudit.report import add_result, write_report
 from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
 from mintaudit.taps import select_layers
 
@@ -73,6 +74,28 @@ class AuditResult:
     check: ModelCheck
     rows: list[ResultRow]
     report: dict[str, Any] = field(repr=False)
+    session: AttackSession | None = field(default=None, repr=False, compare=False)
+
+    def verdict(self, query: Any, method: str = "rmia", **options: Any) -> dict[str, Any]:
+        """Were the ``query`` samples used to train the model? ``mintaudit test --method METHOD`` on this audit.
+
+        Args:
+            query: ``"heldout-members"`` (a positive control), ``"test"`` (the test set's non-null half, a
+                negative control), a 1-d array of pool ids (members, external, test in the order read), or new
+                samples: ``(x, y)`` or a DataLoader of model inputs, scored beside the test samples by the same
+                (cached) reference models; copies of the null, known-member or external samples are refused.
+            method: an attack of ``methods=[...]`` (or any registry attack; its reference models are then
+                trained by the same ``build`` and ``trainer``).
+            options: ``fdr``, ``alpha``, ``decision``, ``null_fraction`` as for ``mintaudit test``.
+
+        Returns:
+            The verdict: ``p_value``, ``decision``, ``sentence``, per-sample p-values and flags.
+        """
+        if self.session is None:
+            raise ConfigError(
+                "verdict() needs an audit with attacks: audit(..., methods=['rmia'], build=..., trainer=...)"
+            )
+        return python_verdict(self.session, query, method, **options)
 
     def to_dict(self) -> dict[str, Any]:
         return self.report
@@ -111,6 +134,12 @@ def audit(
     tap_budget: int | str | None = None,
     preprocess: Preprocess | None = None,
     accept_preprocessing: bool = False,
+    methods: list[str] | None = None,
+    build: Any = None,
+    trainer: Any = None,
+    references: int = 2,
+    trainer_batch_size: int = 64,
+    trainer_version: str | None = None,
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
@@ -151,6 +180,18 @@ def audit(
             trained, and the report records it. The preprocessing probe (:mod:`mintaudit.probe`) then compares it
             with the usual alternatives on the members and refuses a clearly worse one, naming the better one.
         accept_preprocessing: go on when the probe finds a clearly better preprocessing (``model.probe`` says so).
+        methods: attacks to run besides the sweep (which always gives ``passive-mint`` and ``loss``): any of
+            :data:`mintaudit.attacks.ATTACKS` (``"rmia"``, ``"lira"``, ``"calibrated-loss"``...), on the same sets
+            as ``mintaudit attack``; their rows join ``result.rows``. None: the sweep only.
+        build: ``build() -> nn.Module``, a fresh untrained model of your architecture (reference models).
+        trainer: your recipe, ``trainer(model, loader) -> model``; the loader yields ``(x, y)`` batches of one
+            reference model's training samples (``trainer_batch_size``, shuffled by a seeded generator) and torch
+            is seeded before each call. None: the package's Adam loop.
+        references: reference models per kind (R); ``trainer`` is called once per model trained.
+        trainer_batch_size: the batch size of the trainer's loader.
+        trainer_version: a name for your recipe in the reference cache key (default: a hash of its source).
+            With attacks, the result keeps the model, the samples and the cache (a temporary folder without
+            ``work_dir``, removed with the result) for :meth:`AuditResult.verdict`.
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
@@ -175,6 +216,21 @@ def audit(
             "batch_size": ("batch_size", batch_size),
             "known_fraction": ("known_fraction", known_fraction),
         },
+    )
+    attacks = attack_methods(methods, build, trainer, references)
+    attack_cfg = (
+        attack_config(
+            references,
+            build,
+            trainer,
+            trainer_batch_size=trainer_batch_size,
+            trainer_version=trainer_version,
+            n_bootstrap=n_bootstrap,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        if attacks
+        else None
     )
     layers = [] if taps is None else select_layers(model, taps)
     tap_pairs = [(f"L{i}", layer) for i, layer in enumerate(layers, start=1)]
@@ -210,8 +266,10 @@ def audit(
             raise WeakModelError(_weak_message(check, preprocess))
         check = replace(check, weak_model_allowed=bool(allow_weak_model))
         info = {"check": check.to_dict(), **({"probe": probe} if probe is not None else {})}
-        with tempfile.TemporaryDirectory(prefix="mintaudit-") as tmp:
-            root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp) / "cache"
+        tmp = tempfile.TemporaryDirectory(prefix="mintaudit-")  # kept with the result when attacks can be asked again
+        session = None
+        try:
+            root = Path(work_dir) / "cache" if work_dir is not None else Path(tmp.name) / "cache"
             report = sweep_model(
                 model,
                 name,
@@ -225,9 +283,19 @@ def audit(
                 command=["python", "mintaudit.audit"],
                 show_progress=show_progress,
             )
+            if attack_cfg is not None:
+                attacked = AttackSession(model, pool, splits, attack_cfg, known_fraction, root, tuple(attacks), tmp)
+                for row in run_python_attacks(attacked, show_progress):
+                    add_result(report, row)
+                # the recipe, as mintaudit attack records it
+                report.setdefault("config", {})["attacks"] = attack_cfg.to_dict()
+                session = attacked  # only now: a failed attack leaves no temporary folder behind
+        finally:
+            if session is None or work_dir is not None:
+                tmp.cleanup()
     finally:
         model.train(was_training)
-    return AuditResult(check, [ResultRow.from_dict(r) for r in report["results"]], report)
+    return AuditResult(check, [ResultRow.from_dict(r) for r in report["results"]], report, session)
 
 
 def _check_num_classes(num_classes: Any) -> None:

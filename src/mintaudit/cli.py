@@ -177,14 +177,17 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         from mintaudit.attacks.run import AttackConfig
 
         fixed = {"auto": None, "yes": True, "no": False}[args.fixed_variance]
+        legacy, options = _attack_options(args)
         attack_cfg = AttackConfig(
             n_reference=args.reference,
             fixed_variance=fixed,
             flip=args.flip,
-            rmia_a=args.rmia_a,
+            **legacy,
+            options=options,
             reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=args.batch_size, seed=args.seed),
             n_bootstrap=args.bootstrap,
             seed=args.seed,
+            trainer=_trainer(args),
         )
         report = pipeline.attack(
             out,
@@ -381,6 +384,32 @@ def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
             raise ConfigError("--model-arg and --accept-preprocessing need --model (a model given by you)")
         return None
     return TargetRef(locator, kwargs, accept) if kwargs or accept else locator
+
+
+def _attack_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """--attack-opt (and the deprecated --rmia-a) checked by each attack's options dataclass."""
+    from mintaudit.attacks.options import parse_attack_options, split_legacy
+    from mintaudit.attacks.registry import attack_options
+
+    alias = [] if args.rmia_a is None else [f"rmia.a={args.rmia_a}"]  # an --attack-opt given too wins
+    specs = attack_options()
+    parsed = split_legacy(parse_attack_options([*alias, *(args.attack_opt or [])], specs), specs)
+    if alias:  # after the checks: a refusal stays one line
+        print(f"mintaudit: --rmia-a is deprecated; use --attack-opt {alias[0]}", file=sys.stderr)
+    return parsed
+
+
+def _trainer(args: argparse.Namespace) -> Any:
+    """--trainer / --trainer-arg as a ReferenceTrainer (None: the package's loop)."""
+    from mintaudit.attacks.trainers import load_trainer
+    from mintaudit.errors import ConfigError
+
+    kwargs = _key_values(args.trainer_arg or [], "--trainer-arg")
+    if args.trainer is None:
+        if kwargs:
+            raise ConfigError("--trainer-arg needs --trainer (your training function)")
+        return None
+    return load_trainer(args.trainer, kwargs, batch_size=args.batch_size)
 
 
 def _factors(args: argparse.Namespace, command: list[str], show: bool | None) -> int:

@@ -465,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.A.reference_train.batch_size,
         help="reference-model batch size (default: %(default)s)",
     )
+    p.add_argument(
+        "--trainer",
+        metavar="PACKAGE.MODULE:FUNCTION",
+        help="train the reference models with your recipe, trainer(model, loader) -> model (loader: their "
+        "training samples, --batch-size, seeded shuffling); default: the package's Adam loop",
+    )
+    p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE", help="an argument of --trainer")
     p.add_argument("--flip", action="store_true", help="LiRA: test-time augmentation by horizontal flip")
     p.add_argument(
         "--fixed-variance",
@@ -472,9 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="LiRA: one variance for all samples; auto = when fewer than 8 models per side (default: %(default)s)",
     )
-    p.add_argument(
-        "--rmia-a", type=float, default=d.A.rmia_a, help="RMIA's offline coefficient a (default: %(default)s)"
-    )
+    p.add_argument("--rmia-a", type=float, default=None, help="deprecated: use --attack-opt rmia.a=A")
+    from mintaudit.attacks.options import options_help  # generated from each attack's options dataclass
+
+    p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE", help=options_help())
     p.add_argument(
         "--population",
         choices=["external", "unused"],

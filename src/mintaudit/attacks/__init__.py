@@ -3,6 +3,7 @@
 from mintaudit.attacks import zoo  # noqa: F401  (registers the built-in attacks, one file each)
 from mintaudit.attacks.loss import loss_audit, loss_result
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
+from mintaudit.attacks.trainers import ReferenceTrainer
 from mintaudit.attacks.registry import (
     ATTACKS,
     AttackContext,
@@ -28,6 +29,7 @@ __all__ = [
     "AttackContext",
     "AttackSpec",
     "ReferenceSet",
+    "ReferenceTrainer",
     "attack_spec",
     "register_attack",
     "unregister_attack",

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "AttackContext",
     "AttackScores",
     "AttackSpec",
+    "attack_options",
     "attack_spec",
     "register_attack",
     "report_methods",
@@ -92,6 +94,7 @@ class AttackContext:
     show_progress: bool | None
     target_logits: Callable[[ImageDataset], np.ndarray]
     reference: Callable[[str], tuple[ReferenceSet, np.ndarray]]
+    options: Any = None  # the running attack's options dataclass (``register_attack(options=...)``), or None
 
     @cached_property
     def logits(self) -> np.ndarray:
@@ -144,6 +147,7 @@ class AttackSpec:
     needs_references: bool = False
     label: str = ""
     result: Callable[..., Result] | None = None
+    options: type | None = None
 
 
 _REGISTRY: Registry[AttackSpec] = Registry("attack")
@@ -160,6 +164,7 @@ def register_attack(
     needs_references: bool = False,
     label: str | None = None,
     result: Callable[..., Result] | None = None,
+    options: type | None = None,
 ) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator: register a score function as the attack ``name``.
 
@@ -169,6 +174,9 @@ def register_attack(
         needs_references: the attack trains reference models (``ctx.reference(...)``).
         label: the result's ``label`` (default: ``name``).
         result: see :class:`AttackSpec`.
+        options: the attack's options, a frozen dataclass whose fields are
+            :func:`mintaudit.attacks.options.option` (each with a default); ``--attack-opt NAME.KEY=VALUE``
+            and the YAML config set them, and the score function reads them as ``ctx.options``.
 
     Raises:
         ConfigError: ``name`` is taken or malformed.
@@ -180,10 +188,20 @@ def register_attack(
     if method is not None and (not isinstance(method, str) or not _NAME.match(method)):
         raise ConfigError(f"attack {name!r}: method must be a lower-case report method name; given {method!r}")
 
+    if options is not None:
+        if not dataclasses.is_dataclass(options) or not isinstance(options, type):
+            raise ConfigError(f"register_attack({name!r}): options must be a dataclass; given {options!r}")
+        try:
+            options()
+        except TypeError as e:
+            raise ConfigError(f"register_attack({name!r}): every option needs a default ({e})") from None
+
     def decorate(fn: ScoreFn) -> ScoreFn:
         if not callable(fn):
             raise ConfigError(f"register_attack({name!r}) decorates a score function; given {type(fn).__name__}")
-        _REGISTRY.add(name, AttackSpec(name, fn, method or name, bool(needs_references), label or name, result))
+        _REGISTRY.add(
+            name, AttackSpec(name, fn, method or name, bool(needs_references), label or name, result, options)
+        )
         return fn
 
     return decorate
@@ -202,3 +220,8 @@ def attack_spec(name: str) -> AttackSpec:
 def report_methods() -> tuple[str, ...]:
     """The report ``method`` names of the registered attacks (each once, in registration order)."""
     return tuple(dict.fromkeys(spec.method for _, spec in _REGISTRY.items()))
+
+
+def attack_options() -> dict[str, type | None]:
+    """Attack name -> its options dataclass (None: no options), in registration order."""
+    return {name: spec.options for name, spec in _REGISTRY.items()}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ import numpy as np
 from torch import nn
 
 from mintaudit.attacks.reference import ReferenceSet, reference_logits, train_reference_models
+from mintaudit.attacks.options import options_for
+from mintaudit.attacks.trainers import ReferenceTrainer
 from mintaudit.attacks.registry import ATTACKS, AttackContext, AttackScores, attack_spec
 from mintaudit.data._base import ImageDataset
 from mintaudit.data.store import hflip
@@ -59,9 +61,17 @@ class AttackConfig:
     n_bootstrap: int = 1000
     batch_size: int = 256
     seed: int = 0
+    trainer: ReferenceTrainer | None = None  # the user's recipe (None: the package's loop)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # attack -> its given options (--attack-opt)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(replace(self, trainer=None))
+        del d["trainer"]
+        if not self.options:  # only when given, like the trainer
+            del d["options"]
+        if self.trainer is not None:  # only when given: reports of the default loop stay as they were
+            d["trainer"] = self.trainer.describe()
+        return d
 
 
 def _flip_dataset(ds: ImageDataset) -> ImageDataset:
@@ -78,7 +88,7 @@ def _flip_dataset(ds: ImageDataset) -> ImageDataset:
 
 def attack_scores(
     model: nn.Module,
-    spec: ModelSpec,
+    spec: ModelSpec | None,
     dataset: ImageDataset,
     split: PassiveSplit,
     methods: Sequence[str],
@@ -162,6 +172,7 @@ def attack_scores(
                 cache_root / "reference" / kind,
                 show_progress=show_progress,
                 train=train_references,
+                trainer=config.trainer,
             )
             rl = np.stack([reference_logits(ref_set, v, scored, cache_root / "signals") for v in views], 1)
             refs[kind] = (ref_set, rl.astype(np.float64))  # logits (R, A, N, K)
@@ -191,6 +202,7 @@ def attack_scores(
     for method in methods:
         entry = attack_spec(method)
         t0 = time.perf_counter()
+        ctx.options = options_for(method, entry.options, config)
         got = entry.score(ctx)
         if isinstance(got, AttackScores):  # an attack with its own sets (LOSS)
             if n_x:
@@ -221,7 +233,7 @@ def attack_scores(
 
 def run_attacks(
     model: nn.Module,
-    spec: ModelSpec,
+    spec: ModelSpec | None,
     dataset: ImageDataset,
     split: PassiveSplit,
     methods: Sequence[str],

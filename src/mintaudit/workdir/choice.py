@@ -20,6 +20,7 @@ from torch import nn
 
 from mintaudit.attacks.registry import ATTACKS, AttackScores
 from mintaudit.attacks.run import AttackConfig, attack_scores
+from mintaudit.attacks.trainers import ReferenceTrainer
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import auc_score
@@ -50,6 +51,8 @@ def attack_config_of(report: dict[str, Any]) -> AttackConfig:
     d = dict((report.get("config") or {}).get("attacks") or {})
     if isinstance(d.get("reference_train"), dict):
         d["reference_train"] = TrainConfig(**d["reference_train"])
+    if isinstance(d.get("trainer"), dict):  # the user's recipe, as recorded: enough to find its cached models
+        d["trainer"] = ReferenceTrainer.from_description(d["trainer"])
     known = set(AttackConfig.__dataclass_fields__)
     return AttackConfig(**{k: v for k, v in d.items() if k in known})
 
