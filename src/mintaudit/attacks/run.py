@@ -125,7 +125,8 @@ def attack_scores(
     """
     config = config or AttackConfig()
     _check_names(methods)
-    require_fresh_copy(model, spec, [m for m in methods if attack_spec(m).needs_references])
+    if config.trainer is None or config.trainer.build is None:  # a user's build() makes the fresh copies
+        require_fresh_copy(model, spec, [m for m in methods if attack_spec(m).needs_references])
     rng = np.random.default_rng(config.seed)
     external = rng.permutation(split.external)
     ref_pop, calib_ext = np.sort(external[: len(external) // 2]), np.sort(external[len(external) // 2 :])
