@@ -77,7 +77,8 @@ def test_own_model_example_end_to_end(fashion_mnist, tmp_path):
     assert blind.returncode == 2, blind.stderr
     lines = blind.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in blind.stderr
-    assert "classifies its own members at accuracy" in lines[0] and "chance is 0.100" in lines[0]
+    # the probe (mintaudit.probe) refuses first: x / 255 classifies the members clearly better, and it names the flags
+    assert "classifies its members at" in lines[0] and "give --mean 0 --std 1" in lines[0], lines[0]
     assert "--mean/--std" in lines[0]
     assert not (tmp_path / "blind" / "report.json").exists()
 
