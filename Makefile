@@ -32,9 +32,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
 
-# Lint and format check, then the fast tier: no end-to-end case, no real data set on disk.
+# Lint and format check, then the fast tier: no end-to-end or integration case, no real data set on disk.
 check: lint
-	$(PYTEST) -x -m "not slow and not fashion"
+	$(PYTEST) -x -m "not slow and not fashion and not integration"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples docs/*.py
