@@ -186,3 +186,14 @@ def test_amint_json_of_any_bytes_is_refused_in_one_line(amint_folder, data):
     folder = _write(data, "amint.json").parent
     (folder / "model.safetensors").write_bytes((amint_folder / "model.safetensors").read_bytes())
     assert _one_line_refusal(lambda: load_active(folder)) is None
+
+
+@pytest.mark.parametrize("taps", [[None], [], [""], [3]])
+def test_amint_json_taps_that_are_not_layer_names_are_refused(amint_folder, taps):
+    """A draw hypothesis once found: ``"taps": [None]`` ended in a TypeError inside the layer selector."""
+    doc = json.loads((amint_folder / "amint.json").read_text())
+    doc["taps"], doc["tap_shapes"] = taps, doc["tap_shapes"][:1] * len(taps)  # one shape per tap, as exported
+    folder = _write(b"", "x").parent
+    (folder / "amint.json").write_text(json.dumps(doc))
+    (folder / "model.safetensors").write_bytes((amint_folder / "model.safetensors").read_bytes())
+    assert _one_line_refusal(lambda: load_active(folder)) is None

@@ -143,6 +143,8 @@ def load_active(path: str | Path, *, backbone: torch.nn.Module | None = None) ->
     _check_meta(meta, cfg_path, spec.num_classes)
     if len(taps) != len(shapes):
         raise ModelError(f"{str(cfg_path)!r} lists {len(taps)} taps but {len(shapes)} tap shapes")
+    if not taps or not all(isinstance(t, str) and t for t in taps):
+        raise ModelError(f"{str(cfg_path)!r}: taps must be a non-empty list of layer names; export the model again")
     if backbone is None and spec.name == MODULE_BACKBONE:
         raise ModelError(
             f"{str(folder)!r} was exported from a module with no factory: pass backbone=<a new instance of "
