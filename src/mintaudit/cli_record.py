@@ -148,9 +148,9 @@ def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from mintaudit import pipeline
     from mintaudit.workdir.record import absolute_locator, locator_sha256, model_part
 
-    preprocess = pipeline.model_preprocess(args.model, given_preprocess(args))
-    if preprocess is None:
-        from mintaudit.preprocess import DEFAULT_PREPROCESS as preprocess
+    from mintaudit.preprocess import DEFAULT_PREPROCESS
+
+    preprocess = pipeline.model_preprocess(args.model, given_preprocess(args)) or DEFAULT_PREPROCESS
     part = model_part(
         locator=absolute_locator(args.model),
         in_out=False,

@@ -77,8 +77,9 @@ def absolute_locator(locator: str) -> str:
 
 
 def locator_sha256(locator: str) -> str | None:
-    """The SHA-256 of the files behind a scheme locator (``hf:DIR``: its safetensors and JSON files, sorted by
-    name; ``onnx:FILE``, ``export:FILE``: the file), or None when ``locator`` names no registered scheme."""
+    """The SHA-256 of the files behind a scheme locator (``hf:DIR``: its weights, ``config.json`` and
+    ``preprocessor_config.json``, sorted by name; ``onnx:FILE``, ``export:FILE``: the file), or None when
+    ``locator`` names no registered scheme. Other files a user keeps in the folder do not count."""
     from mintaudit.targets import split_scheme
 
     scheme, rest = split_scheme(locator)
@@ -86,7 +87,8 @@ def locator_sha256(locator: str) -> str | None:
         return None
     path = Path(rest)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".json"))
+        wanted = ("config.json", "preprocessor_config.json")
+        files = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix == ".safetensors" or p.name in wanted))
     else:
         files = [path] if path.is_file() else []
     if not files:
