@@ -13,6 +13,8 @@ from mintaudit.report.sections.base import (
     section_class,
     section_from_dict,
     section_template,
+    set_section,
+    unregister_section,
 )
 from mintaudit.report.sections.dp import DpSection, dp_audit_of, set_dp_audit
 from mintaudit.report.sections.blind import BlindSection
@@ -32,4 +34,6 @@ __all__ = [
     "section_from_dict",
     "section_template",
     "set_dp_audit",
+    "set_section",
+    "unregister_section",
 ]

@@ -35,6 +35,8 @@ __all__ = [
     "section_class",
     "section_from_dict",
     "section_template",
+    "set_section",
+    "unregister_section",
 ]
 
 _REGISTRY: dict[str, type[Section]] = {}
@@ -119,7 +121,7 @@ def register_section(cls: type[Section]) -> type[Section]:
     Raises:
         EvaluationError: ``cls`` is not a dataclass subclass of Section, or its name or version is invalid.
     """
-    if not (isinstance(cls, type) and issubclass(cls, Section) and dataclasses.is_dataclass(cls)):
+    if not (isinstance(cls, type) and issubclass(cls, Section) and "__dataclass_fields__" in vars(cls)):
         raise EvaluationError(f"register_section takes a @dataclass subclass of Section; given {cls!r}")
     name = cls.name
     if not (isinstance(name, str) and name and all(c.islower() or c.isdigit() or c in "_-" for c in name)):
@@ -130,6 +132,16 @@ def register_section(cls: type[Section]) -> type[Section]:
         raise EvaluationError(f"section {name!r}: place must be 'front' or 'details'; given {cls.place!r}")
     _REGISTRY[name] = cls
     return cls
+
+
+def unregister_section(name: str) -> type[Section] | None:
+    """Remove the class registered as ``name`` (a plug-in's or a test's); return it, or None when there was none."""
+    return _REGISTRY.pop(name, None)
+
+
+def set_section(report: dict[str, Any], section: Section) -> None:
+    """Store ``section`` in a report document (``report["sections"][name]``, changed in place), replacing its namesake."""
+    report.setdefault("sections", {})[section.name] = section.to_dict()
 
 
 def registered_sections() -> list[type[Section]]:
@@ -161,7 +173,9 @@ def section_from_dict(name: str, data: Any, *, where: str = "report.json") -> Se
         )
     version = data.get("version")
     if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
-        raise CorruptFileError(f"{where}: sections[{name!r}]['version'] must be an integer >= 1; given {version!r}")
+        raise CorruptFileError(
+            f"{where}: sections[{name!r}]['version'] must be an integer >= 1; given {version!r}; regenerate it"
+        )
     entry = {**copy.deepcopy(dict(data)), "name": name}
     cls = _REGISTRY.get(name)
     if cls is None or version > cls.version:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from mintaudit.report._format import fmt, is_number, result_names
-from mintaudit.report.sections.base import ReportView, Section, register_section
+from mintaudit.report.sections.base import ReportView, Section, register_section, set_section
 
 __all__ = ["DpSection", "dp_audit_of", "set_dp_audit"]
 
@@ -51,7 +51,7 @@ def dp_audit_of(report: Mapping[str, Any]) -> dict[str, Any] | None:
 def set_dp_audit(report: dict[str, Any], audit: Mapping[str, Any]) -> None:
     """Store ``audit`` as the ``dp`` section of a report document (changed in place)."""
     report.pop("dp_audit", None)  # report@1's place
-    report.setdefault("sections", {})["dp"] = DpSection(audit=copy.deepcopy(dict(audit))).to_dict()
+    set_section(report, DpSection(audit=copy.deepcopy(dict(audit))))
 
 
 def _claim_rows(report: ReportView) -> list[dict[str, Any]]:
