@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
+from mintaudit import protocols
 from mintaudit.errors import CorruptFileError, EvaluationError
 from mintaudit.report import Report, Section, format_table, load_report, register_section, render_html, write_report
 from mintaudit.report.document import SCHEMA, SCHEMA_V1, upgrade
@@ -59,6 +60,7 @@ def test_a_section_from_one_file_reaches_report_json_and_html(canaries, audit_re
     typed = Report.from_dict(load_report(tmp_path))
     assert typed.sections["canaries-test"] == Canaries(n=7, note="<b>hand-set</b>")
     assert [s.name for s in typed.shown()][:1] == ["canaries-test"]
+    assert all(isinstance(s, protocols.Section) for s in typed.shown())  # the engine's protocol
     # without its class (an older mintaudit): kept as read, not shown
     unregister_section(Canaries.name)
     again = load_report(tmp_path)
