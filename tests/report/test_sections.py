@@ -134,6 +134,7 @@ def test_unknown_sections_are_kept_on_rewrite_and_merge(audit_report, tmp_path) 
     doc = upgrade(audit_report)
     future = {"name": "future", "version": 3, "payload": [1, {"a": None}]}
     newer_dp = {"name": "dp", "version": 99, "claims": ["from a newer mintaudit"]}
+    doc["sections"]["blind"]["note"] = "a field a later writer added"  # same version, one more key: kept too
     doc["sections"].update(future=future, dp=newer_dp)
     (tmp_path / "report.json").write_text(json.dumps(doc))
     loaded = load_report(tmp_path)
@@ -141,6 +142,7 @@ def test_unknown_sections_are_kept_on_rewrite_and_merge(audit_report, tmp_path) 
     write_report(loaded, tmp_path)
     rewritten = _raw(tmp_path / "report.json")
     assert rewritten["sections"]["future"] == future and rewritten["sections"]["dp"] == newer_dp
+    assert rewritten["sections"]["blind"]["note"] == "a field a later writer added"
     assert "Differential privacy" not in (tmp_path / "report.html").read_text()  # a newer DP layout is not drawn
     header = {k: v for k, v in loaded.items() if k in ("schema", "dataset", "model", "config", "command")}
     merged = upgrade(merge_reports(loaded, {**header, "results": [], "sections": {}}))

@@ -97,8 +97,11 @@ class Report:
             found = sc.gather(self, stored)
             if found is None:
                 self.sections.pop(sc.name, None)
-            else:
-                self.sections[sc.name] = found
+                continue
+            extra = getattr(stored, "extra_keys_", None)
+            if extra and found is not stored and not hasattr(found, "extra_keys_"):
+                found.extra_keys_ = extra  # type: ignore[attr-defined]  # a later writer's keys: kept
+            self.sections[sc.name] = found
 
     def to_dict(self) -> dict[str, Any]:
         """The ``mintaudit/report@2`` document (a deep copy): report@1's fields where they were, plus ``sections``."""

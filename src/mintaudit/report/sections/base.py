@@ -77,15 +77,24 @@ class Section:
     order: ClassVar[int] = 100
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"name", "version", **fields}``: what ``report.json`` holds for it (a deep copy)."""
+        """``{"name", "version", **fields}``: what ``report.json`` holds for it (a deep copy).
+
+        Keys read by :meth:`from_dict` that are not fields (added by a later writer of the same
+        version) are written back too: a rewrite loses nothing.
+        """
         fields = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        return {"name": self.name, "version": self.version, **fields}
+        extra = copy.deepcopy(getattr(self, "extra_keys_", {}))
+        return {**extra, "name": self.name, "version": self.version, **fields}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Section:
-        """The section from its ``to_dict()`` (keys other than its fields, name and version are ignored)."""
+        """The section from its ``to_dict()``; other keys are kept aside (``extra_keys_``) and written back."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: copy.deepcopy(v) for k, v in data.items() if k in known})
+        section = cls(**{k: copy.deepcopy(v) for k, v in data.items() if k in known})
+        extra = {k: copy.deepcopy(v) for k, v in data.items() if k not in known and k not in ("name", "version")}
+        if extra:
+            section.extra_keys_ = extra  # type: ignore[attr-defined]
+        return section
 
     @classmethod
     def gather(cls, report: ReportView, stored: Section | None) -> Section | None:
