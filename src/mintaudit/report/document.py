@@ -67,7 +67,7 @@ class Report:
                 f"{where} has schema {schema!r}, expected one of {list(SCHEMAS)}; "
                 "load it with the mintaudit version that wrote it, or regenerate it"
             )
-        meta = {k: copy.deepcopy(v) for k, v in doc.items() if k not in _TOP and k not in _V1_FIELDS}
+        meta = {k: copy.deepcopy(v) for k, v in doc.items() if k not in _TOP}
         stored = doc.get("sections") or {}
         if not isinstance(stored, Mapping):
             raise CorruptFileError(f"{where}: 'sections' must be a dict of name -> section; regenerate it")
@@ -76,7 +76,7 @@ class Report:
             if doc.get(field) is not None and not isinstance(sections.get(name), UnknownSection):
                 sc = section_class(name)
                 if sc is not None:
-                    sections[name] = sc.from_dict({attr: copy.deepcopy(doc[field])})
+                    sections[name] = sc.from_dict({attr: meta.pop(field)})
         verdicts = doc.get("verdicts")
         report = cls(
             meta=meta,
