@@ -706,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The one-run privacy audit (Steinke, Nasr, Jagielski 2023): draw canaries from the external "
         "samples, train once on the members plus each canary with probability 1/2 (plain or DP-SGD), score the "
         "canaries, guess the top k+ 'in' and the bottom k- 'out', and bound epsilon from the right guesses; writes "
-        "OUT/audit-dp.json and the dp_audit section of OUT/report.json.",
+        "OUT/audit-dp.json and the dp section of OUT/report.json.",
         "mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --epochs 10 --out runs/onerun\n"
         "  mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --dp-epsilon 8 --dp-delta 1e-5 --out runs/onerun-dp",
     )
