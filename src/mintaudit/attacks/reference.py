@@ -194,9 +194,8 @@ def train_reference_models(
     def fit(p: _Plan, show: bool | None, about: dict[str, Any]) -> nn.Module:
         return _train_one(spec, dataset, p, trainer, show, {"reference_index": p.r, **about})
 
-    if (
-        distributed.init()
-    ):  # under torchrun, task-parallel: model r by rank r % world_size, each alone, into the shared cache
+    # under torchrun, task-parallel: model r by rank r % world_size, each alone, into the shared cache
+    if distributed.init():
         show = show_progress if distributed.is_main() else False
         where = {"rank": distributed.rank(), "world_size": distributed.world_size()}
         by_rank = distributed.share_tasks(missing, lambda r: fit(plans[r], show, {"trained_by": where}))
