@@ -287,3 +287,158 @@ def test_active_train_under_torchrun_delivers_a_model_that_loads(tmp_path):
     assert 0.0 <= meta["threshold"] <= 1.0
     report = json.loads((out / "report.json").read_text())
     assert [r["method"] for r in report["results"]] == ["amint"]
+
+
+# task-parallel reference models: model r trained by rank r % world size, the same as one process
+
+
+def test_tasks_go_to_rank_t_mod_world_size():
+    shares = [distributed.own_tasks(range(7), rank=k, world_size=3) for k in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert distributed.own_tasks([1, 5], rank=0, world_size=2) == []  # cached ones left out: no one else takes them
+    from mintaudit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rank must lie"):
+        distributed.own_tasks([0], rank=2, world_size=2)
+
+
+def test_share_tasks_in_one_process_runs_all_in_order_alone():
+    seen = []
+
+    def run(t):
+        seen.append((t, distributed.is_active(), distributed.rank(), distributed.world_size()))
+
+    assert distributed.share_tasks([2, 0, 5], run) == [[2, 0, 5]]
+    assert seen == [(2, False, 0, 1), (0, False, 0, 1), (5, False, 0, 1)]
+
+    def fail(t):
+        raise ValueError(f"task {t} broke")
+
+    with pytest.raises(ValueError, match="task 1 broke"):  # the task's own error, not a wrapped one
+        distributed.share_tasks([1, 2], fail)
+
+
+_REFERENCE_SCRIPT = """
+import json, sys
+import numpy as np, torch
+from pathlib import Path
+from mintaudit import distributed
+from mintaudit.attacks import train_reference_models
+from mintaudit.attacks.trainers import ReferenceTrainer
+from mintaudit.cli import main
+from mintaudit.data import load_dataset
+from mintaudit.models import ModelSpec, model_fingerprint
+from mintaudit.training import TrainConfig
+
+torch.set_num_threads(1)
+assert distributed.init() and distributed.world_size() == 2
+out = Path(sys.argv[1])
+ds = load_dataset("digits")
+spec = ModelSpec("tiny-cnn", 1, 10, (8, 8))
+cfg = TrainConfig(epochs=1, batch_size=32, augment=True)  # augmentation seeds are rank-free inside a task
+refs = train_reference_models(spec, ds, np.arange(300, 500), 4, cfg, out / "refs", show_progress=True)
+got = {"fingerprints": [model_fingerprint(m) for m in refs.models]}
+
+def recipe(model, loader):  # fails for reference model 1 (seed 1), i.e. on rank 1 only
+    if torch.initial_seed() == 1:
+        raise RuntimeError("no GPU for this one")
+    return model
+
+try:
+    train_reference_models(spec, ds, np.arange(300, 500), 2, cfg, out / "broken",
+                           trainer=ReferenceTrainer.of(recipe, version="1"))
+except Exception as e:
+    got["error"] = [type(e).__name__, str(e)]
+json.dump(got, open(out / f"rank{distributed.rank()}.json", "w"))
+# the command line: mintaudit attack in the work directory given (it leaves the process group at the end)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _attack_args(out: Path) -> list[str]:
+    return [
+        "attack",
+        "--dataset",
+        "digits",
+        "--methods",
+        "lira,rmia",
+        "--reference",
+        "4",
+        "--reference-epochs",
+        "1",
+        "--bootstrap",
+        "50",
+        "--allow-weak-model",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+
+
+@pytest.mark.slow
+@needs_torchrun
+def test_reference_models_under_torchrun_are_shared_out_and_equal_one_process(tmp_path):
+    """One torchrun launch (2 gloo ranks): train_reference_models, a failing recipe, then 'mintaudit attack'."""
+    import shutil
+
+    from mintaudit.attacks import train_reference_models
+    from mintaudit.cli import main
+    from mintaudit.data import load_dataset
+    from mintaudit.models import ModelSpec, load_model, model_fingerprint
+    from mintaudit.training import TrainConfig
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    train = ["train", "--dataset", "digits", "--members", "200", "--external", "300", "--test", "200"]
+    assert main([*train, "--model", "tiny-cnn", "--epochs", "4", "--quiet", "--out", str(one)]) == 0
+    shutil.copytree(one, two, symlinks=True)
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(_REFERENCE_SCRIPT))
+    done = _torchrun([str(script), str(tmp_path), *_attack_args(two)], cwd=tmp_path)
+    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in range(2)]
+
+    # the Python path: the progress line, printed once (rank 0)
+    assert done.stderr.count("reference models in") == 1, done.stderr[-2000:]
+    assert "rank 0 trained 0, 2; rank 1 trained 1, 3 (0 of 4 were cached)" in done.stderr
+    assert ranks[0]["fingerprints"] == ranks[1]["fingerprints"]  # every rank reads all four
+    # each model's files were written by rank r % 2
+    folders = sorted((tmp_path / "refs").iterdir())
+    assert len(folders) == 4 and not [p for p in folders if p.name.startswith(".")]
+    by_index = {}
+    for folder in folders:
+        about = json.loads((folder / "model.json").read_text())
+        assert about["trained_by"] == {"rank": about["reference_index"] % 2, "world_size": 2}
+        by_index[about["reference_index"]] = folder
+    # one process, a fresh cache: the same weights, bit for bit, under the same cache keys
+    ds = load_dataset("digits")
+    spec = ModelSpec("tiny-cnn", 1, 10, (8, 8))
+    cfg = TrainConfig(epochs=1, batch_size=32, augment=True)
+    single = train_reference_models(spec, ds, np.arange(300, 500), 4, cfg, tmp_path / "one-refs", show_progress=False)
+    assert [model_fingerprint(m) for m in single.models] == ranks[0]["fingerprints"]
+    for r, model in enumerate(single.models):
+        cached, _, _ = load_model(by_index[r])
+        for (name, a), (_, b) in zip(model.state_dict().items(), cached.state_dict().items()):
+            assert torch.equal(a, b), (r, name)
+    assert sorted(p.name for p in (tmp_path / "one-refs").iterdir()) == [p.name for p in folders]
+    # an error on rank 1 reaches rank 0 as one message instead of a hang
+    assert ranks[1]["error"][0] == "ModelError" and "no GPU for this one" in ranks[1]["error"][1]
+    assert ranks[0]["error"][0] == "MintauditError"
+    assert ranks[0]["error"][1].startswith("rank 1 failed on its share of the tasks: ModelError: trainer")
+    assert "no GPU for this one" in ranks[0]["error"][1]
+
+    # the command line: the report of one process, to the last bit
+    assert main(_attack_args(one)) == 0
+
+    def rows(out: Path) -> dict[str, dict]:
+        report = json.loads((out / "report.json").read_text())
+        return {r["attack"]: {k: v for k, v in r.items() if k != "fit"} for r in report["results"] if "attack" in r}
+
+    got, want = rows(two), rows(one)
+    assert sorted(want) == ["lira", "rmia"] and got == want  # metrics and intervals of the same scores
+
+    def weights(out: Path) -> dict[str, bytes]:
+        files = sorted((out / "cache" / "attacks" / "reference").rglob("model.safetensors"))
+        return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+    assert len(weights(two)) == 4 and weights(two) == weights(one)
+    models = (two / "cache" / "attacks").rglob("model.json")
+    assert sorted(json.loads(p.read_text())["trained_by"]["rank"] for p in models) == [0, 0, 1, 1]

@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,6 +56,9 @@ __all__ = [
     "broadcast_module",
     "wrap",
     "shutdown",
+    "alone",
+    "own_tasks",
+    "share_tasks",
 ]
 
 T = TypeVar("T", np.ndarray, torch.Tensor)
@@ -102,10 +107,10 @@ def init() -> bool:
 
 
 def is_active() -> bool:
-    """True inside an initialised process group of more than one rank."""
+    """True inside an initialised process group of more than one rank (False inside :func:`alone`)."""
     import torch.distributed as dist
 
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return not _ALONE.get() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
@@ -344,3 +349,70 @@ def shutdown() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# task parallelism: independent tasks (e.g. reference models), each run whole by one rank
+
+_ALONE: ContextVar[bool] = ContextVar("mintaudit_distributed_alone", default=False)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Inside, this process acts as a run of its own: rank 0 of 1, every helper here a no-op.
+
+    For work one rank does whole while the other ranks do other work (see :func:`share_tasks`):
+    the training loop then trains without DistributedDataParallel, shards nothing and waits for
+    no other rank. The process group itself stays as it was.
+    """
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
+
+
+def own_tasks(tasks: Sequence[int], *, rank: int | None = None, world_size: int | None = None) -> list[int]:
+    """The tasks of ``tasks`` (task numbers) that one rank runs: task ``t`` goes to rank ``t % world_size``.
+
+    Example:
+        >>> own_tasks([0, 1, 2, 3, 5], rank=1, world_size=2)
+        [1, 3, 5]
+    """
+    r, w = _placement(rank, world_size)
+    if w < 1 or not 0 <= r < w:
+        raise ConfigError(f"rank must lie in [0, world_size), got rank {r} of {w}")
+    return [int(t) for t in tasks if int(t) % w == r]
+
+
+def share_tasks(tasks: Sequence[int], run: Callable[[int], Any]) -> list[list[int]]:
+    """Run independent tasks task-parallel: task ``t`` by rank ``t % world_size``, :func:`alone`, then wait for all.
+
+    ``run(t)`` must not depend on which rank runs it (seed each task by ``t``), and must leave its
+    result where every rank can read it (a shared cache). Every rank returns once every rank is
+    done. An error on one rank is raised on every rank (the failing rank raises its own; the others a
+    :class:`~mintaudit.errors.MintauditError` naming the rank and its message), so no rank waits for
+    ever. Outside a process group the tasks simply run in order.
+
+    Returns:
+        For each rank, the tasks it ran, in order.
+    """
+    error: BaseException | None = None
+    done: list[int] = []
+    for t in own_tasks(tasks):
+        try:
+            with alone():
+                run(t)
+        except Exception as e:  # told to every rank below, then raised
+            error = e
+            break
+        done.append(t)
+    told = all_gather_object((done, None if error is None else f"{type(error).__name__}: {error}"))
+    if error is not None:
+        raise error
+    failed = [(k, msg) for k, (_, msg) in enumerate(told) if msg is not None]
+    if failed:
+        from mintaudit.errors import MintauditError
+
+        k, msg = failed[0]
+        raise MintauditError(f"rank {k} failed on its share of the tasks: {msg}")
+    return [list(d) for d, _ in told]

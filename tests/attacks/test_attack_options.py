@@ -96,3 +96,43 @@ def test_rmia_a_is_an_alias_with_one_deprecation_line(work, capsys):
     assert err.count("deprecated") == 1 and "--attack-opt rmia.a=0.5" in err
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["attacks"]["rmia_a"] == 0.5 and "options" not in report["config"]["attacks"]
+
+
+def test_lira_variance_is_an_option_in_help_and_yaml_that_wins_over_the_flag(work, capsys, tmp_path, monkeypatch):
+    out, base = work
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping at the hyphens of lira-online and per-sample
+    with pytest.raises(SystemExit) as e:
+        main(["attack", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "lira.variance (one of auto, pooled, per-sample, default auto)" in text
+    assert "lira-online.variance (one of auto, pooled, per-sample, default auto)" in text
+    cfg = tmp_path / "lira.yaml"
+    cfg.write_text("methods: lira\nattack-opt:\n  - lira.variance=per-sample\nreference: 2\nreference-epochs: 1\n")
+    # with 2 reference models --fixed-variance auto would pool; yes pools too; the attack's own option wins
+    args = ["attack", *base, "--config", str(cfg), "--fixed-variance", "yes", "--bootstrap", "20", "--allow-weak-model"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["attacks"]["options"] == {"lira": {"variance": "per-sample"}}
+    [row] = [r for r in report["results"] if r.get("attack") == "lira"]
+    assert row["fit"]["fixed_variance"] is False and row["fit"]["variance"] == "per-sample"
+
+
+def test_a_bad_lira_variance_is_one_line(work, refused):
+    out, base = work
+    cmd = ["attack", *base, "--methods", "lira", "--allow-weak-model", "--attack-opt"]
+    assert "--attack-opt lira.variance must be one of auto, pooled, per-sample, got 'maybe'" in refused(
+        [*cmd, "lira.variance=maybe"]
+    )
+    assert "has no option flip; its options: lira-online.variance" in refused([*cmd, "lira-online.flip=1"])
+
+
+def test_text_options_keep_the_text_given():
+    from mintaudit.attacks.options import build_options
+
+    @dataclass(frozen=True)
+    class Words:
+        word: str = option("on", "a word YAML would read as a boolean", choices=("on", "off", "no"))
+
+    assert build_options("w", Words, {"word": " no "}).word == "no"  # not False, not 'False'
+    assert build_options("w", Words, {"word": "off"}).word == "off"

@@ -91,6 +91,8 @@ def option_lines(specs: Iterable[tuple[str, type | None]]) -> list[str]:
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """``value`` (text from the command line, or a YAML scalar) as ``kind`` (bool, int, float, str)."""
+    if kind is str:  # text stays as given: YAML would read "no" or "off" as false
+        return value.strip() if isinstance(value, str) else str(value)
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value) if value.strip() else value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mintaudit import distributed
 from mintaudit.attacks.trainers import ReferenceTrainer, load_weights, save_weights
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError
@@ -59,6 +61,67 @@ def _key(
     return h.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Reference model ``r``: its training options (seed ``config.seed + r``), cache folder and training half."""
+
+    r: int
+    cfg: TrainConfig
+    folder: Path
+    half: np.ndarray
+
+    def cached(self) -> bool:
+        return (self.folder / "model.json").is_file()  # written last, after the weights
+
+    def load(self, spec: ModelSpec | None, trainer: ReferenceTrainer | None) -> nn.Module:
+        if trainer is not None and spec is None:
+            return load_weights(trainer.fresh(self.cfg.seed, lambda: build_model(spec)), self.folder)  # type: ignore[arg-type]
+        return load_model(self.folder)[0]
+
+
+def _train_one(
+    spec: ModelSpec | None,
+    dataset: ImageDataset,
+    p: _Plan,
+    trainer: ReferenceTrainer | None,
+    show_progress: bool | None,
+    about: dict[str, Any],
+) -> nn.Module:
+    """Train reference model ``p.r`` (a function of its seed and half alone) and write it to its cache folder."""
+    if trainer is None:
+        torch.manual_seed(p.cfg.seed)
+        model = build_model(spec)  # type: ignore[arg-type]
+        train_classifier(model, dataset, p.half, p.cfg, show_progress=show_progress)
+        save_model(model, spec, p.folder, {**about, "train": p.cfg.to_dict()})  # type: ignore[arg-type]
+        return model
+    model = trainer.fresh(p.cfg.seed, lambda: build_model(spec))  # type: ignore[arg-type]
+    model = trainer.train(
+        model,
+        dataset,
+        p.half,
+        p.cfg.seed,
+        lambda m: train_classifier(m, dataset, p.half, p.cfg, show_progress=show_progress),
+    )
+    info = {**about, "train": p.cfg.to_dict(), "trainer": trainer.describe()}
+    if spec is not None:
+        save_model(model, spec, p.folder, info)
+    else:
+        save_weights(model, p.folder, info)
+    return model
+
+
+def _log_ranks(by_rank: list[list[int]], n_models: int, cache_root: str | Path, show: bool | None) -> None:
+    """One progress line: which rank trained which reference model (index r, as in model.json)."""
+    if not (sys.stderr.isatty() if show is None else show):
+        return
+    trained = sum(len(d) for d in by_rank)
+    shares = "; ".join(f"rank {k} trained {', '.join(map(str, d)) or 'none'}" for k, d in enumerate(by_rank))
+    print(
+        f"reference models in {str(cache_root)!r}: {shares} ({n_models - trained} of {n_models} were cached)",
+        file=sys.stderr,
+    )
+
+
 def rows_fingerprint(dataset: ImageDataset, ids: np.ndarray, batch_size: int = 1024) -> str:
     """SHA-256 (16 hex) of the model inputs and labels of pool ``ids``, in order (read batch by batch)."""
     h = hashlib.sha256(b"rows\0")
@@ -95,6 +158,11 @@ def train_reference_models(
         trainer: the user's recipe and/or model builder (:class:`ReferenceTrainer`); None: the
             package's loop on ``build_model(spec)``. Its description is part of the cache key.
 
+    Under torchrun (see :mod:`mintaudit.distributed`; the process group is joined here, as in
+    :func:`~mintaudit.training.train_classifier`) the models are trained task-parallel: model r
+    whole by rank ``r % world_size``, alone, into the shared cache; then every rank loads all of
+    them from it. The models equal one process's, bit for bit (each depends on its seed and half).
+
     Returns:
         The :class:`ReferenceSet`, models in eval mode.
     """
@@ -108,45 +176,36 @@ def train_reference_models(
     # the default loop keeps its keys; a user's recipe keys on the population's samples themselves, so the
     # same references serve a pool grown by new query samples (AuditResult.verdict on (x, y))
     data_fp = dataset.fingerprint() if trainer is None else rows_fingerprint(dataset, population)
-    models, parts = [], []
+    plans = []
     for r in range(n_models):
         cfg = TrainConfig(**{**config.to_dict(), "seed": config.seed + r})
         folder = Path(cache_root) / _key(spec, data_fp, population, cfg, r, trainer)
         # paired halves: model 2k takes a random half, model 2k+1 its complement
         perm = np.random.default_rng(config.seed + r // 2).permutation(population)
         half = np.sort(perm[: len(perm) // 2] if r % 2 == 0 else perm[len(perm) // 2 :])
-        if (folder / "model.json").is_file() and trainer is not None and spec is None:
-            model = load_weights(trainer.fresh(cfg.seed, lambda: build_model(spec)), folder)  # type: ignore[arg-type]
-        elif (folder / "model.json").is_file():
-            model, _, _ = load_model(folder)
-        elif not train:
-            raise ConfigError(
-                f"reference model {r + 1} of {n_models} is not in the cache {str(cache_root)!r}; "
-                "train them with 'mintaudit attack' first"
-            )
-        elif trainer is not None:
-            model = trainer.fresh(cfg.seed, lambda: build_model(spec))  # type: ignore[arg-type]
-            model = trainer.train(
-                model,
-                dataset,
-                half,
-                cfg.seed,
-                lambda m, half=half, cfg=cfg: train_classifier(m, dataset, half, cfg, show_progress=show_progress),
-            )
-            about = {"reference_index": r, "train": cfg.to_dict(), "trainer": trainer.describe()}
-            if spec is not None:
-                save_model(model, spec, folder, about)
-            else:
-                save_weights(model, folder, about)
-        else:
-            torch.manual_seed(cfg.seed)
-            model = build_model(spec)
-            train_classifier(model, dataset, half, cfg, show_progress=show_progress)
-            save_model(model, spec, folder, {"reference_index": r, "train": cfg.to_dict()})
+        plans.append(_Plan(r, cfg, folder, half))
+    missing = [p.r for p in plans if not p.cached()]
+    if missing and not train:
+        raise ConfigError(
+            f"reference model {missing[0] + 1} of {n_models} is not in the cache {str(cache_root)!r}; "
+            "train them with 'mintaudit attack' first"
+        )
+
+    def fit(p: _Plan, show: bool | None, about: dict[str, Any]) -> nn.Module:
+        return _train_one(spec, dataset, p, trainer, show, {"reference_index": p.r, **about})
+
+    # under torchrun, task-parallel: model r by rank r % world_size, each alone, into the shared cache
+    if distributed.init():
+        show = show_progress if distributed.is_main() else False
+        where = {"rank": distributed.rank(), "world_size": distributed.world_size()}
+        by_rank = distributed.share_tasks(missing, lambda r: fit(plans[r], show, {"trained_by": where}))
+        _log_ranks(by_rank, n_models, cache_root, show)
+        models = [p.load(spec, trainer) for p in plans]
+    else:
+        models = [fit(p, show_progress, {}) if p.r in missing else p.load(spec, trainer) for p in plans]
+    for model in models:
         model.eval()
-        models.append(model)
-        parts.append(half)
-    return ReferenceSet(tuple(models), tuple(parts))
+    return ReferenceSet(tuple(models), tuple(p.half for p in plans))
 
 
 def reference_logits(
