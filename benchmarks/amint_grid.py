@@ -36,7 +36,7 @@ from mintaudit._tensor import use_device
 from mintaudit.active import ActiveConfig, HeadConfig
 from mintaudit.active.workflow import ActiveRunConfig, active_train
 from mintaudit.models import load_model
-from mintaudit.pipeline import prepare_data
+from mintaudit.workdir import prepare_data
 from mintaudit.training import TrainConfig
 from mintaudit.workdir.model import train_model
 

@@ -114,17 +114,17 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     if split_scheme(str(getattr(args, "model", None) or ""))[0] is not None and args.verb != "train":
         return _scheme_part(args, out)
     if getattr(args, "weights", None) and args.verb != "train":
-        from mintaudit import pipeline
+        from mintaudit import workdir
 
         pre = Preprocess.parse(args.mean, args.std, args.grey_to_rgb)
-        ds, _ = pipeline.prepare_data(
+        ds, _ = workdir.prepare_data(
             args.dataset, out, data_root=args.data_root, image_size=args.image_size, splits_path=args.splits,
             preprocess=pre,
         )  # fmt: skip
         from mintaudit.models import build_model
 
         model_args = key_values(getattr(args, "model_arg", []) or [], "--model-arg")
-        net = load_weights(build_model(pipeline.spec_for(args.model, ds, model_args)), args.weights)
+        net = load_weights(build_model(workdir.spec_for(args.model, ds, model_args)), args.weights)
         part = model_part(
             locator=args.model,
             in_out=False,
@@ -145,12 +145,12 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
 
 def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The model part of ``hf:DIR``, ``onnx:FILE`` or ``export:FILE``: the locator and the hash of its files."""
-    from mintaudit import pipeline
+    from mintaudit import workdir
     from mintaudit.workdir.record import absolute_locator, locator_sha256, model_part
 
     from mintaudit.preprocess import DEFAULT_PREPROCESS
 
-    preprocess = pipeline.model_preprocess(args.model, given_preprocess(args)) or DEFAULT_PREPROCESS
+    preprocess = workdir.model_preprocess(args.model, given_preprocess(args)) or DEFAULT_PREPROCESS
     part = model_part(
         locator=absolute_locator(args.model),
         in_out=False,

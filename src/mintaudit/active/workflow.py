@@ -1,6 +1,6 @@
 """aMINT in a work directory: train, evaluate (published protocol), compare with passive MINT, query.
 
-Layout added to a work directory (see :mod:`mintaudit.pipeline`): ``amint/<setup>/`` (the
+Layout added to a work directory (see :mod:`mintaudit.workdir`): ``amint/<setup>/`` (the
 delivered model: ``model.safetensors`` + ``amint.json``), ``checkpoints/amint-<setup>/``
 (per-epoch checkpoint), and ``amint`` rows in ``report.json``.
 
