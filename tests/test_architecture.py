@@ -148,3 +148,33 @@ def test_no_private_name_taken_from_another_module():
 def test_no_module_over_800_lines(module):
     n = len(_modules()[module].read_text().splitlines())
     assert n <= MAX_LINES, f"{module} has {n} lines (at most {MAX_LINES}): split it by what its parts do"
+
+
+#: The command line's modules: the only ones that may read ``sys.argv`` (every other layer is given the command).
+CLI_MODULES = {"mintaudit.cli", "mintaudit.cli_args", "mintaudit.cli_audit", "mintaudit.cli_record"}
+
+
+def _argv_reads(tree: ast.AST) -> list[int]:
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "argv":
+            if isinstance(node.value, ast.Name) and node.value.id == "sys":
+                lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "sys" and any(a.name == "argv" for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_argv_reads_are_found():
+    tree = ast.parse("import sys\nfrom sys import argv\n\ndef f(command=None):\n    return command or sys.argv\n")
+    assert _argv_reads(tree) == [2, 5]
+
+
+def test_no_sys_argv_outside_the_command_line():
+    reads = [
+        f"{mod}:{line}"
+        for mod, path in _modules().items()
+        if mod not in CLI_MODULES
+        for line in _argv_reads(ast.parse(path.read_text(), str(path)))
+    ]
+    assert not reads, "sys.argv read outside the command line (take the command as a parameter): " + ", ".join(reads)

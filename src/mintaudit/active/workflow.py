@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -275,7 +274,7 @@ def active_train(
         plain_model if plain_model is not None else model.backbone,
         plain_info if plain_model is not None else {"task_accuracy": aud},
         report_cfg,
-        command or sys.argv,
+        command or [],
     )
     new["dataset"].update(_ds_info(ds, splits, split))
     rows_keys = {(r.method, r.label, r.protocol, r.extra.get("audited_model")) for r in rows}
@@ -408,7 +407,7 @@ def active_eval(
         model.backbone,
         {"task_accuracy": aud},
         {"amint_eval": {"setup": setup}},
-        command or sys.argv,
+        command or [],
     )
     new["dataset"]["external_validation"] = len(meta.get("external_validation", []))
     key = ("amint", f"aMINT {setup}", "training-members", "amint")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -120,7 +119,7 @@ def fit_tap(
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
     det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
     atomic_write_json(det_dir / "protocol.json", detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
-    report = report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    report = report_for(out, ds, splits, name, net, info, config.to_dict(), command or [])
     add_result(report, result)
     merge_into(out, report)  # the one merge rule: a row of the same key is replaced, others kept
     return result.to_dict()
@@ -184,7 +183,7 @@ def sweep_model(
     """
     results = run_sweep(net, ds, splits, tap_pairs, cache_root, config, show_progress=show_progress)
     run_config = {**config.to_dict(), "tap_budget": config.tap_budget, **(run_config or {})}
-    report = report_for(Path(cache_root).parent, ds, splits, name, net, info, run_config, command or sys.argv)
+    report = report_for(Path(cache_root).parent, ds, splits, name, net, info, run_config, command or [])
     for r in results:
         add_result(report, r)
     return report
@@ -224,12 +223,12 @@ def gradient_sweep(
         "signal": "gradients",
         "budgets": budget_list,
         "setups": {key: layers for key, _, layers in resolve_setups(net, setups)},
-        "command": " ".join(command or sys.argv),
+        "command": " ".join(command or []),
     }
     results = run_gradient_sweep(
         net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress
     )
-    report = report_for(out, ds, splits, name, net, info, run_config, command or sys.argv)
+    report = report_for(out, ds, splits, name, net, info, run_config, command or [])
     if (out / "report.json").is_file():
         report["config"] = {"gmint": run_config}  # beside the sweep's configuration, not over it
     for r in results:
@@ -342,7 +341,7 @@ def attack(
     )
     run_config = {"attacks": config.to_dict(), "attack_population": population}
     report = report_for(
-        out, ds, splits, name, net, info, {"known_fraction": known_fraction, **run_config}, command or sys.argv
+        out, ds, splits, name, net, info, {"known_fraction": known_fraction, **run_config}, command or []
     )
     if (out / "report.json").is_file():
         report["config"] = run_config  # beside the sweep's configuration, not over it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +135,7 @@ def audit_dp(
         },
         "canary_indices": canary_idx.tolist(),
         "canary_included": included.astype(int).tolist(),
-        "command": " ".join(command or sys.argv),
+        "command": " ".join(command or []),
     }
     atomic_write_json(out / "audit-dp.json", doc)
     section = {k: v for k, v in doc.items() if k not in ("canary_indices", "canary_included", "schema")}
@@ -152,7 +151,7 @@ def audit_dp(
             net,
             info,
             {"audit_dp": {"canaries": canaries, "method": method}},
-            command or sys.argv,
+            command or [],
         )
     )
     report["dp_audit"] = {**section, "file": "audit-dp.json"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -466,14 +465,14 @@ def _finish_verdict(
             "seed": config.seed,
         },
         "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
-        "command": " ".join(command or sys.argv),
+        "command": " ".join(command or []),
     }
     add_verdict_checks(result, q_ds=q_ds or ds, q_ids=q_ids, ds=ds, null_idx=null_idx, q_scores=q_scores, null_scores=null_scores, member_ids=member_ids, member_scores=member_scores, seed=config.seed)  # fmt: skip
     report_path = out / "report.json"
     report = (
         load_report(report_path)
         if report_path.is_file()
-        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or [])
     )
     set_verdict(report, result)  # checked
     add_verdict(report, result)  # kept per (query content, method): another query's verdict stays

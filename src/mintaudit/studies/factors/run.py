@@ -6,7 +6,6 @@ Part of :mod:`mintaudit.studies.factors` (the study's overview and its work dire
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -201,7 +200,7 @@ def run_factors(
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mintaudit_version": __version__,
-        "command": " ".join(command if command is not None else sys.argv),
+        "command": " ".join(command if command is not None else []),
         "profile": config.profile,
         "dataset": {
             "name": ds.name,
