@@ -39,7 +39,7 @@ from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
 from mintaudit.preprocess import Preprocess
 from mintaudit.probe import probe_preprocessing
-from mintaudit.workdir.audit import sweep_model
+from mintaudit.sweeps import sweep_model
 from mintaudit._pyattacks import AttackSession, attack_config, attack_methods, python_verdict, run_python_attacks
 from mintaudit.report import add_result, write_report
 from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget

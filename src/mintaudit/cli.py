@@ -440,7 +440,7 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
     from mintaudit.report import format_table
 
     if args.active_verb == "query":
-        from mintaudit.active.workflow import active_query
+        from mintaudit.workdir import active_query
 
         answers = active_query(args.model_dir, args.images, csv_path=args.csv, json_path=args.json)
         for a in answers:
@@ -452,14 +452,14 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
     out = Path(args.out)
     ds, splits = _data(args, out)
     if args.active_verb == "eval":
-        from mintaudit.active.workflow import active_eval
+        from mintaudit.workdir import active_eval
 
         report = active_eval(
             out, ds, splits, setup=args.setup, n_bootstrap=args.bootstrap, seed=args.seed, command=command
         )
     else:
         from mintaudit.active import ActiveConfig, HeadConfig
-        from mintaudit.active.workflow import ActiveRunConfig, active_train
+        from mintaudit.workdir import ActiveRunConfig, active_train
 
         widths = None
         if args.head_widths:

@@ -26,7 +26,7 @@ RECORD_VERBS = ("splits", "train", "extract", "fit", "sweep", "test", "attack", 
 def _defaults() -> SimpleNamespace:
     """The config dataclasses' defaults: the one source of every default an option shares with them."""
     from mintaudit.active import ActiveConfig
-    from mintaudit.active.workflow import ActiveRunConfig
+    from mintaudit.workdir import ActiveRunConfig
     from mintaudit.attacks.run import AttackConfig
     from mintaudit.detectors import DetectorConfig
     from mintaudit.passive import SweepConfig

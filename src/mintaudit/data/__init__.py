@@ -21,7 +21,7 @@ from mintaudit.data.registry import (
     unregister_dataset,
 )
 from mintaudit.data.source import PoolSource
-from mintaudit.data.splits import Splits, make_splits
+from mintaudit.data.splits import Splits, make_splits, null_split
 from mintaudit.data.store import PoolStore
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "unregister_dataset",
     "Splits",
     "make_splits",
+    "null_split",
     "read_idx",
     "read_cifar_binary",
     "read_cifar_python",

@@ -11,7 +11,8 @@ MINT, gMINT, attacks, aMINT scoring, the verdict's statistics) and below the com
 - :mod:`~mintaudit.workdir.audit`: extract, fit, sweep, gMINT sweep, attack, re-render;
 - :mod:`~mintaudit.workdir.verdict`: ``mintaudit test``;
 - :mod:`~mintaudit.workdir.choice`: ``mintaudit test``'s default method, by validation AUC (also ``benchmarks/power.py``);
-- :mod:`~mintaudit.workdir.demo`: ``mintaudit demo``.
+- :mod:`~mintaudit.workdir.demo`: ``mintaudit demo``;
+- :mod:`~mintaudit.workdir.amint`: ``mintaudit active train|eval|query`` (aMINT in a work directory).
 
 The command line reaches this layer through the names below (``from mintaudit import workdir``), never
 through its modules.
@@ -47,6 +48,15 @@ from mintaudit.workdir.verdict import QUERY_ROLES, null_split, verdict
 from mintaudit.workdir.demo import DEMO_ATTACKS, demo, demo_lines
 from mintaudit.workdir.target import model_preprocess
 from mintaudit.workdir.dpaudit import AUDIT_DP_METHODS, audit_dp
+from mintaudit.workdir.amint import (
+    ActiveRunConfig,
+    ActiveSplit,
+    active_eval,
+    active_query,
+    active_split,
+    active_train,
+    amint_result,
+)
 
 __all__ = [
     "default_sizes",
@@ -76,4 +86,11 @@ __all__ = [
     "demo_lines",
     "AUDIT_DP_METHODS",
     "audit_dp",
+    "ActiveRunConfig",
+    "ActiveSplit",
+    "active_eval",
+    "active_query",
+    "active_split",
+    "active_train",
+    "amint_result",
 ]

@@ -17,12 +17,13 @@ from mintaudit.errors import ConfigError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import model_fingerprint
 from mintaudit.sizes import check_split
-from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
+from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split
 from mintaudit.report import add_result, format_table, load_report
 from mintaudit.report.merge import check_record, merge_into
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 
+from mintaudit.sweeps import sweep_model
 from mintaudit.workdir.model import model_spec, report_for, resolve_model, resolve_taps
 
 __all__ = [
@@ -161,32 +162,6 @@ def sweep(
         show_progress=show_progress,
     )
     return merge_into(out, report)  # earlier rows of other keys, the verdicts and the DP audit are kept
-
-
-def sweep_model(
-    net: nn.Module,
-    name: str,
-    info: dict[str, Any],
-    ds: ImageDataset,
-    splits: Splits,
-    tap_pairs: list[tuple[str, str]],
-    cache_root: str | Path,
-    config: SweepConfig,
-    *,
-    run_config: dict[str, Any] | None = None,
-    command: list[str] | None = None,
-    show_progress: bool | None = None,
-) -> dict[str, Any]:
-    """The sweep of a resolved model (the gate already passed, its check in ``info``): the report, not written.
-
-    The one path of ``mintaudit sweep`` and of :func:`mintaudit.audit` on the user's own data.
-    """
-    results = run_sweep(net, ds, splits, tap_pairs, cache_root, config, show_progress=show_progress)
-    run_config = {**config.to_dict(), "tap_budget": config.tap_budget, **(run_config or {})}
-    report = report_for(Path(cache_root).parent, ds, splits, name, net, info, run_config, command or [])
-    for r in results:
-        add_result(report, r)
-    return report
 
 
 def gradient_sweep(

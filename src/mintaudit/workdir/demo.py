@@ -96,7 +96,7 @@ def demo(
     ]
     # aMINT: the same backbone trained with a MINT head for the same budget, beside passive MINT on the plain model
     from mintaudit.active import ActiveConfig
-    from mintaudit.active.workflow import ActiveRunConfig, active_train
+    from mintaudit.workdir.amint import ActiveRunConfig, active_train
 
     active_cfg = ActiveRunConfig(
         backbone_kwargs=dict(MEMORISE),

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from mintaudit._io import atomic_write_json
-from mintaudit.data import ImageDataset, Splits
+from mintaudit.data import ImageDataset, Splits, null_split
 from mintaudit.errors import ConfigError
 from mintaudit.preprocess import DEFAULT_PREPROCESS
 from mintaudit.models import model_fingerprint
@@ -33,28 +33,6 @@ _NULL_SOURCE = (
     "non-member test samples: a seeded half of the test split, never used to train the model, fit the "
     "MINT model, choose its layer or set a threshold"
 )
-
-
-def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split the non-member test samples into the null reference and the ``test`` query pool.
-
-    Args:
-        splits: the work directory's splits.
-        fraction: the share of the test split that forms the null reference.
-        seed: the draw is ``numpy.random.default_rng([seed, 1])``: fixed for a work directory.
-
-    Returns:
-        (null, test_pool): sorted int64 pool indices, disjoint, together the test split.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"the null reference's fraction of the test split must lie in (0, 1); given {fraction}")
-    test = np.random.default_rng([seed, 1]).permutation(splits.test)
-    k = int(round(fraction * len(test)))
-    if k == 0 or k == len(test):
-        raise ConfigError(
-            f"{len(test)} test samples cannot be split into a null reference and a query pool; use more --test samples"
-        )
-    return np.sort(test[:k]), np.sort(test[k:])
 
 
 def verdict(
@@ -149,7 +127,7 @@ def verdict(
     )
     if method == "amint":
         from mintaudit.active.train import membership_scores
-        from mintaudit.active.workflow import load_delivered
+        from mintaudit.workdir.amint import load_delivered
 
         if model is not None or weights is not None:
             raise ConfigError("--model and --weights do not apply to --method amint; it reads OUT/amint/SETUP")
