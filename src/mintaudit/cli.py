@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"signals cached in {path}")
         return 0
     if args.verb == "attack":
-        from mintaudit.attacks.run import AttackConfig
+        from mintaudit.attacks import AttackConfig
 
         fixed = {"auto": None, "yes": True, "no": False}[args.fixed_variance]
         legacy, options = _attack_options(args)
@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
             f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)"
         )
-        from mintaudit.report.verdict_text import verdict_check_lines
+        from mintaudit.report import verdict_check_lines
 
         print("\n".join(verdict_check_lines(v)))  # blind baseline, usage share, samples needed
         print(f"wrote {out / 'verdict.csv'}, {out / 'report.json'} and {out / 'report.html'}")
@@ -372,7 +372,7 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
 
 def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
     """--model as the workdir functions take it: the locator, or a TargetRef with --model-arg/--accept-preprocessing."""
-    from mintaudit.workdir.target import TargetRef
+    from mintaudit.workdir import TargetRef
 
     locator = locator if locator is not None else getattr(args, "model", None)
     kwargs = _key_values(getattr(args, "model_arg", []) or [], "--model-arg")
@@ -388,8 +388,8 @@ def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
 
 def _attack_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """--attack-opt (and the deprecated --rmia-a) checked by each attack's options dataclass."""
-    from mintaudit.attacks.options import parse_attack_options, split_legacy
-    from mintaudit.attacks.registry import attack_options
+    from mintaudit.attacks import parse_attack_options, split_legacy
+    from mintaudit.attacks import attack_options
 
     alias = [] if args.rmia_a is None else [f"rmia.a={args.rmia_a}"]  # an --attack-opt given too wins
     specs = attack_options()
@@ -401,7 +401,7 @@ def _attack_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def _trainer(args: argparse.Namespace) -> Any:
     """--trainer / --trainer-arg as a ReferenceTrainer (None: the package's loop)."""
-    from mintaudit.attacks.trainers import load_trainer
+    from mintaudit.attacks import load_trainer
     from mintaudit.errors import ConfigError
 
     kwargs = _key_values(args.trainer_arg or [], "--trainer-arg")

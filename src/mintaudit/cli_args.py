@@ -27,7 +27,7 @@ def _defaults() -> SimpleNamespace:
     """The config dataclasses' defaults: the one source of every default an option shares with them."""
     from mintaudit.active import ActiveConfig
     from mintaudit.workdir import ActiveRunConfig
-    from mintaudit.attacks.run import AttackConfig
+    from mintaudit.attacks import AttackConfig
     from mintaudit.detectors import DetectorConfig
     from mintaudit.passive import SweepConfig
     from mintaudit.training import TrainConfig
@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True, preprocess: bool = True) -> None:
     g = p.add_argument_group("data")
-    from mintaudit.data.registry import dataset_help  # the registered data sets
+    from mintaudit.data import dataset_help  # the registered data sets
 
     g.add_argument("--dataset", default="digits", help=f"{dataset_help()} (default: %(default)s)")
     g.add_argument("--data-root", help="folder holding the data set files (default: $MINTAUDIT_DATA/<name>)")
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="LiRA: one variance for all samples; auto = when fewer than 8 models per side (default: %(default)s)",
     )
     p.add_argument("--rmia-a", type=float, default=None, help="deprecated: use --attack-opt rmia.a=A")
-    from mintaudit.attacks.options import options_help  # generated from each attack's options dataclass
+    from mintaudit.attacks import options_help  # generated from each attack's options dataclass
 
     p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE", help=options_help())
     p.add_argument(

@@ -49,7 +49,7 @@ def audit_record(args: argparse.Namespace, argv: Sequence[str]) -> Iterator[None
     if args.verb not in RECORD_VERBS or not getattr(args, "out", None):
         yield
         return
-    from mintaudit.workdir.record import archive_record, check_options, check_report, load_record
+    from mintaudit.workdir import archive_record, check_options, check_report, load_record
 
     out = Path(args.out)
     if getattr(args, "new_record", False) and int(os.environ.get("RANK", "0")) == 0:
@@ -70,7 +70,7 @@ def audit_record(args: argparse.Namespace, argv: Sequence[str]) -> Iterator[None
 def _update(args: argparse.Namespace, out: Path, record: dict[str, Any] | None) -> None:
     """Add the parts the command made to the record, and write it when anything is new."""
     from mintaudit.data import Splits
-    from mintaudit.workdir.record import data_part, write_record
+    from mintaudit.workdir import data_part, write_record
 
     rec = dict(record or {})
     changed = not (out / "record.json").is_file()  # a new or adopted record is written once
@@ -107,7 +107,7 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
 
     from mintaudit.models import load_weights, model_fingerprint
     from mintaudit.preprocess import Preprocess
-    from mintaudit.workdir.record import model_part, weights_sha256
+    from mintaudit.workdir import model_part, weights_sha256
 
     from mintaudit.targets import split_scheme
 
@@ -138,7 +138,7 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     model_json = out / "model" / "model.json"
     if not model_json.is_file():
         return None
-    from mintaudit.workdir.record import trained_model_part
+    from mintaudit.workdir import trained_model_part
 
     return trained_model_part(out, json.loads(model_json.read_text(encoding="utf-8")))
 
@@ -146,7 +146,7 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
 def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The model part of ``hf:DIR``, ``onnx:FILE`` or ``export:FILE``: the locator and the hash of its files."""
     from mintaudit import workdir
-    from mintaudit.workdir.record import absolute_locator, locator_sha256, model_part
+    from mintaudit.workdir import absolute_locator, locator_sha256, model_part
 
     from mintaudit.preprocess import DEFAULT_PREPROCESS
 

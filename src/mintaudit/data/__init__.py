@@ -23,6 +23,8 @@ from mintaudit.data.registry import (
 from mintaudit.data.source import PoolSource
 from mintaudit.data.splits import Splits, make_splits, null_split
 from mintaudit.data.store import PoolStore
+from mintaudit.data.member_lists import read_sample_list, splits_with
+
 
 __all__ = [
     "ImageDataset",
@@ -46,4 +48,6 @@ __all__ = [
     "read_tiny_imagenet",
     "read_npz",
     "resize_images",
+    "read_sample_list",
+    "splits_with",
 ]

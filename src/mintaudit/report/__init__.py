@@ -13,6 +13,11 @@ from mintaudit.report.schema import (
     write_report,
 )
 from mintaudit.report.terminal import format_table
+from mintaudit.report.merge import add_verdict, check_record, merge_into, merge_rows, query_digest
+from mintaudit.report.schema import set_verdict
+from mintaudit.report.verdict_text import blind_text, share_text, verdict_check_lines
+from mintaudit.report.factors_html import factor_plots, render_factors_html
+
 
 __all__ = [
     "METHODS",
@@ -26,4 +31,15 @@ __all__ = [
     "new_report",
     "render_html",
     "write_report",
+    "add_verdict",
+    "check_record",
+    "merge_into",
+    "merge_rows",
+    "query_digest",
+    "set_verdict",
+    "blind_text",
+    "share_text",
+    "verdict_check_lines",
+    "factor_plots",
+    "render_factors_html",
 ]

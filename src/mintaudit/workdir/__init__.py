@@ -57,6 +57,22 @@ from mintaudit.workdir.amint import (
     active_train,
     amint_result,
 )
+from mintaudit.workdir.target import TargetRef
+from mintaudit.workdir.oneshot import answer_lines, audit_run, check_references, row_line
+from mintaudit.workdir.record import (
+    absolute_locator,
+    archive_record,
+    check_options,
+    check_report,
+    data_part,
+    load_record,
+    locator_sha256,
+    model_part,
+    trained_model_part,
+    weights_sha256,
+    write_record,
+)
+
 
 __all__ = [
     "default_sizes",
@@ -93,4 +109,20 @@ __all__ = [
     "active_split",
     "active_train",
     "amint_result",
+    "TargetRef",
+    "answer_lines",
+    "audit_run",
+    "check_references",
+    "row_line",
+    "absolute_locator",
+    "archive_record",
+    "check_options",
+    "check_report",
+    "data_part",
+    "load_record",
+    "locator_sha256",
+    "model_part",
+    "trained_model_part",
+    "weights_sha256",
+    "write_record",
 ]

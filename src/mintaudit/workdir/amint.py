@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from mintaudit._io import atomic_write_json, atomic_write_text
-from mintaudit.active.export import export_active, load_active, query_images
-from mintaudit.active.head import HeadConfig
-from mintaudit.active.model import ActiveModel
-from mintaudit.active.train import ActiveConfig, ActiveResult, membership_scores, task_correct, train_active
+from mintaudit.active import export_active, load_active, query_images
+from mintaudit.active import HeadConfig
+from mintaudit.active import ActiveModel
+from mintaudit.active import ActiveConfig, ActiveResult, membership_scores, task_correct, train_active
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError, ModelError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
@@ -33,7 +33,7 @@ from mintaudit.models import active_taps, build_model, load_model
 from mintaudit.workdir.model import report_for, spec_for, train_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, passive_split
 from mintaudit.report import add_result, load_report, write_report
-from mintaudit.report.merge import merge_rows
+from mintaudit.report import merge_rows
 from mintaudit.results import Calibration, Result
 from mintaudit.signals import extract_signals
 from mintaudit.training import TrainConfig

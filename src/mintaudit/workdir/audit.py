@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from mintaudit._io import atomic_write_json
-from mintaudit.attacks.run import AttackConfig, run_attacks
+from mintaudit.attacks import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
@@ -19,7 +19,7 @@ from mintaudit.models import model_fingerprint
 from mintaudit.sizes import check_split
 from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split
 from mintaudit.report import add_result, format_table, load_report
-from mintaudit.report.merge import check_record, merge_into
+from mintaudit.report import check_record, merge_into
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 

@@ -10,7 +10,7 @@ from typing import Any
 from mintaudit._io import atomic_write_json
 from mintaudit.report import load_report
 from mintaudit.errors import ConfigError
-from mintaudit.attacks.run import AttackConfig
+from mintaudit.attacks import AttackConfig
 from mintaudit.detectors import DetectorConfig
 from mintaudit.passive import SweepConfig
 from mintaudit.training import TrainConfig

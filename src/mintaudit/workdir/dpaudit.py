@@ -88,7 +88,7 @@ def audit_dp(
         "trained_on": "members + the included canaries (see audit-dp.json)",
     }
     save_model(net, spec, out / "audit-dp" / "model", info)
-    from mintaudit.attacks.scores import loss_scores
+    from mintaudit.attacks import loss_scores
 
     logits = _logits(net, ds, canary_idx)
     labels = ds.labels[canary_idx]

@@ -19,7 +19,7 @@ from mintaudit.report import load_report, write_report
 from mintaudit.signals import extract_signals, plan_tap_modes
 from mintaudit.taps import select_layers
 
-from mintaudit.attacks.registry import ATTACKS
+from mintaudit.attacks import ATTACKS
 from mintaudit.workdir.audit import detector_protocol
 from mintaudit.workdir.choice import choose_default, score_attack
 from mintaudit.workdir.model import model_spec, report_for, resolve_model
@@ -98,7 +98,7 @@ def verdict(
     Returns:
         The verdict dict stored as ``report["verdict"]``.
     """
-    from mintaudit.evaluation.statistics import DECISIONS
+    from mintaudit.evaluation import DECISIONS
 
     config = config or SweepConfig()
     if method is not None and method not in ("passive-mint", "amint") and method not in ATTACKS:
@@ -126,7 +126,7 @@ def verdict(
         "the null must never contain query samples; use --query test for non-members outside it",
     )
     if method == "amint":
-        from mintaudit.active.train import membership_scores
+        from mintaudit.active import membership_scores
         from mintaudit.workdir.amint import load_delivered
 
         if model is not None or weights is not None:
@@ -263,7 +263,7 @@ def verdict(
     if method == "loss":
 
         def score(c: Any, ids: np.ndarray) -> np.ndarray:  # in float64 from the logits: no ties at zero loss
-            from mintaudit.attacks.scores import loss_scores
+            from mintaudit.attacks import loss_scores
 
             o, rows = c.outputs(), c.rows(ids)
             return loss_scores(o["logits"][rows].astype(np.float64), o["labels"][rows])
@@ -425,9 +425,9 @@ def _finish_verdict(
     member_scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
-    from mintaudit.evaluation.statistics import dataset_test, sample_decisions
-    from mintaudit.report.merge import add_verdict, query_digest
-    from mintaudit.report.schema import set_verdict
+    from mintaudit.evaluation import dataset_test, sample_decisions
+    from mintaudit.report import add_verdict, query_digest
+    from mintaudit.report import set_verdict
 
     per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
     test = dataset_test(q_scores, null_scores, alpha=alpha, decision=decision)  # type: ignore[arg-type]

@@ -149,7 +149,7 @@ def run_factors(
         (one per factor and value), ``effects`` (one per factor: lowest to highest setting),
         ``runs`` (the model keys trained and audited by this call).
     """
-    from mintaudit.report.factors_html import factor_plots, render_factors_html
+    from mintaudit.report import factor_plots, render_factors_html
 
     config = config or factors_config("cpu")
     out = Path(out_dir)
