@@ -42,8 +42,18 @@ def _resolve(mod: str, node: ast.ImportFrom, is_pkg: bool) -> str:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
+_PARSED: dict[tuple[str, ...], list[tuple[str, str, str | None, int]]] = {}  # the sources are read once a session
+
+
 def _imports(modules: dict[str, Path]) -> list[tuple[str, str, str | None, int]]:
     """(importer, imported module, imported name or None, line) for every import of a mintaudit module."""
+    key = tuple(modules)
+    if key not in _PARSED:
+        _PARSED[key] = _read_imports(modules)
+    return list(_PARSED[key])
+
+
+def _read_imports(modules: dict[str, Path]) -> list[tuple[str, str, str | None, int]]:
     out = []
     for mod, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -320,3 +330,10 @@ def _deep_imports() -> list[str]:
 def test_workdir_and_cli_use_the_engine_through_its_packages():
     deep = _deep_imports()
     assert not deep, "deep imports from the work directory or the command line: " + "; ".join(deep)
+
+
+def test_the_architecture_page_shows_the_layers():
+    page = (SRC.parents[1] / "docs" / "explanation" / "architecture.md").read_text()
+    rows = {line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| ")}
+    assert set(LAYER_NAMES) <= {r.split(" (")[0] for r in rows}, "docs/explanation/architecture.md misses a layer row"
+    assert "(layers.svg)" in page and (SRC.parents[1] / "docs" / "explanation" / "layers.svg").is_file()
