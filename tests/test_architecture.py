@@ -246,6 +246,7 @@ LAYERS = {
     "mintaudit.cli_args": "cli",
     "mintaudit.cli_audit": "cli",
     "mintaudit.cli_record": "cli",
+    "mintaudit.cli_help": "cli",
 }
 
 #: Names of a higher module that any layer may import: constants, not code.
@@ -260,9 +261,10 @@ DEEP_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _layer(module: str) -> str | None:
+    """The layer of ``module``: its own entry, else its package's (the root entry covers ``mintaudit`` alone)."""
     name = module
     while name:
-        if name in LAYERS:
+        if name in LAYERS and (name != "mintaudit" or module == "mintaudit"):
             return LAYERS[name]
         name = name.rpartition(".")[0]
     return None
@@ -337,3 +339,8 @@ def test_the_architecture_page_shows_the_layers():
     rows = {line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| ")}
     assert set(LAYER_NAMES) <= {r.split(" (")[0] for r in rows}, "docs/explanation/architecture.md misses a layer row"
     assert "(layers.svg)" in page and (SRC.parents[1] / "docs" / "explanation" / "layers.svg").is_file()
+
+
+def test_a_new_top_level_module_is_not_placed_by_the_root_entry():
+    assert _layer("mintaudit") == "api" and _layer("mintaudit.report.sections.dp") == "report"
+    assert _layer("mintaudit.newly_added") is None  # it must be given its own entry

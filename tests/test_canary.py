@@ -171,7 +171,8 @@ def test_audit_dp_writes_the_bound(tmp_path, capsys, method):
     splits = json.loads((out / "splits.json").read_text())
     assert set(doc["canary_indices"]) <= set(splits["external"])
     report = json.loads((out / "report.json").read_text())
-    assert report["dp_audit"]["epsilon"] == doc["epsilon"] and report["dp_audit"]["model"]["dp"] is None
+    audit = report["sections"]["dp"]["audit"]
+    assert audit["epsilon"] == doc["epsilon"] and audit["model"]["dp"] is None
     assert (out / "audit-dp" / "model" / "model.json").is_file()
     assert "one-run audit" in printed and "epsilon lower bound" in printed and "trained without DP" in printed
     assert "One-run canary audit" in (out / "report.html").read_text()

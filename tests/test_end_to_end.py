@@ -30,7 +30,7 @@ def test_demo_on_the_embedded_digits(tmp_path):
     out = tmp_path / "demo"
     first = demo(out, epochs=10, fusion="none", show_progress=False)
     report = load_report(out / "report.json")
-    assert report["schema"] == "mintaudit/report@1"
+    assert report["schema"] == "mintaudit/report@2"
     sweep_rows = [r for r in report["results"] if "audited_model" not in r]  # the audit of the demo's model
     mint = [r for r in sweep_rows if r["method"] == "passive-mint"]
     assert [r["label"] for r in mint] == [f"L{i}" for i in range(1, 8)]

@@ -111,12 +111,14 @@ def _rows(out):
 
 def test_a_later_sweep_keeps_attack_rows_verdict_and_dp_audit(work, capsys):
     before, rows = _rows(work)
-    assert ("entropy", "outputs") in rows and before["verdict"] and before["dp_audit"]
+    assert ("entropy", "outputs") in rows and before["verdict"] and before["sections"]["dp"]["audit"]
     sweep = ["sweep", *SIZES, "--out", str(work), "--quiet", *WEAK]
     assert main([*sweep, "--taps", "fc"]) == 0
     after, rows_after = _rows(work)
     assert rows_after == [*rows, ("passive-mint", "fc")]  # loss recomputed in its place, fc added
-    assert after["verdict"] == before["verdict"] and after["dp_audit"] == before["dp_audit"]
+    assert after["verdict"] == before["verdict"] and all(
+        after["sections"][k] == before["sections"][k] for k in ("dp", "blind")
+    )
     assert after["verdicts"] == before["verdicts"] and len(after["verdicts"]) == 1
     assert main([*sweep, "--taps", "relu1,fc"]) == 0  # a rerun replaces, never duplicates
     assert _rows(work)[1] == rows_after

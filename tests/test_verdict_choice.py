@@ -69,6 +69,10 @@ def test_choice_is_by_validation_auc_never_by_the_held_out_auc():
         choose_method(report, {}, unavailable={"calibrated-mint": "reference models not in the cache"})[0]
         == "passive-mint"
     )
+    # aMINT's plain twin was measured on another model: its rows are never candidates, however strong
+    twin = {**_row("passive-mint", 0.99, layer="relu1", signal="activations"), "audited_model": "plain"}
+    assert choose_method({"results": [*report["results"], twin]}, {})[:2] == ("calibrated-mint", None)
+    assert choose_method({"results": [twin]})[2]["candidates"] == []
     assert choose_method({"results": []}) == ("passive-mint", None, choose_method({"results": []})[2])
     assert choose_method({"results": []})[2]["candidates"] == []
 

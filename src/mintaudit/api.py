@@ -72,7 +72,7 @@ class ResultRow:
 
 @dataclass(frozen=True)
 class AuditResult:
-    """What :func:`audit` found: the gate's check, the result rows, and the whole report (``mintaudit/report@1``)."""
+    """What :func:`audit` found: the gate's check, the result rows, and the whole report (``mintaudit/report@2``)."""
 
     check: ModelCheck
     rows: list[ResultRow]

@@ -15,6 +15,7 @@ from typing import Any
 
 from mintaudit import __version__
 from mintaudit._validate import OptionSpec, Origin, config_values, read_config
+from mintaudit.cli_help import HelpFormatter
 
 __all__ = ["build_parser", "apply_config", "verb_options", "RECORD_VERBS"]
 
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mintaudit",
         description="Membership Inference Test (MINT) audits: were these data used to train this model?",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="Start with:  mintaudit demo --out runs/demo   (then open runs/demo/report.html)",
     )
     parser.add_argument("--version", action="version", version=f"mintaudit {__version__}")
@@ -240,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[common],
             help=help_,
             description=help_,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
             epilog=_EPILOG + example,
         )
         if out:
@@ -440,13 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_model(p)
     _add_gate(p)
-    p.add_argument(
-        "--methods",
-        default="loss,entropy,rmia",
-        help="comma-separated: loss, confidence, entropy, modified-entropy, calibrated-loss, shokri, lira, "
-        "lira-online, rmia, calibrated-mint (a MINT model on reference-calibrated output signals; e.g. "
-        "--methods rmia,calibrated-mint --reference 8) (default: %(default)s)",
-    )
+    from mintaudit.attacks import methods_help, options_help  # generated from the attack registry
+
+    p.add_argument("--methods", default="loss,entropy,rmia", help=methods_help())
     p.add_argument(
         "--reference",
         type=int,
@@ -480,8 +477,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="LiRA: one variance for all samples; auto = when fewer than 8 models per side (default: %(default)s)",
     )
     p.add_argument("--rmia-a", type=float, default=None, help="deprecated: use --attack-opt rmia.a=A")
-    from mintaudit.attacks import options_help  # generated from each attack's options dataclass
-
     p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE", help=options_help())
     p.add_argument(
         "--population",
@@ -519,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[common],
             help=help_,
             description=help_,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
             epilog=_EPILOG + example,
         )
 
@@ -711,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The one-run privacy audit (Steinke, Nasr, Jagielski 2023): draw canaries from the external "
         "samples, train once on the members plus each canary with probability 1/2 (plain or DP-SGD), score the "
         "canaries, guess the top k+ 'in' and the bottom k- 'out', and bound epsilon from the right guesses; writes "
-        "OUT/audit-dp.json and the dp_audit section of OUT/report.json.",
+        "OUT/audit-dp.json and the dp section of OUT/report.json.",
         "mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --epochs 10 --out runs/onerun\n"
         "  mintaudit audit-dp --dataset fashion-mnist --canaries 1000 --dp-epsilon 8 --dp-delta 1e-5 --out runs/onerun-dp",
     )

@@ -102,10 +102,18 @@ class Trainer(Protocol):
 
 @runtime_checkable
 class Section(Protocol):
-    """One part of the report: a key in report.json and the data its template shows."""
+    """One part of the report: an entry of report.json's ``sections`` and the data its template partial shows.
+
+    The base class and its registry are :class:`mintaudit.report.sections.Section` and ``register_section``.
+    """
 
     name: str
+    version: int
 
-    def data(self, report: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """What this section shows for ``report``, or None when it has nothing to show."""
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "version", ...}``: its entry under ``sections``."""
+        ...
+
+    def view(self, report: Any) -> Mapping[str, Any] | None:
+        """What its partial shows for ``report`` (a ``mintaudit.report.Report``), or None when it has nothing to show."""
         ...

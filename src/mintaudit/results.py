@@ -1,4 +1,4 @@
-"""Typed result values: one report row (schema ``mintaudit/report@1``) as a frozen dataclass.
+"""Typed result values: one report row (schema ``mintaudit/report@2``, as in ``@1``) as a frozen dataclass.
 
 Every protocol (passive MINT, gMINT, the attacks, aMINT) returns a :class:`Result`; the work
 directory layer turns it into the report's row with :meth:`Result.to_dict` (or hands it to

@@ -40,6 +40,7 @@ def test_the_page_opens_with_the_verdict_then_the_families_then_the_folded_detai
         "fold:ROC curves",
         "fold:Score distributions",
         "fold:Where in the model",
+        "fold:Blind baseline",
         "fold:Slices",
         "fold:How this was made",
     ]

@@ -58,7 +58,7 @@ def report() -> dict:
 
 def test_new_report_has_the_design_fields(report: dict) -> None:
     empty = new_report(dataset={}, model={}, config={}, command="mintaudit demo")
-    assert empty["schema"] == SCHEMA == "mintaudit/report@1"
+    assert empty["schema"] == SCHEMA == "mintaudit/report@2" and empty["sections"] == {}
     assert empty["mintaudit_version"] == mintaudit.__version__
     assert empty["results"] == [] and empty["verdict"] is None and empty["command"] == "mintaudit demo"
     assert empty["created"].endswith("Z")
@@ -136,7 +136,7 @@ def test_load_report_refuses_other_files(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match="not valid JSON"):
         load_report(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text(json.dumps({"schema": "something/else@2"}))
-    with pytest.raises(CorruptFileError, match="expected 'mintaudit/report@1'"):
+    with pytest.raises(CorruptFileError, match="expected 'mintaudit/report@2' \\(or 'mintaudit/report@1'\\)"):
         load_report(tmp_path / "other.json")
     (tmp_path / "list.json").write_text("[]")
     with pytest.raises(ValueError, match="schema"):

@@ -25,7 +25,7 @@ from mintaudit.attacks.scores import (
     modified_entropy_scores,
     rmia_scores,
 )
-from mintaudit.attacks.options import options_help, parse_attack_options, split_legacy
+from mintaudit.attacks.options import methods_help, options_help, parse_attack_options, split_legacy
 from mintaudit.attacks.registry import AttackScores, attack_options
 from mintaudit.attacks.trainers import load_trainer
 
@@ -52,6 +52,7 @@ __all__ = [
     "reference_logits",
     "rmia_scores",
     "train_reference_models",
+    "methods_help",
     "options_help",
     "parse_attack_options",
     "split_legacy",

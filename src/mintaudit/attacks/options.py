@@ -32,6 +32,7 @@ from mintaudit.errors import ConfigError
 
 __all__ = [
     "build_options",
+    "methods_help",
     "option",
     "option_lines",
     "options_for",
@@ -193,6 +194,16 @@ def options_for(name: str, cls: type | None, config: Any) -> Any:
         if f.metadata.get("legacy") and hasattr(config, f.metadata["legacy"])
     }
     return build_options(name, cls, dict((getattr(config, "options", None) or {}).get(name, {})), defaults)
+
+
+def methods_help() -> str:
+    """``--methods``' help, generated from the attack registry (plug-ins included)."""
+    from mintaudit.attacks.registry import ATTACKS
+
+    return (
+        f"comma-separated: {', '.join(ATTACKS)} (e.g. --methods rmia,calibrated-mint --reference 8) "
+        "(default: %(default)s)"
+    )
 
 
 def options_help() -> str:

@@ -1,5 +1,6 @@
-"""Reports: the ``mintaudit/report@1`` JSON document, its HTML page and its terminal table."""
+"""Reports: the ``mintaudit/report@2`` JSON document (typed: ``Report`` and its sections), its HTML page and its terminal table."""
 
+from mintaudit.report.document import Report
 from mintaudit.report.html import render_html
 from mintaudit.report.schema import (
     METHODS,
@@ -12,6 +13,7 @@ from mintaudit.report.schema import (
     new_report,
     write_report,
 )
+from mintaudit.report.sections import Section, register_section
 from mintaudit.report.terminal import format_table
 from mintaudit.report.merge import add_verdict, check_record, merge_into, merge_rows, query_digest
 from mintaudit.report.schema import set_verdict
@@ -25,10 +27,13 @@ __all__ = [
     "SCHEMA",
     "Method",
     "Protocol",
+    "Report",
+    "Section",
     "add_result",
     "format_table",
     "load_report",
     "new_report",
+    "register_section",
     "render_html",
     "write_report",
     "add_verdict",

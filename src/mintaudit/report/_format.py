@@ -83,3 +83,21 @@ def value_text(v: Any) -> str:
 
 def kv_rows(items: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), value_text(v)) for k, v in items.items()]
+
+
+def eps_cell(result: dict[str, Any]) -> dict[str, Any]:
+    """The epsilon lower bound with its delta and confidence underneath, or a dash (with the reason as a tooltip)."""
+    bound = result.get("epsilon_lower_bound")
+    if not isinstance(bound, dict):
+        return {"value": DASH, "note": None, "delta": None, "confidence": None}
+    note = str(bound["note"]) if bound.get("note") else None
+    if not is_number(bound.get("epsilon")):
+        return {"value": DASH, "note": note, "delta": None, "confidence": None}
+    delta, conf = bound.get("delta"), bound.get("confidence")
+    shown = is_number(delta) and is_number(conf)
+    return {
+        "value": f"{bound['epsilon']:.2f}",
+        "note": note,
+        "delta": f"{delta:.0e}" if shown else None,
+        "confidence": f"{100 * conf:g}" if shown else None,
+    }

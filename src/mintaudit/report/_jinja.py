@@ -30,10 +30,29 @@ def _as_html(value: Any) -> Any:
     return Markup(html.escape(str(value)))
 
 
+def _plugin_source(name: str) -> str | None:
+    """The markup of a registered section's partial given as ``template_source`` (a section outside the package)."""
+    from mintaudit.report.sections import registered_sections, section_template
+
+    for cls in registered_sections():
+        if cls.template_source is not None and section_template(cls) == name:
+            return cls.template_source
+    return None
+
+
+def _section_partial(name: str) -> tuple[str, None, Any] | None:
+    source = _plugin_source(name)
+    if source is None:
+        return None
+    return source, None, lambda: _plugin_source(name) == source  # reloaded when the registry changes it
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("mintaudit.report", "templates"),
+        loader=jinja2.ChoiceLoader(
+            [jinja2.FunctionLoader(_section_partial), jinja2.PackageLoader("mintaudit.report", "templates")]
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         finalize=_as_html,

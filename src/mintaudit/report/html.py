@@ -17,6 +17,7 @@ from typing import Any
 from mintaudit.report._format import (
     DASH,
     ci_text,
+    eps_cell,
     fmt,
     interval,
     is_number,
@@ -28,6 +29,8 @@ from mintaudit.report._format import (
     value_text,
 )
 from mintaudit.report._jinja import render_page
+from mintaudit.report.document import Report
+from mintaudit.report.sections import section_template
 from mintaudit.report.figures import MEMBER, NONMEMBER, figure
 from mintaudit.report.svg import GREY, Plot, series_style
 from mintaudit.report.front_html import families_view, verdicts_view
@@ -73,7 +76,6 @@ def render_html(report: dict[str, Any]) -> str:
         model=kv_rows(model),
         protocols=list(_PROTOCOL_TEXT.items()),
         results=_results_rows(results, names),
-        dp=_dp_rows(report, results, names),
         thresholds=_thresholds(results, names),
         active=_active_rows(results),
         best=_best(results, names),
@@ -82,7 +84,6 @@ def render_html(report: dict[str, Any]) -> str:
         member_color=MEMBER,
         nonmember_color=NONMEMBER,
         depth=_depth_figures(results, names),
-        slices=_slices(results, names),
         command=str(report.get("command") or DASH),
         config=json.dumps(report.get("config") or {}, indent=2, sort_keys=True, default=str),
         provenance=[
@@ -93,8 +94,20 @@ def render_html(report: dict[str, Any]) -> str:
                 ("Created (UTC)", "created"),
             )
         ],
+        sections=_section_views(report),
         dash=DASH,
     )
+
+
+def _section_views(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{"template", "place", "view"}`` for every registered section the report holds that has something to show."""
+    doc = Report.from_dict({k: v for k, v in report.items() if k != "schema"})  # the page draws any schema
+    views = []
+    for s in doc.shown():
+        view = s.view(doc)
+        if view is not None:
+            views.append({"template": section_template(type(s)), "place": s.place, "name": s.name, "view": view})
+    return views
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,78 +115,6 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 _TABLE_METRICS = (("accuracy",), ("precision",), ("recall",), ("auc",), ("tpr_at_fpr", "0.01"), ("tpr_at_fpr", "0.001"))
-
-
-def _eps_cell(result: dict[str, Any]) -> dict[str, Any]:
-    """The epsilon lower bound with its delta and confidence underneath, or a dash (with the reason as a tooltip)."""
-    bound = result.get("epsilon_lower_bound")
-    if not isinstance(bound, dict):
-        return {"value": DASH, "note": None, "delta": None, "confidence": None}
-    note = str(bound["note"]) if bound.get("note") else None
-    if not is_number(bound.get("epsilon")):
-        return {"value": DASH, "note": note, "delta": None, "confidence": None}
-    delta, conf = bound.get("delta"), bound.get("confidence")
-    shown = is_number(delta) and is_number(conf)
-    return {
-        "value": f"{bound['epsilon']:.2f}",
-        "note": note,
-        "delta": f"{delta:.0e}" if shown else None,
-        "confidence": f"{100 * conf:g}" if shown else None,
-    }
-
-
-def _dp_rows(report: dict[str, Any], results: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
-    """The DP-SGD claim (model.json's accountant epsilon) beside the measured lower bounds, and the one-run audit."""
-    claim = (report.get("model") or {}).get("dp")
-    audit = report.get("dp_audit")
-    rows: list[dict[str, Any]] = []
-    if isinstance(claim, dict):
-        bounds = [
-            (r["epsilon_lower_bound"]["epsilon"], n)
-            for r, n in zip(results, names)
-            if isinstance(r.get("epsilon_lower_bound"), dict) and is_number(r["epsilon_lower_bound"].get("epsilon"))
-        ]
-        top = max(bounds, key=lambda b: b[0]) if bounds else None
-        spent = claim.get("epsilon_spent")
-        verdict, above = "", False
-        if top is not None and is_number(spent):
-            above = top[0] > spent
-            verdict = (
-                "above the claim: the claimed epsilon cannot hold"
-                if above
-                else "consistent with the claim: the bound is below it"
-            )
-        rows.append(
-            {
-                "label": f"Audited model (DP-SGD, {claim.get('accountant')} accountant)",
-                "claimed": fmt(spent, 3),
-                "claimed_detail": f"target {claim.get('epsilon_target')}, δ={claim.get('delta')}, clip {claim.get('max_grad_norm')}",
-                "measured": fmt(top[0], 2) if top else DASH,
-                "measured_detail": f"{top[1]}, the largest of {len(bounds)} results" if top else "no bound measured",
-                "verdict": verdict,
-                "above": above,
-            }
-        )
-    if isinstance(audit, dict):
-        aclaim = (audit.get("model") or {}).get("dp")
-        spent = aclaim.get("epsilon_spent") if isinstance(aclaim, dict) else None
-        verdict, above = "", False
-        if is_number(spent) and is_number(audit.get("epsilon")):
-            above = audit["epsilon"] > spent
-            verdict = "above the claim" if above else "consistent with the claim"
-        rows.append(
-            {
-                "label": f"One-run canary audit ({audit.get('method')}, {audit.get('m')} canaries, "
-                f"{audit.get('correct')} of {audit.get('guesses')} guesses right)",
-                "claimed": fmt(spent, 3) if is_number(spent) else "no DP",
-                "claimed_detail": "",
-                "measured": fmt(audit.get("epsilon"), 2),
-                "measured_detail": f"δ={audit.get('delta')}, {audit.get('confidence')} confidence",
-                "verdict": verdict,
-                "above": above,
-            }
-        )
-    return rows
 
 
 def _active_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -232,7 +173,7 @@ def _results_rows(results: list[dict[str, Any]], names: list[str]) -> list[dict[
                 "detector": str(r.get("detector") or DASH),
                 "protocol": str(r.get("protocol") or DASH),
                 "metrics": [metric_cell(r, *key) for key in _TABLE_METRICS],
-                "eps": _eps_cell(r),
+                "eps": eps_cell(r),
                 "members": f"{value_text(r.get('n_members'))} / {value_text(r.get('n_nonmembers'))}",
                 "warnings": [str(w) for w in r.get("warnings") or [] if isinstance(w, str)],
             }
@@ -428,76 +369,3 @@ def _depth_y_range(results: list[dict[str, Any]], key: str) -> tuple[float, floa
     lo, hi = math.floor(min(values) * 20) / 20, math.ceil(max(values) * 20) / 20
     lo, hi = max(0.0, lo), min(1.0, hi)
     return min(lo, hi - 0.1), hi  # values include 0.5, so hi >= 0.5
-
-
-# ---------------------------------------------------------------------------------------------
-# slices
-
-
-def _slice_parts(slices: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(short tick text, row label, slice) per class, then correct / wrong."""
-    parts = []
-    classes = slices.get("class") if isinstance(slices.get("class"), dict) else {}
-    for key in sorted(classes, key=lambda k: (0, int(k), "") if str(k).lstrip("-").isdigit() else (1, 0, str(k))):
-        if isinstance(classes[key], dict):
-            parts.append((str(key), f"class {key}", classes[key]))
-    for key, tick, text in (("correct", "ok", "classified correctly"), ("wrong", "wrong", "classified wrongly")):
-        if isinstance(slices.get(key), dict):
-            parts.append((tick, text, slices[key]))
-    return parts
-
-
-def _slice_plot(result: dict[str, Any], name: str, parts: list[tuple[str, str, dict[str, Any]]]) -> Plot:
-    """AUC per slice with its 95% interval, the whole result's AUC and chance as rules."""
-    xs = list(range(1, len(parts) + 1))
-    values = [0.5, *(v for v in [metric(result, "auc")] if is_number(v))]
-    for _, _, part in parts:
-        values += [v for v in (metric(part, "auc"), *(interval(part, "auc") or ())) if is_number(v)]
-    lo, hi = max(0.0, math.floor(min(values) * 10) / 10), min(1.0, math.ceil(max(values) * 10) / 10)
-    plot = Plot(
-        (0.4, len(parts) + 0.6),
-        (min(lo, hi - 0.1), hi),
-        width=max(220, 26 * len(parts) + 80),
-        height=190,
-        title=name,
-        x_label="slice",
-        y_label="AUC",
-        x_ticks=[(x, t) for x, (t, _, _) in zip(xs, parts)],
-    )
-    plot.hline(0.5, color="#aaa", dash="2 3")
-    if is_number(metric(result, "auc")):
-        plot.hline(metric(result, "auc"), color=NONMEMBER, dash="6 4", text="all")
-    cis = [(x, interval(p, "auc")) for x, (_, _, p) in zip(xs, parts) if interval(p, "auc")]
-    plot.error_bars([x for x, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], color=MEMBER)
-    pts = [(x, metric(p, "auc")) for x, (_, _, p) in zip(xs, parts) if is_number(metric(p, "auc"))]
-    plot.points([x for x, _ in pts], [y for _, y in pts], color=MEMBER)
-    return plot
-
-
-def _slices(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any] | None:
-    sliced = [(r, n, _slice_parts(r["slices"])) for r, n in zip(results, names) if isinstance(r.get("slices"), dict)]
-    sliced = [(r, n, parts) for r, n, parts in sliced if parts]
-    if not sliced:
-        return None
-    tables = [
-        {
-            "name": n,
-            "rows": [
-                {
-                    "text": text,
-                    "members": f"{value_text(p.get('n_members'))} / {value_text(p.get('n_nonmembers'))}",
-                    "metrics": [metric_cell(p, *key) for key in (("accuracy",), ("auc",), ("tpr_at_fpr", "0.01"))],
-                    "eps": _eps_cell(p),
-                }
-                for _, text, p in parts
-            ],
-        }
-        for r, n, parts in sliced
-    ]
-    return {
-        "figures": [
-            figure(_slice_plot(r, n, parts), f"{r.get('method')} · {r.get('protocol')}") for r, n, parts in sliced
-        ],
-        "tables": tables,
-        "missing": ", ".join(n for r, n in zip(results, names) if not isinstance(r.get("slices"), dict)),
-    }

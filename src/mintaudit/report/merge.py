@@ -10,7 +10,7 @@
   :func:`merge_reports` refuses to merge reports of different records.
 * Verdicts are kept per (query content, method, layer, signal) in ``report["verdicts"]``;
   ``report["verdict"]`` holds the latest one, as before.
-* Every other section (``dp_audit``, ``config``, ...) of the earlier report survives a merge.
+* Every other part (``config``, the ``sections`` by name, ...) of the earlier report survives a merge.
 
 Reports written before this rule (``mintaudit/report@1``, no ``verdicts``) are read as they are.
 """
@@ -143,8 +143,8 @@ def merge_reports(
     """The report to write when ``new`` (this run's report) joins ``old`` (the one on disk, or None).
 
     The rows merge by :func:`merge_rows`; ``new``'s metadata (dataset, model, command) is kept,
-    its ``config`` entries update the old ones; every other section of ``old`` (``verdict``,
-    ``verdicts``, ``dp_audit``, ...) survives unless ``new`` sets it.
+    its ``config`` entries and ``sections`` (by name) update the old ones; every other part of ``old``
+    (``verdict``, ``verdicts``, report@1's ``dp_audit``, ...) survives unless ``new`` sets it.
 
     Raises:
         ConfigError: ``old`` belongs to another record (another model, preprocessing, data or
@@ -162,8 +162,8 @@ def merge_reports(
     for key, value in new.items():
         if key == "results":
             continue
-        if key == "config" and isinstance(merged.get("config"), dict) and isinstance(value, Mapping):
-            merged["config"].update(copy.deepcopy(dict(value)))
+        if key in ("config", "sections") and isinstance(merged.get(key), dict) and isinstance(value, Mapping):
+            merged[key].update(copy.deepcopy(dict(value)))  # sections by name: new's replace old's of the same name
         elif value is not None or key not in merged:
             merged[key] = copy.deepcopy(value)
     merged["results"] = merge_rows(old.get("results") or [], new.get("results") or [])

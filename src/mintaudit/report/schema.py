@@ -1,4 +1,8 @@
-"""The report document (schema ``mintaudit/report@1``): build it, add results, write and load it."""
+"""The report document (schema ``mintaudit/report@2``, reads ``@1``): build it, add results, write and load it.
+
+The document is a plain dict at this boundary; :class:`mintaudit.report.document.Report` is its typed
+form (metadata, rows, verdicts, sections by name), used to write and to read it.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,15 @@ from typing import Any, Literal, get_args
 
 from mintaudit._io import atomic_write_json, atomic_write_text
 from mintaudit.errors import CorruptFileError, DataNotFoundError, EvaluationError
+from mintaudit.report.document import SCHEMA, SCHEMA_V1, SCHEMAS, upgrade
 from mintaudit.report.html import render_html  # one way: the page renders plain dicts, it never imports this module
 from mintaudit.results import PROTOCOLS, Protocol, Result
 from mintaudit.sizes import size_warning
 
 __all__ = [
     "SCHEMA",
+    "SCHEMA_V1",
+    "SCHEMAS",
     "METHODS",
     "PROTOCOLS",
     "Method",
@@ -31,8 +38,6 @@ __all__ = [
     "write_report",
     "load_report",
 ]
-
-SCHEMA = "mintaudit/report@1"
 
 Method = Literal[
     "passive-mint",
@@ -64,12 +69,12 @@ def new_report(
 
     Returns:
         ``{"schema", "created" (UTC ISO, "Z"), "mintaudit_version", "dataset", "model",
-        "results": [], "verdict": None, "config", "command" (str)}``.
+        "results": [], "verdict": None, "config", "command" (str), "sections": {}}``.
 
     Example:
         >>> r = new_report(dataset={"name": "toy"}, model={"name": "mlp"}, config={}, command=["mintaudit", "demo"])
         >>> r["schema"], r["results"], r["command"]
-        ('mintaudit/report@1', [], 'mintaudit demo')
+        ('mintaudit/report@2', [], 'mintaudit demo')
     """
     from mintaudit import __version__
 
@@ -83,6 +88,7 @@ def new_report(
         "verdict": None,
         "config": copy.deepcopy(dict(config)),
         "command": command if isinstance(command, str) else shlex.join(str(a) for a in command),
+        "sections": {},
     }
 
 
@@ -156,7 +162,7 @@ def report_methods() -> tuple[str, ...]:
     """The ``method`` values a result may have: the MINT protocols, then every registered attack's method.
 
     Read from the attack registry (:func:`mintaudit.attacks.register_attack`) at each call, so
-    an attack registered later is accepted; the schema stays ``mintaudit/report@1``.
+    an attack registered later is accepted; the schema stays ``mintaudit/report@2``.
     """
     from mintaudit.attacks.registry import report_methods as attack_methods  # lazy: the attacks load torch
 
@@ -173,24 +179,31 @@ def _choice(result: dict[str, Any], key: str, choices: tuple[str, ...]) -> None:
 
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``out_dir``, each atomically.
+    """Write ``report.json`` (schema ``mintaudit/report@2``) and ``report.html`` into ``out_dir``, each atomically.
 
+    ``report`` may be of either schema (or being built, with a top-level ``dp_audit``): it is written
+    as :meth:`Report.to_dict <mintaudit.report.document.Report.to_dict>` makes it, its sections gathered.
     NaN metrics (undefined ones) are written as JSON ``null``.
 
     Returns:
         The paths of ``report.json`` and ``report.html``.
     """
     out = Path(out_dir)
+    report = upgrade(report, where=str(out / "report.json"))
     html = render_html(report)  # render first: a report that cannot be drawn writes nothing
     return atomic_write_json(out / "report.json", report), atomic_write_text(out / "report.html", html)
 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a ``report.json`` (or the one inside a directory) and check its schema.
+    """Load a ``report.json`` (or the one inside a directory), check its schema, and return it as report@2.
+
+    A ``mintaudit/report@1`` document is converted (its ``dp_audit`` becomes the ``dp`` section);
+    sections this version cannot read are kept as they are.
 
     Raises:
         DataNotFoundError: no such file.
-        CorruptFileError: not JSON, or not a ``mintaudit/report@1`` document.
+        CorruptFileError: not JSON, not a ``mintaudit/report@1`` or ``@2`` document, or a section
+            that cannot be read.
     """
     path = Path(path)
     if path.is_dir():
@@ -204,9 +217,9 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptFileError(f"report file {str(path)!r} is not valid JSON ({exc}); regenerate it") from None
     schema = report.get("schema") if isinstance(report, dict) else None
-    if schema != SCHEMA:
+    if schema not in SCHEMAS:
         raise CorruptFileError(
-            f"report file {str(path)!r} has schema {schema!r}, expected {SCHEMA!r}; "
+            f"report file {str(path)!r} has schema {schema!r}, expected {SCHEMA!r} (or {SCHEMA_V1!r}); "
             "load it with the mintaudit version that wrote it, or regenerate it"
         )
-    return report
+    return upgrade(report, where=str(path))

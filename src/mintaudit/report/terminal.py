@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mintaudit.report._format import fmt, interval, metric
+from mintaudit.report.sections import dp_audit_of
 
 __all__ = ["format_table", "dp_lines"]
 
@@ -90,7 +91,7 @@ def dp_lines(report: dict[str, Any], results: list[dict[str, Any]] | None = None
             f"DP-SGD claim: epsilon {fmt(claim.get('epsilon_spent'), 3)} (target {claim.get('epsilon_target')}, "
             f"delta {claim.get('delta')}, {claim.get('accountant')} accountant); {measured}"
         )
-    audit = report.get("dp_audit")
+    audit = dp_audit_of(report)
     if isinstance(audit, dict):
         aclaim = (audit.get("model") or {}).get("dp")
         beside = (

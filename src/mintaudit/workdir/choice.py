@@ -140,6 +140,8 @@ def choose_method(
     attack_aucs, unavailable = dict(attack_aucs or {}), dict(unavailable or {})
     cands: list[dict[str, Any]] = []
     for r in report.get("results") or []:
+        if r.get("audited_model") == "plain":  # aMINT's comparison: measured on another model, not this OUT's
+            continue
         fit = r.get("fit") or {}
         val = fit.get("val_auc")
         if r.get("method") == "passive-mint":

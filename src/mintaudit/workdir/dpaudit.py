@@ -15,6 +15,7 @@ from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.models import model_fingerprint, save_model
 from mintaudit.report import load_report, write_report
+from mintaudit.report.sections import set_dp_audit
 from mintaudit.training import TrainConfig
 from mintaudit.workdir.model import report_for, spec_for, train_fresh
 
@@ -57,7 +58,7 @@ def audit_dp(
     once on the members plus the included canaries and saved in ``OUT/audit-dp/model``. Each
     canary is scored by ``method``: ``loss`` (minus its loss) or ``passive-mint`` (a MINT model on
     the output signals, fitted on non-canary members against the test split's non-members);
-    the guesses and the bound follow. Writes ``OUT/audit-dp.json`` and the ``dp_audit`` section
+    the guesses and the bound follow. Writes ``OUT/audit-dp.json`` and the ``dp`` section
     of ``OUT/report.json`` (made from this model when missing) and ``report.html``.
 
     Args:
@@ -66,7 +67,7 @@ def audit_dp(
             Bonferroni-corrected.
 
     Returns:
-        The ``dp_audit`` dict.
+        The audit dict (the ``dp`` section's ``audit``).
     """
     from mintaudit.canary import check_audit, draw_canaries, one_run_bound
 
@@ -154,6 +155,6 @@ def audit_dp(
             command or [],
         )
     )
-    report["dp_audit"] = {**section, "file": "audit-dp.json"}
+    set_dp_audit(report, {**section, "file": "audit-dp.json"})  # the report's dp section
     write_report(report, out)
-    return report["dp_audit"]
+    return report["sections"]["dp"]["audit"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,39 @@ from mintaudit.workdir.query import QUERY_ROLES, resolve_query
 from mintaudit.workdir.verdict_checks import add_verdict_checks
 
 __all__ = ["QUERY_ROLES", "null_split", "verdict"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Case:
+    """What every scoring path of one verdict shares: the work directory, the data, the query, the null, the options."""
+
+    out: Path
+    ds: ImageDataset
+    splits: Splits
+    config: SweepConfig
+    command: list[str] | None
+    q_ds: ImageDataset
+    q_ids: np.ndarray
+    q_info: dict[str, Any]
+    null_idx: np.ndarray
+    fdr: float
+    alpha: float
+    decision: str
+    null_fraction: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scored:
+    """One method's side of a verdict: the model it scored with, what it is (``about``), and its scores."""
+
+    net: nn.Module
+    name: str
+    info: dict[str, Any]
+    about: dict[str, Any]
+    q_scores: np.ndarray
+    null_scores: np.ndarray
+    member_ids: np.ndarray  # held-out members, for the checks (usage share, samples needed)
+    member_scores: np.ndarray
 
 
 _NULL_SOURCE = (
@@ -125,6 +159,7 @@ def verdict(
         "the null reference",
         "the null must never contain query samples; use --query test for non-members outside it",
     )
+    case = _Case(out, ds, splits, config, command, q_ds, q_ids, q_info, null_idx, fdr, alpha, decision, null_fraction)
     if method == "amint":
         from mintaudit.active import membership_scores
         from mintaudit.workdir.amint import load_delivered
@@ -146,37 +181,24 @@ def verdict(
                 "description": "training members; the aMINT head was trained on them too (the "
                 "published protocol): a positive control",
             }
-        null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
-        held = {"q_ds": q_ds, "member_ids": split.heldout_members}
-        held["member_scores"] = membership_scores(amodel, ds, split.heldout_members)
         about = {
             "method": "amint",
             "signal": "activations",
             "layer": "+".join(meta["taps"]),
             "detector": f"amint-head ({setup})",
         }
-        net, name, info = amodel.backbone, meta["backbone"]["name"], {}
-        return _finish_verdict(
-            out,
-            ds,
-            splits,
-            net,
-            name,
-            info,
-            config,
-            command,
-            q_ids,
-            q_info,
-            null_idx,
-            null_scores,
-            q_scores,
+        null_scores, q_scores = membership_scores(amodel, ds, null_idx), membership_scores(amodel, q_ds, q_ids)
+        scored = _Scored(
+            amodel.backbone,
+            meta["backbone"]["name"],
+            {},
             about,
-            fdr=fdr,
-            alpha=alpha,
-            decision=decision,
-            null_fraction=null_fraction,
-            **held,
+            q_scores=q_scores,
+            null_scores=null_scores,
+            member_ids=split.heldout_members,
+            member_scores=membership_scores(amodel, ds, split.heldout_members),
         )
+        return _finish_verdict(dataclasses.replace(case, q_info=q_info), scored)
     net, name, info = resolve_model(
         out, ds, model=model, weights=weights, splits=splits, allow_weak_model=allow_weak_model
     )
@@ -201,30 +223,7 @@ def verdict(
         choice = {"chosen": method, "given": True, "sentence": f"Method given with --method {method}."}
     if method not in ("passive-mint", "loss"):  # a registry attack
         return _attack_verdict(
-            out,
-            ds,
-            splits,
-            net,
-            name,
-            info,
-            config,
-            command,
-            q_ds,
-            q_ids,
-            q_info,
-            null_idx,
-            split,
-            report,
-            method,
-            choice,
-            attack_done.get(method),
-            model,
-            weights,
-            show_progress,
-            fdr=fdr,
-            alpha=alpha,
-            decision=decision,
-            null_fraction=null_fraction,
+            case, net, name, info, split, report, method, choice, attack_done.get(method), model, weights, show_progress
         )
     if method == "passive-mint":
         _refuse_overlap(
@@ -280,43 +279,16 @@ def verdict(
     about["choice"] = choice
 
     null_scores, q_scores = score(cache, null_idx), score(q_cache, q_ids)
-    held = {"q_ds": q_ds, "member_ids": split.heldout_members, "member_scores": score(cache, split.heldout_members)}
-    return _finish_verdict(
-        out,
-        ds,
-        splits,
-        net,
-        name,
-        info,
-        config,
-        command,
-        q_ids,
-        q_info,
-        null_idx,
-        null_scores,
-        q_scores,
-        about,
-        fdr=fdr,
-        alpha=alpha,
-        decision=decision,
-        null_fraction=null_fraction,
-        **held,
-    )
+    member_scores = score(cache, split.heldout_members)
+    scored = _Scored(net, name, info, about, q_scores, null_scores, split.heldout_members, member_scores)
+    return _finish_verdict(case, scored)
 
 
 def _attack_verdict(
-    out: Path,
-    ds: ImageDataset,
-    splits: Splits,
+    case: _Case,
     net: nn.Module,
     name: str,
     info: dict[str, Any],
-    config: SweepConfig,
-    command: list[str] | None,
-    q_ds: ImageDataset,
-    q_ids: np.ndarray,
-    q_info: dict[str, Any],
-    null_idx: np.ndarray,
     split: Any,
     report: dict[str, Any],
     method: str,
@@ -325,13 +297,9 @@ def _attack_verdict(
     model: str | None,
     weights: str | None,
     show_progress: bool | None,
-    *,
-    fdr: float,
-    alpha: float,
-    decision: str,
-    null_fraction: float,
 ) -> dict[str, Any]:
     """The verdict scored by the registry attack ``method``, from the reference models ``mintaudit attack`` cached."""
+    out, ds, splits, q_ds, q_ids, null_idx = case.out, case.ds, case.splits, case.q_ds, case.q_ids, case.null_idx
     if q_ds is not ds:
         raise ConfigError(
             f"--method {method} scores samples of the audited data set only (its scores are calibrated "
@@ -368,8 +336,7 @@ def _attack_verdict(
         if inside
         else np.asarray(scores.extra, dtype=np.float64)
     )
-    held = {"q_ds": q_ds, "member_ids": split.heldout_members}
-    held["member_scores"] = np.array([pool[i] for i in split.heldout_members.tolist()], dtype=np.float64)
+    member_scores = np.array([pool[i] for i in split.heldout_members.tolist()], dtype=np.float64)
     about = {
         "method": method,
         "signal": "outputs",
@@ -378,79 +345,42 @@ def _attack_verdict(
         "detector": f"{method} attack ({scores.info.get('n_reference', 0)} reference models)",
     }
     return _finish_verdict(
-        out,
-        ds,
-        splits,
-        net,
-        name,
-        info,
-        config,
-        command,
-        q_ids,
-        q_info,
-        null_idx,
-        null_scores,
-        q_scores,
-        about,
-        fdr=fdr,
-        alpha=alpha,
-        decision=decision,
-        null_fraction=null_fraction,
-        **held,
+        case, _Scored(net, name, info, about, q_scores, null_scores, split.heldout_members, member_scores)
     )
 
 
-def _finish_verdict(
-    out: Path,
-    ds: ImageDataset,
-    splits: Splits,
-    net: nn.Module,
-    name: str,
-    info: dict[str, Any],
-    config: SweepConfig,
-    command: list[str] | None,
-    q_ids: np.ndarray,
-    q_info: dict[str, Any],
-    null_idx: np.ndarray,
-    null_scores: np.ndarray,
-    q_scores: np.ndarray,
-    about: dict[str, Any],
-    *,
-    fdr: float,
-    alpha: float,
-    decision: str,
-    null_fraction: float,
-    q_ds: ImageDataset | None = None,
-    member_ids: np.ndarray | None = None,
-    member_scores: np.ndarray | None = None,
-) -> dict[str, Any]:
+def _finish_verdict(case: _Case, scored: _Scored) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
     from mintaudit.evaluation import dataset_test, sample_decisions
     from mintaudit.report import add_verdict, query_digest
     from mintaudit.report import set_verdict
 
-    per_sample = sample_decisions(q_scores, null_scores, fdr=fdr, alpha=alpha)
-    test = dataset_test(q_scores, null_scores, alpha=alpha, decision=decision)  # type: ignore[arg-type]
+    out, config, command, q_ids, q_info = case.out, case.config, case.command, case.q_ids, case.q_info
+    q_scores, null_scores, null_idx = scored.q_scores, scored.null_scores, case.null_idx
+    per_sample = sample_decisions(q_scores, null_scores, fdr=case.fdr, alpha=case.alpha)
+    test = dataset_test(q_scores, null_scores, alpha=case.alpha, decision=case.decision)  # type: ignore[arg-type]
     csv_path = _write_verdict_csv(out / "verdict.csv", q_ids, q_scores, per_sample)
     result = {
         **test.to_dict(),
-        **about,
+        **scored.about,
         "query": {**q_info, "n": int(len(q_ids)), "sha256": query_digest(str(q_info.get("source")), q_ids)},
         "null_reference": {
             "source": _NULL_SOURCE,
             "n": int(len(null_idx)),
-            "fraction_of_test": null_fraction,
+            "fraction_of_test": case.null_fraction,
             "seed": config.seed,
         },
         "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
         "command": " ".join(command or []),
     }
-    add_verdict_checks(result, q_ds=q_ds or ds, q_ids=q_ids, ds=ds, null_idx=null_idx, q_scores=q_scores, null_scores=null_scores, member_ids=member_ids, member_scores=member_scores, seed=config.seed)  # fmt: skip
+    add_verdict_checks(result, q_ds=case.q_ds, q_ids=q_ids, ds=case.ds, null_idx=null_idx, q_scores=q_scores, null_scores=null_scores, member_ids=scored.member_ids, member_scores=scored.member_scores, seed=config.seed)  # fmt: skip
     report_path = out / "report.json"
     report = (
         load_report(report_path)
         if report_path.is_file()
-        else report_for(out, ds, splits, name, net, info, config.to_dict(), command or [])
+        else report_for(
+            out, case.ds, case.splits, scored.name, scored.net, scored.info, config.to_dict(), command or []
+        )
     )
     set_verdict(report, result)  # checked
     add_verdict(report, result)  # kept per (query content, method): another query's verdict stays
