@@ -34,9 +34,9 @@ from typing import Any
 
 from mintaudit._tensor import use_device
 from mintaudit.active import ActiveConfig, HeadConfig
-from mintaudit.active.workflow import ActiveRunConfig, active_train
+from mintaudit.workdir import ActiveRunConfig, active_train
 from mintaudit.models import load_model
-from mintaudit.pipeline import prepare_data
+from mintaudit.workdir import prepare_data
 from mintaudit.training import TrainConfig
 from mintaudit.workdir.model import train_model
 

@@ -26,7 +26,7 @@ import argparse
 import time
 
 from mintaudit.attacks.run import AttackConfig
-from mintaudit.pipeline import attack, prepare_data, resolve_model
+from mintaudit.workdir import attack, prepare_data, resolve_model
 from mintaudit.training import TrainConfig
 
 from _bench import emit_result  # benchmarks/ is on sys.path when a script runs

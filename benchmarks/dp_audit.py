@@ -7,7 +7,7 @@ The training set is the members plus each of ``--canaries`` canaries with probab
 canaries are drawn from training-part samples no split uses), so one training run per setting
 serves every audit:
 
-* LOSS and passive MINT (one tap, ``--tap``) through ``pipeline.sweep`` on the members / external /
+* LOSS and passive MINT (one tap, ``--tap``) through ``mintaudit.workdir.sweep`` on the members / external /
   test split: AUC, TPR at 1% FPR and the epsilon lower bound of every result (Clopper-Pearson,
   threshold chosen on a separate half);
 * the one-run audit (Steinke, Nasr, Jagielski 2023) on the canaries scored by LOSS: the best of the
@@ -39,7 +39,7 @@ from mintaudit.data import Splits, load_dataset, make_splits
 from mintaudit.detectors import DetectorConfig
 from mintaudit.dp import DPConfig
 from mintaudit.passive import SweepConfig
-from mintaudit.pipeline import sweep, train_model
+from mintaudit.workdir import sweep, train_model
 from mintaudit.training import TrainConfig
 
 from _bench import emit_result  # benchmarks/ is on sys.path when a script runs

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from mintaudit.factors import PROFILES, factors_config, format_factors_table, run_factors
+from mintaudit.studies.factors import PROFILES, factors_config, format_factors_table, run_factors
 
 from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
 

@@ -30,7 +30,7 @@ import torch
 
 from mintaudit.detectors import DetectorConfig
 from mintaudit.gradient import GradientSweepConfig, budget_label, parse_budgets
-from mintaudit.pipeline import gradient_sweep, prepare_data, resolve_model, train_model
+from mintaudit.workdir import gradient_sweep, prepare_data, resolve_model, train_model
 from mintaudit.training import TrainConfig
 
 from _bench import emit_result  # benchmarks/ is on sys.path when a script runs

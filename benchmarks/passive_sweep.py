@@ -21,7 +21,7 @@ import torch
 
 from mintaudit.detectors import DetectorConfig
 from mintaudit.passive import SweepConfig
-from mintaudit.pipeline import prepare_data, resolve_model, sweep, train_model
+from mintaudit.workdir import prepare_data, resolve_model, sweep, train_model
 from mintaudit.report import format_table
 from mintaudit.training import TrainConfig
 

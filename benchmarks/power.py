@@ -48,7 +48,7 @@ from mintaudit.attacks import scores as attacks
 from mintaudit.evaluation import auc_score, dataset_test, sample_decisions
 from mintaudit.models import published_taps
 from mintaudit.passive import SweepConfig, audit_tap, passive_split
-from mintaudit.pipeline import prepare_data, resolve_model
+from mintaudit.workdir import prepare_data, resolve_model
 from mintaudit.signals import extract_signals, output_features
 from mintaudit.workdir.choice import choose_default
 

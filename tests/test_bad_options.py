@@ -289,11 +289,11 @@ def test_query_file_with_impossible_indices(refused, tmp_path, text, expect):
 
 
 def test_out_of_memory_is_one_line(refused, monkeypatch):
-    from mintaudit import pipeline
+    from mintaudit import workdir
 
     def huge(*args, **kwargs):
         raise MemoryError("Unable to allocate 16.3 TiB for an array")
 
-    monkeypatch.setattr(pipeline, "describe_layers", huge)
+    monkeypatch.setattr(workdir, "describe_layers", huge)
     line = refused(["layers", "tiny-cnn", "--dataset", "digits", "--image-size", "4096"])
     assert "out of memory" in line and "16.3 TiB" in line and "--image-size" in line

@@ -193,7 +193,7 @@ def test_helpers_and_training_give_the_same_state_on_every_rank(tmp_path):
 def test_train_then_extract_under_torchrun_equals_one_process(tmp_path):
     from mintaudit.data import Splits, load_dataset
     from mintaudit.models import load_model
-    from mintaudit.pipeline import resolve_taps
+    from mintaudit.workdir import resolve_taps
     from mintaudit.signals import SignalCache, extract_signals
 
     out = tmp_path / "run"

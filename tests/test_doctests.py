@@ -35,7 +35,7 @@ SKIPPED = {
     "mintaudit.attacks.registry": "registers a new attack for good",
     "mintaudit.attacks.loss": "needs a trained model and its signal cache",
     "mintaudit.gradient": "per-sample gradients of a trained model over a data set",
-    "mintaudit.pipeline": "the whole demo (minutes)",
+    "mintaudit.workdir": "the whole demo (minutes)",
     "mintaudit.data.idx": "reads data files",
     "mintaudit.data.images": "reads image folders",
     "mintaudit.data.svhn": "reads data files",

@@ -73,7 +73,7 @@ def test_dp_training_records_the_accountant_and_the_replacements(tmp_path, capsy
 def test_dp_training_is_seeded(tmp_path):
     from mintaudit.data import load_dataset, make_splits
     from mintaudit.dp import DPConfig
-    from mintaudit.pipeline import train_model
+    from mintaudit.workdir import train_model
     from mintaudit.training import TrainConfig
 
     ds = load_dataset(_npz(tmp_path))

@@ -8,7 +8,7 @@ import pytest
 
 from mintaudit.detectors import DetectorConfig
 from mintaudit.passive import SweepConfig
-from mintaudit.pipeline import demo, demo_lines, prepare_data, sweep, train_model
+from mintaudit.workdir import demo, demo_lines, prepare_data, sweep, train_model
 from mintaudit.report import load_report
 from mintaudit.training import TrainConfig
 

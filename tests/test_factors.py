@@ -12,7 +12,7 @@ import torch
 from mintaudit.cli import main
 from mintaudit.data import load_dataset
 from mintaudit.errors import ConfigError
-from mintaudit.factors import FACTORS, factors_config, member_pool, parse_grid, run_factors
+from mintaudit.studies.factors import FACTORS, factors_config, member_pool, parse_grid, run_factors
 from mintaudit.models import ModelSpec, build_model
 from mintaudit.training import TrainConfig, augment, augment_generator, train_classifier
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from mintaudit.cli import main
 from mintaudit.data import Splits, load_dataset
-from mintaudit.pipeline import null_split
+from mintaudit.workdir import null_split
 
 DIGITS = load_dataset("digits")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mintaudit.active.workflow import amint_result
+from mintaudit.workdir import amint_result
 from mintaudit.attacks.loss import LOSS_THRESHOLD_SOURCE, loss_split_scores
 from mintaudit.attacks.registry import register_attack, unregister_attack
 from mintaudit.attacks.run import AttackConfig, run_attacks

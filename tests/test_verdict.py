@@ -22,7 +22,7 @@ from mintaudit.detectors import DetectorConfig
 from mintaudit.errors import EvaluationError
 from mintaudit.evaluation import dataset_test, sample_decisions
 from mintaudit.passive import SweepConfig, audit_tap, passive_split
-from mintaudit.pipeline import null_split, prepare_data, train_model
+from mintaudit.workdir import null_split, prepare_data, train_model
 from mintaudit.report import new_report, render_html
 from mintaudit.report.schema import set_verdict
 from mintaudit.signals import extract_signals, output_features

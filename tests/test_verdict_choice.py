@@ -17,7 +17,7 @@ from mintaudit.attacks.run import attack_scores
 from mintaudit.cli import main
 from mintaudit.data import Splits, load_dataset
 from mintaudit.passive import passive_split
-from mintaudit.pipeline import null_split, resolve_model
+from mintaudit.workdir import null_split, resolve_model
 from mintaudit.workdir.choice import attack_config_of, calibration_auc, choose_method
 from mintaudit.workdir.model import model_spec
 
@@ -212,7 +212,7 @@ def test_default_chooses_on_validation_data_and_records_it(work, capsys):
     assert vals["heldout-members"]["choice"] == c
     assert c["sentence"] in printed and "Method chosen" in c["sentence"]
     # the null reference changes (another fraction of the test split); the choice does not
-    from mintaudit.pipeline import prepare_data, verdict
+    from mintaudit.workdir import prepare_data, verdict
 
     ds, splits = prepare_data(work["data"], out)
     v = verdict(out, ds, splits, query="heldout-members", null_fraction=0.3, allow_weak_model=True, show_progress=False)

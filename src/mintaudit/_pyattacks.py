@@ -135,7 +135,7 @@ def python_verdict(
 ) -> dict[str, Any]:
     """``mintaudit test --method METHOD --query QUERY`` on the audit's own sets (see :meth:`AuditResult.verdict`)."""
     from mintaudit.evaluation.statistics import DECISIONS, dataset_test, sample_decisions
-    from mintaudit.workdir.verdict import null_split
+    from mintaudit.data import null_split
 
     if method not in ATTACKS or attack_spec(method).result is not None:
         raise ConfigError(

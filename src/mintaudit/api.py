@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -32,14 +33,16 @@ from mintaudit.data.roles import check_role_sizes, read_roles
 from mintaudit._logits import logits_of
 from mintaudit._pyapi import check_arguments, check_module
 from mintaudit.detectors import DetectorConfig
-from mintaudit._tensor import device_of
+from mintaudit._tensor import device_of, resolve_device, use_device
+from mintaudit.distributed import require_group
+from mintaudit.distributed import scope as distributed_scope
 from mintaudit.errors import ConfigError, WeakModelError
 from mintaudit.gate import ModelCheck, check_model_accuracy
 from mintaudit.models import check_model
 from mintaudit.passive import Fusion, SweepConfig
 from mintaudit.preprocess import Preprocess
 from mintaudit.probe import probe_preprocessing
-from mintaudit.workdir.audit import sweep_model
+from mintaudit.sweeps import sweep_model
 from mintaudit._pyattacks import AttackSession, attack_config, attack_methods, python_verdict, run_python_attacks
 from mintaudit.report import add_result, write_report
 from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
@@ -140,6 +143,8 @@ def audit(
     references: int = 2,
     trainer_batch_size: int = 64,
     trainer_version: str | None = None,
+    device: str | torch.device | None = None,
+    distributed: bool = False,
 ) -> AuditResult:
     """Passive MINT and the LOSS baseline on the user's own model and data.
 
@@ -192,6 +197,12 @@ def audit(
         trainer_version: a name for your recipe in the reference cache key (default: a hash of its source).
             With attacks, the result keeps the model, the samples and the cache (a temporary folder without
             ``work_dir``, removed with the result) for :meth:`AuditResult.verdict`.
+        device: where the model runs and the MINT models train (``"cpu"``, ``"cuda"``, ``"cuda:N"``, as
+            ``--device``); the model is moved there for each pass and back after. None: the model's own device
+            (the MINT models on the CPU).
+        distributed: run over the process group (torchrun's, or one the caller initialised), each rank
+            extracting its share, as the command line does under torchrun. False: this process computes alone,
+            whatever group is initialised (a script under its own torchrun gets the same result on every rank).
 
     Returns:
         An :class:`AuditResult`; ``result.write(folder)`` writes ``report.json`` and ``report.html``.
@@ -204,9 +215,13 @@ def audit(
         ModelError: not an ``nn.Module``, weights on the meta device, a forward that fails on the inputs, or an
             output with no logits by the rule above, or of the wrong width.
         ConfigError: a number out of range (``n_bootstrap``, ``seed``, ``batch_size``, ``known_fraction``,
-            ``num_classes``), a bad ``fusion``, ``tap_mode`` or ``tap_budget``.
+            ``num_classes``), a bad ``fusion``, ``tap_mode`` or ``tap_budget``, an unknown ``device``, ``distributed=True``
+            without a process group.
     """
     check_module(model)
+    run_device = None if device is None else resolve_device(device)  # an unknown device: refused before any work
+    if distributed:
+        require_group()
     _check_num_classes(num_classes)
     check_arguments(
         "audit",
@@ -249,6 +264,9 @@ def audit(
     )
     data = read_roles(members, external, test, preprocess=preprocess)
     check_role_sizes(data.sizes, known_fraction)
+    scope = contextlib.ExitStack()  # the run's device and whether it is distributed; both restored below
+    scope.enter_context(distributed_scope(distributed))
+    scope.enter_context(use_device(run_device))
     was_training = model.training
     model.eval()
     try:
@@ -295,6 +313,7 @@ def audit(
                 tmp.cleanup()
     finally:
         model.train(was_training)
+        scope.close()
     return AuditResult(check, [ResultRow.from_dict(r) for r in report["results"]], report, session)
 
 

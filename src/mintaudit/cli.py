@@ -24,7 +24,7 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from mintaudit import pipeline
+    from mintaudit import workdir
     from mintaudit.detectors import DetectorConfig
     from mintaudit.errors import ConfigError
     from mintaudit.passive import SweepConfig
@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     show = False if args.quiet else None
     command = ["mintaudit", *argv]
     if args.verb == "layers":
-        layers = pipeline.describe_layers(
+        layers = workdir.describe_layers(
             _model(args, args.model_ref),
             args.dataset,
             data_root=args.data_root,
@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"{info.index:>5}  {info.name:<28} {info.type:<14} {shape}")
         return 0
     if args.verb == "report":
-        json_path, html_path, table = pipeline.render(args.report_path)
+        json_path, html_path, table = workdir.render(args.report_path)
         print(table)
         print(f"wrote {html_path}")
         return 0
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         check_audit(args.canaries, guesses=guesses, confidence=args.confidence, delta=dp.delta if dp else 1e-5)
     out = Path(args.out)
     if args.verb == "demo":
-        report = pipeline.demo(
+        report = workdir.demo(
             out,
             dataset=args.dataset,
             data_root=args.data_root,
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             show_progress=show,
         )
         print(format_table(report))
-        print("\n".join(pipeline.demo_lines(report, out)))  # the verdicts in words, then where the report is
+        print("\n".join(workdir.demo_lines(report, out)))  # the verdicts in words, then where the report is
         return 0
     if args.verb == "audit":  # the whole audit in one command (mintaudit.cli_audit); options checked before the data
         from mintaudit.cli_audit import run_audit
@@ -101,14 +101,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return run_audit(args, lambda: _data(args, out), _model(args), command, show)
     ds, splits = _data(args, out)
     if args.verb == "splits":
-        print(pipeline.describe_splits(ds, splits))
+        print(workdir.describe_splits(ds, splits))
         print(f"wrote {Path(args.splits) if args.splits else out / 'splits.json'}")
         return 0
     if args.verb == "train":
         cfg = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed
         )
-        _, info = pipeline.train_model(
+        _, info = workdir.train_model(
             out, ds, splits, model=args.model, config=cfg, resume=args.resume, show_progress=show, dp=dp
         )
         print(
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         cfg = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed
         )
-        a = pipeline.audit_dp(
+        a = workdir.audit_dp(
             out,
             ds,
             splits,
@@ -159,7 +159,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"wrote {out / 'audit-dp.json'}, {out / 'report.json'} and {out / 'report.html'}")
         return 0
     if args.verb == "extract":
-        path = pipeline.extract(
+        path = workdir.extract(
             out,
             ds,
             splits,
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"signals cached in {path}")
         return 0
     if args.verb == "attack":
-        from mintaudit.attacks.run import AttackConfig
+        from mintaudit.attacks import AttackConfig
 
         fixed = {"auto": None, "yes": True, "no": False}[args.fixed_variance]
         legacy, options = _attack_options(args)
@@ -189,7 +189,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             seed=args.seed,
             trainer=_trainer(args),
         )
-        report = pipeline.attack(
+        report = workdir.attack(
             out,
             ds,
             splits,
@@ -219,7 +219,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.verb == "fit":
         if not args.layer:
             raise ConfigError("fit needs --layer (a name, an index or a glob); list them with 'mintaudit layers'")
-        result = pipeline.fit_tap(
+        result = workdir.fit_tap(
             out,
             ds,
             splits,
@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         print(json.dumps({k: result[k] for k in ("layer", "signal", "detector", "metrics", "ci95")}, indent=2))
         return 0
     if args.verb == "test":
-        v = pipeline.verdict(
+        v = workdir.verdict(
             out,
             ds,
             splits,
@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             f"  per sample: {s['n_flagged_bh']} flagged at FDR {s['fdr']:g} (Benjamini-Hochberg), {s['n_flagged_alpha']} "
             f"at p <= {s['alpha']:g} (~{s['expected_false_flags_alpha']:.1f} expected if none is a member)"
         )
-        from mintaudit.report.verdict_text import verdict_check_lines
+        from mintaudit.report import verdict_check_lines
 
         print("\n".join(verdict_check_lines(v)))  # blind baseline, usage share, samples needed
         print(f"wrote {out / 'verdict.csv'}, {out / 'report.json'} and {out / 'report.html'}")
@@ -302,7 +302,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             n_bootstrap=args.bootstrap,
             seed=args.seed,
         )
-        report = pipeline.gradient_sweep(
+        report = workdir.gradient_sweep(
             out,
             ds,
             splits,
@@ -316,7 +316,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             allow_weak_model=args.allow_weak_model,
         )
     else:
-        report = pipeline.sweep(
+        report = workdir.sweep(
             out,
             ds,
             splits,
@@ -348,12 +348,12 @@ def _save_config(args: argparse.Namespace, command: list[str]) -> None:
 
 def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     """The data set (as the audited model's view) and the splits, from the data options of any verb."""
-    from mintaudit import pipeline
+    from mintaudit import workdir
 
     preprocess = _given_preprocess(args)
     if args.verb not in ("train", "audit-dp"):  # the model's declared preprocessing, or a refusal when flags differ
-        preprocess = pipeline.model_preprocess(_model(args), preprocess)
-    return pipeline.prepare_data(
+        preprocess = workdir.model_preprocess(_model(args), preprocess)
+    return workdir.prepare_data(
         args.dataset,
         out,
         data_root=args.data_root,
@@ -372,7 +372,7 @@ def _data(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
 
 def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
     """--model as the workdir functions take it: the locator, or a TargetRef with --model-arg/--accept-preprocessing."""
-    from mintaudit.workdir.target import TargetRef
+    from mintaudit.workdir import TargetRef
 
     locator = locator if locator is not None else getattr(args, "model", None)
     kwargs = _key_values(getattr(args, "model_arg", []) or [], "--model-arg")
@@ -388,8 +388,8 @@ def _model(args: argparse.Namespace, locator: str | None = None) -> Any:
 
 def _attack_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """--attack-opt (and the deprecated --rmia-a) checked by each attack's options dataclass."""
-    from mintaudit.attacks.options import parse_attack_options, split_legacy
-    from mintaudit.attacks.registry import attack_options
+    from mintaudit.attacks import parse_attack_options, split_legacy
+    from mintaudit.attacks import attack_options
 
     alias = [] if args.rmia_a is None else [f"rmia.a={args.rmia_a}"]  # an --attack-opt given too wins
     specs = attack_options()
@@ -401,7 +401,7 @@ def _attack_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def _trainer(args: argparse.Namespace) -> Any:
     """--trainer / --trainer-arg as a ReferenceTrainer (None: the package's loop)."""
-    from mintaudit.attacks.trainers import load_trainer
+    from mintaudit.attacks import load_trainer
     from mintaudit.errors import ConfigError
 
     kwargs = _key_values(args.trainer_arg or [], "--trainer-arg")
@@ -414,7 +414,7 @@ def _trainer(args: argparse.Namespace) -> Any:
 
 def _factors(args: argparse.Namespace, command: list[str], show: bool | None) -> int:
     from mintaudit._io import atomic_write_json
-    from mintaudit.factors import factors_config, format_factors_table, run_factors
+    from mintaudit.studies.factors import factors_config, format_factors_table, run_factors
 
     config = factors_config(
         args.profile,
@@ -440,7 +440,7 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
     from mintaudit.report import format_table
 
     if args.active_verb == "query":
-        from mintaudit.active.workflow import active_query
+        from mintaudit.workdir import active_query
 
         answers = active_query(args.model_dir, args.images, csv_path=args.csv, json_path=args.json)
         for a in answers:
@@ -452,14 +452,14 @@ def _active(args: argparse.Namespace, command: list[str], show: bool | None) -> 
     out = Path(args.out)
     ds, splits = _data(args, out)
     if args.active_verb == "eval":
-        from mintaudit.active.workflow import active_eval
+        from mintaudit.workdir import active_eval
 
         report = active_eval(
             out, ds, splits, setup=args.setup, n_bootstrap=args.bootstrap, seed=args.seed, command=command
         )
     else:
         from mintaudit.active import ActiveConfig, HeadConfig
-        from mintaudit.active.workflow import ActiveRunConfig, active_train
+        from mintaudit.workdir import ActiveRunConfig, active_train
 
         widths = None
         if args.head_widths:

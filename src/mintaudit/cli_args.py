@@ -27,8 +27,8 @@ RECORD_VERBS = ("splits", "train", "extract", "fit", "sweep", "test", "attack", 
 def _defaults() -> SimpleNamespace:
     """The config dataclasses' defaults: the one source of every default an option shares with them."""
     from mintaudit.active import ActiveConfig
-    from mintaudit.active.workflow import ActiveRunConfig
-    from mintaudit.attacks.run import AttackConfig
+    from mintaudit.workdir import ActiveRunConfig
+    from mintaudit.attacks import AttackConfig
     from mintaudit.detectors import DetectorConfig
     from mintaudit.passive import SweepConfig
     from mintaudit.training import TrainConfig
@@ -52,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data(p: argparse.ArgumentParser, *, sizes: bool = True, preprocess: bool = True) -> None:
     g = p.add_argument_group("data")
-    from mintaudit.data.registry import dataset_help  # the registered data sets
+    from mintaudit.data import dataset_help  # the registered data sets
 
     g.add_argument("--dataset", default="digits", help=f"{dataset_help()} (default: %(default)s)")
     g.add_argument("--data-root", help="folder holding the data set files (default: $MINTAUDIT_DATA/<name>)")
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_model(p)
     _add_gate(p)
-    from mintaudit.attacks.options import methods_help, options_help  # generated from the attack registry
+    from mintaudit.attacks import methods_help, options_help  # generated from the attack registry
 
     p.add_argument("--methods", default="loss,entropy,rmia", help=methods_help())
     p.add_argument(

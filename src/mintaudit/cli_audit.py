@@ -74,7 +74,7 @@ def run_audit(
     from mintaudit.detectors import DetectorConfig
     from mintaudit.passive import SweepConfig
     from mintaudit.signals import DEFAULT_TAP_BUDGET, parse_tap_budget
-    from mintaudit.workdir.oneshot import audit_run, check_references
+    from mintaudit.workdir import audit_run, check_references
 
     check_references(args.references)
     if args.query and ":" not in args.query and args.query not in ("heldout-members", "test"):
@@ -120,8 +120,8 @@ def run_audit(
 
 def print_audit(found: dict[str, Any], out: Path) -> None:
     """The answer first (or how to get one), then the best row of each family, then where the files are."""
-    from mintaudit.report.verdict_text import blind_text
-    from mintaudit.workdir.oneshot import answer_lines, row_line
+    from mintaudit.report import blind_text
+    from mintaudit.workdir import answer_lines, row_line
 
     v = found["verdict"]
     if v is not None:

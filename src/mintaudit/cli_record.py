@@ -49,7 +49,7 @@ def audit_record(args: argparse.Namespace, argv: Sequence[str]) -> Iterator[None
     if args.verb not in RECORD_VERBS or not getattr(args, "out", None):
         yield
         return
-    from mintaudit.workdir.record import archive_record, check_options, check_report, load_record
+    from mintaudit.workdir import archive_record, check_options, check_report, load_record
 
     out = Path(args.out)
     if getattr(args, "new_record", False) and int(os.environ.get("RANK", "0")) == 0:
@@ -70,7 +70,7 @@ def audit_record(args: argparse.Namespace, argv: Sequence[str]) -> Iterator[None
 def _update(args: argparse.Namespace, out: Path, record: dict[str, Any] | None) -> None:
     """Add the parts the command made to the record, and write it when anything is new."""
     from mintaudit.data import Splits
-    from mintaudit.workdir.record import data_part, write_record
+    from mintaudit.workdir import data_part, write_record
 
     rec = dict(record or {})
     changed = not (out / "record.json").is_file()  # a new or adopted record is written once
@@ -107,24 +107,24 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
 
     from mintaudit.models import load_weights, model_fingerprint
     from mintaudit.preprocess import Preprocess
-    from mintaudit.workdir.record import model_part, weights_sha256
+    from mintaudit.workdir import model_part, weights_sha256
 
     from mintaudit.targets import split_scheme
 
     if split_scheme(str(getattr(args, "model", None) or ""))[0] is not None and args.verb != "train":
         return _scheme_part(args, out)
     if getattr(args, "weights", None) and args.verb != "train":
-        from mintaudit import pipeline
+        from mintaudit import workdir
 
         pre = Preprocess.parse(args.mean, args.std, args.grey_to_rgb)
-        ds, _ = pipeline.prepare_data(
+        ds, _ = workdir.prepare_data(
             args.dataset, out, data_root=args.data_root, image_size=args.image_size, splits_path=args.splits,
             preprocess=pre,
         )  # fmt: skip
         from mintaudit.models import build_model
 
         model_args = key_values(getattr(args, "model_arg", []) or [], "--model-arg")
-        net = load_weights(build_model(pipeline.spec_for(args.model, ds, model_args)), args.weights)
+        net = load_weights(build_model(workdir.spec_for(args.model, ds, model_args)), args.weights)
         part = model_part(
             locator=args.model,
             in_out=False,
@@ -138,19 +138,19 @@ def _model_part(args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
     model_json = out / "model" / "model.json"
     if not model_json.is_file():
         return None
-    from mintaudit.workdir.record import trained_model_part
+    from mintaudit.workdir import trained_model_part
 
     return trained_model_part(out, json.loads(model_json.read_text(encoding="utf-8")))
 
 
 def _scheme_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The model part of ``hf:DIR``, ``onnx:FILE`` or ``export:FILE``: the locator and the hash of its files."""
-    from mintaudit import pipeline
-    from mintaudit.workdir.record import absolute_locator, locator_sha256, model_part
+    from mintaudit import workdir
+    from mintaudit.workdir import absolute_locator, locator_sha256, model_part
 
     from mintaudit.preprocess import DEFAULT_PREPROCESS
 
-    preprocess = pipeline.model_preprocess(args.model, given_preprocess(args)) or DEFAULT_PREPROCESS
+    preprocess = workdir.model_preprocess(args.model, given_preprocess(args)) or DEFAULT_PREPROCESS
     part = model_part(
         locator=absolute_locator(args.model),
         in_out=False,

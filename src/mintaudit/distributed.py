@@ -6,6 +6,11 @@ shard of every epoch, the extraction writes each rank's rows of the cache, and w
 computed is gathered so that metrics count every sample exactly once. Outside torchrun (or with
 one process) every helper here is a no-op and nothing changes.
 
+mintaudit runs collectives only when asked: the command line under torchrun, an explicit
+:func:`init`, or ``distributed=True`` (:func:`scope`, ``mintaudit.audit(distributed=True)``). A library
+call in a script whose own process group is initialised (the user's torchrun) computes alone, on
+every rank, and never joins a collective the other ranks did not ask for.
+
 The process group uses gloo for CPU tensors and NCCL for CUDA tensors (``cpu:gloo,cuda:nccl``
 when CUDA and NCCL are there, plain gloo otherwise); torchrun's environment (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) is the rendezvous.
@@ -37,6 +42,8 @@ from mintaudit.errors import ConfigError
 __all__ = [
     "launched",
     "init",
+    "scope",
+    "require_group",
     "is_active",
     "rank",
     "world_size",
@@ -63,6 +70,8 @@ __all__ = [
 
 T = TypeVar("T", np.ndarray, torch.Tensor)
 
+_ASKED = [False]  # whether mintaudit's collectives may run (init(), the command line, distributed=True)
+
 
 def _env_int(name: str, default: int) -> int:
     try:
@@ -77,40 +86,82 @@ def launched() -> bool:
 
 
 def init() -> bool:
-    """Join the process group torchrun set up (idempotent); return whether this run is distributed.
+    """Join the process group torchrun set up (idempotent) and let mintaudit's collectives run over it;
+    return whether this run is distributed.
 
-    Outside torchrun, or with ``WORLD_SIZE=1``, nothing happens and False is returned. On a
-    machine with CUDA the process's GPU is set to ``LOCAL_RANK`` first.
+    A process group the caller initialised is used as it is. Outside torchrun without one, or with
+    ``WORLD_SIZE=1``, nothing happens and False is returned. On a machine with CUDA the process's
+    GPU is set to ``LOCAL_RANK`` first.
 
     Raises:
         ConfigError: launched by torchrun but this PyTorch build has no ``torch.distributed``.
     """
     if is_active():
         return True
-    if not launched():
-        return False
     import torch.distributed as dist
 
+    if dist.is_available() and dist.is_initialized():  # the caller's own group, given to mintaudit
+        _ASKED[0] = True
+        return is_active()
+    if not launched():
+        return False
     if not dist.is_available():
         raise ConfigError(
             "launched by torchrun, but this PyTorch build has no torch.distributed; "
             "install a build with it, or run without torchrun"
         )
-    if dist.is_initialized():  # by the caller, with one process in all
-        return is_active()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
     backend = "cpu:gloo,cuda:nccl" if cuda and dist.is_nccl_available() else "gloo"
     dist.init_process_group(backend=backend)
+    _ASKED[0] = True
     return is_active()
 
 
-def is_active() -> bool:
-    """True inside an initialised process group of more than one rank (False inside :func:`alone`)."""
+def require_group() -> None:
+    """Refuse ``distributed=True`` where there is no process group to run on (none initialised, no torchrun).
+
+    Raises:
+        ConfigError: neither torchrun's environment nor an initialised process group.
+    """
     import torch.distributed as dist
 
-    return not _ALONE.get() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if not (launched() or (dist.is_available() and dist.is_initialized())):
+        raise ConfigError(
+            "distributed=True needs a process group: run the script under torchrun, or call "
+            "torch.distributed.init_process_group first (or leave distributed=False)"
+        )
+
+
+@contextlib.contextmanager
+def scope(enabled: bool) -> Iterator[None]:
+    """Within the block, mintaudit's collectives run (``enabled``: joining torchrun's group or using the one
+    already initialised) or not (a process group the caller initialised is left alone); restored on exit.
+
+    Raises:
+        ConfigError: ``enabled`` where there is no process group (:func:`require_group`).
+    """
+    previous = _ASKED[0]
+    if enabled:
+        require_group()
+        init()
+    else:
+        _ASKED[0] = False
+    try:
+        yield
+    finally:
+        _ASKED[0] = previous
+
+
+def is_active() -> bool:
+    """True inside an initialised process group of more than one rank that mintaudit was asked to use
+    (False inside :func:`alone`)."""
+    import torch.distributed as dist
+
+    return (
+        _ASKED[0] and not _ALONE.get() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    )
 
 
 def rank() -> int:
@@ -347,6 +398,7 @@ def shutdown() -> None:
     """Leave the process group (no-op outside one)."""
     import torch.distributed as dist
 
+    _ASKED[0] = False
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -90,9 +90,9 @@ _LATER_OPTIONS: dict[str, Any] = {"augment": False, "label_smoothing": 0.0}
 def start_training(
     model: nn.Module, device: str | torch.device | None, seed: int, lr: float, weight_decay: float
 ) -> tuple[torch.device, torch.device, torch.Generator, torch.optim.Adam]:
-    """Join torchrun's group (if any), move the model to its device (channels-last on CUDA), seed,
-    and make the sampling generator and Adam. Returns (the model's original device, its device, generator, optimiser)."""
-    distributed.init()
+    """Move the model to its device (channels-last on CUDA), seed, and make the sampling generator and Adam
+    (distributed where the run was asked to be: :mod:`mintaudit.distributed`). Returns (the model's original
+    device, its device, generator, optimiser)."""
     home, dev = device_of(model), resolve_device(device, model)
     if dev != home:
         model.to(dev)

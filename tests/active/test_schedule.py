@@ -86,7 +86,7 @@ def test_cosine_resume_equals_uninterrupted_run_and_refuses_another_length(toy_d
 @pytest.mark.parametrize("given, expected", [([], "constant"), (["--lr-schedule", "cosine"], "cosine")])
 def test_the_cli_passes_the_schedule(given, expected, tmp_path, monkeypatch):
     """`mintaudit active train --lr-schedule` reaches ActiveConfig (the run itself is stopped at the call)."""
-    import mintaudit.active.workflow as workflow
+    import mintaudit.workdir as workflow
     from mintaudit.cli import main
 
     seen = {}

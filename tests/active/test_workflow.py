@@ -133,7 +133,7 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys):
 def test_verdict_with_the_delivered_model(trained, capsys):
     """`mintaudit test --method amint`: the delivered model's membership probability, tested against the null."""
     from mintaudit.active import load_active, membership_scores
-    from mintaudit.pipeline import null_split, prepare_data
+    from mintaudit.workdir import null_split, prepare_data
 
     assert main(["test", "--out", str(trained), *ARGS, "--method", "amint", "--query", "heldout-members"]) == 0
     assert "against a null reference" in capsys.readouterr().out

@@ -54,7 +54,7 @@ def test_clone_get_params_set_params():
     det = MintDetector()
     params = det.get_params()
     fields = {f.name: f.default for f in dataclasses.fields(DetectorConfig)}
-    assert params == {**fields, "show_progress": None}
+    assert params == {**fields, "show_progress": None, "device": None}
     copy = clone(MintDetector(kind="cnn", epochs=3, seed=7))
     assert copy.get_params()["kind"] == "cnn" and copy.get_params()["seed"] == 7
     assert det.set_params(epochs=2, pooling="mean") is det and (det.epochs, det.pooling) == (2, "mean")
@@ -65,7 +65,7 @@ def test_clone_get_params_set_params():
 def test_from_config_has_the_config_values():
     cfg = DetectorConfig(kind="mlp", pooling="flatten", width=8, hidden=16, epochs=3, seed=5)
     det = MintDetector.from_config(cfg, show_progress=False)
-    assert det.get_params() == {**dataclasses.asdict(cfg), "show_progress": False}
+    assert det.get_params() == {**dataclasses.asdict(cfg), "show_progress": False, "device": None}
     assert MintDetector.from_config().get_params() == MintDetector().get_params()
 
 

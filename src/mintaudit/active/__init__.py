@@ -11,6 +11,8 @@ from mintaudit.active.head import HeadConfig, MintHead
 from mintaudit.active.model import ActiveModel
 from mintaudit.active.loop import export_auditable, make_auditable, paired_batches
 from mintaudit.active.train import ActiveConfig, ActiveResult, AmintLoss, membership_scores, task_accuracy, train_active
+from mintaudit.active.train import task_correct
+
 
 __all__ = [
     "ActiveModel",
@@ -29,4 +31,5 @@ __all__ = [
     "load_active",
     "query_images",
     "Prediction",
+    "task_correct",
 ]

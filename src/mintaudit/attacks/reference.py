@@ -158,8 +158,8 @@ def train_reference_models(
         trainer: the user's recipe and/or model builder (:class:`ReferenceTrainer`); None: the
             package's loop on ``build_model(spec)``. Its description is part of the cache key.
 
-    Under torchrun (see :mod:`mintaudit.distributed`; the process group is joined here, as in
-    :func:`~mintaudit.training.train_classifier`) the models are trained task-parallel: model r
+    Where mintaudit runs over a process group (:func:`mintaudit.distributed.init`: the command line
+    under torchrun, or ``distributed=True``) the models are trained task-parallel: model r
     whole by rank ``r % world_size``, alone, into the shared cache; then every rank loads all of
     them from it. The models equal one process's, bit for bit (each depends on its seed and half).
 
@@ -195,7 +195,7 @@ def train_reference_models(
         return _train_one(spec, dataset, p, trainer, show, {"reference_index": p.r, **about})
 
     # under torchrun, task-parallel: model r by rank r % world_size, each alone, into the shared cache
-    if distributed.init():
+    if distributed.is_active():  # the command line under torchrun, or distributed=True
         show = show_progress if distributed.is_main() else False
         where = {"rank": distributed.rank(), "world_size": distributed.world_size()}
         by_rank = distributed.share_tasks(missing, lambda r: fit(plans[r], show, {"trained_by": where}))

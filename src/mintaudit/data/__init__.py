@@ -21,8 +21,10 @@ from mintaudit.data.registry import (
     unregister_dataset,
 )
 from mintaudit.data.source import PoolSource
-from mintaudit.data.splits import Splits, make_splits
+from mintaudit.data.splits import Splits, make_splits, null_split
 from mintaudit.data.store import PoolStore
+from mintaudit.data.member_lists import read_sample_list, splits_with
+
 
 __all__ = [
     "ImageDataset",
@@ -36,6 +38,7 @@ __all__ = [
     "unregister_dataset",
     "Splits",
     "make_splits",
+    "null_split",
     "read_idx",
     "read_cifar_binary",
     "read_cifar_python",
@@ -45,4 +48,6 @@ __all__ = [
     "read_tiny_imagenet",
     "read_npz",
     "resize_images",
+    "read_sample_list",
+    "splits_with",
 ]

@@ -20,7 +20,7 @@ from mintaudit._io import atomic_write_json
 from mintaudit.data._base import ImageDataset
 from mintaudit.errors import ConfigError, CorruptFileError, DataNotFoundError, SplitError
 
-__all__ = ["SPLITS_SCHEMA", "SPLIT_NAMES", "PassiveSplit", "Splits", "make_splits", "passive_split"]
+__all__ = ["SPLITS_SCHEMA", "SPLIT_NAMES", "PassiveSplit", "Splits", "make_splits", "null_split", "passive_split"]
 
 SPLITS_SCHEMA = "mintaudit/splits@1"
 SPLIT_NAMES: tuple[str, str, str] = ("members", "external", "test")
@@ -280,3 +280,25 @@ def passive_split(splits: Splits, *, known_fraction: float = 0.5, seed: int = 0)
     if k == 0 or k == len(members):
         raise ConfigError(f"{len(members)} members cannot be split into known and held-out parts; use more members")
     return PassiveSplit(np.sort(members[:k]), np.sort(members[k:]), splits.external, splits.test)
+
+
+def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split the non-member test samples into the null reference and the ``test`` query pool.
+
+    Args:
+        splits: the work directory's splits.
+        fraction: the share of the test split that forms the null reference.
+        seed: the draw is ``numpy.random.default_rng([seed, 1])``: fixed for a work directory.
+
+    Returns:
+        (null, test_pool): sorted int64 pool indices, disjoint, together the test split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"the null reference's fraction of the test split must lie in (0, 1); given {fraction}")
+    test = np.random.default_rng([seed, 1]).permutation(splits.test)
+    k = int(round(fraction * len(test)))
+    if k == 0 or k == len(test):
+        raise ConfigError(
+            f"{len(test)} test samples cannot be split into a null reference and a query pool; use more --test samples"
+        )
+    return np.sort(test[:k]), np.sort(test[k:])

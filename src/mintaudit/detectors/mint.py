@@ -37,6 +37,7 @@ from torch import nn
 
 from mintaudit._io import atomic_path, atomic_write_json
 from mintaudit._progress import progress
+from mintaudit._tensor import device_of, resolve_device
 from mintaudit.detectors.registry import DetectorConfig, Kind, Pooling, detector_kind, register_detector
 from mintaudit.errors import ConfigError, CorruptFileError, NotFittedError, SignalError
 from mintaudit.evaluation.metrics import auc_score
@@ -167,7 +168,9 @@ class MintDetector(ClassifierMixin, BaseEstimator):
     """A MINT model with the scikit-learn estimator contract (binary: 1 = member, 0 = external).
 
     The parameters are those of :class:`DetectorConfig` (validated by ``fit``), plus
-    ``show_progress`` (progress bar over epochs; None = only on a terminal). ``__init__`` only
+    ``show_progress`` (progress bar over epochs; None = only on a terminal) and ``device`` (where it
+    trains and scores: ``cpu``, ``cuda`` or ``cuda:N``; None = the run's device, set by ``--device`` or
+    ``mintaudit.audit(device=...)``, else the CPU; a loaded detector is on the CPU). ``__init__`` only
     stores them, so ``get_params`` / ``set_params`` / ``sklearn.base.clone`` work; learned state
     ends in ``_``. Build one from a config with :meth:`from_config`.
 
@@ -195,6 +198,7 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         val_fraction: float = 0.2,
         seed: int = 0,
         show_progress: bool | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         self.kind = kind
         self.pooling = pooling
@@ -209,11 +213,18 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.seed = seed
         self.show_progress = show_progress
+        self.device = device
 
     @classmethod
-    def from_config(cls, config: DetectorConfig | None = None, *, show_progress: bool | None = None) -> MintDetector:
+    def from_config(
+        cls,
+        config: DetectorConfig | None = None,
+        *,
+        show_progress: bool | None = None,
+        device: str | torch.device | None = None,
+    ) -> MintDetector:
         """A detector with the hyper-parameters of ``config`` (default: ``DetectorConfig()``)."""
-        return cls(**asdict(config or DetectorConfig()), show_progress=show_progress)
+        return cls(**asdict(config or DetectorConfig()), show_progress=show_progress, device=device)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -270,7 +281,8 @@ class MintDetector(ClassifierMixin, BaseEstimator):
             e = (torch.from_numpy(np.asarray(extra[rows], np.float32)) - torch.from_numpy(self.extra_mean_)) / (
                 torch.from_numpy(self.extra_std_)
             )
-        return x, e
+        dev = device_of(self.net_)
+        return x.to(dev), (None if e is None else e.to(dev))
 
     # ---- the estimator contract ---------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, extra: np.ndarray | None = None) -> MintDetector:
@@ -291,6 +303,7 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         """
         params = self.get_params()
         params.pop("show_progress")
+        device = resolve_device(params.pop("device"))  # an unknown device: ConfigError, in one line
         cfg = DetectorConfig(**params)  # validates the hyper-parameters
         X = _as_2d_or_4d(X)
         classes, y = _binary_target(y, len(X))
@@ -307,14 +320,19 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.__dict__.pop("net_", None)
         try:
-            with torch.random.fork_rng(devices=[]):  # CPU only, as the detector; restored on exit
+            # the CPU generator (and the detector's GPU's, for dropout there) seeded, restored on exit
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.default_generator.manual_seed(cfg.seed)
-                return self._fit(cfg, X, y, extra)
+                if device.type == "cuda":
+                    torch.cuda.default_generators[device.index].manual_seed(cfg.seed)
+                return self._fit(cfg, X, y, extra, device)
         except BaseException:
             self.__dict__.pop("net_", None)  # a fit that failed leaves no fitted-looking detector
             raise
 
-    def _fit(self, cfg: DetectorConfig, X: Any, y: np.ndarray, extra: np.ndarray | None) -> MintDetector:
+    def _fit(
+        self, cfg: DetectorConfig, X: Any, y: np.ndarray, extra: np.ndarray | None, device: torch.device
+    ) -> MintDetector:
         kind = self.kind_
         rng = np.random.default_rng(cfg.seed)
         val_rows, train_rows = [], []
@@ -336,11 +354,11 @@ class MintDetector(ClassifierMixin, BaseEstimator):
             self.extra_mean_ = ex.mean(0)
             self.extra_std_ = np.where(ex.std(0) > 1e-6, ex.std(0), 1.0).astype(np.float32)
         in_dim = int(np.prod(self._features(X, train[:1]).shape[1:]))
-        self.net_ = _Net(kind, in_dim, self.input_shape_[0], self.extra_dim_, cfg)
+        self.net_ = _Net(kind, in_dim, self.input_shape_[0], self.extra_dim_, cfg).to(device)  # drawn on the CPU
         n_pos = float(y[train].sum())
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train) - n_pos) / max(n_pos, 1.0)))
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train) - n_pos) / max(n_pos, 1.0), device=device))
         opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        yt = torch.from_numpy(y)
+        yt = torch.from_numpy(y).to(device)
         best = (-1.0, None, 0)
         self.history_: list[dict[str, float]] = []
         bar = progress(range(cfg.epochs), desc=f"fit {kind} MINT", enabled=self.show_progress, unit="epoch")
@@ -382,7 +400,7 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         out = []
         for start in range(0, len(rows), _CHUNK):
             x, e = self._batch(X, extra, rows[start : start + _CHUNK])
-            out.append(self.net_(x, e).numpy())
+            out.append(self.net_(x, e).float().cpu().numpy())
         self.net_.train(was_training)
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
@@ -418,7 +436,7 @@ class MintDetector(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {f"net.{k}": v.contiguous() for k, v in self.net_.state_dict().items()}
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
         tensors["mean"], tensors["std"] = torch.from_numpy(self.mean_), torch.from_numpy(self.std_)
         if self.extra_dim_:
             tensors["extra_mean"] = torch.from_numpy(self.extra_mean_)

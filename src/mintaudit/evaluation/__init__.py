@@ -25,6 +25,8 @@ from mintaudit.evaluation.statistics import (
     sample_decisions,
 )
 from mintaudit.evaluation.usage import SamplesNeeded, UsageShare, samples_needed, usage_share
+from mintaudit.evaluation.statistics import DECISIONS
+
 
 __all__ = [
     "TARGET_FPRS",
@@ -55,4 +57,5 @@ __all__ = [
     "sample_decisions",
     "threshold_metrics",
     "tpr_at_fpr",
+    "DECISIONS",
 ]

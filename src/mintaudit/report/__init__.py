@@ -15,6 +15,11 @@ from mintaudit.report.schema import (
 )
 from mintaudit.report.sections import Section, register_section
 from mintaudit.report.terminal import format_table
+from mintaudit.report.merge import add_verdict, check_record, merge_into, merge_rows, query_digest
+from mintaudit.report.schema import set_verdict
+from mintaudit.report.verdict_text import blind_text, share_text, verdict_check_lines
+from mintaudit.report.factors_html import factor_plots, render_factors_html
+
 
 __all__ = [
     "METHODS",
@@ -31,4 +36,15 @@ __all__ = [
     "register_section",
     "render_html",
     "write_report",
+    "add_verdict",
+    "check_record",
+    "merge_into",
+    "merge_rows",
+    "query_digest",
+    "set_verdict",
+    "blind_text",
+    "share_text",
+    "verdict_check_lines",
+    "factor_plots",
+    "render_factors_html",
 ]

@@ -287,7 +287,7 @@ def factor_plots(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def render_factors_html(doc: dict[str, Any]) -> str:
-    """Render a factors document (see :func:`mintaudit.factors.run_factors`) as one self-contained HTML page.
+    """Render a factors document (see :func:`mintaudit.studies.factors.run_factors`) as one self-contained HTML page.
 
     Args:
         doc: the ``mintaudit/factors@1`` document.

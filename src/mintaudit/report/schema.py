@@ -131,7 +131,7 @@ def set_verdict(report: dict[str, Any], verdict: dict[str, Any]) -> None:
 
     A verdict is made by the caller, usually as ``{**dataset_test(...).to_dict(), "method": ...,
     "query": {...}, "null_reference": {...}, "per_sample": {...}}`` (see
-    :func:`mintaudit.pipeline.verdict`).
+    :func:`mintaudit.workdir.verdict`).
 
     Raises:
         EvaluationError: ``sentence`` is not a string, ``reject`` not a bool, ``p_value`` or

@@ -506,7 +506,6 @@ def extract_signals(
             one value per channel of some tap (nothing is written).
     """
     layers = list(layers)
-    distributed.init()
     home, dev = device_of(model), resolve_device(device, model)
     compute = "bfloat16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     if dev != home:

@@ -21,11 +21,13 @@ from mintaudit.targets.base import (
 from mintaudit.targets.export import open_export
 from mintaudit.targets.hf import open_hf
 from mintaudit.targets.onnx import open_onnx
+from mintaudit.targets.resolve import declared_preprocess, resolve_preprocess
 from mintaudit.targets.saved import require_fresh_copy, require_gradients
 
 register_scheme("hf", open_hf)
 register_scheme("onnx", open_onnx)
 register_scheme("export", open_export)
+
 
 __all__ = [
     "ModuleTarget",
@@ -37,4 +39,6 @@ __all__ = [
     "scheme_names",
     "split_scheme",
     "unregister_scheme",
+    "declared_preprocess",
+    "resolve_preprocess",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -12,18 +11,19 @@ import numpy as np
 from torch import nn
 
 from mintaudit._io import atomic_write_json
-from mintaudit.attacks.run import AttackConfig, run_attacks
+from mintaudit.attacks import AttackConfig, run_attacks
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.gradient import GradientSweepConfig, SetupSpec, parse_budgets, resolve_setups, run_gradient_sweep
 from mintaudit.models import model_fingerprint
 from mintaudit.sizes import check_split
-from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split, run_sweep
+from mintaudit.passive import SweepConfig, audit_tap, extract_taps, passive_split
 from mintaudit.report import add_result, format_table, load_report
-from mintaudit.report.merge import check_record, merge_into
+from mintaudit.report import check_record, merge_into
 from mintaudit.signals import extract_signals
 from mintaudit.taps import select_layers
 
+from mintaudit.sweeps import sweep_model
 from mintaudit.workdir.model import model_spec, report_for, resolve_model, resolve_taps
 
 __all__ = [
@@ -120,7 +120,7 @@ def fit_tap(
     result, det = audit_tap(cache, split, layer_name, config, fuse_outputs=fuse_outputs, show_progress=show_progress)
     det_dir = det.save(out / "detectors" / (layer_name + ("+outputs" if fuse_outputs else "")))
     atomic_write_json(det_dir / "protocol.json", detector_protocol(net, ds, splits, config, layer_name, fuse_outputs))
-    report = report_for(out, ds, splits, name, net, info, config.to_dict(), command or sys.argv)
+    report = report_for(out, ds, splits, name, net, info, config.to_dict(), command or [])
     add_result(report, result)
     merge_into(out, report)  # the one merge rule: a row of the same key is replaced, others kept
     return result.to_dict()
@@ -164,32 +164,6 @@ def sweep(
     return merge_into(out, report)  # earlier rows of other keys, the verdicts and the DP audit are kept
 
 
-def sweep_model(
-    net: nn.Module,
-    name: str,
-    info: dict[str, Any],
-    ds: ImageDataset,
-    splits: Splits,
-    tap_pairs: list[tuple[str, str]],
-    cache_root: str | Path,
-    config: SweepConfig,
-    *,
-    run_config: dict[str, Any] | None = None,
-    command: list[str] | None = None,
-    show_progress: bool | None = None,
-) -> dict[str, Any]:
-    """The sweep of a resolved model (the gate already passed, its check in ``info``): the report, not written.
-
-    The one path of ``mintaudit sweep`` and of :func:`mintaudit.audit` on the user's own data.
-    """
-    results = run_sweep(net, ds, splits, tap_pairs, cache_root, config, show_progress=show_progress)
-    run_config = {**config.to_dict(), "tap_budget": config.tap_budget, **(run_config or {})}
-    report = report_for(Path(cache_root).parent, ds, splits, name, net, info, run_config, command or sys.argv)
-    for r in results:
-        add_result(report, r)
-    return report
-
-
 def gradient_sweep(
     out_dir: str | Path,
     ds: ImageDataset,
@@ -224,12 +198,12 @@ def gradient_sweep(
         "signal": "gradients",
         "budgets": budget_list,
         "setups": {key: layers for key, _, layers in resolve_setups(net, setups)},
-        "command": " ".join(command or sys.argv),
+        "command": " ".join(command or []),
     }
     results = run_gradient_sweep(
         net, ds, splits, setups, budget_list, out / "cache", config, show_progress=show_progress
     )
-    report = report_for(out, ds, splits, name, net, info, run_config, command or sys.argv)
+    report = report_for(out, ds, splits, name, net, info, run_config, command or [])
     if (out / "report.json").is_file():
         report["config"] = {"gmint": run_config}  # beside the sweep's configuration, not over it
     for r in results:
@@ -342,7 +316,7 @@ def attack(
     )
     run_config = {"attacks": config.to_dict(), "attack_population": population}
     report = report_for(
-        out, ds, splits, name, net, info, {"known_fraction": known_fraction, **run_config}, command or sys.argv
+        out, ds, splits, name, net, info, {"known_fraction": known_fraction, **run_config}, command or []
     )
     if (out / "report.json").is_file():
         report["config"] = run_config  # beside the sweep's configuration, not over it

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mintaudit.attacks.registry import ATTACKS, AttackScores
-from mintaudit.attacks.run import AttackConfig, attack_scores
-from mintaudit.attacks.trainers import ReferenceTrainer
+from mintaudit.attacks import ATTACKS, AttackScores
+from mintaudit.attacks import AttackConfig, attack_scores
+from mintaudit.attacks import ReferenceTrainer
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import auc_score

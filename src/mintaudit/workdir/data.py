@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mintaudit.data import ImageDataset, Splits, load_dataset, make_splits
-from mintaudit.data.member_lists import read_sample_list, splits_with
+from mintaudit.data import read_sample_list, splits_with
 from mintaudit.errors import ConfigError, DataNotFoundError
 from mintaudit.preprocess import DEFAULT_PREPROCESS, Preprocess
 

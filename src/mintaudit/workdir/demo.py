@@ -10,7 +10,7 @@ from typing import Any
 from mintaudit._io import atomic_write_json
 from mintaudit.report import load_report
 from mintaudit.errors import ConfigError
-from mintaudit.attacks.run import AttackConfig
+from mintaudit.attacks import AttackConfig
 from mintaudit.detectors import DetectorConfig
 from mintaudit.passive import SweepConfig
 from mintaudit.training import TrainConfig
@@ -96,7 +96,7 @@ def demo(
     ]
     # aMINT: the same backbone trained with a MINT head for the same budget, beside passive MINT on the plain model
     from mintaudit.active import ActiveConfig
-    from mintaudit.active.workflow import ActiveRunConfig, active_train
+    from mintaudit.workdir.amint import ActiveRunConfig, active_train
 
     active_cfg = ActiveRunConfig(
         backbone_kwargs=dict(MEMORISE),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,7 @@ def audit_dp(
         "trained_on": "members + the included canaries (see audit-dp.json)",
     }
     save_model(net, spec, out / "audit-dp" / "model", info)
-    from mintaudit.attacks.scores import loss_scores
+    from mintaudit.attacks import loss_scores
 
     logits = _logits(net, ds, canary_idx)
     labels = ds.labels[canary_idx]
@@ -137,7 +136,7 @@ def audit_dp(
         },
         "canary_indices": canary_idx.tolist(),
         "canary_included": included.astype(int).tolist(),
-        "command": " ".join(command or sys.argv),
+        "command": " ".join(command or []),
     }
     atomic_write_json(out / "audit-dp.json", doc)
     section = {k: v for k, v in doc.items() if k not in ("canary_indices", "canary_included", "schema")}
@@ -153,7 +152,7 @@ def audit_dp(
             net,
             info,
             {"audit_dp": {"canaries": canaries, "method": method}},
-            command or sys.argv,
+            command or [],
         )
     )
     set_dp_audit(report, {**section, "file": "audit-dp.json"})  # the report's dp section

@@ -20,13 +20,12 @@ from mintaudit.models import (
     check_model,
     load_model,
     load_weights,
-    model_fingerprint,
     published_taps,
     save_model,
 )
-from mintaudit.report import new_report
 from mintaudit.taps import LayerInfo, list_layers, select_layers
 from mintaudit.training import TrainConfig, train_classifier
+from mintaudit.sweeps import report_for
 from mintaudit.workdir.target import is_user_target, open_audited, target_layers, target_spec
 
 
@@ -251,49 +250,6 @@ def resolve_taps(net: nn.Module, model_name: str, taps: str) -> list[tuple[str, 
     if pub:  # a published tap keeps its label (L2 stays L2 when chosen alone); others are named, never numbered
         return [(pub.get(name, name), name) for name in layers]
     return [(f"L{i}", name) for i, name in enumerate(layers, start=1)]
-
-
-def report_for(
-    out_dir: Path,
-    ds: ImageDataset,
-    splits: Splits,
-    model_name: str,
-    net: nn.Module,
-    info: dict[str, Any],
-    config: dict[str, Any],
-    command: list[str],
-) -> dict[str, Any]:
-    known = int(round(config.get("known_fraction", 0.5) * len(splits.members)))
-    dataset = {
-        "name": ds.name,
-        "members": len(splits.members),
-        "external": len(splits.external),
-        "test": len(splits.test),
-        "seed": splits.seed,
-        "fingerprint": ds.fingerprint(),
-        "known_members": known,
-        "heldout_members": len(splits.members) - known,
-    }
-    check = info.get("check")
-    if check is None:  # the gate measured both before the audit; measure them here otherwise
-        check = check_model_accuracy(net, ds, splits.members, splits.test, allow_weak_model=True).to_dict()
-        check["weak_model_allowed"] = False
-    mdl = {
-        "name": model_name,
-        "task_accuracy": check["test_accuracy"],
-        "train_accuracy": check["members_accuracy"],
-        "fingerprint": model_fingerprint(net),
-        "epochs": info.get("train", {}).get("epochs"),
-        "preprocess": ds.preprocess_record,
-        "chance_accuracy": check["chance"],
-    }
-    if "probe" in info:
-        mdl["probe"] = info["probe"]  # the preprocessing probe (mintaudit.probe), and whether it was overridden
-    if isinstance(info.get("dp"), dict):
-        mdl["dp"] = info["dp"]  # the DP-SGD claim (model.json), beside every result's measured epsilon lower bound
-    if check.get("weak_model_allowed"):
-        mdl["weak_model_allowed"] = True  # --allow-weak-model: the audit went on with a model near chance
-    return new_report(dataset=dataset, model=mdl, config=config, command=command)
 
 
 def model_spec(out_dir: str | Path, ds: ImageDataset, model: str | None, weights: str | None) -> ModelSpec | None:

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mintaudit.attacks.run import AttackConfig
+from mintaudit.attacks import AttackConfig
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError
 from mintaudit.models import published_taps
 from mintaudit.passive import SweepConfig
 from mintaudit.report import load_report
-from mintaudit.report.verdict_text import share_text
+from mintaudit.report import share_text
 from mintaudit.training import TrainConfig
 
 from mintaudit.workdir.audit import attack, sweep

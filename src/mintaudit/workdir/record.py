@@ -428,7 +428,7 @@ def _check_weights(out: Path, path: Path, sha: str | None, fix: str) -> None:
 
 
 def _check_tap_modes(out: Path, given: str, recorded: str) -> None:
-    from mintaudit.signals.reduce import parse_tap_modes
+    from mintaudit.signals import parse_tap_modes
 
     g_default, g_per = parse_tap_modes(given)
     r_default, r_per = parse_tap_modes(recorded)

@@ -25,7 +25,7 @@ from mintaudit.preprocess import Preprocess
 from mintaudit.probe import probe_preprocessing
 from mintaudit.targets import open_target, split_scheme
 from mintaudit.taps import LayerInfo, list_layers
-from mintaudit.targets.resolve import declared_preprocess, resolve_preprocess
+from mintaudit.targets import declared_preprocess, resolve_preprocess
 
 __all__ = ["TargetRef", "is_user_target", "model_preprocess", "open_audited", "target_layers", "target_spec"]
 

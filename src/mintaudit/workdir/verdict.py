@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from mintaudit._io import atomic_write_json
-from mintaudit.data import ImageDataset, Splits
+from mintaudit.data import ImageDataset, Splits, null_split
 from mintaudit.errors import ConfigError
 from mintaudit.preprocess import DEFAULT_PREPROCESS
 from mintaudit.models import model_fingerprint
@@ -21,7 +20,7 @@ from mintaudit.report import load_report, write_report
 from mintaudit.signals import extract_signals, plan_tap_modes
 from mintaudit.taps import select_layers
 
-from mintaudit.attacks.registry import ATTACKS
+from mintaudit.attacks import ATTACKS
 from mintaudit.workdir.audit import detector_protocol
 from mintaudit.workdir.choice import choose_default, score_attack
 from mintaudit.workdir.model import model_spec, report_for, resolve_model
@@ -68,28 +67,6 @@ _NULL_SOURCE = (
     "non-member test samples: a seeded half of the test split, never used to train the model, fit the "
     "MINT model, choose its layer or set a threshold"
 )
-
-
-def null_split(splits: Splits, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split the non-member test samples into the null reference and the ``test`` query pool.
-
-    Args:
-        splits: the work directory's splits.
-        fraction: the share of the test split that forms the null reference.
-        seed: the draw is ``numpy.random.default_rng([seed, 1])``: fixed for a work directory.
-
-    Returns:
-        (null, test_pool): sorted int64 pool indices, disjoint, together the test split.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"the null reference's fraction of the test split must lie in (0, 1); given {fraction}")
-    test = np.random.default_rng([seed, 1]).permutation(splits.test)
-    k = int(round(fraction * len(test)))
-    if k == 0 or k == len(test):
-        raise ConfigError(
-            f"{len(test)} test samples cannot be split into a null reference and a query pool; use more --test samples"
-        )
-    return np.sort(test[:k]), np.sort(test[k:])
 
 
 def verdict(
@@ -155,7 +132,7 @@ def verdict(
     Returns:
         The verdict dict stored as ``report["verdict"]``.
     """
-    from mintaudit.evaluation.statistics import DECISIONS
+    from mintaudit.evaluation import DECISIONS
 
     config = config or SweepConfig()
     if method is not None and method not in ("passive-mint", "amint") and method not in ATTACKS:
@@ -184,8 +161,8 @@ def verdict(
     )
     case = _Case(out, ds, splits, config, command, q_ds, q_ids, q_info, null_idx, fdr, alpha, decision, null_fraction)
     if method == "amint":
-        from mintaudit.active.train import membership_scores
-        from mintaudit.active.workflow import load_delivered
+        from mintaudit.active import membership_scores
+        from mintaudit.workdir.amint import load_delivered
 
         if model is not None or weights is not None:
             raise ConfigError("--model and --weights do not apply to --method amint; it reads OUT/amint/SETUP")
@@ -285,7 +262,7 @@ def verdict(
     if method == "loss":
 
         def score(c: Any, ids: np.ndarray) -> np.ndarray:  # in float64 from the logits: no ties at zero loss
-            from mintaudit.attacks.scores import loss_scores
+            from mintaudit.attacks import loss_scores
 
             o, rows = c.outputs(), c.rows(ids)
             return loss_scores(o["logits"][rows].astype(np.float64), o["labels"][rows])
@@ -374,9 +351,9 @@ def _attack_verdict(
 
 def _finish_verdict(case: _Case, scored: _Scored) -> dict[str, Any]:
     """Per-sample p-values and flags, the dataset-level test, ``verdict.csv`` and the report, from the scores."""
-    from mintaudit.evaluation.statistics import dataset_test, sample_decisions
-    from mintaudit.report.merge import add_verdict, query_digest
-    from mintaudit.report.schema import set_verdict
+    from mintaudit.evaluation import dataset_test, sample_decisions
+    from mintaudit.report import add_verdict, query_digest
+    from mintaudit.report import set_verdict
 
     out, config, command, q_ids, q_info = case.out, case.config, case.command, case.q_ids, case.q_info
     q_scores, null_scores, null_idx = scored.q_scores, scored.null_scores, case.null_idx
@@ -394,7 +371,7 @@ def _finish_verdict(case: _Case, scored: _Scored) -> dict[str, Any]:
             "seed": config.seed,
         },
         "per_sample": {**per_sample.to_dict(), "csv": csv_path.name},
-        "command": " ".join(command or sys.argv),
+        "command": " ".join(command or []),
     }
     add_verdict_checks(result, q_ds=case.q_ds, q_ids=q_ids, ds=case.ds, null_idx=null_idx, q_scores=q_scores, null_scores=null_scores, member_ids=scored.member_ids, member_scores=scored.member_scores, seed=config.seed)  # fmt: skip
     report_path = out / "report.json"
@@ -402,7 +379,7 @@ def _finish_verdict(case: _Case, scored: _Scored) -> dict[str, Any]:
         load_report(report_path)
         if report_path.is_file()
         else report_for(
-            out, case.ds, case.splits, scored.name, scored.net, scored.info, config.to_dict(), command or sys.argv
+            out, case.ds, case.splits, scored.name, scored.net, scored.info, config.to_dict(), command or []
         )
     )
     set_verdict(report, result)  # checked

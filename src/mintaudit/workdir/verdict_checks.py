@@ -17,8 +17,8 @@ import numpy as np
 
 from mintaudit.data import ImageDataset
 from mintaudit.errors import EvaluationError
-from mintaudit.evaluation.blind import blind_test
-from mintaudit.evaluation.usage import samples_needed, usage_share
+from mintaudit.evaluation import blind_test
+from mintaudit.evaluation import samples_needed, usage_share
 
 __all__ = ["BLIND_CAP", "add_verdict_checks", "conclusion_of"]
 

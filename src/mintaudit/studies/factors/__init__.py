@@ -35,7 +35,7 @@ a rerun trains, and audits, only what changed.
 The study lives in four modules: ``config`` (factors, base point, grid, profiles), ``points``
 (the sets; one point trained and audited, both cached), ``effects`` (lowest to highest setting,
 with a bootstrap interval) and ``run`` (the grid, ``factors.json`` / ``factors.html``, the
-terminal table). ``mintaudit.factors`` re-exports this package's public names.
+terminal table).
 
 Example:
     >>> from mintaudit.studies.factors import factors_config, run_factors

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mintaudit.evaluation.metrics import auc_score
+from mintaudit.evaluation import auc_score
 from mintaudit.studies.factors.config import FACTOR_TEXT, FactorsConfig, value_text
 
 __all__ = ["factor_effect"]

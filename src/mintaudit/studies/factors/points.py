@@ -293,7 +293,7 @@ def amint_point(
         task_accuracy,
         train_active,
     )
-    from mintaudit.active.workflow import active_split, amint_result
+    from mintaudit.workdir import active_split, amint_result
     from mintaudit.models import active_taps
 
     split = active_split(splits, val_members=min(500, len(splits.members)), val_external=1000, seed=config.seed)

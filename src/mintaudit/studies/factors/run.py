@@ -6,7 +6,6 @@ Part of :mod:`mintaudit.studies.factors` (the study's overview and its work dire
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -150,7 +149,7 @@ def run_factors(
         (one per factor and value), ``effects`` (one per factor: lowest to highest setting),
         ``runs`` (the model keys trained and audited by this call).
     """
-    from mintaudit.report.factors_html import factor_plots, render_factors_html
+    from mintaudit.report import factor_plots, render_factors_html
 
     config = config or factors_config("cpu")
     out = Path(out_dir)
@@ -201,7 +200,7 @@ def run_factors(
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mintaudit_version": __version__,
-        "command": " ".join(command if command is not None else sys.argv),
+        "command": " ".join(command if command is not None else []),
         "profile": config.profile,
         "dataset": {
             "name": ds.name,

@@ -1,6 +1,6 @@
 """aMINT in a work directory: train, evaluate (published protocol), compare with passive MINT, query.
 
-Layout added to a work directory (see :mod:`mintaudit.pipeline`): ``amint/<setup>/`` (the
+Layout added to a work directory (see :mod:`mintaudit.workdir`): ``amint/<setup>/`` (the
 delivered model: ``model.safetensors`` + ``amint.json``), ``checkpoints/amint-<setup>/``
 (per-epoch checkpoint), and ``amint`` rows in ``report.json``.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +22,10 @@ import numpy as np
 import torch
 
 from mintaudit._io import atomic_write_json, atomic_write_text
-from mintaudit.active.export import export_active, load_active, query_images
-from mintaudit.active.head import HeadConfig
-from mintaudit.active.model import ActiveModel
-from mintaudit.active.train import ActiveConfig, ActiveResult, membership_scores, task_correct, train_active
+from mintaudit.active import export_active, load_active, query_images
+from mintaudit.active import HeadConfig
+from mintaudit.active import ActiveModel
+from mintaudit.active import ActiveConfig, ActiveResult, membership_scores, task_correct, train_active
 from mintaudit.data import ImageDataset, Splits
 from mintaudit.errors import ConfigError, ModelError
 from mintaudit.evaluation import SampleInfo, evaluate_scores
@@ -34,7 +33,7 @@ from mintaudit.models import active_taps, build_model, load_model
 from mintaudit.workdir.model import report_for, spec_for, train_model
 from mintaudit.passive import PassiveSplit, SweepConfig, audit_tap, passive_split
 from mintaudit.report import add_result, load_report, write_report
-from mintaudit.report.merge import merge_rows
+from mintaudit.report import merge_rows
 from mintaudit.results import Calibration, Result
 from mintaudit.signals import extract_signals
 from mintaudit.training import TrainConfig
@@ -275,7 +274,7 @@ def active_train(
         plain_model if plain_model is not None else model.backbone,
         plain_info if plain_model is not None else {"task_accuracy": aud},
         report_cfg,
-        command or sys.argv,
+        command or [],
     )
     new["dataset"].update(_ds_info(ds, splits, split))
     rows_keys = {(r.method, r.label, r.protocol, r.extra.get("audited_model")) for r in rows}
@@ -408,7 +407,7 @@ def active_eval(
         model.backbone,
         {"task_accuracy": aud},
         {"amint_eval": {"setup": setup}},
-        command or sys.argv,
+        command or [],
     )
     new["dataset"]["external_validation"] = len(meta.get("external_validation", []))
     key = ("amint", f"aMINT {setup}", "training-members", "amint")
