@@ -104,7 +104,8 @@ def _log_density(x: np.ndarray, post: dict[str, np.ndarray], predictive: str) ->
         a, k = post["alpha"], post["kappa"]
         scale = np.sqrt(np.maximum(post["beta"] * (k + 1.0) / (a * k), _EPS))
         return stats.t.logpdf(x, 2.0 * a, loc=post["mu"], scale=scale)
-    var = np.where(post["alpha"] > 1.0, post["beta"] / (post["alpha"] - 1.0), post["beta"])
+    a = post["alpha"]
+    var = post["beta"] / np.where(a > 1.0, a - 1.0, 1.0)  # the posterior mean of the variance; beta when alpha <= 1
     return stats.norm.logpdf(x, post["xbar"], np.sqrt(np.maximum(var, _EPS)))
 
 
