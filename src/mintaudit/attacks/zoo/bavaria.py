@@ -34,7 +34,7 @@ online's per-sample Gaussian log-likelihood ratio (the paper's BASE4 end of its 
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -82,6 +82,11 @@ def nig_posterior(stats_: np.ndarray, mask: np.ndarray, prior: NigPrior) -> dict
     Returns:
         ``{"n", "xbar", "kappa", "alpha", "mu", "beta"}``, each float64 (N,); a sample with no
         model keeps the prior (``xbar`` = ``mu0``).
+
+    Example:
+        >>> post = nig_posterior(np.array([[1.0], [3.0]]), np.ones((2, 1), bool), NigPrior(0.0, 1.0, 2.0, 1.0))
+        >>> [round(float(post[k][0]), 4) for k in ("kappa", "alpha", "mu", "beta")]
+        [3.0, 3.0, 1.3333, 3.3333]
     """
     x, m = np.asarray(stats_, dtype=np.float64), np.asarray(mask, dtype=bool)
     n = m.sum(0).astype(np.float64)
@@ -99,7 +104,7 @@ def nig_posterior(stats_: np.ndarray, mask: np.ndarray, prior: NigPrior) -> dict
     }
 
 
-def _log_density(x: np.ndarray, post: dict[str, np.ndarray], predictive: str) -> np.ndarray:
+def _log_density(x: np.ndarray, post: dict[str, np.ndarray], predictive: Literal["t", "n"]) -> np.ndarray:
     if predictive == "t":
         a, k = post["alpha"], post["kappa"]
         scale = np.sqrt(np.maximum(post["beta"] * (k + 1.0) / (a * k), _EPS))
@@ -116,7 +121,7 @@ def bavaria_scores(
     prior_in: NigPrior,
     prior_out: NigPrior,
     *,
-    predictive: str = "t",
+    predictive: Literal["t", "n"] = "t",
     online: bool = False,
 ) -> np.ndarray:
     """BaVarIA's log-likelihood ratio (see the module docstring), higher = more likely a member.
@@ -175,7 +180,7 @@ class BavariaNOptions:
         _check_prior(self.kappa0, self.alpha0, "bavaria-n")
 
 
-def _bavaria(ctx: AttackContext, predictive: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _bavaria(ctx: AttackContext, predictive: Literal["t", "n"]) -> tuple[np.ndarray, dict[str, Any]]:
     opts, labels = ctx.options, ctx.labels
     ref_set, rl = ctx.reference("online" if opts.online else "offline")
     target = logit_confidence(ctx.logits, labels)
