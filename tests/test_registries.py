@@ -182,6 +182,9 @@ def test_the_confidence_attack_is_one_file_of_the_attack_zoo():
         "lira-online",
         "rmia",
         "calibrated-mint",
+        "bavaria",
+        "bavaria-n",
+        "informia",
         "whitebox-lira",
     ]
 

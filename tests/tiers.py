@@ -15,4 +15,5 @@ INTEGRATION_FILES = {
     "tests/models/test_backbones.py",
     "tests/attacks/test_reference_transcriptions.py",
     "tests/test_hf_audit.py",
+    "tests/attacks/test_bavaria_informia_cli.py",
 }
