@@ -60,7 +60,10 @@ samples_needed_default=<n> samples_needed_rmia=<n or none>
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -157,7 +160,8 @@ def main() -> None:
         figures["score_source"] = source
     else:
         figures["samples_needed_default"] = needed[default_key].n
-        figures["samples_needed_rmia"] = needed[rmia_key].n if rmia_key else None
+        rmia_n = needed[rmia_key].n if rmia_key else None
+        figures["samples_needed_rmia"] = rmia_n if rmia_n is not None else ("over_max_n" if rmia_key else "none")
     details.update(
         share_coverage={str(s): row for s, row in cov["by_share"].items()},
         share_reps=args.share_reps,
@@ -166,7 +170,11 @@ def main() -> None:
         score_source=source,
     )
     print(f"torch threads {torch.get_num_threads()}; total {time.perf_counter() - t0:.0f} s")
-    emit_result("power", figures, details=details, write=not args.quick)
+    # results/power.json holds the Fashion-MNIST sweep's figures; another work directory or the small run: their own file
+    name = "power" if source == "work directory" and args.dataset == "fashion-mnist" else f"power-{args.dataset}"
+    emit_result(
+        name if source == "work directory" else "power-digits-loss", figures, details=details, write=not args.quick
+    )
 
 
 def share_coverage(
@@ -252,9 +260,6 @@ def workdir_part(args: argparse.Namespace) -> tuple[dict, dict, dict, int]:
     net, name, _ = resolve_model(out, ds)
     split = passive_split(splits, known_fraction=0.5, seed=0)
     layers = [layer for _, layer in published_taps(name)]
-    cache = extract_signals(net, ds, np.unique(split.all_indices()), layers, out / "cache")  # the sweep's cache
-    print(f"signals: {cache.path} ({cache.manifest['n']} samples, reused when it exists)")
-
     members, test = split.heldout_members, splits.test
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     report = json.loads((out / "report.json").read_text())
@@ -262,13 +267,18 @@ def workdir_part(args: argparse.Namespace) -> tuple[dict, dict, dict, int]:
     method, d_layer, why, attack_done = choose_default(out, net, ds, splits, split, report, show_progress=False)
     print(f"default method in {time.perf_counter() - t:.0f} s: {why['sentence']}")
     layer, fuse, label = best_by_validation(out / "report.json")
+    extra = [lay for lay in (d_layer, layer) if lay is not None and lay not in layers]
+    # the sweep's cache; a tap it lacks (a row of another audit, e.g. the demo's aMINT taps): a private cache
+    root = out / "cache" if not extra else Path(tempfile.mkdtemp(prefix="power-cache-"))
+    if extra:  # removed at exit: this script made it
+        atexit.register(shutil.rmtree, root, True)
+    cache = extract_signals(net, ds, np.unique(split.all_indices()), layers + list(dict.fromkeys(extra)), root)
+    print(f"signals: {cache.path} ({cache.manifest['n']} samples, reused when it exists)")
     cfg = SweepConfig(detector=DetectorConfig(seed=0), n_bootstrap=0)
     if method not in ("passive-mint", "loss"):  # a registry attack: its own scores, as mintaudit test reads them
         sc = attack_done[method]
         assert np.array_equal(split.test, test)
         scores[f"{method} (the default: best validation AUC {why['val_auc']:.3f})"] = (sc.members, sc.nonmembers)
-    if method != "rmia" and "rmia" in attack_done:  # its reference models are cached: RMIA beside the default
-        scores["rmia (reference models cached)"] = (attack_done["rmia"].members, attack_done["rmia"].nonmembers)
     mint_rows = {f"passive MINT, {label}": (layer, fuse), "passive MINT, outputs only": (None, True)}
     if method == "passive-mint":
         d_fuse = d_layer is None or why["signal"] == "activations+outputs"
@@ -308,6 +318,8 @@ def workdir_part(args: argparse.Namespace) -> tuple[dict, dict, dict, int]:
     if method == "loss":  # the default first
         first = next(k for k in scores if k.endswith("(the default)"))
         scores = {first: scores[first], **{k: v for k, v in scores.items() if k != first}}
+    if method != "rmia" and "rmia" in attack_done:  # its reference models are cached: RMIA beside the default
+        scores["rmia (reference models cached)"] = (attack_done["rmia"].members, attack_done["rmia"].nonmembers)
     for key, (m, n) in scores.items():
         auc = auc_score(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n])
         print(f"  {key}: AUC held-out members vs all test non-members {auc:.3f} ({len(m)} vs {len(n)})")
