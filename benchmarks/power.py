@@ -26,17 +26,44 @@ Mann-Whitney U's (the default of ``mintaudit test``); the Bonferroni combination
 binomial exceedance test, and that test alone, are measured on the same draws. The same draws serve every
 method. Member fraction 0% measures the false-positive rate.
 
+Two more questions, asked of the same scores (``mintaudit test`` reports both in its verdict):
+
+- the usage share's coverage (:func:`mintaudit.evaluation.usage_share`, DUCI-style debiasing with
+  the TPR and FPR measured on held-out members and the null): for each true share in (0, 0.1,
+  0.5, 1), ``--share-reps`` (200) synthetic query sets of ``--share-query`` samples are drawn
+  without replacement from the default method's held-out members' and non-members' scores, with
+  a disjoint calibration set (held-out members, null) drawn beside them from the same pools; the
+  share of sets whose 95% interval covers the set's true share (members / size) is counted, with
+  Storey's estimate of the member fraction beside it;
+- samples needed (:func:`mintaudit.evaluation.samples_needed`): per method, the suspect samples
+  (all members) the dataset-level test needs for p < 0.01 with 90% power, against a null
+  reference of half the test split, from its measured per-sample scores resampled; RMIA's too
+  when its reference models are cached in the work directory.
+
+Without a work directory (no ``--out/report.json``), the coverage part runs alone on the scores of
+a small real run made here in a minute or two: objcls-cnn without dropout trained on 900 of the
+embedded digits (30 epochs), the LOSS attack's scores of those members and of the other 897
+digits (LOSS fits nothing, so every member is a held-out member for it); RMIA needs reference
+models, which only a work directory (``mintaudit demo`` or ``benchmarks/compare.py``) holds.
+
     python benchmarks/power.py                  # 1,000 repetitions per cell, 2-4 minutes on 2 cores
     python benchmarks/power.py --reps 200
+    python benchmarks/power.py --out runs/demo --dataset digits   # the demo's work directory
+    python benchmarks/power.py --out none       # the coverage part alone, on the small digits run
 
 Ends with one line (the method ``mintaudit test`` chooses by default, Mann-Whitney U):
-RESULT null_reject_rate=<x> power_n100_full=<x> power_n100_half=<x> default_method=<name>
+RESULT null_reject_rate=<x> power_n100_full=<x> power_n100_half=<x> default_method=<name> share_coverage=<x>
+samples_needed_default=<n> samples_needed_rmia=<n or none>
+(without a work directory: RESULT share_coverage=<x> samples_needed_loss=<n> score_source=digits-loss)
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +72,7 @@ import torch
 
 from mintaudit.detectors import DetectorConfig
 from mintaudit.attacks import scores as attacks
-from mintaudit.evaluation import auc_score, dataset_test, sample_decisions
+from mintaudit.evaluation import auc_score, dataset_test, sample_decisions, samples_needed, usage_share
 from mintaudit.models import published_taps
 from mintaudit.passive import SweepConfig, audit_tap, passive_split
 from mintaudit.workdir import prepare_data, resolve_model
@@ -56,6 +83,7 @@ from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
 
 SIZES = (10, 30, 100, 300)
 FRACTIONS = (0.0, 0.1, 0.5, 1.0)
+SHARES = (0.0, 0.1, 0.5, 1.0)
 
 
 def mint_scores(det, cache, layer, fuse, ids):  # noqa: ANN001, ANN201 - a script helper
@@ -93,17 +121,145 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--fdr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--share-reps", type=int, default=200, help="query sets per true share (default: %(default)s)")
+    ap.add_argument("--share-query", type=int, default=100, help="samples per query set (default: %(default)s)")
+    ap.add_argument("--share-calibration", type=int, default=1000, help="held-out members and null, at most")
+    ap.add_argument("--quick", action="store_true", help="100 repetitions per cell, 50 query sets per share; no JSON")
     args = ap.parse_args()
+    if args.quick:
+        args.reps, args.share_reps = min(args.reps, 100), min(args.share_reps, 50)
     t0 = time.perf_counter()
+    if (Path(args.out) / "report.json").is_file():
+        figures, details, scores, n_null = workdir_part(args)
+        default_key = next(iter(scores))
+        rmia_key = next((k for k in scores if k.startswith("rmia")), None)
+        source = "work directory"
+    else:
+        print(f"no work directory at {args.out!r} (no report.json): the coverage part alone, on a small digits run")
+        figures, details = {}, {}
+        members, nonmembers = small_digits_run(args.seed)
+        default_key, rmia_key, source = "LOSS attack (digits, objcls-cnn, 900 members)", None, "digits-loss"
+        scores = {default_key: (members, nonmembers)}
+        n_null = len(nonmembers) // 2
+    m_scores, n_scores = scores[default_key]
+    cov = share_coverage(
+        m_scores, n_scores, reps=args.share_reps, n_query=args.share_query, n_cal=args.share_calibration, seed=args.seed
+    )
+    needed = {k: samples_needed(m, n, n_null=n_null, seed=args.seed) for k, (m, n) in scores.items()}
+    print("\nSamples needed (all members) for p < 0.01 with 90% power, from the measured scores resampled:\n")
+    print("| method | AUC members vs null | samples needed | power there |")
+    print("|---|---|---|---|")
+    for k, sn in needed.items():
+        n_txt = f"{sn.n:,}" if sn.n is not None else f"> {sn.max_n:,}"
+        print(f"| {k} | {sn.auc:.3f} | {n_txt} | {sn.power_at_n:.2f} |")
+    if rmia_key is None:
+        print("RMIA: not measured (its reference models are cached only in a work directory with an rmia row)")
+    figures["share_coverage"] = cov["overall"]
+    if source == "digits-loss":
+        figures["samples_needed_loss"] = needed[default_key].n
+        figures["score_source"] = source
+    else:
+        figures["samples_needed_default"] = needed[default_key].n
+        rmia_n = needed[rmia_key].n if rmia_key else None
+        figures["samples_needed_rmia"] = rmia_n if rmia_n is not None else ("over_max_n" if rmia_key else "none")
+    details.update(
+        share_coverage={str(s): row for s, row in cov["by_share"].items()},
+        share_reps=args.share_reps,
+        share_query=args.share_query,
+        samples_needed={k: sn.to_dict() for k, sn in needed.items()},
+        score_source=source,
+    )
+    print(f"torch threads {torch.get_num_threads()}; total {time.perf_counter() - t0:.0f} s")
+    # results/power.json holds the Fashion-MNIST sweep's figures; another work directory or the small run: their own file
+    name = "power" if source == "work directory" and args.dataset == "fashion-mnist" else f"power-{args.dataset}"
+    emit_result(
+        name if source == "work directory" else "power-digits-loss", figures, details=details, write=not args.quick
+    )
+
+
+def share_coverage(
+    members: np.ndarray, nonmembers: np.ndarray, *, reps: int, n_query: int, n_cal: int, seed: int
+) -> dict:
+    """Coverage of usage_share's 95% interval over synthetic query sets with known shares (see the docstring)."""
+    n_query = min(n_query, len(members) // 2, len(nonmembers) // 2)
+    n_cal = min(n_cal, len(members) - n_query, len(nonmembers) - n_query)
+    rng = np.random.default_rng([seed, 7])
+    by_share: dict[float, dict] = {}
+    t = time.perf_counter()
+    for s in SHARES:
+        nm = int(round(s * n_query))
+        hits, widths, estimates, storey, misses = 0, [], [], [], {"below": 0, "above": 0}
+        for rep in range(reps):
+            pm, pn = rng.permutation(len(members)), rng.permutation(len(nonmembers))
+            query = np.r_[members[pm[:nm]], nonmembers[pn[: n_query - nm]]]
+            cal = members[pm[n_query : n_query + n_cal]]  # disjoint from the query whatever its share
+            null = nonmembers[pn[n_query : n_query + n_cal]]
+            u = usage_share(query, cal, null, seed=rep)
+            lo, hi = u.ci95
+            truth = nm / n_query
+            hits += lo <= truth <= hi
+            misses["below" if truth < lo else "above"] += not lo <= truth <= hi
+            widths.append(hi - lo)
+            estimates.append(np.nan if u.estimate is None else u.estimate)
+            storey.append(dataset_test(query, null).member_fraction["estimate"])
+        by_share[s] = {
+            "coverage": hits / reps,
+            "mean_width": float(np.mean(widths)),
+            "mean_estimate": float(np.nanmean(estimates)),
+            "mean_storey": float(np.mean(storey)),
+            "truth_below_interval": misses["below"],
+            "truth_above_interval": misses["above"],
+        }
+    overall = float(np.mean([row["coverage"] for row in by_share.values()]))
+    print(
+        f"\nUsage share (DUCI-style, 95% interval) over {reps} synthetic query sets per true share, {n_query} samples "
+        f"each, calibration {n_cal} held-out members + {n_cal} null, drawn without replacement "
+        f"({len(members)} member and {len(nonmembers)} non-member scores; {time.perf_counter() - t:.0f} s):\n"
+    )
+    print("| true share | coverage | mean width | mean estimate | mean Storey estimate | truth below / above |")
+    print("|---|---|---|---|---|---|")
+    for s, row in by_share.items():
+        print(
+            f"| {s:g} | {row['coverage']:.3f} | {row['mean_width']:.3f} | {row['mean_estimate']:.3f} | "
+            f"{row['mean_storey']:.3f} | {row['truth_below_interval']} / {row['truth_above_interval']} |"
+        )
+    print(f"share_coverage (all {len(SHARES) * reps} sets): {overall:.3f} (target >= 0.93)")
+    return {"overall": overall, "by_share": by_share, "n_query": n_query, "n_cal": n_cal}
+
+
+def small_digits_run(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """LOSS scores of (members, non-members) of objcls-cnn (no dropout) trained 30 epochs on 900 digits."""
+    from mintaudit._tensor import to_tensor
+    from mintaudit.attacks.scores import loss_scores
+    from mintaudit.data import load_dataset
+    from mintaudit.models import ModelSpec, build_model
+    from mintaudit.training import TrainConfig, train_classifier
+
+    t = time.perf_counter()
+    ds = load_dataset("digits")
+    perm = np.random.default_rng([seed, 5]).permutation(len(ds))
+    mem, non = np.sort(perm[:900]), np.sort(perm[900:])
+    h, w, c = ds.images.shape[1:]
+    torch.manual_seed(seed)
+    net = build_model(ModelSpec("objcls-cnn", c, ds.num_classes, (h, w), {"dropout": 0.0}))
+    train_classifier(net, ds, mem, TrainConfig(epochs=30, batch_size=32, seed=seed), show_progress=False)
+    net.eval()
+    with torch.no_grad():
+        logits = torch.cat([net(to_tensor(ds.images[i : i + 512])) for i in range(0, len(ds), 512)]).double().numpy()
+    s = loss_scores(logits, ds.labels)
+    auc = auc_score(np.r_[np.ones(len(mem)), np.zeros(len(non))], np.r_[s[mem], s[non]])
+    print(f"small run: {len(mem)} members, {len(non)} non-members, LOSS AUC {auc:.3f}, {time.perf_counter() - t:.0f} s")
+    return s[mem], s[non]
+
+
+def workdir_part(args: argparse.Namespace) -> tuple[dict, dict, dict, int]:
+    """The power and false-positive tables on the work directory: (figures, details, scores, null size)."""
     out = Path(args.out)
 
     ds, splits = prepare_data(args.dataset, out)
     net, name, _ = resolve_model(out, ds)
     split = passive_split(splits, known_fraction=0.5, seed=0)
     layers = [layer for _, layer in published_taps(name)]
-    cache = extract_signals(net, ds, np.unique(split.all_indices()), layers, out / "cache")  # the sweep's cache
-    print(f"signals: {cache.path} ({cache.manifest['n']} samples, reused when it exists)")
-
     members, test = split.heldout_members, splits.test
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     report = json.loads((out / "report.json").read_text())
@@ -111,6 +267,13 @@ def main() -> None:
     method, d_layer, why, attack_done = choose_default(out, net, ds, splits, split, report, show_progress=False)
     print(f"default method in {time.perf_counter() - t:.0f} s: {why['sentence']}")
     layer, fuse, label = best_by_validation(out / "report.json")
+    extra = [lay for lay in (d_layer, layer) if lay is not None and lay not in layers]
+    # the sweep's cache; a tap it lacks (a row of another audit, e.g. the demo's aMINT taps): a private cache
+    root = out / "cache" if not extra else Path(tempfile.mkdtemp(prefix="power-cache-"))
+    if extra:  # removed at exit: this script made it
+        atexit.register(shutil.rmtree, root, True)
+    cache = extract_signals(net, ds, np.unique(split.all_indices()), layers + list(dict.fromkeys(extra)), root)
+    print(f"signals: {cache.path} ({cache.manifest['n']} samples, reused when it exists)")
     cfg = SweepConfig(detector=DetectorConfig(seed=0), n_bootstrap=0)
     if method not in ("passive-mint", "loss"):  # a registry attack: its own scores, as mintaudit test reads them
         sc = attack_done[method]
@@ -155,6 +318,8 @@ def main() -> None:
     if method == "loss":  # the default first
         first = next(k for k in scores if k.endswith("(the default)"))
         scores = {first: scores[first], **{k: v for k, v in scores.items() if k != first}}
+    if method != "rmia" and "rmia" in attack_done:  # its reference models are cached: RMIA beside the default
+        scores["rmia (reference models cached)"] = (attack_done["rmia"].members, attack_done["rmia"].nonmembers)
     for key, (m, n) in scores.items():
         auc = auc_score(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n])
         print(f"  {key}: AUC held-out members vs all test non-members {auc:.3f} ({len(m)} vs {len(n)})")
@@ -234,17 +399,14 @@ def main() -> None:
         f"\nfalse-positive rate of the default test over {R * len(sizes)} null query sets per method (all sizes): "
         + ", ".join(f"{k} {v:.4f}" for k, v in null_all.items())
     )
-    print(f"torch threads {torch.get_num_threads()}; total {time.perf_counter() - t0:.0f} s")
-    emit_result(
-        "power",
-        {
-            "null_reject_rate": null_rate,
-            "power_n100_full": rejections[main_key]["mann-whitney"][(100, 1.0)] / R,
-            "power_n100_half": rejections[main_key]["mann-whitney"][(100, 0.5)] / R,
-            "default_method": method,
-        },
-        details={"null_reject_rate_by_method": null_all, "repetitions": R, "sizes": list(sizes)},
-    )
+    figures = {
+        "null_reject_rate": null_rate,
+        "power_n100_full": rejections[main_key]["mann-whitney"][(100, 1.0)] / R if 100 in sizes else float("nan"),
+        "power_n100_half": rejections[main_key]["mann-whitney"][(100, 0.5)] / R if 100 in sizes else float("nan"),
+        "default_method": method,
+    }
+    details = {"null_reject_rate_by_method": null_all, "repetitions": R, "sizes": list(sizes)}
+    return figures, details, scores, n_null
 
 
 if __name__ == "__main__":
