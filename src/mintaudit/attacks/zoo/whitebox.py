@@ -55,6 +55,7 @@ from mintaudit.attacks.options import option
 from mintaudit.attacks.registry import AttackContext, AttackScores, register_attack
 from mintaudit.data import ImageDataset
 from mintaudit.errors import ConfigError
+from mintaudit.evaluation.metrics import auc_score
 from mintaudit.signals.gradients import gradient_layers, gradient_vectors
 
 __all__ = ["SIGNALS", "WhiteboxOptions", "calibrate", "likelihood_ratio", "whitebox_signals"]
@@ -246,7 +247,9 @@ def whitebox_lira(ctx: AttackContext) -> AttackScores:
         fit = likelihood_ratio(z[known[fold_k != f]], z[calib[fold_c != f]], opts.covariance)
         s[known[fold_k == f]] = fit(z[known[fold_k == f]])
         s[calib[fold_c == f]] = fit(z[calib[fold_c == f]])
+    y_val = np.r_[np.ones(len(known)), np.zeros(len(calib))]
     info = {
+        "val_auc": float(auc_score(y_val, np.r_[s[known], s[calib]])),  # cross-fitted: no row scored by its own fit
         "signals": columns,
         "shrink": opts.shrink,
         "blocks": opts.blocks,
