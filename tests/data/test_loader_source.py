@@ -20,6 +20,7 @@ from mintaudit.data.source import IterableSource, LoaderSource, TensorSource
 from mintaudit.data.sourcepool import pool_of
 from mintaudit.detectors import DetectorConfig
 from mintaudit.errors import DataError
+from mintaudit.protocols import Source
 
 FAST = {"fusion": "outputs", "n_bootstrap": 20, "detector": DetectorConfig(epochs=2), "show_progress": False}
 
@@ -120,6 +121,7 @@ def test_batches_read_positions_with_the_loaders_batching_and_ignore_its_sampler
     assert sizes == [16, 3] and [len(b[0]) for b in got] == [16, 3]
     assert torch.equal(torch.cat([b[0] for b in got]), x[ids]) and torch.equal(torch.cat([b[1] for b in got]), y[ids])
     assert np.array_equal(src.labels, y[:40].numpy())
+    assert isinstance(src, Source) and isinstance(TensorSource(x, y), Source)
     # the DataLoader's workers read the same samples, in the order asked
     workers = LoaderSource(TensorDataset(x[:40], y[:40]), batch_size=8, num_workers=1)
     streamed = torch.cat([b for b, _ in workers.batches(ids)])
