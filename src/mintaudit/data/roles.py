@@ -111,7 +111,7 @@ def read_roles(
     if preprocess is not None:
         return _read_raw(given, preprocess)
     parts = [open_source(given[r], r, batch_size=batch_size) for r in ROLES]
-    stats = [scan(src, given[r], r, batch_size=batch_size) for src, r in zip(parts, ROLES)]
+    stats = [scan(src, given[r], r) for src, r in zip(parts, ROLES)]
     shapes = {st.shape for st in stats}
     if len(shapes) != 1:
         raise DataError(

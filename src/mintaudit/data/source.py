@@ -408,7 +408,7 @@ class SetStats:
         return float(np.sqrt(max(self.squares - self.total * self.total / m, 0.0) / (m - 1)))
 
 
-def scan(source: Any, data: Any, role: str, *, batch_size: int = 256) -> SetStats:
+def scan(source: Any, data: Any, role: str) -> SetStats:
     """One streamed pass over ``source`` (random transforms refused first): labels, value range, spread, row hashes.
 
     Raises:
@@ -418,7 +418,7 @@ def scan(source: Any, data: Any, role: str, *, batch_size: int = 256) -> SetStat
         source.fingerprint()  # reads 8 samples twice: refuses augmentation before the pass
     st = SetStats()
     ys = []
-    for x, y in source.raw_batches(np.arange(len(source)), batch_size):
+    for x, y in source.raw_batches(np.arange(len(source))):  # the source's own batching
         if not st.shape:
             st.shape, st.dtype = tuple(x.shape[1:]), x.dtype
         elif tuple(x.shape[1:]) != st.shape:

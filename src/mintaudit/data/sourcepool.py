@@ -136,7 +136,9 @@ class SourcePool:
         """``(x, y, ids)`` batches of ``batch_size`` over ``indices``, in order, read batch by batch.
 
         Runs of ids in one part (a sorted pass: extraction, the gate) are streamed through the part's own
-        batching (a DataLoader's workers); a shuffled order is read batch by batch with :meth:`batch`.
+        batching (a DataLoader's batch size and workers), then cut into batches of ``batch_size`` (so the
+        model sees the same batches whatever the loader's batch size); a shuffled order is read batch by
+        batch with :meth:`batch`.
         """
         indices = np.asarray(indices, dtype=np.int64)
         part, pos = self._locate(indices)
@@ -149,7 +151,7 @@ class SourcePool:
         buf: list[torch.Tensor] = []
         held, done = 0, 0
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(indices)]):
-            for x, _ in self.parts[int(part[lo])].batches(pos[lo:hi], batch_size):
+            for x, _ in self.parts[int(part[lo])].batches(pos[lo:hi]):  # the part's own batching
                 buf.append(x)
                 held += len(x)
                 while held >= batch_size:
