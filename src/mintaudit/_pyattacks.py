@@ -9,6 +9,7 @@ null reference (a seeded half of the test set), the same p-values and decision.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -215,32 +216,34 @@ def _is_ids(query: Any) -> bool:
     return False
 
 
-def _with_samples(pool: ImageDataset, query: Any, guarded: np.ndarray) -> tuple[ImageDataset, np.ndarray]:
-    """The pool with the query's samples appended (a TensorPool of model inputs), and their ids there."""
-    from mintaudit.data.tensors import TensorPool, collect_samples
+def _with_samples(pool: Any, query: Any, guarded: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The pool with the query's samples appended (read from their own source, as the roles are), and their ids."""
+    from mintaudit.data.source import open_source, scan
+    from mintaudit.data.sourcepool import SourcePool
 
-    if not isinstance(pool, TensorPool):
+    if not isinstance(pool, SourcePool):
         raise ConfigError(
             "verdict(): new samples are read as model inputs, but this audit read raw pixels through preprocess=; "
             "give the query as pool ids, or audit transformed inputs"
         )
-    x, y = collect_samples(query, "query")
-    x = x.float().numpy()
-    if x.shape[1:] != pool.images.shape[1:] or int(y.min()) < 0 or int(y.max()) >= pool.num_classes:
+    source = open_source(query, "query")
+    st = scan(source, query, "query")
+    if st.shape != pool.image_shape or int(st.labels.min()) < 0 or int(st.labels.max()) >= pool.num_classes:
         raise ConfigError(
-            f"verdict(): the query holds inputs of shape {tuple(x.shape[1:])} with labels in [{int(y.min())}, "
-            f"{int(y.max())}]; the audit's are {tuple(pool.images.shape[1:])} in [0, {pool.num_classes - 1}]"
+            f"verdict(): the query holds inputs of shape {st.shape} with labels in [{int(st.labels.min())}, "
+            f"{int(st.labels.max())}]; the audit's are {pool.image_shape} in [0, {pool.num_classes - 1}]"
         )
-    seen = {pool.images[i].tobytes() for i in guarded.tolist()}
-    clash = sum(row.tobytes() in seen for row in x)
+    seen = set()
+    for x, _, _ in pool.stream(np.sort(guarded), 256):
+        rows = np.ascontiguousarray(x.numpy()).reshape(len(x), -1)
+        seen.update(hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows)
+    clash = sum(h in seen for h in st.hashes)
     if clash:
         raise ConfigError(
             f"verdict(): {clash} query samples are copies of the null reference, the known members or the external "
             "samples; their scores say nothing about membership: query other samples"
         )
-    grown = TensorPool(
-        f"{pool.name}+query", np.concatenate([pool.images, x]), np.r_[pool.labels, y.numpy()], pool.num_classes
-    )
+    grown = pool.grown(source, st.labels, f"{pool.name}+query")
     return grown, np.arange(len(pool), len(grown), dtype=np.int64)
 
 

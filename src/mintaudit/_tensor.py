@@ -50,6 +50,9 @@ def iter_batches(
     if generator is not None:
         order = torch.randperm(len(indices), generator=generator).numpy()
         indices = indices[order]
+    if hasattr(dataset, "stream"):  # a pool read from sources (mintaudit.audit): batch by batch, never whole
+        yield from dataset.stream(indices, batch_size, device)
+        return
     for start in range(0, len(indices), batch_size):
         idx = indices[start : start + batch_size]
         y = torch.from_numpy(dataset.labels[idx])

@@ -262,7 +262,7 @@ def audit(
         tap_mode=_mode_text(tap_mode),
         tap_budget=budget,
     )
-    data = read_roles(members, external, test, preprocess=preprocess)
+    data = read_roles(members, external, test, preprocess=preprocess, batch_size=batch_size)
     check_role_sizes(data.sizes, known_fraction)
     scope = contextlib.ExitStack()  # the run's device and whether it is distributed; both restored below
     scope.enter_context(distributed_scope(distributed))

@@ -75,6 +75,9 @@ class AttackConfig:
 
 
 def _flip_dataset(ds: ImageDataset) -> ImageDataset:
+    """The pool mirrored left-right: uint8 (N, H, W, C) pixels flipped on W, or a pool's own ``flipped()`` view."""
+    if hasattr(ds, "flipped"):  # model inputs (C, H, W) read from sources (mintaudit.audit): flipped on W too
+        return ds.flipped()
     return ImageDataset(
         ds.name + "+hflip",
         hflip(ds.images),

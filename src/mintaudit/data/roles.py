@@ -1,7 +1,10 @@
 """The three sets a Python caller hands :func:`mintaudit.audit`, read and checked before anything runs.
 
-``members``, ``external`` and ``test`` are read with :func:`~mintaudit.data.tensors.collect_samples`,
-then refused in one line when they cannot give a meaningful audit:
+Transformed inputs are streamed, never held whole: each set becomes a source
+(:func:`~mintaudit.data.source.open_source`: a DataLoader or map-style Dataset is read batch by batch, a
+pair of tensors is used as it is) and is checked in one pass (:func:`~mintaudit.data.source.scan`: labels,
+value range, spread and a 16-byte hash per row). Raw pixels (``preprocess=``) are read into memory as uint8
+(N, H, W, C), a quarter of float32. Sets are refused in one line when they cannot give a meaningful audit:
 
 * **roles that overlap**: the same object passed twice, or identical inputs (rows compared by a
   hash of their bytes) in two roles; an audit of members against themselves measures leaked
@@ -11,6 +14,7 @@ then refused in one line when they cannot give a meaningful audit:
   look like raw pixels (>= 0 and above 20), values beyond ``|x| > 1e3`` and one role spread far
   wider than another are refused with the likely cause; with ``preprocess=`` they must be raw
   pixels (whole numbers 0-255, uint8 or float, NCHW or NHWC), scaled and normalised here;
+* **random transforms**: a loader whose samples differ between two reads (augmentation);
 * **too few samples**: fewer than :data:`MIN_SIDE` on a side of an AUC row (known or held-out
   members, external, test), where an AUC of 0 or 1 says nothing.
 """
@@ -25,7 +29,9 @@ import numpy as np
 import torch
 
 from mintaudit.data._base import ImageDataset
-from mintaudit.data.tensors import TensorPool, collect_samples
+from mintaudit.data.source import SetStats, open_source, scan
+from mintaudit.data.sourcepool import SourcePool, pool_of
+from mintaudit.data.tensors import collect_samples
 from mintaudit.errors import ConfigError, DataError, SplitError
 from mintaudit.preprocess import Preprocess
 
@@ -44,30 +50,33 @@ MAX_SPREAD_RATIO = 5.0
 
 @dataclass(frozen=True)
 class RoleData:
-    """The three roles, concatenated in the order members, external, test.
+    """The three roles, in the order members, external, test.
 
     Attributes:
-        x: float32 (N, C, H, W) model inputs, or uint8 (N, H, W, C) raw pixels when ``preprocess`` is set.
         y: int64 (N,) labels.
         sizes: samples per role.
         preprocess: how raw pixels become the model's input, or None (already transformed).
+        parts: the sources of the transformed inputs (members, external, test), read batch by batch.
+        x: uint8 (N, H, W, C) raw pixels when ``preprocess`` is set, else None.
     """
 
-    x: np.ndarray
     y: np.ndarray
     sizes: tuple[int, int, int]
     preprocess: Preprocess | None = None
+    parts: tuple[Any, ...] = ()
+    x: np.ndarray | None = None
 
     def example(self) -> torch.Tensor:
         """The first two samples as the model takes them, float (2, C, H, W)."""
-        if self.preprocess is None:
-            return torch.from_numpy(self.x[:2])
-        return self.preprocess(self.x[:2])
+        if self.x is not None and self.preprocess is not None:
+            return self.preprocess(self.x[:2])
+        x, _ = self.parts[0].fetch(np.arange(min(2, self.sizes[0])))
+        return x.float()
 
-    def pool(self, name: str, num_classes: int) -> ImageDataset:
-        """The pool every stage reads: a :class:`TensorPool`, or raw pixels read through the preprocessing."""
-        if self.preprocess is None:
-            return TensorPool(name, self.x, self.y, int(num_classes))
+    def pool(self, name: str, num_classes: int) -> ImageDataset | SourcePool:
+        """The pool every stage reads: a :class:`SourcePool` over the sources, or raw pixels through the preprocessing."""
+        if self.x is None:
+            return pool_of(name, self.parts, self.y, int(num_classes))
         return ImageDataset(name, self.x, self.y, int(num_classes), preprocess=self.preprocess)
 
     def ranges(self) -> list[np.ndarray]:
@@ -76,7 +85,9 @@ class RoleData:
         return [np.arange(cuts[i], cuts[i + 1]) for i in range(3)]
 
 
-def read_roles(members: Any, external: Any, test: Any, *, preprocess: Preprocess | None = None) -> RoleData:
+def read_roles(
+    members: Any, external: Any, test: Any, *, preprocess: Preprocess | None = None, batch_size: int = 256
+) -> RoleData:
     """Read and check the three sets (see the module docstring).
 
     Raises:
@@ -97,28 +108,39 @@ def read_roles(members: Any, external: Any, test: Any, *, preprocess: Preprocess
             f"preprocess must be a mintaudit.Preprocess (e.g. Preprocess(mean=0.5, std=0.5)), "
             f"got {type(preprocess).__name__}"
         )
-    raw = preprocess is not None
-    parts = [collect_samples(given[r], r, raw=raw) for r in ROLES]
-    if raw:  # each role's layout (NCHW or NHWC) read on its own, then compared
-        parts = [(_nhwc(_raw_pixels(x, role), role), y) for (x, y), role in zip(parts, ROLES)]
+    if preprocess is not None:
+        return _read_raw(given, preprocess)
+    parts = [open_source(given[r], r, batch_size=batch_size) for r in ROLES]
+    stats = [scan(src, given[r], r) for src, r in zip(parts, ROLES)]
+    shapes = {st.shape for st in stats}
+    if len(shapes) != 1:
+        raise DataError(
+            f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform them alike"
+        )
+    for st, role in zip(stats, ROLES):
+        _check_transformed(st, role)
+    _check_alike(stats)
+    _check_disjoint([st.hashes for st in stats])
+    sizes = tuple(st.n for st in stats)
+    return RoleData(np.concatenate([st.labels for st in stats]), sizes, None, tuple(parts))  # type: ignore[arg-type]
+
+
+def _read_raw(given: dict[str, Any], preprocess: Preprocess) -> RoleData:
+    """Raw pixels: every role read into memory as uint8 (N, H, W, C), each role's layout read on its own."""
+    parts = [collect_samples(given[r], r, raw=True) for r in ROLES]
+    parts = [(_nhwc(_raw_pixels(x, role), role), y) for (x, y), role in zip(parts, ROLES)]
     shapes = {tuple(p[0].shape[1:]) for p in parts}
     if len(shapes) != 1:
         raise DataError(
             f"members, external and test hold inputs of different shapes {sorted(shapes)}; transform them alike"
         )
-    if raw:
-        _check_channels(preprocess, int(parts[0][0].shape[-1]))  # type: ignore[arg-type]
-        x = np.ascontiguousarray(torch.cat([p[0] for p in parts]).numpy())
-    else:
-        for (t, _), role in zip(parts, ROLES):
-            _check_transformed(t, role)
-        _check_alike([p[0] for p in parts])
-        x = np.ascontiguousarray(torch.cat([p[0].float() for p in parts]).numpy())
+    _check_channels(preprocess, int(parts[0][0].shape[-1]))
+    x = np.ascontiguousarray(torch.cat([p[0] for p in parts]).numpy())
     sizes = tuple(len(p[0]) for p in parts)
     y = torch.cat([p[1] for p in parts]).numpy()
-    data = RoleData(x, y, sizes, preprocess)  # type: ignore[arg-type]
-    _check_disjoint(data)
-    return data
+    cuts = np.cumsum([0, *sizes])
+    _check_disjoint([[_hash(x[i]) for i in range(cuts[k], cuts[k + 1])] for k in range(3)])
+    return RoleData(y, sizes, preprocess, x=x)  # type: ignore[arg-type]
 
 
 def check_role_sizes(sizes: tuple[int, int, int], known_fraction: float) -> None:
@@ -140,20 +162,19 @@ def check_role_sizes(sizes: tuple[int, int, int], known_fraction: float) -> None
             )
 
 
-def _check_transformed(x: torch.Tensor, role: str) -> None:
+def _check_transformed(st: SetStats, role: str) -> None:
     """Already-transformed inputs: floats, finite, not raw pixels, not scaled out of any sane range."""
-    if not x.is_floating_point():
-        hi = int(x.max())
+    if not st.dtype.is_floating_point:
+        hi = int(st.hi)
         raise DataError(
-            f"{role}: inputs are {str(x.dtype).removeprefix('torch.')} (raw pixels 0-{hi}?), but without "
+            f"{role}: inputs are {str(st.dtype).removeprefix('torch.')} (raw pixels 0-{hi}?), but without "
             "preprocess= audit() takes the model's already-transformed float inputs: convert them as in training "
             "(e.g. x.float() / 255, then your normalisation), or pass preprocess=mintaudit.Preprocess(mean=..., "
             "std=...) to have audit() do it"
         )
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
+    if not st.finite:
         raise DataError(f"{role}: inputs hold NaN or infinite values; check the transform")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = st.lo, st.hi
     if max(abs(lo), abs(hi)) > MAX_ABS:
         raise DataError(
             f"{role}: inputs reach |x| = {max(abs(lo), abs(hi)):.3g}; transformed inputs lie within a few units of 0, "
@@ -168,9 +189,9 @@ def _check_transformed(x: torch.Tensor, role: str) -> None:
         )
 
 
-def _check_alike(xs: list[torch.Tensor]) -> None:
+def _check_alike(stats: list[SetStats]) -> None:
     """Refuse a role whose values spread far wider than another's (one role transformed otherwise)."""
-    spread = [float(t.float().std()) if t.numel() > 1 else 0.0 for t in xs]
+    spread = [st.std for st in stats]
     if min(spread) <= 0:
         return
     wide, narrow = int(np.argmax(spread)), int(np.argmin(spread))
@@ -226,19 +247,18 @@ def _nhwc(x: torch.Tensor, role: str) -> torch.Tensor:
     return x.contiguous()
 
 
-def _check_disjoint(data: RoleData) -> None:
+def _check_disjoint(hashes: list[list[bytes]]) -> None:
     """Refuse identical inputs in two roles (rows compared by a BLAKE2 hash of their bytes)."""
     owner: dict[bytes, str] = {}
-    for role, idx in zip(ROLES, data.ranges()):
-        hashes = [_hash(data.x[i]) for i in idx]
+    for role, role_hashes in zip(ROLES, hashes):
         for other in ROLES[: ROLES.index(role)]:
-            shared = [k for k, h in enumerate(hashes) if owner.get(h) == other]
+            shared = [k for k, h in enumerate(role_hashes) if owner.get(h) == other]
             if shared:
                 raise SplitError(
                     f"{other} and {role} share {len(shared)} identical input(s) (e.g. {role} sample {shared[0]}): an "
                     "audit whose roles overlap measures leaked labels, not membership; give disjoint sets"
                 )
-        for h in hashes:
+        for h in role_hashes:
             owner.setdefault(h, role)
 
 

@@ -1,25 +1,23 @@
-"""A pool of samples the user already transformed: tensors, a ``Dataset`` or a ``DataLoader`` yielding ``(x, y)``.
+"""Reading the samples a Python caller hands :func:`mintaudit.audit`: pairs, dicts, batches, Datasets, DataLoaders.
 
-:class:`TensorPool` is an :class:`~mintaudit.data.ImageDataset` whose samples are the user's
-model inputs as they are (float ``(N, C, H, W)``, any normalisation the user's transform
-applied), so every stage that reads a data set (the sanity gate, extraction, the MINT models,
-the attacks) reads these inputs unchanged. It is held in memory as float32.
+:func:`to_xy` turns one item (a pair ``(x, y)`` or a dict such as ``{"pixel_values": x, "labels": y}``)
+into a batch of inputs and integer labels, with a one-line refusal naming the cause; the sources of
+:mod:`mintaudit.data.source` read every batch through it. :func:`collect_samples` reads a whole set into
+memory (what raw pixels, lists of batches and iterable datasets need); a map-style Dataset or DataLoader
+is streamed instead (:class:`~mintaudit.data.source.LoaderSource`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from mintaudit.data._base import ImageDataset
 from mintaudit.errors import DataError
 
-__all__ = ["TensorPool", "collect_samples"]
+__all__ = ["USER_TRANSFORM", "collect_samples", "guarded", "iter_items", "to_xy"]
 
 #: How the report describes the preprocessing of a pool the caller transformed.
 USER_TRANSFORM = {"applied_by": "the caller: samples were given already transformed"}
@@ -118,7 +116,26 @@ def _labels(y: Any, where: str) -> torch.Tensor:
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-def _items(data: Any, role: str) -> Iterator[Any]:
+def to_xy(item: Any, where: str, *, raw: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One item (a pair, or a dict with an input and a label key) as a batch: x (B, C, H, W) as given, y int64 (B,).
+
+    Args:
+        item: ``(x, y)`` or a dict (keys :data:`X_KEYS`, :data:`Y_KEYS`); ``x`` one sample (C, H, W) or a batch.
+        where: named in errors (``"members (item 3)"``).
+        raw: accept PIL images (raw pixels, to go through a preprocessing).
+
+    Raises:
+        DataError: inputs that are not images, labels that are not integer class indices, or counts that differ.
+    """
+    x_item, y_item = _as_xy(item, where)
+    x, y = _inputs(x_item, where, raw), _labels(y_item, where)
+    x = x if x.dim() == 4 else x.unsqueeze(0)
+    if len(y) != len(x):
+        raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels; give one integer label per input")
+    return x, y
+
+
+def iter_items(data: Any, role: str) -> Iterator[Any]:
     """The items of ``data``: one batch for a pair of tensors or a dict of them, else each item it yields."""
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (torch.Tensor, np.ndarray)):
         yield tuple(data)
@@ -138,7 +155,7 @@ def _items(data: Any, role: str) -> Iterator[Any]:
         )
 
 
-def _guarded(items: Iterator[Any], role: str) -> Iterator[Any]:
+def guarded(items: Iterator[Any], role: str) -> Iterator[Any]:
     """``items``, with a DataLoader's collate failure (PIL images, strings) as one line naming the role."""
     while True:
         try:
@@ -171,13 +188,9 @@ def collect_samples(data: Any, role: str, *, raw: bool = False) -> tuple[torch.T
     """
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
-    for n, item in enumerate(_guarded(_items(data, role), role)):
+    for n, item in enumerate(guarded(iter_items(data, role), role)):
         where = f"{role} (item {n})"
-        x_item, y_item = _as_xy(item, where)
-        x, y = _inputs(x_item, where, raw), _labels(y_item, where)
-        x = x if x.dim() == 4 else x.unsqueeze(0)
-        if len(y) != len(x):
-            raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels; give one integer label per input")
+        x, y = to_xy(item, where, raw=raw)
         if xs and x.shape[1:] != xs[0].shape[1:]:
             raise DataError(
                 f"{where}: inputs of shape {tuple(x.shape[1:])} after {tuple(xs[0].shape[1:])}; give one size"
@@ -190,56 +203,3 @@ def collect_samples(data: Any, role: str, *, raw: bool = False) -> tuple[torch.T
             "samples as tensors, a Dataset or a DataLoader"
         )
     return torch.cat(xs), torch.cat(ys)
-
-
-@dataclass(frozen=True, eq=False)
-class TensorPool(ImageDataset):
-    """A pool of already-transformed model inputs: ``images`` float32 (N, C, H, W), used as they are."""
-
-    def __post_init__(self) -> None:
-        x = self.images
-        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.float32:
-            raise DataError(f"pool {self.name!r}: inputs must be float32 (N, C, H, W), got {getattr(x, 'shape', None)}")
-        if not np.isfinite(x).all():
-            raise DataError(f"pool {self.name!r}: inputs hold NaN or infinite values; check the transform")
-        labels = np.asarray(self.labels)
-        if labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"pool {self.name!r}: give one integer label per input")
-        if len(x) == 0:
-            raise DataError(f"pool {self.name!r} is empty")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise DataError(
-                f"pool {self.name!r}: labels must lie in [0, {self.num_classes}), got "
-                f"[{labels.min()}, {labels.max()}]; give num_classes or fix the labels"
-            )
-        object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        _, c, h, w = self.images.shape
-        return (int(c), int(h), int(w))
-
-    @property
-    def preprocess_record(self) -> dict[str, Any]:
-        return dict(USER_TRANSFORM)
-
-    def with_preprocess(self, preprocess: Any) -> TensorPool:
-        if preprocess is not None and not preprocess.is_default:
-            raise DataError(
-                "these samples were given already transformed; apply the preprocessing in your own "
-                "transform, not with --mean/--std"
-            )
-        return self
-
-    def batch(self, indices: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-        x = torch.from_numpy(self.images[indices])
-        return x if device is None or device.type == "cpu" else x.to(device, non_blocking=True)
-
-    def fingerprint(self) -> str:
-        if not self._fingerprint:
-            h = hashlib.sha256(b"tensor-pool\0")
-            h.update(repr((self.images.shape, self.num_classes)).encode())
-            h.update(np.ascontiguousarray(self.images).data)
-            h.update(np.ascontiguousarray(self.labels).data)
-            self._fingerprint.append(h.hexdigest()[:16])
-        return self._fingerprint[0]
