@@ -17,16 +17,27 @@ row is chosen among ALL MINT rows (passive MINT on activations, activations + ou
 calibrated MINT) by the MINT model's validation AUC, never by the scored side.
 
 Ends with one line: RESULT <method>_auc=<x> <method>_tpr1=<x> ... for every method it ran, then
-best_mint_auc=<x> best_mint_tpr1=<x> (the best MINT row's scored AUC and TPR at 1% FPR).
+best_mint_auc=<x> best_mint_tpr1=<x> (the best white-box row's scored AUC and TPR at 1% FPR: passive
+MINT, gMINT, calibrated MINT or white-box LiRA, chosen by validation AUC), rmia_auc, rmia_tpr1, and
+mint_minus_rmia_auc / mint_minus_rmia_lo: the mean and 2.5% quantile of the AUC difference over 1,000
+paired bootstrap resamples of the same held-out members and non-members (for a best row whose
+per-sample scores the attacks give: calibrated MINT, white-box LiRA).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from mintaudit.attacks.run import AttackConfig
+import numpy as np
+
+from mintaudit.attacks.run import AttackConfig, attack_scores
+from mintaudit.evaluation import auc_score
+from mintaudit.passive import passive_split
 from mintaudit.workdir import attack, prepare_data, resolve_model
+from mintaudit.workdir.audit import reference_population
+from mintaudit.workdir.model import model_spec
 from mintaudit.training import TrainConfig
 
 from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
@@ -40,9 +51,25 @@ OFFLINE = [
     "shokri",
     "lira",
     "rmia",
+    "informia",
+    "bavaria",
+    "bavaria-n",
     "calibrated-mint",
+    "whitebox-lira",
 ]
-REFERENCE_METHODS = ("calibrated-loss", "shokri", "lira", "rmia", "calibrated-mint")
+REFERENCE_METHODS = (
+    "calibrated-loss",
+    "shokri",
+    "lira",
+    "rmia",
+    "informia",
+    "bavaria",
+    "bavaria-n",
+    "calibrated-mint",
+    "whitebox-lira",
+)
+#: Rows that read the model's internals or fit a MINT model (the white-box side of the comparison).
+WHITE_BOX_ATTACKS = ("calibrated-mint", "whitebox-lira")
 
 
 def _row(name: str, r: dict, seconds: float | None) -> str:
@@ -58,6 +85,47 @@ def _row(name: str, r: dict, seconds: float | None) -> str:
         f"| {name} | {f('accuracy')} | {f('auc')} | {f('tpr_at_fpr', '0.01')} | {f('tpr_at_fpr', '0.001')} | "
         f"{r['n_members']}/{r['n_nonmembers']} | {t} |"
     )
+
+
+def _tpr_at(members: np.ndarray, nonmembers: np.ndarray, fpr: float = 0.01) -> float:
+    return float((members > np.quantile(nonmembers, 1 - fpr)).mean())
+
+
+def paired_difference(a: tuple, b: tuple, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean, 2.5% and 97.5% quantiles of AUC(a) - AUC(b) over ``n`` paired bootstrap resamples.
+
+    ``a`` and ``b`` are (member scores, non-member scores) of the same samples, in the same order.
+    """
+    rng = np.random.default_rng(seed)
+    nm, nn = len(a[0]), len(a[1])
+    y = np.r_[np.ones(nm), np.zeros(nn)]
+    d = np.empty(n)
+    for k in range(n):
+        i, j = rng.integers(0, nm, nm), rng.integers(0, nn, nn)
+        d[k] = auc_score(y, np.r_[a[0][i], a[1][j]]) - auc_score(y, np.r_[b[0][i], b[1][j]])
+    return float(d.mean()), float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
+def _scores(args, ds, splits, cfg: AttackConfig, names: list[str]) -> dict:
+    """Per-sample scores of ``names`` on the report's sets, from the cached reference models (none trained)."""
+    net, _, _ = resolve_model(args.out, ds, splits=splits)
+    split = passive_split(splits, known_fraction=0.5, seed=cfg.seed)
+    pop = reference_population(ds, splits, args.population, cfg.seed)
+    out = Path(args.out)
+    got = attack_scores(
+        net,
+        model_spec(out, ds, None, None),
+        ds,
+        split,
+        names,
+        out / "cache" / "attacks",
+        cfg,
+        population=pop,
+        signals_root=out / "cache",
+        show_progress=False,
+        train_references=False,
+    )
+    return {k: (v.members, v.nonmembers) for k, v in got.items()}
 
 
 def main() -> None:
@@ -143,6 +211,8 @@ def main() -> None:
             keyed[f"{kind}_{signal}".replace("-", "_").replace("+", "_")] = best
             if kind == "passive-mint":
                 mint_rows += [(f"{kind} {signal} ({r.get('label')})", r) for r in rows]
+            elif kind == "gmint":
+                mint_rows += [(f"{kind} ({r.get('label')})", r) for r in rows]
     for r in results:
         if r.get("attack"):
             name = (
@@ -150,7 +220,7 @@ def main() -> None:
             )
             print(_row(name, r, r["fit"].get("seconds")))
             keyed[r["attack"].replace("-", "_")] = r
-            if r["method"] == "calibrated-mint":
+            if r["attack"] in WHITE_BOX_ATTACKS:
                 mint_rows.append((name, r))
     best_mint = None
     if mint_rows:  # chosen by the MINT model's validation AUC, never by the scored side
@@ -169,6 +239,20 @@ def main() -> None:
     if best_mint is not None:
         figures["best_mint_auc"] = best_mint["metrics"]["auc"]
         figures["best_mint_tpr1"] = best_mint["metrics"]["tpr_at_fpr"]["0.01"]
+        if "rmia" in keyed:
+            figures["rmia_auc"] = keyed["rmia"]["metrics"]["auc"]
+            figures["rmia_tpr1"] = keyed["rmia"]["metrics"]["tpr_at_fpr"]["0.01"]
+        if best_mint.get("attack") in WHITE_BOX_ATTACKS and "rmia" in keyed:
+            got = _scores(args, ds, splits, cfg, [best_mint["attack"], "rmia"])
+            mean, lo, hi = paired_difference(got[best_mint["attack"]], got["rmia"])
+            figures["mint_minus_rmia_auc"], figures["mint_minus_rmia_lo"] = round(mean, 4), round(lo, 4)
+            ratio = _tpr_at(*got[best_mint["attack"]]) / max(_tpr_at(*got["rmia"]), 1e-12)
+            print(
+                f"\n{best_mint['attack']} - rmia, AUC over 1,000 paired resamples: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+                f"TPR at 1% FPR {ratio:.2f}x RMIA's"
+            )
+        elif "rmia" in keyed:
+            print("\nno paired difference: the best white-box row is a passive-MINT or gMINT row (scores not kept)")
     emit_result("compare", figures)
 
 
