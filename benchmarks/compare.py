@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mintaudit.attacks.registry import attack_spec
 from mintaudit.attacks.run import AttackConfig, attack_scores
 from mintaudit.evaluation import auc_score
 from mintaudit.passive import passive_split
@@ -57,17 +58,7 @@ OFFLINE = [
     "calibrated-mint",
     "whitebox-lira",
 ]
-REFERENCE_METHODS = (
-    "calibrated-loss",
-    "shokri",
-    "lira",
-    "rmia",
-    "informia",
-    "bavaria",
-    "bavaria-n",
-    "calibrated-mint",
-    "whitebox-lira",
-)
+REFERENCE_METHODS = tuple(m for m in OFFLINE if attack_spec(m).needs_references)
 #: Rows that read the model's internals or fit a MINT model (the white-box side of the comparison).
 WHITE_BOX_ATTACKS = ("calibrated-mint", "whitebox-lira")
 
