@@ -74,8 +74,18 @@ def provenance() -> dict[str, Any]:
         "torch": torch_version,
         "torch_threads": threads,
         "python": platform.python_version(),
-        "command": " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else None,
+        "command": _command(),
     }
+
+
+def _command() -> str | None:
+    """The command as run from the repository's root (``python benchmarks/x.py ...``), wherever it was run from."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parents[1]
+    shown = script.relative_to(root).as_posix() if script.is_relative_to(root) else sys.argv[0]
+    return " ".join(["python", shown, *sys.argv[1:]])
 
 
 def emit_result(
