@@ -145,6 +145,7 @@ def train_to_target(args: argparse.Namespace, work: Path, ds: Any, splits: Any, 
         "train_accuracy": info["train_accuracy"],
         "test_accuracy": info["task_accuracy"],
         "stop": stop,
+        "resumed_from_epoch": done,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -237,11 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     loss = next(r for r in report["results"] if r["method"] == "loss")
     tab = table(report)
     print(f"\n{tab}\n")
+    resumed = f"; this run resumed after epoch {trained['resumed_from_epoch']}" if trained["resumed_from_epoch"] else ""
     setup = (
         f"Fashion-MNIST{' (--quick)' if args.quick else ''}: {len(splits.members):,} members ({known:,} known to "
         f"the auditor, {heldout:,} held out), {len(splits.external):,} external (all MINT-training negatives), "
         f"{len(splits.test):,} test; objcls-cnn without dropout, Adam 1e-3, batch 64, {trained['epochs']} epochs "
-        f"(stopped: {trained['stop']}; target train accuracy {args.target_accuracy}): train "
+        f"(stopped: {trained['stop']}; target train accuracy {args.target_accuracy}"
+        f"{resumed}): train "
         f"{trained['train_accuracy']:.3f} / test {trained['test_accuracy']:.3f}; MINT detector auto (MLP), "
         f"L2/L4/L6 pooled (per-channel mean+max), L7 full; protocol heldout-members, balanced by subsampling; "
         f"95% bootstrap intervals; {args.threads} torch threads, wall {wall / 60:.1f} min "
@@ -275,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
             "tables": [tab],
             "sizes": {**sizes, "known_members": known, "heldout_members": heldout},
             "training_stop": trained["stop"],
+            "resumed_from_epoch": trained["resumed_from_epoch"],
             "cpu_minutes": round(time.process_time() / 60, 1),
             "l7_ci95_auc": l7["ci95"]["auc"],
             "loss_ci95_auc": loss["ci95"]["auc"],
