@@ -110,7 +110,7 @@ def train_to_target(args: argparse.Namespace, work: Path, ds: Any, splits: Any, 
     further epoch: test accuracy, history and ``model.json``), as ``mintaudit train`` would.
     """
     from mintaudit.models import build_model
-    from mintaudit.pipeline import spec_for, train_model
+    from mintaudit.workdir import spec_for, train_model
     from mintaudit.training import train_classifier
 
     t0 = time.perf_counter()
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from mintaudit.detectors import DetectorConfig
     from mintaudit.passive import SweepConfig
-    from mintaudit.pipeline import prepare_data, sweep
+    from mintaudit.workdir import prepare_data, sweep
 
     t0 = time.perf_counter()
     work = Path(args.work)
