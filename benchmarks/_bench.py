@@ -88,6 +88,15 @@ def _command() -> str | None:
     return " ".join(["python", shown, *sys.argv[1:]])
 
 
+def run_child(cmd: list[str]) -> dict[str, Any]:
+    """Run a measuring process and return the JSON object on its last line of output (exit on its failure)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"the measuring process failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def emit_result(
     name: str,
     figures: Mapping[str, Any],

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+from _bench import emit_result, run_child  # benchmarks/ is on sys.path when a script runs
 
 SHAPE = (3, 64, 64)
 CLASSES = 10
@@ -91,11 +90,7 @@ def _child(n: int, batch: int) -> None:
 
 def _run(n: int, batch: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", str(n), "--batch", str(batch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"the measuring process failed (exit {proc.returncode})")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(cmd)
 
 
 def main() -> None:

@@ -35,7 +35,6 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+from _bench import emit_result, run_child  # benchmarks/ is on sys.path when a script runs
 
 TAPS = ["layer2", "layer3"]
 SIZE = 224
@@ -160,11 +159,7 @@ def _run_child(args: argparse.Namespace, root: Path, work: Path, *, time_it: boo
         cmd += ["--device", args.device]
     if time_it:
         cmd.append("--time")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"the measuring process failed (exit {proc.returncode})")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(cmd)
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +54,7 @@ from mintaudit.errors import DataNotFoundError
 from mintaudit.models import ModelSpec, active_taps, build_model, published_taps
 from mintaudit.signals import extract_signals
 
-from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
+from _bench import emit_result, run_child  # benchmarks/ is on sys.path when a script runs
 
 MODEL = "objcls-cnn"
 BATCH = 256
@@ -169,10 +168,7 @@ def _memory_in_subprocess(n: int, device: str, threads: int, root: str | None) -
             "--threads",
             str(threads),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"memory subprocess for n={n} failed:\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_child(cmd)
 
 
 def _amint_steps(ds: ImageDataset, device: torch.device, repeats: int) -> tuple[float, float]:
