@@ -195,7 +195,9 @@ def calibrate(target: np.ndarray, refs: np.ndarray, out_mask: np.ndarray, shrink
     m = out_mask[:, :, None].astype(np.float64)
     k = m.sum(0)  # (N, 1)
     if (k < 2).any():
-        raise ConfigError("white-box LiRA needs at least 2 reference models that did not train on each sample")
+        raise ConfigError(
+            "white-box LiRA needs at least 2 reference models that did not train on each sample; give --reference 2 or more"
+        )
     mean = (refs * m).sum(0) / k
     var = (((refs - mean) ** 2) * m).sum(0) / (k - 1)
     v_pop = np.median(var, axis=0, keepdims=True)
