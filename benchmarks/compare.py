@@ -21,7 +21,11 @@ best_mint_auc=<x> best_mint_tpr1=<x> (the best white-box row's scored AUC and TP
 MINT, gMINT, calibrated MINT or white-box LiRA, chosen by validation AUC), rmia_auc, rmia_tpr1, and
 mint_minus_rmia_auc / mint_minus_rmia_lo: the mean and 2.5% quantile of the AUC difference over 1,000
 paired bootstrap resamples of the same held-out members and non-members (for a best row whose
-per-sample scores the attacks give: calibrated MINT, white-box LiRA).
+per-sample scores the attacks give: calibrated MINT, white-box LiRA); with white-box LiRA among the
+methods, whitebox_seconds, rmia_seconds and whitebox_cost_ratio: white-box LiRA's scoring time against
+RMIA's whole scoring time, the audited and reference models' forwards included (both measured afresh
+in a temporary folder, in CPU seconds of this process), with the cost of each signal per sample and
+model printed above the RESULT line.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from mintaudit.passive import passive_split
 from mintaudit.workdir import attack, prepare_data, resolve_model
 from mintaudit.workdir.audit import reference_population
 from mintaudit.workdir.model import model_spec
+from mintaudit.workdir.record import read_record
 from mintaudit.training import TrainConfig
 
 from _bench import emit_result  # benchmarks/ is on sys.path when a script runs
@@ -97,15 +102,23 @@ def paired_difference(a: tuple, b: tuple, n: int = 1000, seed: int = 0) -> tuple
     return float(d.mean()), float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
 
 
-def _scores(args, ds, splits, cfg: AttackConfig, names: list[str]) -> dict:
+def _target(out: Path) -> dict[str, str | None]:
+    """The audited model as ``resolve_model`` and ``model_spec`` take it: a user's model from the record, or none."""
+    rec = read_record(out) or {}
+    mdl = rec.get("model") or {}
+    if mdl.get("trained_in_out", True):
+        return {"model": None, "weights": None}
+    return {"model": mdl.get("locator"), "weights": mdl.get("weights")}
+
+
+def _scores(out: Path, population: str, ds, splits, cfg: AttackConfig, names: list[str]) -> dict:
     """Per-sample scores of ``names`` on the report's sets, from the cached reference models (none trained)."""
-    net, _, _ = resolve_model(args.out, ds, splits=splits)
+    net, _, _ = resolve_model(out, ds, splits=splits, **_target(out))
     split = passive_split(splits, known_fraction=0.5, seed=cfg.seed)
-    pop = reference_population(ds, splits, args.population, cfg.seed)
-    out = Path(args.out)
+    pop = reference_population(ds, splits, population, cfg.seed)
     got = attack_scores(
         net,
-        model_spec(out, ds, None, None),
+        model_spec(out, ds, *_target(out).values()),
         ds,
         split,
         names,
@@ -117,6 +130,133 @@ def _scores(args, ds, splits, cfg: AttackConfig, names: list[str]) -> dict:
         train_references=False,
     )
     return {k: (v.members, v.nonmembers) for k, v in got.items()}
+
+
+def _costs(out: Path, population: str, ds, splits, cfg: AttackConfig) -> tuple[dict[str, float], int, int]:
+    """CPU seconds of RMIA's whole scoring and of white-box LiRA's, the rows scored and the models.
+
+    Both run afresh in a temporary folder (the work directory's reference models are read, never
+    written): RMIA first, the audited and reference models' forwards included; then white-box LiRA,
+    whose reference logits RMIA has just cached, so its seconds are its own signals and fit. CPU time
+    of this process (``time.process_time``), so that other jobs on a shared machine do not count.
+    """
+    import tempfile
+
+    net, _, _ = resolve_model(out, ds, splits=splits, **_target(out))
+    split = passive_split(splits, known_fraction=0.5, seed=cfg.seed)
+    pop = reference_population(ds, splits, population, cfg.seed)
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "reference").symlink_to((out / "cache" / "attacks" / "reference").resolve())
+        for name in ("rmia", "whitebox-lira"):
+            t0 = time.process_time()
+            got = attack_scores(
+                net,
+                model_spec(out, ds, *_target(out).values()),
+                ds,
+                split,
+                [name],
+                root,
+                cfg,
+                population=pop,
+                signals_root=root / "target",
+                show_progress=False,
+                train_references=False,
+            )[name]
+            seconds[name] = time.process_time() - t0
+    rows = len(got.members) + len(got.nonmembers) + len(got.calibration_members) + len(got.calibration_nonmembers)
+    return {**seconds, "by_signal": got.info["seconds_by_signal"]}, rows, int(got.info["n_reference"]) + 1
+
+
+def _cost_table(costs: dict, rows: int, models: int) -> dict[str, float]:
+    """Print white-box LiRA's cost per signal, per sample and model, beside RMIA's; return the figures."""
+    per = 1000.0 / (rows * models)
+    wall = sum(costs["by_signal"].values())
+    print(f"\ncost per sample and model ({rows} rows x {models} models), CPU ms:")
+    for name, sec in costs["by_signal"].items():  # the attack's wall clock, as a share of its CPU time
+        print(f"  whitebox-lira {name}: {costs['whitebox-lira'] * sec / max(wall, 1e-9) * per:.3f}")
+    print(f"  whitebox-lira, all: {costs['whitebox-lira'] * per:.3f} ({costs['whitebox-lira']:.0f} s)")
+    print(f"  rmia, all (the models' forwards included): {costs['rmia'] * per:.3f} ({costs['rmia']:.0f} s)")
+    ratio = costs["whitebox-lira"] / max(costs["rmia"], 1e-9)
+    print(f"  white-box LiRA costs {ratio:.2f}x RMIA's scoring")
+    return {
+        "whitebox_seconds": round(costs["whitebox-lira"], 1),
+        "rmia_seconds": round(costs["rmia"], 1),
+        "whitebox_cost_ratio": round(ratio, 2),
+    }
+
+
+def table_rows(results: list[dict]) -> tuple[dict[str, dict], list[tuple[str, dict]]]:
+    """Print the table's rows; return them keyed by method and every white-box row with its name."""
+    keyed: dict[str, dict] = {}
+    mint_rows: list[tuple[str, dict]] = []  # every MINT row, for the best one by validation AUC
+    for kind, signal in (
+        ("passive-mint", "activations"),
+        ("passive-mint", "activations+outputs"),
+        ("passive-mint", "outputs"),
+        ("gmint", "gradients"),
+    ):
+        rows = [r for r in results if r["method"] == kind and r["signal"] == signal]
+        if rows:
+            # the tap is chosen by the MINT model's validation AUC, never by the scored (test) side
+            best = max(rows, key=lambda r: r.get("fit", {}).get("val_auc") or float("-inf"))
+            name = f"{kind} {signal} (best: {best.get('label')})"
+            print(_row(name, best, best.get("fit", {}).get("seconds")))
+            keyed[f"{kind}_{signal}".replace("-", "_").replace("+", "_")] = best
+            if kind == "passive-mint":
+                mint_rows += [(f"{kind} {signal} ({r.get('label')})", r) for r in rows]
+            elif kind == "gmint":
+                mint_rows += [(f"{kind} ({r.get('label')})", r) for r in rows]
+    for r in results:
+        if r.get("attack"):
+            name = (
+                f"{r['attack']} ({r['signal']}, {r['detector']})" if r["method"] == "calibrated-mint" else r["attack"]
+            )
+            print(_row(name, r, r["fit"].get("seconds")))
+            keyed[r["attack"].replace("-", "_")] = r
+            if r["attack"] in WHITE_BOX_ATTACKS:
+                mint_rows.append((name, r))
+    return keyed, mint_rows
+
+
+def white_box_figures(
+    out: Path, population: str, ds, splits, cfg: AttackConfig, keyed: dict[str, dict], mint_rows: list
+) -> dict[str, float]:
+    """The RESULT figures: every row's AUC and TPR@1%, the best white-box row (by validation AUC) against RMIA.
+
+    Prints the paired difference and, when white-box LiRA ran, its cost beside RMIA's.
+    """
+    best_mint = None
+    if mint_rows:  # chosen by the MINT model's validation AUC, never by the scored side
+        best_name, best_mint = max(mint_rows, key=lambda nr: nr[1].get("fit", {}).get("val_auc") or float("-inf"))
+        print(f"\nbest MINT row by validation AUC: {best_name}, val_auc {best_mint['fit']['val_auc']:.4f}")
+        for n, r in sorted(mint_rows, key=lambda nr: -(nr[1].get("fit", {}).get("val_auc") or float("-inf")))[:5]:
+            print(f"  val_auc {r['fit'].get('val_auc') or float('nan'):.4f}  scored AUC {r['metrics']['auc']:.4f}  {n}")
+    figures: dict[str, float] = {}
+    for k, r in keyed.items():
+        figures[f"{k}_auc"] = r["metrics"]["auc"]
+        figures[f"{k}_tpr1"] = r["metrics"]["tpr_at_fpr"]["0.01"]
+    if best_mint is not None:
+        figures["best_mint_auc"] = best_mint["metrics"]["auc"]
+        figures["best_mint_tpr1"] = best_mint["metrics"]["tpr_at_fpr"]["0.01"]
+        if "rmia" in keyed:
+            figures["rmia_auc"] = keyed["rmia"]["metrics"]["auc"]
+            figures["rmia_tpr1"] = keyed["rmia"]["metrics"]["tpr_at_fpr"]["0.01"]
+        if best_mint.get("attack") in WHITE_BOX_ATTACKS and "rmia" in keyed:
+            got = _scores(out, population, ds, splits, cfg, [best_mint["attack"], "rmia"])
+            mean, lo, hi = paired_difference(got[best_mint["attack"]], got["rmia"])
+            figures["mint_minus_rmia_auc"], figures["mint_minus_rmia_lo"] = round(mean, 4), round(lo, 4)
+            ratio = _tpr_at(*got[best_mint["attack"]]) / max(_tpr_at(*got["rmia"]), 1e-12)
+            print(
+                f"\n{best_mint['attack']} - rmia, AUC over 1,000 paired resamples: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+                f"TPR at 1% FPR {ratio:.2f}x RMIA's"
+            )
+        elif "rmia" in keyed:
+            print("\nno paired difference: the best white-box row is a passive-MINT or gMINT row (scores not kept)")
+    if "whitebox_lira" in keyed and "rmia" in keyed:
+        figures.update(_cost_table(*_costs(out, population, ds, splits, cfg)))
+    return figures
 
 
 def main() -> None:
@@ -184,66 +324,12 @@ def main() -> None:
         print(f"  {k}: {v:.0f} s")
     print("\n| method | accuracy | AUC | TPR@1% FPR | TPR@0.1% FPR | n (m/nm) | seconds |")
     print("|---|---|---|---|---|---|---|")
-    results = report["results"]
-    keyed: dict[str, dict] = {}
-    mint_rows: list[tuple[str, dict]] = []  # every MINT row, for the best one by validation AUC
-    for kind, signal in (
-        ("passive-mint", "activations"),
-        ("passive-mint", "activations+outputs"),
-        ("passive-mint", "outputs"),
-        ("gmint", "gradients"),
-    ):
-        rows = [r for r in results if r["method"] == kind and r["signal"] == signal]
-        if rows:
-            # the tap is chosen by the MINT model's validation AUC, never by the scored (test) side
-            best = max(rows, key=lambda r: r.get("fit", {}).get("val_auc") or float("-inf"))
-            name = f"{kind} {signal} (best: {best.get('label')})"
-            print(_row(name, best, best.get("fit", {}).get("seconds")))
-            keyed[f"{kind}_{signal}".replace("-", "_").replace("+", "_")] = best
-            if kind == "passive-mint":
-                mint_rows += [(f"{kind} {signal} ({r.get('label')})", r) for r in rows]
-            elif kind == "gmint":
-                mint_rows += [(f"{kind} ({r.get('label')})", r) for r in rows]
-    for r in results:
-        if r.get("attack"):
-            name = (
-                f"{r['attack']} ({r['signal']}, {r['detector']})" if r["method"] == "calibrated-mint" else r["attack"]
-            )
-            print(_row(name, r, r["fit"].get("seconds")))
-            keyed[r["attack"].replace("-", "_")] = r
-            if r["attack"] in WHITE_BOX_ATTACKS:
-                mint_rows.append((name, r))
-    best_mint = None
-    if mint_rows:  # chosen by the MINT model's validation AUC, never by the scored side
-        best_name, best_mint = max(mint_rows, key=lambda nr: nr[1].get("fit", {}).get("val_auc") or float("-inf"))
-        print(f"\nbest MINT row by validation AUC: {best_name}, val_auc {best_mint['fit']['val_auc']:.4f}")
-        for n, r in sorted(mint_rows, key=lambda nr: -(nr[1].get("fit", {}).get("val_auc") or float("-inf")))[:5]:
-            print(f"  val_auc {r['fit'].get('val_auc') or float('nan'):.4f}  scored AUC {r['metrics']['auc']:.4f}  {n}")
+    keyed, mint_rows = table_rows(report["results"])
     print(
         "\nseconds: MINT rows = fitting the MINT model; attacks = scoring with reference models already trained "
         "(their training time is listed above)"
     )
-    figures: dict[str, float] = {}
-    for k, r in keyed.items():
-        figures[f"{k}_auc"] = r["metrics"]["auc"]
-        figures[f"{k}_tpr1"] = r["metrics"]["tpr_at_fpr"]["0.01"]
-    if best_mint is not None:
-        figures["best_mint_auc"] = best_mint["metrics"]["auc"]
-        figures["best_mint_tpr1"] = best_mint["metrics"]["tpr_at_fpr"]["0.01"]
-        if "rmia" in keyed:
-            figures["rmia_auc"] = keyed["rmia"]["metrics"]["auc"]
-            figures["rmia_tpr1"] = keyed["rmia"]["metrics"]["tpr_at_fpr"]["0.01"]
-        if best_mint.get("attack") in WHITE_BOX_ATTACKS and "rmia" in keyed:
-            got = _scores(args, ds, splits, cfg, [best_mint["attack"], "rmia"])
-            mean, lo, hi = paired_difference(got[best_mint["attack"]], got["rmia"])
-            figures["mint_minus_rmia_auc"], figures["mint_minus_rmia_lo"] = round(mean, 4), round(lo, 4)
-            ratio = _tpr_at(*got[best_mint["attack"]]) / max(_tpr_at(*got["rmia"]), 1e-12)
-            print(
-                f"\n{best_mint['attack']} - rmia, AUC over 1,000 paired resamples: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
-                f"TPR at 1% FPR {ratio:.2f}x RMIA's"
-            )
-        elif "rmia" in keyed:
-            print("\nno paired difference: the best white-box row is a passive-MINT or gMINT row (scores not kept)")
+    figures = white_box_figures(Path(args.out), args.population, ds, splits, cfg, keyed, mint_rows)
     emit_result("compare", figures)
 
 

@@ -12,9 +12,17 @@ Fashion-MNIST members with its own script, or reuses it. Then:
 
     python benchmarks/own_model.py                        # 3,000 members, 40 epochs (~10 min on 2 cores)
     python benchmarks/own_model.py --members 600 --epochs 5 --out runs/bench-own-small
+    python benchmarks/own_model.py --reference 8       # then the attacks with 8 reference models
+
+4. with ``--reference R``: ``mintaudit attack`` on the command line's work directory, its R
+   reference models trained by the owner's recipe (``examples/own_model/recipe.py``, the same
+   epochs) on Fashion-MNIST images no split uses; RMIA, LiRA, InfoRMIA, calibrated MINT and
+   white-box LiRA; then ``benchmarks/compare.py``'s comparison: the best white-box row by
+   validation AUC against RMIA, paired bootstrap of the AUC difference, and the cost table.
 
 Ends with one line: RESULT task_accuracy=<x> loss_auc=<x> best_mint_auc=<x> cli_equals_api=<0|1> max_diff=<x>
-default_refused=<0|1> (best MINT row chosen by its validation AUC, on the auditor's own MINT-training data;
+default_refused=<0|1>, then with --reference compare.py's keys (best_mint_auc, rmia_auc,
+mint_minus_rmia_auc, mint_minus_rmia_lo, ...) (best MINT row chosen by its validation AUC, on the auditor's own MINT-training data;
 cli_equals_api: the same rows with identical figures, max_diff the largest difference).
 """
 
@@ -57,6 +65,8 @@ def main() -> None:
     ap.add_argument("--taps", default="stage2,head.3")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench-own")
+    ap.add_argument("--reference", type=int, default=0, help="reference models for the attacks (0: no attacks)")
+    ap.add_argument("--methods", default="rmia,lira,informia,calibrated-mint,whitebox-lira")
     args = ap.parse_args()
     out = Path(args.out)
     own, cli_dir, api_dir = out / "model", out / "cli", out / "api"
@@ -186,19 +196,63 @@ def main() -> None:
         f"{sum(a['metrics'] == b['metrics'] for a, b in rows)} of {len(rows)}"
     )
     print(f"seconds: training {t_train:.0f}, CLI audit {t_cli:.0f}, API audit {t_api:.0f}")
+    figures = {
+        "task_accuracy": m["task_accuracy"],
+        "loss_auc": loss["metrics"]["auc"],
+        "best_mint_auc": best["metrics"]["auc"],
+        "cli_equals_api": int(equal),
+        "max_diff": diff,
+        "default_refused": int(refused),
+    }
+    seconds = {"training": t_train, "cli_audit": t_cli, "api_audit": t_api}
+    if args.reference:
+        t3 = time.perf_counter()
+        figures.update(_attacks(args, cli_dir))
+        seconds["attacks"] = time.perf_counter() - t3
     emit_result(
         "own_model",
-        {
-            "task_accuracy": m["task_accuracy"],
-            "loss_auc": loss["metrics"]["auc"],
-            "best_mint_auc": best["metrics"]["auc"],
-            "cli_equals_api": int(equal),
-            "max_diff": diff,
-            "default_refused": int(refused),
-        },
-        details={"seconds": {"training": t_train, "cli_audit": t_cli, "api_audit": t_api}},
+        figures,
+        details={"seconds": seconds},
         digits={"max_diff": 5},
     )
+
+
+def _attacks(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """Step 4: the attacks with reference models on the CLI's work directory, and compare.py's comparison."""
+    from compare import table_rows, white_box_figures
+
+    from mintaudit.preprocess import Preprocess
+    from mintaudit.workdir import prepare_data
+    from mintaudit.workdir.choice import attack_config_of
+
+    p = _run(
+        [
+            "-m",
+            "mintaudit.cli",
+            "attack",
+            "--out",
+            str(work),
+            "--methods",
+            args.methods,
+            "--reference",
+            str(args.reference),
+            "--trainer",
+            "recipe:fit",
+            "--trainer-arg",
+            f"epochs={args.epochs}",
+            "--population",
+            "unused",
+            "--quiet",
+        ]
+    )
+    if p.returncode:
+        sys.exit(p.stderr)
+    report = json.loads((work / "report.json").read_text())
+    print("\n| method | accuracy | AUC | TPR@1% FPR | TPR@0.1% FPR | n (m/nm) | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    keyed, mint_rows = table_rows(report["results"])
+    seen, splits = prepare_data("fashion-mnist", work, preprocess=Preprocess(mean=(0.0,), std=(1.0,)))  # x / 255
+    return white_box_figures(work, "unused", seen, splits, attack_config_of(report), keyed, mint_rows)
 
 
 if __name__ == "__main__":

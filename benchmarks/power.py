@@ -102,10 +102,15 @@ def mint_scores(det, cache, layer, fuse, ids):  # noqa: ANN001, ANN201 - a scrip
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-def best_by_validation(report_path: Path) -> tuple[str | None, bool, str]:
-    """(layer or None, fuse outputs?, label) of the passive-MINT result with the best validation AUC."""
+def best_by_validation(report_path: Path) -> tuple[str | None, bool, str] | None:
+    """(layer or None, fuse outputs?, label) of the passive-MINT result with the best validation AUC.
+
+    None when the report has no fitted passive-MINT row (a work directory of attacks alone).
+    """
     results = json.loads(report_path.read_text())["results"]
     fitted = [r for r in results if r["method"] == "passive-mint" and (r.get("fit") or {}).get("val_auc") is not None]
+    if not fitted:
+        return None
     best = max(fitted, key=lambda r: r["fit"]["val_auc"])
     if best["layer"] == "outputs":
         return None, True, "outputs"
@@ -266,7 +271,11 @@ def workdir_part(args: argparse.Namespace) -> tuple[dict, dict, dict, int]:
     t = time.perf_counter()
     method, d_layer, why, attack_done = choose_default(out, net, ds, splits, split, report, show_progress=False)
     print(f"default method in {time.perf_counter() - t:.0f} s: {why['sentence']}")
-    layer, fuse, label = best_by_validation(out / "report.json")
+    best_mint = best_by_validation(out / "report.json")
+    if best_mint is None:  # no sweep in this work directory: no passive-MINT rows to refit
+        print("no passive-MINT row in the report: the passive-MINT rows are left out")
+        layers = []
+    layer, fuse, label = best_mint or (None, True, "outputs")
     extra = [lay for lay in (d_layer, layer) if lay is not None and lay not in layers]
     # the sweep's cache; a tap it lacks (a row of another audit, e.g. the demo's aMINT taps): a private cache
     root = out / "cache" if not extra else Path(tempfile.mkdtemp(prefix="power-cache-"))
@@ -280,6 +289,8 @@ def workdir_part(args: argparse.Namespace) -> tuple[dict, dict, dict, int]:
         assert np.array_equal(split.test, test)
         scores[f"{method} (the default: best validation AUC {why['val_auc']:.3f})"] = (sc.members, sc.nonmembers)
     mint_rows = {f"passive MINT, {label}": (layer, fuse), "passive MINT, outputs only": (None, True)}
+    if best_mint is None:
+        mint_rows = {}
     if method == "passive-mint":
         d_fuse = d_layer is None or why["signal"] == "activations+outputs"
         mint_rows = {

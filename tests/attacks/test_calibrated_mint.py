@@ -69,7 +69,8 @@ def test_row_is_fitted_on_the_passive_sets_only_and_reproducible(small_setup, tm
     assert not np.isin(split.known_members, np.r_[split.heldout_members, split.test]).any()
     assert not np.isin(fit_ids[:n_k], np.r_[split.heldout_members, split.test]).any()
     assert (sc.info["n_known_members"], sc.info["n_external"]) == (n_k, n_calib)
-    assert sc.info["features"] == list(FEATURES) and sc.info["n_reference"] == 2
+    white = ["margin", "aug-loss-mean", "aug-loss-sd", "grad-norm:conv1", "grad-norm:conv2", "grad-norm:fc"]
+    assert sc.info["features"] == [*FEATURES, *white, *(f"{c} z" for c in white)] and sc.info["n_reference"] == 2
     assert len(sc.members) == n_m and len(sc.nonmembers) == n_n and np.all((sc.members > 0) & (sc.members < 1))
     val, _ = validation_rows(y, DetectorConfig().val_fraction, 0)
     assert len(sc.calibration_members) + len(sc.calibration_nonmembers) == len(val)  # the validation part only
@@ -151,7 +152,7 @@ def test_run_attacks_writes_a_calibrated_mint_row(small_setup, tmp_path):
     assert (r["method"], r["attack"], r["signal"], r["label"]) == (
         "calibrated-mint",
         "calibrated-mint",
-        "outputs+calibrated",
+        "outputs+white-box+calibrated",
         "calibrated MINT",
     )
     assert r["detector"] in ("mlp", "logistic") and "row" not in r["fit"] and 0.0 <= r["fit"]["val_auc"] <= 1.0
@@ -214,7 +215,7 @@ def test_cli_writes_the_row(tmp_path, capsys):
         == 0
     ), capsys.readouterr().err
     rows = {r["attack"]: r for r in json.loads((out / "report.json").read_text())["results"]}
-    assert rows["calibrated-mint"]["signal"] == "outputs+calibrated"
+    assert rows["calibrated-mint"]["signal"] == "outputs+white-box+calibrated"
     assert rows["calibrated-mint"]["n_members"] == rows["rmia"]["n_members"] > 0
 
 
@@ -253,3 +254,44 @@ def test_bad_input_is_one_line(tmp_path, refused, capsys, external, extra, messa
     # only the audited model's outputs cache (which every later command reuses), no reference model, no report
     assert message in refused(argv, allow_new=("run/cache/*/*",))
     assert not (out / "report.json").exists() and not (out / "cache" / "attacks" / "reference").exists()
+
+
+
+def test_white_box_features_are_the_values_and_z_scores_of_whitebox_lira(small_setup, tmp_path):
+    """The appended columns are white-box LiRA's signals and its per-sample calibration, on the same rows."""
+    from dataclasses import replace
+
+    from mintaudit.attacks.registry import register_attack, unregister_attack
+    from mintaudit.attacks.whitebox import calibrate, whitebox_signals
+    from mintaudit.attacks.zoo.calibrated_mint import CalibratedMintOptions, features
+    from mintaudit.errors import ConfigError
+
+    ds, spec, model, split = small_setup
+    seen = {}
+
+    @register_attack("test-cm-features", needs_references=True, options=CalibratedMintOptions)
+    def spy(ctx):
+        seen["X"], _, _, seen["about"] = features(ctx)
+        seen["scored"], seen["refs"] = ctx.scored, ctx.reference("offline")[0]
+        return ctx.to_scores(np.zeros(len(ctx.scored)), {"val_auc": 0.5})
+
+    try:
+        cfg = replace(CFG, options={"test-cm-features": {"whitebox": "margin+grad-norm"}})
+        attack_scores(model, spec, ds, split, ["test-cm-features"], tmp_path, cfg, show_progress=False)
+    finally:
+        unregister_attack("test-cm-features")
+    white = ["margin", "grad-norm:conv1", "grad-norm:conv2", "grad-norm:fc"]
+    X, about, rows, refs = seen["X"], seen["about"], seen["scored"], seen["refs"]
+    assert about["features"] == [*FEATURES, *white, *(f"{c} z" for c in white)] and X.shape[1] == len(FEATURES) + 8
+    t, _ = whitebox_signals(model, ds, rows, ["margin", "grad-norm"])
+    r = np.stack([whitebox_signals(m, ds, rows, ["margin", "grad-norm"])[0] for m in refs.models])
+    n, k = len(rows), len(FEATURES)
+    np.testing.assert_allclose(X[:n, k : k + 4], t, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(X[:n, k + 4 :], calibrate(t, r, ~refs.in_mask(rows), 4.0), rtol=1e-6, atol=1e-9)
+    # with the outputs alone: the former features
+    plain = replace(CFG, options={"calibrated-mint": {"whitebox": "none"}})
+    a = attack_scores(model, spec, ds, split, ["calibrated-mint"], tmp_path, plain, show_progress=False)
+    row = a["calibrated-mint"].info
+    assert row["features"] == list(FEATURES) and "whitebox" not in row and row["row"]["signal"] == "outputs+calibrated"
+    with pytest.raises(ConfigError, match="unknown signal 'logits'"):
+        CalibratedMintOptions(whitebox="margin+logits")

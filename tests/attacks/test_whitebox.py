@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from mintaudit.attacks.options import parse_attack_options
 from mintaudit.attacks.registry import attack_spec
 from mintaudit.attacks.run import AttackConfig, attack_scores
-from mintaudit.attacks.zoo.whitebox import WhiteboxOptions, calibrate, likelihood_ratio, whitebox_signals
+from mintaudit.attacks.whitebox import calibrate, whitebox_signals
+from mintaudit.attacks.zoo.whitebox import WhiteboxOptions, likelihood_ratio
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation import auc_score
 from mintaudit.training import TrainConfig
@@ -38,6 +39,8 @@ def test_signals_equal_direct_computations(small_setup):
         losses = torch.stack([F.cross_entropy(model(v).double(), y, reduction="none") for v in views])
     np.testing.assert_allclose(X[:, 1], losses.mean(0).numpy(), rtol=1e-6)
     np.testing.assert_allclose(X[:, 2], losses.std(0, correction=0).numpy(), rtol=1e-5, atol=1e-9)
+    Xf, _ = whitebox_signals(model, ds, ids, ["aug-loss"], views="flip")  # the input and its flip only
+    np.testing.assert_allclose(Xf[:, 0], losses[:2].mean(0).numpy(), rtol=1e-6)
     # the gradient norm of the last layer's weight, one sample at a time
     for i in range(3):
         model.zero_grad()
@@ -93,6 +96,7 @@ def test_options_are_checked_in_one_line():
             "shrink": 4.0,
             "probes": 4,
             "blocks": "combined",
+            "views": "flip",
             "covariance": "diagonal",
         }
     }
@@ -117,7 +121,7 @@ def test_row_scores_every_set_and_cross_fits_the_auditors_rows(small_setup, tmp_
         "grad-norm:conv2",
         "grad-norm:fc",
     ]
-    assert sc.info["n_reference"] == 4 and set(sc.info["seconds_by_signal"]) == {"margin", "aug-loss", "grad-norm"}
+    assert sc.info["n_reference"] == 4 and set(sc.info["seconds_by_signal"]) == {"aug-loss", "grad-norm"}  # the forward: in grad-norm's pass
     y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
     assert sc.info["val_auc"] == auc_score(y, np.r_[sc.calibration_members, sc.calibration_nonmembers])
     again = attack_scores(model, spec, ds, split, ["whitebox-lira"], tmp_path, CFG, show_progress=False)

@@ -21,33 +21,44 @@ own seeded, stratified part of that data (``fit.val_auc``), and scores the held-
 against the non-member test samples. Two detectors are fitted on the same training part, the
 MLP :class:`~mintaudit.detectors.MintDetector` and a logistic regression (about a dozen
 features: the MLP may over-fit); the one with the higher validation AUC is kept. The row's
-threshold is tuned on the validation part. Left out: the activations' distance from the
-references' activations at the same tap.
+threshold is tuned on the validation part.
+
+White-box features (option ``whitebox``, by default ``margin+aug-loss+grad-norm``): the signals
+of :func:`mintaudit.attacks.whitebox.whitebox_signals` on every fitted or scored row, each as the
+audited model's value and as its per-sample z-score against the offline reference models
+(:func:`mintaudit.attacks.whitebox.calibrate`, variances shrunk toward the population's by
+``shrink`` pseudo-models); ``aug-loss`` over the input and its flip (``views=flip``) or also its
+one-pixel shifts (``views=shifts``). ``whitebox=none`` keeps the output features alone. They need
+two reference models or more.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from mintaudit.attacks.options import option
 from mintaudit.attacks.reference import reference_logits
 from mintaudit.attacks.registry import AttackContext, AttackScores, register_attack
 from mintaudit.attacks.scores import lira_scores, logit_confidence, loss_scores, rmia_scores
+from mintaudit.attacks.whitebox import SIGNALS, calibrate, whitebox_signals
 from mintaudit.detectors import DetectorConfig, MintDetector
 from mintaudit.errors import ConfigError
 from mintaudit.evaluation.metrics import auc_score
 from mintaudit.signals import extract_signals, output_features
 
 __all__ = [
+    "CalibratedMintOptions",
     "CALIBRATED",
     "FEATURES",
     "SPREAD_FLOOR_QUANTILE",
     "calibrated_signals",
+    "features",
     "spread_floors",
     "training_rows",
     "validation_rows",
@@ -67,6 +78,37 @@ FEATURES = ("loss", "logit_confidence", "max_probability", "entropy", "correct",
 #: The spread floor: this quantile of the references' per-sample spreads on the MINT-training rows.
 SPREAD_FLOOR_QUANTILE = 0.25
 _MIN_PER_CLASS = 4
+
+
+@dataclass(frozen=True)
+class CalibratedMintOptions:
+    """``--attack-opt calibrated-mint.whitebox=none`` and the like."""
+
+    whitebox: str = option(
+        "margin+aug-loss+grad-norm",
+        "white-box signals added as features, each as the audited model's value and its z-score against "
+        "the reference models (as whitebox-lira computes them), joined by '+'; none: outputs only",
+    )
+    views: str = option(
+        "flip",
+        "the views of the aug-loss signal beside the input: flip, or shifts (the flip and four one-pixel shifts)",
+        choices=("flip", "shifts"),
+    )
+    shrink: float = option(4.0, "weight (in reference models) of the population's variance in each sample's", low=0.0)
+
+    def __post_init__(self) -> None:
+        names = self.names()
+        bad = [s for s in names if s not in SIGNALS]
+        if bad:
+            raise ConfigError(
+                f"--attack-opt calibrated-mint.whitebox: unknown signal {bad[0]!r}; choose among "
+                f"{', '.join(SIGNALS)} joined by '+', or none"
+            )
+
+    def names(self) -> list[str]:
+        if self.whitebox.strip().lower() == "none":
+            return []
+        return [s.strip() for s in self.whitebox.split("+") if s.strip()]
 
 
 def spread_floors(
@@ -147,7 +189,7 @@ def _logistic(X: np.ndarray, y: np.ndarray, train: np.ndarray, seed: int) -> Any
     return lambda Z: lr.decision_function((Z - mean) / sd)
 
 
-def _features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+def features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """(features of scored + extra external rows, their labels, the training rows, fit details)."""
     cfg = ctx.config
     n_m, n_n, n_k, n_calib = ctx.n_members, ctx.n_nonmembers, ctx.n_known, len(ctx.calibration_external)
@@ -182,21 +224,53 @@ def _features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
     X = np.c_[
         output_features(logits, labels).astype(np.float64), calibrated_signals(logits, labels, rl, floors), rmia, lira
     ]
+    names = list(FEATURES)
+    opts: CalibratedMintOptions = ctx.options or CalibratedMintOptions()
+    white: dict[str, Any] = {}
+    if opts.names():
+        X, names, white = _white_box(ctx, opts, np.r_[ctx.scored, extra], X, names)
     about = {
         "spread_floor": {"loss": floors[0], "confidence": floors[1], "quantile": SPREAD_FLOOR_QUANTILE},
         "lira_fixed_variance": fixed,
         "rmia_population": n_calib,
         "n_known_members": int(n_k),
         "n_external": int(n_calib + len(extra)),
+        "features": names,
+        **white,
     }
     return X, y, fit_rows, about
 
 
-@register_attack("calibrated-mint", needs_references=True, label="calibrated MINT")
+def _white_box(
+    ctx: AttackContext, opts: CalibratedMintOptions, rows: np.ndarray, X: np.ndarray, names: list[str]
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """``X`` with the white-box columns of ``rows`` appended (each signal's value, then its z-score), and the details."""
+    ref_set, _ = ctx.reference("offline")
+    if len(ref_set.models) < 2:
+        raise ConfigError(
+            "calibrated-mint's white-box features need at least 2 reference models; give --reference 2 or more, "
+            "or --attack-opt calibrated-mint.whitebox=none"
+        )
+    clock: dict[str, float] = {}
+    kw = {"views": opts.views, "seed": int(ctx.config.seed), "seconds": clock, "batch_size": ctx.config.batch_size}
+    target, columns = whitebox_signals(ctx.model, ctx.dataset, rows, opts.names(), **kw)
+    refs = np.stack([whitebox_signals(m, ctx.dataset, rows, opts.names(), **kw)[0] for m in ref_set.models])
+    z = calibrate(target, refs, ~ref_set.in_mask(rows), opts.shrink)
+    names = [*names, *columns, *(f"{c} z" for c in columns)]
+    about = {
+        "whitebox": opts.whitebox,
+        "views": opts.views,
+        "shrink": opts.shrink,
+        "seconds_by_signal": {k: round(v, 3) for k, v in clock.items()},
+    }
+    return np.c_[X, target, z], names, about
+
+
+@register_attack("calibrated-mint", needs_references=True, label="calibrated MINT", options=CalibratedMintOptions)
 def calibrated_mint(ctx: AttackContext) -> AttackScores:
     """P(member) over ``ctx.scored``; the calibration sets are the MINT model's validation part."""
     t0 = time.perf_counter()
-    X, y, fit_rows, about = _features(ctx)
+    X, y, fit_rows, about = features(ctx)
     Xf = X[fit_rows]
     det_cfg = DetectorConfig(kind="mlp", seed=ctx.config.seed)
     val, train = validation_rows(y, det_cfg.val_fraction, det_cfg.seed)
@@ -212,12 +286,11 @@ def calibrated_mint(ctx: AttackContext) -> AttackScores:
         "detector": kind,
         "val_auc_by_detector": val_auc,
         "best_epoch": mlp.best_epoch_ if kind == "mlp" else None,
-        "features": list(FEATURES),
         **about,
         "n_reference": ctx.config.n_reference,
         "seconds": round(time.perf_counter() - t0, 2),
         "row": {
-            "signal": "outputs+calibrated",
+            "signal": "outputs+white-box+calibrated" if "whitebox" in about else "outputs+calibrated",
             "detector": kind,
             "threshold_source": "the MINT model's validation part (known members vs external samples)",
         },
