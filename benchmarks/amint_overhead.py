@@ -10,6 +10,7 @@ head's parameter count against the backbone's, for the default and the ``paper``
     python benchmarks/amint_overhead.py                     # objcls-cnn, middle taps, 28 px
     python benchmarks/amint_overhead.py --backbone mobilenet --setup entry
     python benchmarks/amint_overhead.py --threads 1 --clock cpu   # on a shared, loaded machine
+    python benchmarks/amint_overhead.py --head-widths 64,256      # a lighter head (half the convolution work)
 
 ``--clock cpu`` times each step by the process's CPU time (``time.process_time``) instead of the wall
 clock: on a machine shared with other jobs, waiting for a core then does not count, so the ratio
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall clock or process CPU time")
+    ap.add_argument("--head-widths", help="the default head's two branch widths, e.g. 128,256 (default: the preset's)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,7 +60,8 @@ def main() -> None:
 
     plain = build_model(spec).train()
     taps = active_taps(args.backbone, args.setup, plain)
-    active = ActiveModel(build_model(spec), taps, example=x[:2]).train()
+    widths = tuple(int(w) for w in args.head_widths.split(",")) if args.head_widths else None
+    active = ActiveModel(build_model(spec), taps, example=x[:2], head=HeadConfig(widths=widths)).train()
     active.backbone.load_state_dict(plain.state_dict())
     paper = ActiveModel(build_model(spec), taps, example=x[:2], head=HeadConfig(preset="paper"))
     opt_p = torch.optim.Adam(plain.parameters(), lr=1e-4)
@@ -92,7 +95,8 @@ def main() -> None:
     head, backbone, paper_head = _params(active.head), _params(active.backbone), _params(paper.head)
     print(
         f"{args.backbone}, {args.setup} taps {', '.join(taps)}, {args.channels}x{args.image_size}x{args.image_size}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeats} steps of 128 images ({args.clock} clock)"
+        f"head {'/'.join(map(str, active.head_config.branch_widths))}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats} steps of 128 images ({args.clock} clock)"
     )
     print("| step | ms | images/s |")
     print("|---|---|---|")
@@ -106,7 +110,12 @@ def main() -> None:
     emit_result(
         "amint_overhead",
         {"step_ratio": ma / mp, "head_params": head, "backbone_params": backbone, "paper_head_params": paper_head},
-        details={"plain_step_ms": 1000 * mp, "amint_step_ms": 1000 * ma, "clock": args.clock},
+        details={
+            "plain_step_ms": 1000 * mp,
+            "amint_step_ms": 1000 * ma,
+            "clock": args.clock,
+            "head_widths": list(active.head_config.branch_widths),
+        },
         digits=3,
     )
 
