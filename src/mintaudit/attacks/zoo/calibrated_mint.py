@@ -28,13 +28,15 @@ references' activations at the same tap.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from mintaudit.attacks.imitate import imitation_block
+from mintaudit.attacks.options import option
 from mintaudit.attacks.reference import reference_logits
 from mintaudit.attacks.registry import AttackContext, AttackScores, register_attack
 from mintaudit.attacks.scores import lira_scores, logit_confidence, loss_scores, rmia_scores
@@ -45,6 +47,7 @@ from mintaudit.signals import extract_signals, output_features
 
 __all__ = [
     "CALIBRATED",
+    "CalibratedMintOptions",
     "FEATURES",
     "SPREAD_FLOOR_QUANTILE",
     "calibrated_signals",
@@ -67,6 +70,18 @@ FEATURES = ("loss", "logit_confidence", "max_probability", "entropy", "correct",
 #: The spread floor: this quantile of the references' per-sample spreads on the MINT-training rows.
 SPREAD_FLOOR_QUANTILE = 0.25
 _MIN_PER_CLASS = 4
+
+
+@dataclass(frozen=True)
+class CalibratedMintOptions:
+    """``--attack-opt calibrated-mint.KEY=VALUE``."""
+
+    imitators: int = option(
+        0,
+        "OUT and IN imitators distilled from the target; their activation distances are features (0: none)",
+        low=0,
+        high=16,
+    )
 
 
 def spread_floors(
@@ -189,10 +204,13 @@ def _features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
         "n_known_members": int(n_k),
         "n_external": int(n_calib + len(extra)),
     }
+    if ctx.options is not None and ctx.options.imitators:  # imitative references (mintaudit.attacks.imitate)
+        Xi, names, about["imitators"] = imitation_block(ctx, extra, ctx.options.imitators)
+        X, about["features"] = np.c_[X, Xi], [*FEATURES, *names]
     return X, y, fit_rows, about
 
 
-@register_attack("calibrated-mint", needs_references=True, label="calibrated MINT")
+@register_attack("calibrated-mint", needs_references=True, label="calibrated MINT", options=CalibratedMintOptions)
 def calibrated_mint(ctx: AttackContext) -> AttackScores:
     """P(member) over ``ctx.scored``; the calibration sets are the MINT model's validation part."""
     t0 = time.perf_counter()
