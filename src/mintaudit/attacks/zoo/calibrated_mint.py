@@ -22,7 +22,8 @@ against the non-member test samples. Two detectors are fitted on the same traini
 MLP :class:`~mintaudit.detectors.MintDetector` and a logistic regression (about a dozen
 features: the MLP may over-fit); the one with the higher validation AUC is kept. The row's
 threshold is tuned on the validation part. Left out: the activations' distance from the
-references' activations at the same tap.
+references' activations at the same tap; ``imitators`` > 0 adds it against imitators distilled
+from the target instead (:mod:`mintaudit.attacks.imitate`).
 """
 
 from __future__ import annotations
