@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -46,7 +50,9 @@ def test_the_imitators_start_from_the_targets_initialisation(setup):
     _, model, _, _ = setup
     torch.manual_seed(0)
     fresh = build_model(SPEC)
+    state = torch.random.get_rng_state()
     again = reinitialised(model, 0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is untouched
     for k, v in fresh.state_dict().items():
         torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=0)
     assert not torch.equal(again.fc.weight, model.fc.weight)  # the target itself is left as it was trained
@@ -123,3 +129,37 @@ def test_a_bad_imitators_value_is_one_line(tmp_path_factory, refused):
     line = refused([*cmd, "calibrated-mint.imitators=17"])
     assert "--attack-opt calibrated-mint.imitators must be a whole number in [0, 16], got 17" in line
     assert "must be a whole number" in refused([*cmd, "calibrated-mint.imitators=two"])
+
+
+CHILD = """
+import hashlib, sys, numpy as np, torch
+from mintaudit.attacks.imitate import imitation_features, train_imitators
+from mintaudit.data import load_dataset
+from mintaudit.models import ModelSpec, build_model
+from mintaudit.training import TrainConfig
+torch.set_num_threads(1)
+ds = load_dataset("digits")
+model = build_model(ModelSpec("tiny-cnn", 1, 10, (8, 8)))
+model.load_state_dict(torch.load(sys.argv[1], weights_only=True))
+model.eval()
+pop, piv = np.load(sys.argv[2]), np.load(sys.argv[3])
+with torch.no_grad():
+    lp, lv = model(ds.batch(pop)).numpy(), model(ds.batch(piv)).numpy()
+imit = train_imitators(model, ds, pop, lp, piv, lv, 1, TrainConfig(epochs=2, batch_size=32), sys.argv[4])
+print(hashlib.sha256(np.ascontiguousarray(imitation_features(model, imit, ds, piv)[0]).data).hexdigest())
+"""
+
+
+def test_the_same_seed_gives_the_same_features_in_another_process(setup, tmp_path):
+    ds, model, splits, _ = setup
+    pop, piv = np.sort(splits.external[:100]), np.r_[splits.members[:60], splits.test[:60]]
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    np.save(tmp_path / "pop.npy", pop)
+    np.save(tmp_path / "piv.npy", piv)
+    imit = train_imitators(
+        model, ds, pop, _logits(model, ds, pop), piv, _logits(model, ds, piv), 1, IMIT, tmp_path / "here"
+    )
+    here = hashlib.sha256(np.ascontiguousarray(imitation_features(model, imit, ds, piv)[0]).data).hexdigest()
+    args = [str(tmp_path / f) for f in ("w.pt", "pop.npy", "piv.npy", "there")]
+    out = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == here

@@ -76,11 +76,12 @@ class Imitators:
 def reinitialised(model: nn.Module, seed: int) -> nn.Module:
     """A copy of ``model`` with every module's ``reset_parameters`` run, in module order, after ``torch.manual_seed(seed)``."""
     m = copy.deepcopy(model).cpu()
-    torch.manual_seed(seed)
-    for mod in m.modules():
-        reset = getattr(mod, "reset_parameters", None)
-        if callable(reset):
-            reset()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        for mod in m.modules():
+            reset = getattr(mod, "reset_parameters", None)
+            if callable(reset):
+                reset()
     return m
 
 
@@ -111,7 +112,20 @@ def _distill(
     seed: int,
 ) -> nn.Module:
     """Adam on the mean squared error between ``model``'s logits and ``target`` (rows of ``ids``), seeded."""
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)  # dropout
+        return _distill_seeded(model, dataset, ids, target, cfg, epochs, seed)
+
+
+def _distill_seeded(
+    model: nn.Module,
+    dataset: ImageDataset,
+    ids: np.ndarray,
+    target: np.ndarray,
+    cfg: TrainConfig,
+    epochs: int,
+    seed: int,
+) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t = torch.as_tensor(target, dtype=torch.float32)
