@@ -84,15 +84,21 @@ def test_imitators_are_cached_reloaded_and_reproducible(setup, tmp_path):
 
 
 def test_in_imitators_learned_the_pivots(setup, tmp_path):
-    ds, model, _, _ = setup
+    ds, model, splits, _ = setup
     imit, piv = _imitators(setup, tmp_path)
     _, _, about = imitation_features(model, imit, ds, piv)
     fid = about["fidelity"]
     assert fid["in"]["logit_mse"] < fid["out"]["logit_mse"]  # IN imitators continued on exactly these rows
     assert fid["out"]["agreement"] > 0.5  # and the OUT ones imitate the target off their own data too
-    X, names, _ = imitation_features(model, imit, ds, piv)
-    logit_gap = X[:, names.index("imit_gap:logits")]
-    assert logit_gap.mean() > 0  # the target is nearer its IN imitators on the pivots
+    # pivot logits the target does not give (as if it had memorised them): only the IN imitators learn them
+    pop, other = np.sort(splits.external[:100]), splits.test[60:]
+    odd = _logits(model, ds, piv) + np.eye(10, dtype=np.float32)[0] * 3.0  # class 0 raised by 3 on the pivots
+    more = TrainConfig(epochs=6, batch_size=16, lr=3e-3)
+    bent = train_imitators(model, ds, pop, _logits(model, ds, pop), piv, odd, 1, more, tmp_path / "odd")
+    on_piv = [((_logits(m, ds, piv) - odd) ** 2).mean() for m in (bent.out[0], bent.inside[0])]
+    assert on_piv[1] < 0.5 * on_piv[0]
+    off = [((_logits(m, ds, other) - _logits(model, ds, other)) ** 2).mean() for m in (bent.out[0], bent.inside[0])]
+    assert off[1] > off[0]  # elsewhere the IN imitator left the target for the pivots' logits
 
 
 CFG = AttackConfig(n_reference=2, reference_train=TrainConfig(epochs=2, batch_size=32), n_bootstrap=50)
