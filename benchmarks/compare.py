@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mintaudit.attacks.registry import attack_spec
+from mintaudit.attacks.options import parse_attack_options, split_legacy
+from mintaudit.attacks.registry import attack_options, attack_spec
 from mintaudit.attacks.run import AttackConfig, attack_scores
 from mintaudit.evaluation import auc_score
 from mintaudit.passive import passive_split
@@ -272,7 +273,9 @@ def main() -> None:
     )
     ap.add_argument("--population", choices=["unused", "external"], default="unused")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--attack-opt", action="append", default=[], help="NAME.KEY=VALUE, as mintaudit attack's")
     args = ap.parse_args()
+    legacy, given = split_legacy(parse_attack_options(args.attack_opt, attack_options()), attack_options())
 
     ds, splits = prepare_data(args.dataset, args.out, seed=args.seed)
     resolve_model(args.out, ds)  # fails with the fix (run passive_sweep.py first) when there is no model
@@ -280,6 +283,8 @@ def main() -> None:
         n_reference=args.reference,
         seed=args.seed,
         reference_train=TrainConfig(epochs=args.reference_epochs, batch_size=64, seed=args.seed),
+        options=given,
+        **legacy,
     )
     methods = [m for m in args.methods.split(",") if m]
     timings: dict[str, float] = {}

@@ -16,4 +16,5 @@ INTEGRATION_FILES = {
     "tests/attacks/test_reference_transcriptions.py",
     "tests/test_hf_audit.py",
     "tests/attacks/test_bavaria_informia_cli.py",
+    "tests/attacks/test_imitate.py",
 }

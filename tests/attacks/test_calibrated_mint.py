@@ -256,7 +256,6 @@ def test_bad_input_is_one_line(tmp_path, refused, capsys, external, extra, messa
     assert not (out / "report.json").exists() and not (out / "cache" / "attacks" / "reference").exists()
 
 
-
 def test_white_box_features_are_the_values_and_z_scores_of_whitebox_lira(small_setup, tmp_path):
     """The appended columns are white-box LiRA's signals and its per-sample calibration, on the same rows."""
     from dataclasses import replace

@@ -121,7 +121,10 @@ def test_row_scores_every_set_and_cross_fits_the_auditors_rows(small_setup, tmp_
         "grad-norm:conv2",
         "grad-norm:fc",
     ]
-    assert sc.info["n_reference"] == 4 and set(sc.info["seconds_by_signal"]) == {"aug-loss", "grad-norm"}  # the forward: in grad-norm's pass
+    assert sc.info["n_reference"] == 4 and set(sc.info["seconds_by_signal"]) == {
+        "aug-loss",
+        "grad-norm",
+    }  # the forward: in grad-norm's pass
     y = np.r_[np.ones(len(sc.calibration_members)), np.zeros(len(sc.calibration_nonmembers))]
     assert sc.info["val_auc"] == auc_score(y, np.r_[sc.calibration_members, sc.calibration_nonmembers])
     again = attack_scores(model, spec, ds, split, ["whitebox-lira"], tmp_path, CFG, show_progress=False)

@@ -29,7 +29,8 @@ audited model's value and as its per-sample z-score against the offline referenc
 (:func:`mintaudit.attacks.whitebox.calibrate`, variances shrunk toward the population's by
 ``shrink`` pseudo-models); ``aug-loss`` over the input and its flip (``views=flip``) or also its
 one-pixel shifts (``views=shifts``). ``whitebox=none`` keeps the output features alone. They need
-two reference models or more.
+two reference models or more. ``imitators`` > 0 adds the activations' distances from imitators
+distilled from the target (:mod:`mintaudit.attacks.imitate`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from mintaudit.attacks.imitate import imitation_block
 from mintaudit.attacks.options import option
 from mintaudit.attacks.reference import reference_logits
 from mintaudit.attacks.registry import AttackContext, AttackScores, register_attack
@@ -53,8 +55,8 @@ from mintaudit.evaluation.metrics import auc_score
 from mintaudit.signals import extract_signals, output_features
 
 __all__ = [
-    "CalibratedMintOptions",
     "CALIBRATED",
+    "CalibratedMintOptions",
     "FEATURES",
     "SPREAD_FLOOR_QUANTILE",
     "calibrated_signals",
@@ -95,6 +97,12 @@ class CalibratedMintOptions:
         choices=("flip", "shifts"),
     )
     shrink: float = option(4.0, "weight (in reference models) of the population's variance in each sample's", low=0.0)
+    imitators: int = option(
+        0,
+        "OUT and IN imitators distilled from the target; their activation distances are features (0: none)",
+        low=0,
+        high=16,
+    )
 
     def __post_init__(self) -> None:
         names = self.names()
@@ -238,6 +246,9 @@ def features(ctx: AttackContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, di
         "features": names,
         **white,
     }
+    if opts.imitators:  # imitative references (mintaudit.attacks.imitate)
+        Xi, imitated, about["imitators"] = imitation_block(ctx, extra, opts.imitators)
+        X, about["features"] = np.c_[X, Xi], [*names, *imitated]
     return X, y, fit_rows, about
 
 
