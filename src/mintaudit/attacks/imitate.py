@@ -114,29 +114,17 @@ def _distill(
     """Adam on the mean squared error between ``model``'s logits and ``target`` (rows of ``ids``), seeded."""
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(seed)  # dropout
-        return _distill_seeded(model, dataset, ids, target, cfg, epochs, seed)
-
-
-def _distill_seeded(
-    model: nn.Module,
-    dataset: ImageDataset,
-    ids: np.ndarray,
-    target: np.ndarray,
-    cfg: TrainConfig,
-    epochs: int,
-    seed: int,
-) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    t = torch.as_tensor(target, dtype=torch.float32)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(ids), generator=gen).numpy()
-        for start in range(0, len(ids), cfg.batch_size):
-            part = order[start : start + cfg.batch_size]
-            opt.zero_grad()
-            nn.functional.mse_loss(model(dataset.batch(ids[part])), t[part]).backward()
-            opt.step()
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        t = torch.as_tensor(target, dtype=torch.float32)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(ids), generator=gen).numpy()
+            for start in range(0, len(ids), cfg.batch_size):
+                part = order[start : start + cfg.batch_size]
+                opt.zero_grad()
+                nn.functional.mse_loss(model(dataset.batch(ids[part])), t[part]).backward()
+                opt.step()
     return model.eval()
 
 
