@@ -294,3 +294,5 @@ def test_white_box_features_are_the_values_and_z_scores_of_whitebox_lira(small_s
     assert row["features"] == list(FEATURES) and "whitebox" not in row and row["row"]["signal"] == "outputs+calibrated"
     with pytest.raises(ConfigError, match="unknown signal 'logits'"):
         CalibratedMintOptions(whitebox="margin+logits")
+    with pytest.raises(ConfigError, match="no signal given"):  # empty is not 'none': say which
+        CalibratedMintOptions(whitebox=" + ")

@@ -107,10 +107,11 @@ class CalibratedMintOptions:
     def __post_init__(self) -> None:
         names = self.names()
         bad = [s for s in names if s not in SIGNALS]
-        if bad:
+        if bad or (not names and self.whitebox.strip().lower() != "none"):
+            what = f"unknown signal {bad[0]!r}" if bad else "no signal given"
             raise ConfigError(
-                f"--attack-opt calibrated-mint.whitebox: unknown signal {bad[0]!r}; choose among "
-                f"{', '.join(SIGNALS)} joined by '+', or none"
+                f"--attack-opt calibrated-mint.whitebox: {what}; choose among {', '.join(SIGNALS)} joined by '+', "
+                "or none"
             )
 
     def names(self) -> list[str]:
