@@ -215,14 +215,18 @@ def _activations(model: nn.Module, dataset: ImageDataset, ids: np.ndarray, taps:
     return {t: np.concatenate(v) if v else np.zeros((0, 0)) for t, v in got.items()}
 
 
-def _distances(target: dict, models: tuple[nn.Module, ...], dataset, ids, taps, batch_size) -> np.ndarray:
-    """(T, N): per tap, the root mean square difference from the target, averaged over ``models``."""
+def _distances(
+    target: dict, models: tuple[nn.Module, ...], dataset, ids, taps, batch_size
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(T, N): per tap, the root mean square difference from the target, averaged over ``models``; their logits."""
     total = np.zeros((len(taps), len(ids)))
+    logits = []
     for m in models:
         acts = _activations(m, dataset, ids, taps, batch_size)
         for j, tap in enumerate(taps):
             total[j] += np.sqrt(((acts[tap] - target[tap]) ** 2).mean(1))
-    return total / len(models)
+        logits.append(acts[_LOGITS])
+    return total / len(models), logits
 
 
 def imitation_features(
@@ -235,15 +239,14 @@ def imitation_features(
     """
     taps = imitation_taps(target)
     t = _activations(target, dataset, ids, taps, batch_size)
-    d_out = _distances(t, imitators.out, dataset, ids, taps, batch_size)
-    d_in = _distances(t, imitators.inside, dataset, ids, taps, batch_size)
+    d_out, logits_out = _distances(t, imitators.out, dataset, ids, taps, batch_size)
+    d_in, logits_in = _distances(t, imitators.inside, dataset, ids, taps, batch_size)
     cols, names = [], []
     for j, tap in enumerate(taps):
         cols += [d_out[j], d_in[j], d_out[j] - d_in[j]]
         names += [f"imit_out:{tap}", f"imit_in:{tap}", f"imit_gap:{tap}"]
     fidelity: dict[str, Any] = {}
-    for kind, models in (("out", imitators.out), ("in", imitators.inside)):
-        logits = [_activations(m, dataset, ids, [_LOGITS], batch_size)[_LOGITS] for m in models]
+    for kind, logits in (("out", logits_out), ("in", logits_in)):  # the same forwards as the distances
         agree = [float((x.argmax(1) == t[_LOGITS].argmax(1)).mean()) for x in logits]
         mse = [float(((x - t[_LOGITS]) ** 2).mean()) for x in logits]
         fidelity[kind] = {"agreement": float(np.mean(agree)), "logit_mse": float(np.mean(mse))}
